@@ -4,4 +4,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod crypto;
+pub mod keys;
+pub mod sk;
 pub mod wire;
