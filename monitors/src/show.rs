@@ -354,8 +354,9 @@ fn emit_entry(out: &mut String, lead: &str, dest: &str, e: &RibEntry) {
     let head = format!("{lead}{dest} ");
     for (i, p) in e.paths.iter().enumerate() {
         let text = path_text(p, e.source);
-        let direct = p.gateway.is_none();
-        let body = if direct && e.distance == 1 {
+        // IOS hides [distance/metric] on interface-only routes ("is directly connected"), whatever the
+        // distance (from memory; the seed only shows distance 1).
+        let body = if p.gateway.is_none() {
             text
         } else {
             format!("[{}/0] {text}", e.distance)
