@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod digest;
+pub mod msg;
 pub mod sdp;
 
 pub use sdp::{
