@@ -121,6 +121,15 @@ impl Integ {
     }
 }
 
+/// `(IV length, ICV length, block alignment)` of a transform, without keys (MTU arithmetic).
+pub const fn transform_sizes(encr: Encr, integ: Option<Integ>) -> (usize, usize, usize) {
+    match (encr, integ) {
+        (Encr::AesGcm16(_), _) => (8, 16, 4),
+        (Encr::AesCbc(_), Some(i)) => (16, i.icv_len(), 16),
+        (Encr::AesCbc(_), None) => (16, 0, 16),
+    }
+}
+
 /// Why keys could not be turned into a cipher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {

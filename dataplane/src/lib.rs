@@ -24,12 +24,16 @@
 pub mod crypto;
 pub mod replay;
 pub mod sa;
+pub mod tunnel;
 pub mod wire;
 
 pub use crypto::{Encr, Integ};
 pub use replay::ReplayWindow;
 pub use sa::{
     DropReason, Expiry, InboundSa, Lifetime, Mode, OutboundSa, SaCounters, SaDb, SaError, SaParams,
+};
+pub use tunnel::{
+    DfBit, Event, RecvMeta, Transmit, Tunnel, TunnelConfig, TunnelSnapshot, UdpPorts, Verdict,
 };
 pub use wire::udp_encap::{Udp4500, classify_udp4500};
 
@@ -42,9 +46,10 @@ pub const TAILROOM: usize = 64;
 
 /// Entry point for the decapsulation fuzz target (`fuzz/fuzz_targets/esp_decap.rs` in the workspace):
 /// feeds arbitrary bytes as one inbound ESP packet into an AES-GCM SA and into an AES-CBC+HMAC SA, and
-/// through the UDP 4500 classifier and a tunnel. Must never panic.
-pub fn decapsulate_fuzz_entry(bytes: &[u8]) {
-    let _ = bytes;
+/// through a tunnel's receive and send paths. Must never panic. `now` comes from the fuzz target
+/// (this crate never reads the clock).
+pub fn decapsulate_fuzz_entry(now: std::time::Instant, bytes: &[u8]) {
+    tunnel::fuzz_decapsulate(now, bytes);
 }
 
 /// Tests need one real `Instant` as the origin of virtual time; every later time is an offset.

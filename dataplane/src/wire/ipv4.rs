@@ -315,7 +315,7 @@ pub fn clamp_tcp_mss(packet: &mut [u8], max_mss: u16) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A TCP SYN 10.0.0.1:40000 -> 10.0.0.2:80 with MSS 1460, checksums valid.
