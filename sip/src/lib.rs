@@ -10,6 +10,7 @@
 pub mod digest;
 pub mod msg;
 pub mod sdp;
+pub mod transaction;
 
 pub use sdp::{
     Fingerprint, HashFunc, IkeInitiator, IkeSdp, IkeTransport, Negotiated, Rejection, SdpError,
