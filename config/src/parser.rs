@@ -260,6 +260,9 @@ pub(crate) struct Parser {
     stack: Vec<Frame>,
     section_break: bool,
     banner: Option<(String, Vec<usize>)>,
+    /// Depth cap for attaching unknown lines (set by a `!` or a dedent; reset by any known
+    /// command).
+    cap: Option<usize>,
 }
 
 const GLOBAL_UNSUPPORTED_OPENERS: &[&[&str]] = &[
@@ -367,6 +370,7 @@ impl Parser {
             }],
             section_break: false,
             banner: None,
+            cap: None,
         }
     }
 
@@ -405,6 +409,7 @@ impl Parser {
         let first = toks.first().map(|t| t.text.to_ascii_lowercase());
         match first.as_deref() {
             Some("end") if toks.len() == 1 => {
+                self.cap = None;
                 self.stack.truncate(1);
                 return;
             }
@@ -412,6 +417,7 @@ impl Parser {
                 if self.stack.len() > 1 {
                     self.stack.pop();
                 }
+                self.cap = None;
                 return;
             }
             _ => {}
@@ -432,6 +438,9 @@ impl Parser {
             let out = self
                 .dispatch(&mode, &mut c, neg, line)
                 .unwrap_or_else(|e| e);
+            if !matches!(out, Outcome::NotMine) {
+                self.cap = None;
+            }
             match out {
                 Outcome::NotMine => continue,
                 Outcome::Done => {
@@ -492,20 +501,32 @@ impl Parser {
     /// A line no mode recognised.
     fn unknown(&mut self, line: &Line<'_>, toks: &[Tok<'_>], section_break: bool) {
         let text = joined(toks);
-        // Leave indented blocks when the line is dedented; a column-1 `!` ends every block.
-        if section_break && line.indent == 0 {
-            self.stack.truncate(1);
+        // Where does an unknown line attach? A column-1 `!` before it, or a dedent below an
+        // indented block, sends it to an outer mode. Known modes stay on the stack (a later
+        // known sub-command still reaches them: the command decides the mode); unsupported
+        // blocks above the target are closed.
+        let mut depth = self.cap.unwrap_or(self.stack.len()).min(self.stack.len());
+        if self.router_child(toks) {
+            // Routing-protocol sub-commands (often dedented or after a `!` in the seeds) stay
+            // in their `router` block.
+            depth = self.stack.len();
+        } else if section_break && line.indent == 0 {
+            depth = 1;
         } else {
-            while self.stack.len() > 1 {
-                let Some(f) = self.stack.last() else { break };
+            while depth > 1 {
+                let Some(f) = self.stack.get(depth - 1) else { break };
                 match f.child_indent {
-                    Some(ci) if ci > f.indent && line.indent <= f.indent => {
-                        self.stack.pop();
-                    }
+                    Some(ci) if ci > f.indent && line.indent <= f.indent => depth -= 1,
                     _ => break,
                 }
             }
         }
+        while self.stack.len() > depth
+            && matches!(self.stack.last(), Some(Frame { mode: Mode::Unsupported(_), .. }))
+        {
+            self.stack.pop();
+        }
+        self.cap = if depth < self.stack.len() { Some(depth) } else { None };
         let lower: Vec<String> = toks.iter().map(|t| t.text.to_ascii_lowercase()).collect();
         let first = lower.first().map(String::as_str).unwrap_or("");
         let leaf = Unsupported {
@@ -517,6 +538,7 @@ impl Parser {
             mode: Mode::Unsupported(path),
             ..
         }) = self.stack.last()
+            && depth == self.stack.len()
         {
             let path = path.clone();
             let closer = matches!(first, "exit-address-family" | "quit" | "exit-peer-policy");
@@ -573,6 +595,7 @@ impl Parser {
             }
         }
         if is_global_unsupported_opener(toks) {
+            self.cap = None;
             self.stack.truncate(1);
             self.warn_unsupported(line, toks, "command");
             self.cfg.unsupported.push(leaf);
@@ -584,8 +607,12 @@ impl Parser {
             });
             return;
         }
-        let top = self.stack.last().map(|f| f.mode.clone()).unwrap_or(Mode::Global);
-        if let Some(f) = self.stack.last_mut()
+        let top = self
+            .stack
+            .get(depth.saturating_sub(1))
+            .map(|f| f.mode.clone())
+            .unwrap_or(Mode::Global);
+        if let Some(f) = self.stack.get_mut(depth.saturating_sub(1))
             && f.child_indent.is_none()
             && !matches!(f.mode, Mode::Global)
         {
@@ -604,6 +631,7 @@ impl Parser {
             let closed_inline = toks.len() > 3 && text.matches(delim.as_str()).count() >= 2
                 || rest_after.is_some_and(|r| r.contains(delim.as_str()));
             self.stack.truncate(1);
+            self.cap = None;
             self.warn_unsupported(line, toks, "command");
             self.cfg.unsupported.push(leaf);
             if !closed_inline && !delim.is_empty() {
@@ -628,6 +656,66 @@ impl Parser {
                 }
             }
         }
+    }
+
+    /// True when `toks` is a routing-protocol sub-command and the last global block is a
+    /// `router` block (re-opened here if a `!` or a dedent closed it).
+    fn router_child(&mut self, toks: &[Tok<'_>]) -> bool {
+        const WORDS: &[&str] = &[
+            "address-family",
+            "exit-address-family",
+            "neighbor",
+            "network",
+            "redistribute",
+            "synchronization",
+            "auto-summary",
+            "bgp",
+            "eigrp",
+            "distribute-list",
+            "passive-interface",
+            "maximum-paths",
+            "default-information",
+            "default-metric",
+            "distance",
+            "variance",
+            "router-id",
+            "area",
+            "log-adjacency-changes",
+            "timers",
+        ];
+        let mut it = toks.iter().map(|t| t.text.to_ascii_lowercase());
+        let Some(mut w) = it.next() else { return false };
+        if w == "no" {
+            let Some(n) = it.next() else { return false };
+            w = n;
+        }
+        if !WORDS.contains(&w.as_str()) {
+            return false;
+        }
+        let Some(last) = self.cfg.unsupported.len().checked_sub(1) else {
+            return false;
+        };
+        let is_router = self
+            .cfg
+            .unsupported
+            .get(last)
+            .is_some_and(|u| u.text.to_ascii_lowercase().starts_with("router "));
+        if !is_router {
+            return false;
+        }
+        let open = matches!(
+            self.stack.get(1),
+            Some(Frame { mode: Mode::Unsupported(p), .. }) if p.first() == Some(&last)
+        );
+        if !open {
+            self.stack.truncate(1);
+            self.stack.push(Frame {
+                mode: Mode::Unsupported(vec![last]),
+                indent: 0,
+                child_indent: None,
+            });
+        }
+        true
     }
 
     fn extra_of(&mut self, m: &Mode) -> Option<&mut Vec<Unsupported>> {
