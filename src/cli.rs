@@ -1,0 +1,117 @@
+//! Command line: `lifeline check | run | show`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::{control, daemon};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lifeline",
+    version,
+    about = "Branch-office VPN appliance (VPN-SIP, IKEv2/IPsec, DMVPN)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parse and validate a configuration; exit non-zero on errors.
+    Check {
+        /// IOS-syntax configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Print the diagnostics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the appliance daemon with a configuration.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Control socket path (default: $LIFELINE_SOCKET, else /run/lifeline/lifeline.sock as root, else
+        /// $XDG_RUNTIME_DIR/lifeline.sock or /tmp/lifeline-$UID.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Log JSON lines instead of human lines.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Ask the running daemon a `show` command, e.g. `lifeline show running-config` or `lifeline sh run`.
+    Show {
+        /// The words after `show`, abbreviable as in IOS.
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config, json } => check(&config, json),
+        Command::Run {
+            config,
+            socket,
+            log_json,
+        } => {
+            crate::log::init(log_json);
+            daemon::run(&config, &control::socket_path(socket))
+        }
+        Command::Show {
+            words,
+            socket,
+            json,
+        } => control::client_show(&control::socket_path(socket), &words, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lifeline: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `lifeline check`: diagnostics on stdout, exit 1 when any is an error.
+fn check(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let text = read_config(path)?;
+    let parsed = config::parse(&text);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&parsed.diagnostics)?);
+    } else {
+        for d in &parsed.diagnostics {
+            println!("{}:{d}", path.display());
+        }
+        let errors = parsed
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == config::Severity::Error)
+            .count();
+        println!(
+            "{}: {} error(s), {} warning(s)",
+            path.display(),
+            errors,
+            parsed.diagnostics.len() - errors
+        );
+    }
+    Ok(if parsed.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn read_config(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read configuration {}", path.display()))
+}

@@ -1,0 +1,112 @@
+//! `show` commands: the IOS command table, abbreviation matching and the renderers' dispatch.
+//!
+//! The daemon task owns the state; [`answer`] runs inside it with a shared reference, so no `show` can race
+//! a state change.
+
+#[allow(dead_code)] // renderers ready; the VPN-SIP coordinator feeds them
+pub mod vpnsip;
+
+use crate::daemon::Appliance;
+
+/// Every `show` command the daemon answers. Later features add rows here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShowCommand {
+    RunningConfig,
+    Version,
+}
+
+/// The command table: words as IOS spells them. Input words may be any unique prefix, case-insensitive.
+const TABLE: &[(&[&str], ShowCommand)] = &[
+    (&["show", "running-config"], ShowCommand::RunningConfig),
+    (&["show", "version"], ShowCommand::Version),
+];
+
+/// Resolve the operator's words to a command and its trailing arguments.
+pub fn resolve(words: &[String]) -> Result<(ShowCommand, Vec<String>), String> {
+    let mut best: Vec<(usize, ShowCommand)> = Vec::new();
+    for (pattern, cmd) in TABLE {
+        if words.len() < pattern.len() {
+            continue;
+        }
+        let matches = pattern
+            .iter()
+            .zip(words)
+            .all(|(p, w)| !w.is_empty() && p.starts_with(&w.to_ascii_lowercase()));
+        if matches {
+            best.push((pattern.len(), *cmd));
+        }
+    }
+    let longest = best.iter().map(|(n, _)| *n).max();
+    let Some(longest) = longest else {
+        return Err(format!("% Invalid input detected: `{}`", words.join(" ")));
+    };
+    let mut winners: Vec<_> = best.into_iter().filter(|(n, _)| *n == longest).collect();
+    if winners.len() > 1 {
+        return Err(format!("% Ambiguous command: \"{}\"", words.join(" ")));
+    }
+    let (n, cmd) = winners.remove(0);
+    Ok((cmd, words[n..].to_vec()))
+}
+
+/// Produce the reply text (or JSON) for one command.
+pub fn answer(app: &Appliance, cmd: ShowCommand, _args: &[String], json: bool) -> String {
+    match cmd {
+        ShowCommand::RunningConfig => {
+            let text = config::render(&app.config);
+            if json {
+                serde_json::json!({ "running-config": text }).to_string()
+            } else {
+                format!(
+                    "Building configuration...\n\nCurrent configuration : {} bytes\n{}",
+                    text.len(),
+                    text
+                )
+            }
+        }
+        ShowCommand::Version => {
+            let uptime = app.started.elapsed().as_secs();
+            if json {
+                serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "uptime_s": uptime })
+                    .to_string()
+            } else {
+                format!(
+                    "Lifeline Software, Version {}\nlifeline uptime is {} seconds\n",
+                    env!("CARGO_PKG_VERSION"),
+                    uptime
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn show_abbreviations_resolve() {
+        assert_eq!(
+            resolve(&words("sh run")).unwrap().0,
+            ShowCommand::RunningConfig
+        );
+        assert_eq!(
+            resolve(&words("SHOW Running-Config")).unwrap().0,
+            ShowCommand::RunningConfig
+        );
+        assert_eq!(resolve(&words("sh ver")).unwrap().0, ShowCommand::Version);
+    }
+
+    #[test]
+    fn show_rejects_unknown_words() {
+        assert!(
+            resolve(&words("show bogus"))
+                .unwrap_err()
+                .contains("Invalid input")
+        );
+        assert!(resolve(&words("show")).is_err());
+    }
+}
