@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod dhcp;
 pub mod icmp;
 pub mod rib;
 pub mod show;
