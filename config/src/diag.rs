@@ -37,7 +37,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub(crate) fn error(pos: &Span, message: impl Into<String>, suggestion: Option<String>) -> Self {
+    pub(crate) fn error(
+        pos: &Span,
+        message: impl Into<String>,
+        suggestion: Option<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Error,
             line: pos.line,

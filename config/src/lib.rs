@@ -243,7 +243,9 @@ impl IsakmpPolicy {
             self.encryption
                 .clone()
                 .unwrap_or_else(|| defaults::ISAKMP_ENCRYPTION.into()),
-            self.hash.clone().unwrap_or_else(|| defaults::ISAKMP_HASH.into()),
+            self.hash
+                .clone()
+                .unwrap_or_else(|| defaults::ISAKMP_HASH.into()),
             self.authentication
                 .clone()
                 .unwrap_or_else(|| defaults::ISAKMP_AUTHENTICATION.into()),

@@ -24,7 +24,9 @@ pub(crate) fn match_kw(tok: &str, candidates: &[&'static str]) -> Option<&'stati
     found
 }
 
-const KINDS: &[(&str, fn() -> InterfaceKind)] = &[
+type KindCtor = fn() -> InterfaceKind;
+
+const KINDS: &[(&str, KindCtor)] = &[
     ("tunnel", || InterfaceKind::Tunnel),
     ("loopback", || InterfaceKind::Loopback),
     ("gigabitethernet", || InterfaceKind::GigabitEthernet),
@@ -38,7 +40,9 @@ const KINDS: &[(&str, fn() -> InterfaceKind)] = &[
     ("port-channel", || InterfaceKind::PortChannel),
     ("cellular", || InterfaceKind::Cellular),
     // Known IOS types that share prefixes with the ones above; they stay `Other`.
-    ("virtual-access", || InterfaceKind::Other("Virtual-Access".into())),
+    ("virtual-access", || {
+        InterfaceKind::Other("Virtual-Access".into())
+    }),
     ("null", || InterfaceKind::Other("Null".into())),
     ("bdi", || InterfaceKind::Other("BDI".into())),
     ("atm", || InterfaceKind::Other("ATM".into())),
@@ -80,8 +84,7 @@ fn split_type_number(tok: &str) -> (&str, &str) {
 fn is_if_number(s: &str) -> bool {
     !s.is_empty()
         && s.starts_with(|c: char| c.is_ascii_digit())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_digit() || c == '/' || c == '.' || c == ':')
 }
 

@@ -514,7 +514,9 @@ impl Parser {
             depth = 1;
         } else {
             while depth > 1 {
-                let Some(f) = self.stack.get(depth - 1) else { break };
+                let Some(f) = self.stack.get(depth - 1) else {
+                    break;
+                };
                 match f.child_indent {
                     Some(ci) if ci > f.indent && line.indent <= f.indent => depth -= 1,
                     _ => break,
@@ -522,11 +524,21 @@ impl Parser {
             }
         }
         while self.stack.len() > depth
-            && matches!(self.stack.last(), Some(Frame { mode: Mode::Unsupported(_), .. }))
+            && matches!(
+                self.stack.last(),
+                Some(Frame {
+                    mode: Mode::Unsupported(_),
+                    ..
+                })
+            )
         {
             self.stack.pop();
         }
-        self.cap = if depth < self.stack.len() { Some(depth) } else { None };
+        self.cap = if depth < self.stack.len() {
+            Some(depth)
+        } else {
+            None
+        };
         let lower: Vec<String> = toks.iter().map(|t| t.text.to_ascii_lowercase()).collect();
         let first = lower.first().map(String::as_str).unwrap_or("");
         let leaf = Unsupported {
@@ -627,7 +639,9 @@ impl Parser {
             } else {
                 third.chars().take(1).collect()
             };
-            let rest_after = toks.get(2).map(|t| &t.text[delim.len().min(t.text.len())..]);
+            let rest_after = toks
+                .get(2)
+                .map(|t| &t.text[delim.len().min(t.text.len())..]);
             let closed_inline = toks.len() > 3 && text.matches(delim.as_str()).count() >= 2
                 || rest_after.is_some_and(|r| r.contains(delim.as_str()));
             self.stack.truncate(1);
@@ -744,7 +758,13 @@ impl Parser {
             Mode::PolicyMap(i) => &mut c.qos.policy_maps.get_mut(i)?.unsupported,
             Mode::AccessList(i) => &mut c.access_lists.get_mut(i)?.unsupported,
             Mode::PolicyClass(p, k) | Mode::Police(p, k, _) => {
-                &mut c.qos.policy_maps.get_mut(p)?.classes.get_mut(k)?.unsupported
+                &mut c
+                    .qos
+                    .policy_maps
+                    .get_mut(p)?
+                    .classes
+                    .get_mut(k)?
+                    .unsupported
             }
             _ => return None,
         })
@@ -915,8 +935,13 @@ impl Parser {
             "sla" => self.ip_sla_global(c, neg),
             "nat" => self.ip_nat(c, neg),
             "access-list" => {
-                let Some(kind) = c.kw(&["standard", "extended", "logging", "resequence", "role-based"])
-                else {
+                let Some(kind) = c.kw(&[
+                    "standard",
+                    "extended",
+                    "logging",
+                    "resequence",
+                    "role-based",
+                ]) else {
                     return Ok(Outcome::NotMine);
                 };
                 if !matches!(kind, "standard" | "extended") {
@@ -925,7 +950,9 @@ impl Parser {
                 let name = c.need("access-list name")?.to_string();
                 end!(c);
                 if neg {
-                    self.cfg.access_lists.retain(|a| !(a.named && a.name == name));
+                    self.cfg
+                        .access_lists
+                        .retain(|a| !(a.named && a.name == name));
                     return Ok(Outcome::Done);
                 }
                 let idx = self.acl_index(&name, true, kind == "extended");
@@ -986,7 +1013,15 @@ impl Parser {
                 r.distance = Some(c.num_in("administrative distance", 1u8, 255)?);
                 continue;
             }
-            match c.kw(&["tag", "name", "permanent", "track", "dhcp", "global", "multicast"]) {
+            match c.kw(&[
+                "tag",
+                "name",
+                "permanent",
+                "track",
+                "dhcp",
+                "global",
+                "multicast",
+            ]) {
                 Some("tag") => r.tag = Some(c.num("tag")?),
                 Some("name") => r.name = Some(c.need("route name")?.to_string()),
                 Some("permanent") => r.permanent = true,
@@ -1003,9 +1038,24 @@ impl Parser {
             });
             return Ok(Outcome::Done);
         }
+        if r.prefix.has_host_bits() {
+            // IOS refuses this with `%Inconsistent address and mask`; several seed examples
+            // carry the defect, so Lifeline keeps the route with the network address and warns.
+            self.diags.push(Diagnostic::warning(
+                &prefix_span,
+                "inconsistent address and mask: the prefix has host bits set; the network address is used",
+                Some(format!(
+                    "ip route {} {} ...",
+                    r.prefix.network(),
+                    r.prefix.mask()
+                )),
+            ));
+            r.prefix.addr = r.prefix.network();
+        }
         let idx = self.cfg.ip_routes.len();
         self.spans.set(format!("route:{idx}"), prefix_span);
-        self.spans.set(format!("route:{idx}:line"), c.span_from(start));
+        self.spans
+            .set(format!("route:{idx}:line"), c.span_from(start));
         self.cfg.ip_routes.push(r);
         Ok(Outcome::Done)
     }
@@ -1078,7 +1128,15 @@ impl Parser {
     }
 
     fn ip_nat(&mut self, c: &mut Cur<'_, '_>, neg: bool) -> R {
-        match c.kw(&["inside", "outside", "pool", "translation", "service", "log", "settings"]) {
+        match c.kw(&[
+            "inside",
+            "outside",
+            "pool",
+            "translation",
+            "service",
+            "log",
+            "settings",
+        ]) {
             Some("inside") => {
                 if !c.opt("source") {
                     return Ok(Outcome::NotMine);
@@ -1199,7 +1257,15 @@ impl Parser {
                 None => Err(c.err("incomplete command: track type expected", None)),
             };
         }
-        let kind = match c.kw(&["ip", "interface", "list", "stub-object", "rtr", "resolution", "timer"]) {
+        let kind = match c.kw(&[
+            "ip",
+            "interface",
+            "list",
+            "stub-object",
+            "rtr",
+            "resolution",
+            "timer",
+        ]) {
             Some("ip") => {
                 if !c.opt("sla") {
                     return Ok(Outcome::NotMine);
@@ -1542,8 +1608,11 @@ impl Parser {
                     self.cfg.ipsec.transform_sets.retain(|t| t.name != name);
                     return Ok(Outcome::Done);
                 }
-                let transforms: Vec<String> =
-                    c.rest_words().iter().map(|w| w.to_ascii_lowercase()).collect();
+                let transforms: Vec<String> = c
+                    .rest_words()
+                    .iter()
+                    .map(|w| w.to_ascii_lowercase())
+                    .collect();
                 if transforms.is_empty() {
                     return Err(c.err("incomplete command: transforms expected", None));
                 }
@@ -1879,7 +1948,8 @@ impl Parser {
                         Some("use the name `ip link` shows, such as eth1".into()),
                     ));
                 }
-                self.spans.set(format!("if:{name}:device"), c.span_from(start));
+                self.spans
+                    .set(format!("if:{name}:device"), c.span_from(start));
                 if let Some(x) = self.cfg.interfaces.get_mut(i) {
                     x.device = Some(d);
                 }
@@ -1921,9 +1991,11 @@ impl Parser {
                 };
                 let pspan = c.span_from(pstart);
                 end!(c);
-                self.spans.set(format!("if:{name}:vpn-sip"), c.span_from(start));
+                self.spans
+                    .set(format!("if:{name}:vpn-sip"), c.span_from(start));
                 self.spans.set(format!("if:{name}:vpn-sip:remote"), rspan);
-                self.spans.set(format!("if:{name}:vpn-sip:bandwidth"), bspan);
+                self.spans
+                    .set(format!("if:{name}:vpn-sip:bandwidth"), bspan);
                 self.spans.set(format!("if:{name}:vpn-sip:policy"), pspan);
                 if let Some(x) = self.cfg.interfaces.get_mut(i) {
                     x.vpn_sip = Some(TunnelVpnSip {
@@ -1974,7 +2046,10 @@ impl Parser {
                 }
                 let p = c.need("policy-map name")?.to_string();
                 end!(c);
-                self.spans.set(format!("if:{name}:service-policy:{dir:?}"), c.span_from(start));
+                self.spans.set(
+                    format!("if:{name}:service-policy:{dir:?}"),
+                    c.span_from(start),
+                );
                 if let Some(x) = self.cfg.interfaces.get_mut(i) {
                     x.service_policies.retain(|(d, _)| *d != dir);
                     if !neg {
@@ -2489,7 +2564,11 @@ impl Parser {
                         Some(w) if Ipv4Addr::from_str(w).is_ok() => {
                             TunnelDestination::Address(c.ip()?)
                         }
-                        Some(w) if w.eq_ignore_ascii_case("dynamic") => {
+                        Some(w)
+                            if w.eq_ignore_ascii_case("dynamic")
+                                || (w.len() >= 3
+                                    && "dynamic".starts_with(&w.to_ascii_lowercase())) =>
+                        {
                             c.i += 1;
                             TunnelDestination::Dynamic
                         }
@@ -2550,7 +2629,8 @@ impl Parser {
                     end!(c);
                     Some(m)
                 };
-                self.spans.set(format!("if:{name}:tunnel-mode"), c.span_from(start));
+                self.spans
+                    .set(format!("if:{name}:tunnel-mode"), c.span_from(start));
             }
             "key" => {
                 t.key = if neg {
@@ -2561,7 +2641,8 @@ impl Parser {
                     end!(c);
                     Some(v)
                 };
-                self.spans.set(format!("if:{name}:tunnel-key"), c.span_from(start));
+                self.spans
+                    .set(format!("if:{name}:tunnel-key"), c.span_from(start));
             }
             "protection" => {
                 if neg {
@@ -2757,8 +2838,13 @@ impl Parser {
         neg: bool,
         line: &Line<'_>,
     ) -> R {
-        let Some(kw) = c.kw(&["address", "hostname", "identity", "pre-shared-key", "description"])
-        else {
+        let Some(kw) = c.kw(&[
+            "address",
+            "hostname",
+            "identity",
+            "pre-shared-key",
+            "description",
+        ]) else {
             return Ok(Outcome::NotMine);
         };
         let Some(peer) = self
@@ -2985,7 +3071,10 @@ impl Parser {
                     v.push(m);
                 }
                 self.spans.set(
-                    format!("ikev2-profile:{name}:auth-{}", if local { "local" } else { "remote" }),
+                    format!(
+                        "ikev2-profile:{name}:auth-{}",
+                        if local { "local" } else { "remote" }
+                    ),
                     c.span_from(start),
                 );
             }
@@ -2999,6 +3088,8 @@ impl Parser {
                 } else {
                     let k = c.need("keyring name")?.to_string();
                     end!(c);
+                    self.spans
+                        .set(format!("ikev2-profile:{name}:keyring"), c.span_from(start));
                     Some(k)
                 };
             }
@@ -3009,6 +3100,8 @@ impl Parser {
                 let tp = c.need("trustpoint name")?.to_string();
                 let usage = c.kw(&["sign", "verify"]).map(str::to_string);
                 end!(c);
+                self.spans
+                    .set(format!("ikev2-profile:{name}:pki:{tp}"), c.span_from(start));
                 p.pki_trustpoints.retain(|(t, _)| *t != tp);
                 if !neg {
                     p.pki_trustpoints.push((tp, usage));
@@ -3060,7 +3153,11 @@ impl Parser {
         let Some(k) = c.kw(&["encryption", "integrity", "prf", "group"]) else {
             return Ok(Outcome::NotMine);
         };
-        let words: Vec<String> = c.rest_words().iter().map(|w| w.to_ascii_lowercase()).collect();
+        let words: Vec<String> = c
+            .rest_words()
+            .iter()
+            .map(|w| w.to_ascii_lowercase())
+            .collect();
         if words.is_empty() && !neg {
             return Err(c.err("incomplete command: transform expected", None));
         }
@@ -3431,8 +3528,14 @@ impl Parser {
                     c.skip_all();
                     None
                 } else {
-                    let e = match c.kw(&["selfsigned", "url", "terminal", "mode", "retry", "profile"])
-                    {
+                    let e = match c.kw(&[
+                        "selfsigned",
+                        "url",
+                        "terminal",
+                        "mode",
+                        "retry",
+                        "profile",
+                    ]) {
                         Some("selfsigned") => Enrollment::SelfSigned,
                         Some("terminal") => Enrollment::Terminal,
                         Some("url") => Enrollment::Url(c.need("URL")?.to_string()),
@@ -3563,11 +3666,8 @@ impl Parser {
             Some("any") => ClassMatch::Any,
             Some("protocol") => ClassMatch::Protocol(c.need("protocol")?.to_ascii_lowercase()),
             Some("access-group") => {
-                if c.opt("name") {
-                    ClassMatch::AccessGroup(c.need("access list")?.to_string())
-                } else {
-                    ClassMatch::AccessGroup(c.need("access list")?.to_string())
-                }
+                let _ = c.opt("name");
+                ClassMatch::AccessGroup(c.need("access list")?.to_string())
             }
             Some(k @ ("dscp" | "precedence" | "ip")) => {
                 let k = if k == "ip" {
@@ -3578,8 +3678,11 @@ impl Parser {
                 } else {
                     k
                 };
-                let vals: Vec<String> =
-                    c.rest_words().iter().map(|w| w.to_ascii_lowercase()).collect();
+                let vals: Vec<String> = c
+                    .rest_words()
+                    .iter()
+                    .map(|w| w.to_ascii_lowercase())
+                    .collect();
                 if vals.is_empty() {
                     return Err(c.err("incomplete command: value expected", None));
                 }
@@ -3610,7 +3713,9 @@ impl Parser {
     }
 
     fn policy_map_open(&mut self, c: &mut Cur<'_, '_>, neg: bool) -> R {
-        if c.peek().is_some_and(|w| match_kw(w, &["type"]).is_some() && c.toks.len() > 2) {
+        if c.peek()
+            .is_some_and(|w| match_kw(w, &["type"]).is_some() && c.toks.len() > 2)
+        {
             return Ok(Outcome::NotMine);
         }
         let name = c.need("policy-map name")?.to_string();
@@ -3723,7 +3828,13 @@ impl Parser {
                     ..Default::default()
                 };
                 while !c.at_end() {
-                    match c.kw(&["bc", "be", "conform-action", "exceed-action", "violate-action"]) {
+                    match c.kw(&[
+                        "bc",
+                        "be",
+                        "conform-action",
+                        "exceed-action",
+                        "violate-action",
+                    ]) {
                         Some("bc") => pol.bc = Some(c.num("bc")?),
                         Some("be") => pol.be = Some(c.num("be")?),
                         Some(a) => {
@@ -3750,7 +3861,9 @@ impl Parser {
                 let _ = c.opt("ip");
                 match c.kw(&["dscp", "precedence", "cos", "qos-group"]) {
                     Some("dscp") => QosAction::SetDscp(c.need("DSCP")?.to_ascii_lowercase()),
-                    Some("precedence") => QosAction::SetPrecedence(c.num_in("precedence", 0u8, 7)?),
+                    Some("precedence") => {
+                        QosAction::SetPrecedence(c.num_in("precedence", 0u8, 7)?)
+                    }
                     _ => return Ok(Outcome::NotMine),
                 }
             }
@@ -3886,7 +3999,7 @@ impl Parser {
         };
         let name = n.to_string();
         if neg && c.at_end() {
-            self.cfg.access_lists.retain(|a| !(a.name == name && !a.named));
+            self.cfg.access_lists.retain(|a| a.name != name || a.named);
             return Ok(Outcome::Done);
         }
         let Some(entry) = parse_ace(c, extended, None)? else {
@@ -3986,7 +4099,16 @@ fn parse_pfs(c: &mut Cur<'_, '_>) -> Result<u16, Outcome> {
 
 /// `security-association lifetime|idle-time|replay ...`; returns false when not modelled.
 fn parse_sa_setting(c: &mut Cur<'_, '_>, neg: bool, sa: &mut SaSettings) -> Result<bool, Outcome> {
-    match c.kw(&["lifetime", "idle-time", "replay", "dummy", "ecn", "level", "dfbit", "copy"]) {
+    match c.kw(&[
+        "lifetime",
+        "idle-time",
+        "replay",
+        "dummy",
+        "ecn",
+        "level",
+        "dfbit",
+        "copy",
+    ]) {
         Some("lifetime") => match c.kw(&["seconds", "kilobytes", "days"]) {
             Some("seconds") => {
                 sa.lifetime_seconds = if neg {
@@ -4128,7 +4250,11 @@ fn parse_ace(
         destination = Some(d);
         destination_port = parse_port(c);
     }
-    let options: Vec<String> = c.rest_words().iter().map(|w| w.to_ascii_lowercase()).collect();
+    let options: Vec<String> = c
+        .rest_words()
+        .iter()
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
     c.skip_all();
     Ok(Some(AclEntry::Rule {
         seq,

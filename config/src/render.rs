@@ -70,23 +70,26 @@ fn sa_lines(sa: &SaSettings, prefix: &str) -> Vec<String> {
         v.push(format!("{prefix}security-association lifetime seconds {s}"));
     }
     match sa.lifetime_kilobytes {
-        Some(KilobyteLifetime::Kilobytes(k)) => {
-            v.push(format!("{prefix}security-association lifetime kilobytes {k}"))
-        }
-        Some(KilobyteLifetime::Disable) => {
-            v.push(format!("{prefix}security-association lifetime kilobytes disable"))
-        }
+        Some(KilobyteLifetime::Kilobytes(k)) => v.push(format!(
+            "{prefix}security-association lifetime kilobytes {k}"
+        )),
+        Some(KilobyteLifetime::Disable) => v.push(format!(
+            "{prefix}security-association lifetime kilobytes disable"
+        )),
         None => {}
     }
     match sa.replay {
-        Some(Replay::WindowSize(n)) => {
-            v.push(format!("{prefix}security-association replay window-size {n}"))
-        }
+        Some(Replay::WindowSize(n)) => v.push(format!(
+            "{prefix}security-association replay window-size {n}"
+        )),
         Some(Replay::Disable) => v.push(format!("{prefix}security-association replay disable")),
         None => {}
     }
     if let Some(t) = &sa.idle_time {
-        v.push(format!("{prefix}security-association idle-time {}", secs(t)));
+        v.push(format!(
+            "{prefix}security-association idle-time {}",
+            secs(t)
+        ));
     }
     v
 }
@@ -169,7 +172,10 @@ pub fn render(config: &Config) -> String {
             o.line(1, format!("subject-name {s}"));
         }
         if !t.revocation_check.is_empty() {
-            o.line(1, format!("revocation-check {}", t.revocation_check.join(" ")));
+            o.line(
+                1,
+                format!("revocation-check {}", t.revocation_check.join(" ")),
+            );
         }
         if let Some(r) = &t.rsakeypair {
             o.line(1, format!("rsakeypair {r}"));
@@ -178,7 +184,10 @@ pub fn render(config: &Config) -> String {
         o.bang();
     }
     for m in &c.pki.certificate_maps {
-        o.line(0, format!("crypto pki certificate map {} {}", m.label, m.seq));
+        o.line(
+            0,
+            format!("crypto pki certificate map {} {}", m.label, m.seq),
+        );
         for r in &m.rules {
             o.line(1, r);
         }
@@ -361,7 +370,10 @@ pub fn render(config: &Config) -> String {
             IsakmpKeyPeer::Ipv6(p) => format!("address ipv6 {p}"),
         };
         let nx = if k.no_xauth { " no-xauth" } else { "" };
-        o.line(0, format!("crypto isakmp key {} {peer}{nx}", k.key.ios_text()));
+        o.line(
+            0,
+            format!("crypto isakmp key {} {peer}{nx}", k.key.ios_text()),
+        );
         any = true;
     }
     if let Some(k) = &c.isakmp.keepalive {
@@ -396,7 +408,11 @@ pub fn render(config: &Config) -> String {
     for t in &c.ipsec.transform_sets {
         o.line(
             0,
-            format!("crypto ipsec transform-set {} {}", t.name, t.transforms.join(" ")),
+            format!(
+                "crypto ipsec transform-set {} {}",
+                t.name,
+                t.transforms.join(" ")
+            ),
         );
         match t.mode {
             Some(IpsecMode::Tunnel) => o.line(1, "mode tunnel"),
@@ -415,7 +431,10 @@ pub fn render(config: &Config) -> String {
             o.line(1, l);
         }
         if !p.transform_sets.is_empty() {
-            o.line(1, format!("set transform-set {}", p.transform_sets.join(" ")));
+            o.line(
+                1,
+                format!("set transform-set {}", p.transform_sets.join(" ")),
+            );
         }
         if let Some(g) = p.pfs {
             o.line(1, format!("set pfs group{g}"));
@@ -438,7 +457,10 @@ pub fn render(config: &Config) -> String {
             o.line(1, l);
         }
         if !m.transform_sets.is_empty() {
-            o.line(1, format!("set transform-set {}", m.transform_sets.join(" ")));
+            o.line(
+                1,
+                format!("set transform-set {}", m.transform_sets.join(" ")),
+            );
         }
         if let Some(g) = m.pfs {
             o.line(1, format!("set pfs group{g}"));
@@ -459,7 +481,11 @@ pub fn render(config: &Config) -> String {
             0,
             format!(
                 "class-map {} {}",
-                if cm.match_any { "match-any" } else { "match-all" },
+                if cm.match_any {
+                    "match-any"
+                } else {
+                    "match-all"
+                },
                 cm.name
             ),
         );
@@ -477,7 +503,10 @@ pub fn render(config: &Config) -> String {
                 ClassMatch::Dscp(v) => format!("dscp {}", v.join(" ")),
                 ClassMatch::Precedence(v) => format!(
                     "precedence {}",
-                    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")
+                    v.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 ),
             };
             o.line(1, format!("match {t}"));
@@ -845,7 +874,10 @@ fn render_interface(o: &mut Out, i: &Interface) {
         }
     }
     for (g, p) in &n.map_groups {
-        o.line(1, format!("ip nhrp map group {g} service-policy output {p}"));
+        o.line(
+            1,
+            format!("ip nhrp map group {g} service-policy output {p}"),
+        );
     }
     if let Some(v) = n.network_id {
         o.line(1, format!("ip nhrp network-id {v}"));

@@ -57,7 +57,10 @@ fn vpn_sip_tunnel(
     d: &mut Vec<Diagnostic>,
 ) {
     let name = &i.name;
-    let line = with_words(spans.get(&format!("if:{name}:vpn-sip")), "vpn-sip local-number");
+    let line = with_words(
+        spans.get(&format!("if:{name}:vpn-sip")),
+        "vpn-sip local-number",
+    );
     //= seed 002 L3298: "Allowed values are 64, 128, 256, 512, and 1000 kbps."
     if !defaults::VPN_SIP_BANDWIDTHS_KBPS.contains(&v.bandwidth_kbps) {
         let near = defaults::VPN_SIP_BANDWIDTHS_KBPS
@@ -86,14 +89,18 @@ fn vpn_sip_tunnel(
         d.push(Diagnostic::error(
             &line,
             format!("VPN-SIP tunnel {name} needs `tunnel mode ipsec ipv4`"),
-            Some(format!("add `tunnel mode ipsec ipv4` under interface {name}")),
+            Some(format!(
+                "add `tunnel mode ipsec ipv4` under interface {name}"
+            )),
         ));
     }
     if i.tunnel.destination != Some(TunnelDestination::Dynamic) {
         d.push(Diagnostic::error(
             &line,
             format!("VPN-SIP tunnel {name} needs `tunnel destination dynamic`"),
-            Some(format!("add `tunnel destination dynamic` under interface {name}")),
+            Some(format!(
+                "add `tunnel destination dynamic` under interface {name}"
+            )),
         ));
     }
     if let Some(l) = c.vpn_sip.local_number()
@@ -264,11 +271,12 @@ fn tunnel_rules(i: &Interface, spans: &Spans, d: &mut Vec<Diagnostic>) {
     }
     if let Some(TunnelMode::Other(m)) = &i.tunnel.mode {
         d.push(Diagnostic::warning(
-            &with_words(spans.get(&format!("if:{name}:tunnel-mode")), format!("tunnel mode {m}")),
-            format!("tunnel mode `{m}` is not implemented by Lifeline"),
-            Some(
-                "use gre ip, gre multipoint, ipsec ipv4 or ipsec ipv6".into(),
+            &with_words(
+                spans.get(&format!("if:{name}:tunnel-mode")),
+                format!("tunnel mode {m}"),
             ),
+            format!("tunnel mode `{m}` is not implemented by Lifeline"),
+            Some("use gre ip, gre multipoint, ipsec ipv4 or ipsec ipv6".into()),
         ));
     }
 }
@@ -346,18 +354,6 @@ fn shared_sources(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
 
 fn routes(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
     for (n, r) in c.ip_routes.iter().enumerate() {
-        if r.prefix.has_host_bits() {
-            // IOS refuses with `%Inconsistent address and mask`; Lifeline uses the network
-            // address and warns (several seed examples carry this defect).
-            d.push(Diagnostic::warning(
-                &with_words(
-                    spans.get(&format!("route:{n}")),
-                    format!("{} {}", r.prefix.addr, r.prefix.mask()),
-                ),
-                "inconsistent address and mask: the prefix has host bits set; the network address is used",
-                Some(format!("ip route {} {} ...", r.prefix.network(), r.prefix.mask())),
-            ));
-        }
         if r.interface.is_none() && r.next_hop.is_none() {
             d.push(Diagnostic::error(
                 &with_words(spans.get(&format!("route:{n}")), "ip route"),
@@ -407,7 +403,7 @@ fn references(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
             && !c.ikev2.keyrings.iter().any(|x| &x.name == k)
         {
             warn(
-                format!("ikev2-profile:{}", p.name),
+                format!("ikev2-profile:{}:keyring", p.name),
                 format!("keyring local {k}"),
                 format!("IKEv2 keyring {k} is not defined"),
                 format!("define `crypto ikev2 keyring {k}`"),
@@ -416,7 +412,7 @@ fn references(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
         for (t, _) in &p.pki_trustpoints {
             if !c.pki.trustpoints.iter().any(|x| &x.name == t) {
                 warn(
-                    format!("ikev2-profile:{}", p.name),
+                    format!("ikev2-profile:{}:pki:{t}", p.name),
                     format!("pki trustpoint {t}"),
                     format!("trustpoint {t} is not defined"),
                     format!("define `crypto pki trustpoint {t}` (names are case-sensitive)"),
@@ -430,7 +426,10 @@ fn references(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
                 warn(
                     String::new(),
                     format!("set transform-set {t}"),
-                    format!("transform set {t} is not defined (IPsec profile {})", p.name),
+                    format!(
+                        "transform set {t} is not defined (IPsec profile {})",
+                        p.name
+                    ),
                     format!("define `crypto ipsec transform-set {t} ...`"),
                 );
             }

@@ -17,7 +17,10 @@ fn fixtures() -> Vec<PathBuf> {
 #[test]
 fn every_fixture_loads_without_errors_and_renders_to_a_fixpoint() {
     let files = fixtures();
-    assert!(!files.is_empty(), "no *.cfg fixtures found in tests/fixtures");
+    assert!(
+        !files.is_empty(),
+        "no *.cfg fixtures found in tests/fixtures"
+    );
     let mut failures = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
@@ -43,7 +46,10 @@ fn every_fixture_loads_without_errors_and_renders_to_a_fixpoint() {
             ));
         }
         if again.has_errors() {
-            failures.push(format!("{name}: the rendering has errors: {:?}", again.diagnostics));
+            failures.push(format!(
+                "{name}: the rendering has errors: {:?}",
+                again.diagnostics
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

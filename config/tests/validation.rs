@@ -1,0 +1,293 @@
+//! One test per validation rule: a broken configuration and the exact diagnostic.
+#![allow(clippy::unwrap_used)]
+
+use lifeline_config::{Severity, parse};
+
+/// A complete, valid VPN-SIP configuration (pre-shared keys), after the seed's steps.
+const BASE: &str = "\
+crypto ikev2 keyring keys
+ peer peer1
+  identity key-id 1234
+  pre-shared-key key123
+crypto ikev2 profile IPROF
+ match identity remote any
+ identity local key-id 5678
+ authentication remote pre-share
+ authentication local pre-share
+ keyring local keys
+ nat force-encap
+crypto ipsec profile IPROF
+ set security-association idle-time 120
+interface Loopback1
+ ip address 192.0.2.1 255.255.255.255
+ ip nat inside
+interface GigabitEthernet8
+ ip address dhcp
+ ip nat outside
+interface Tunnel1
+ ip unnumbered Loopback1
+ tunnel source Loopback1
+ tunnel mode ipsec ipv4
+ tunnel destination dynamic
+ tunnel protection ipsec profile IPROF ikev2-profile IPROF
+ vpn-sip local-number 5678 remote-number 1234 bandwidth 1000
+vpn-sip enable
+vpn-sip local-number 5678 address ipv4 GigabitEthernet8
+vpn-sip tunnel source Loopback1
+";
+
+fn with(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "{from}");
+    BASE.replacen(from, to, 1)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    parse(text)
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.to_string())
+        .collect()
+}
+
+#[test]
+fn base_vpn_sip_configuration_is_clean() {
+    let p = parse(BASE);
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+}
+
+#[test]
+fn vpn_sip_bandwidth_must_be_in_the_allowed_set() {
+    let t = with("bandwidth 1000", "bandwidth 300");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "26:47: error: VPN-SIP bandwidth must be 64, 128, 256, 512 or 1000 kbps: `bandwidth 300` (suggestion: bandwidth 256)"
+        ]
+    );
+}
+
+#[test]
+fn vpn_sip_tunnel_needs_tunnel_mode_ipsec_ipv4() {
+    let t = with(" tunnel mode ipsec ipv4\n", " tunnel mode gre ip\n");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "26:2: error: VPN-SIP tunnel Tunnel1 needs `tunnel mode ipsec ipv4`: `vpn-sip local-number 5678 remote-number 1234 bandwidth 1000` (suggestion: add `tunnel mode ipsec ipv4` under interface Tunnel1)"
+        ]
+    );
+}
+
+#[test]
+fn vpn_sip_tunnel_needs_tunnel_destination_dynamic() {
+    let t = with(
+        "tunnel destination dynamic",
+        "tunnel destination 198.51.100.7",
+    );
+    assert_eq!(
+        errors(&t),
+        vec![
+            "26:2: error: VPN-SIP tunnel Tunnel1 needs `tunnel destination dynamic`: `vpn-sip local-number 5678 remote-number 1234 bandwidth 1000` (suggestion: add `tunnel destination dynamic` under interface Tunnel1)"
+        ]
+    );
+}
+
+#[test]
+fn vpn_sip_ipsec_profile_needs_an_idle_time() {
+    let t = with(
+        " set security-association idle-time 120\n",
+        " set security-association lifetime seconds 3600\n",
+    );
+    assert_eq!(
+        errors(&t),
+        vec![
+            "25:2: error: IPsec profile IPROF of VPN-SIP tunnel Tunnel1 needs an idle time: `tunnel protection ipsec profile IPROF ikev2-profile IPROF` (suggestion: add `set security-association idle-time 120` under `crypto ipsec profile IPROF`)"
+        ]
+    );
+}
+
+#[test]
+fn only_one_vpn_sip_local_number() {
+    let t = format!("{BASE}vpn-sip local-number 9999 address ipv4 GigabitEthernet8\n");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "30:1: error: only one VPN-SIP local number may be configured: `vpn-sip local-number 9999 address ipv4 GigabitEthernet8` (suggestion: remove this line or the other `vpn-sip local-number` line)"
+        ]
+    );
+}
+
+#[test]
+fn vpn_sip_tunnel_local_number_must_be_the_global_one() {
+    let t = with(
+        "local-number 5678 remote-number",
+        "local-number 5679 remote-number",
+    );
+    assert_eq!(
+        errors(&t),
+        vec![
+            "26:2: error: only one local SIP number: this tunnel uses 5679 but `vpn-sip local-number` is 5678: `vpn-sip local-number 5679 remote-number 1234 bandwidth 1000` (suggestion: use local-number 5678)"
+        ]
+    );
+}
+
+#[test]
+fn remote_number_needs_a_keyring_peer_with_that_key_id() {
+    let t = with("identity key-id 1234", "identity key-id 4321");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "26:28: error: remote number 1234 has no peer with `identity key-id 1234` in keyring keys: `remote-number 1234` (suggestion: add `peer NAME` / `identity key-id 1234` / `pre-shared-key KEY` under `crypto ikev2 keyring keys`)"
+        ]
+    );
+}
+
+#[test]
+fn remote_number_needs_no_keyring_when_the_profile_uses_certificates() {
+    let t = with("identity key-id 1234", "identity key-id 4321")
+        .replace(
+            "authentication remote pre-share",
+            "authentication remote rsa-sig",
+        )
+        .replace(
+            "authentication local pre-share",
+            "authentication local rsa-sig",
+        );
+    assert_eq!(errors(&t), Vec::<String>::new());
+}
+
+#[test]
+fn vpn_sip_child_policy_may_only_use_priority_and_bandwidth_percent() {
+    let t = format!(
+        "{}policy-map CHILD\n class class-default\n  shape average 64000\n",
+        with("bandwidth 1000", "bandwidth 1000 service-policy CHILD")
+    );
+    assert_eq!(
+        errors(&t),
+        vec![
+            "32:3: error: VPN-SIP child policy CHILD (class class-default) may contain only `priority` and `bandwidth percent`: `shape average 64000` (suggestion: use `priority` or `bandwidth percent P`)"
+        ]
+    );
+}
+
+#[test]
+fn vpn_sip_child_policy_with_priority_and_bandwidth_percent_is_accepted() {
+    let t = format!(
+        "{}class-map match-all UDP\n match protocol ip\npolicy-map CBWFQ\n class UDP\n  bandwidth percent 60\n  queue-limit 12 packets\n class class-default\n  priority percent 10\n",
+        with("bandwidth 1000", "bandwidth 1000 service-policy CBWFQ")
+    );
+    assert_eq!(errors(&t), Vec::<String>::new());
+}
+
+#[test]
+fn static_service_policy_output_on_a_vpn_sip_tunnel_is_refused() {
+    let t = format!(
+        "{}policy-map SHAPE\n class class-default\n  shape average 64000\n",
+        with(
+            " vpn-sip local-number 5678 remote-number 1234 bandwidth 1000\n",
+            " vpn-sip local-number 5678 remote-number 1234 bandwidth 1000\n service-policy output SHAPE\n"
+        )
+    );
+    assert_eq!(
+        errors(&t),
+        vec![
+            "27:2: error: a static `service-policy output` is not allowed on VPN-SIP tunnel Tunnel1: VPN-SIP attaches its own shaper: `service-policy output SHAPE` (suggestion: remove it and use `vpn-sip ... bandwidth 1000 service-policy SHAPE`)"
+        ]
+    );
+}
+
+const MGRE: &str = "\
+crypto ipsec profile P
+interface Tunnel0
+ ip address 10.0.0.1 255.255.255.0
+ tunnel source Ethernet0
+ tunnel mode gre multipoint
+ tunnel key 100
+ tunnel protection ipsec profile P shared
+interface Tunnel1
+ ip address 10.0.1.1 255.255.255.0
+ tunnel source Ethernet0
+ tunnel mode gre multipoint
+ tunnel key 101
+ tunnel protection ipsec profile P shared
+";
+
+#[test]
+fn mgre_tunnels_sharing_a_source_with_distinct_keys_and_shared_are_accepted() {
+    assert_eq!(errors(MGRE), Vec::<String>::new());
+}
+
+#[test]
+fn mgre_tunnels_sharing_a_source_need_shared() {
+    let t = MGRE.replacen(
+        "profile P shared\ninterface Tunnel1",
+        "profile P\ninterface Tunnel1",
+        1,
+    );
+    assert_eq!(
+        errors(&t),
+        vec![
+            "7:2: error: tunnels sharing tunnel source Ethernet0 with mGRE need `shared` on their tunnel protection (Tunnel0): `tunnel protection ipsec profile P` (suggestion: tunnel protection ipsec profile P shared)"
+        ]
+    );
+}
+
+#[test]
+fn mgre_tunnels_sharing_a_source_need_distinct_keys() {
+    let t = MGRE.replace("tunnel key 101", "tunnel key 100");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "12:2: error: tunnels sharing tunnel source Ethernet0 need distinct tunnel keys: Tunnel1 and Tunnel0 have the same key: `tunnel key 100` (suggestion: set a different `tunnel key` on Tunnel1)"
+        ]
+    );
+}
+
+#[test]
+fn shared_is_refused_with_tunnel_mode_ipsec_ipv4() {
+    let t = with("ikev2-profile IPROF\n", "ikev2-profile IPROF shared\n");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "25:2: error: `shared` cannot be used with `tunnel mode ipsec ipv4` on Tunnel1: `tunnel protection ipsec profile IPROF ikev2-profile IPROF shared` (suggestion: remove `shared`)"
+        ]
+    );
+}
+
+#[test]
+fn device_must_be_a_valid_linux_interface_name() {
+    let t = with(
+        " ip nat outside\n",
+        " ip nat outside\n device GigabitEthernet0/0/1\n",
+    );
+    assert_eq!(
+        errors(&t),
+        vec![
+            "20:9: error: not a valid Linux interface name (1-15 characters, no `/`, `:` or spaces): `GigabitEthernet0/0/1` (suggestion: use the name `ip link` shows, such as eth1)"
+        ]
+    );
+}
+
+#[test]
+fn route_with_host_bits_is_a_warning_with_a_hint_and_uses_the_network() {
+    let p = parse("ip route 192.0.2.168 255.255.255.0 Tunnel1 254\n");
+    assert!(!p.has_errors());
+    let w: Vec<String> = p.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![
+            "1:10: warning: inconsistent address and mask: the prefix has host bits set; the network address is used: `192.0.2.168 255.255.255.0` (suggestion: ip route 192.0.2.0 255.255.255.0 ...)"
+        ]
+    );
+    assert_eq!(p.config.ip_routes[0].prefix.addr.to_string(), "192.0.2.0");
+}
+
+#[test]
+fn non_contiguous_mask_is_an_error() {
+    assert_eq!(
+        errors("ip route 10.0.0.0 255.0.255.0 Tunnel1\n"),
+        vec![
+            "1:19: error: netmask is not contiguous: `255.0.255.0` (suggestion: use a mask such as 255.255.255.0)"
+        ]
+    );
+}
