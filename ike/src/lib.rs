@@ -4,7 +4,19 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auth;
+pub mod config;
 pub mod crypto;
+mod endpoint;
 pub mod keys;
+pub mod proposal;
 pub mod sk;
 pub mod wire;
+
+pub use auth::{AuthFailure, AuthVerified};
+pub use config::{
+    Dpd, EspProposal, Fingerprint, Identity, IkeProposal, InitiateParams, Keyring, KeyringPeer,
+    Mode, Profile, Retransmit, TsPolicy,
+};
+pub use crypto::{DhGroup, EncrAlg, IntegAlg, PrfAlg, Rng, Secret};
+pub use endpoint::*;

@@ -1,0 +1,397 @@
+//! The sans-io IKEv2 endpoint: many IKE SAs behind one or two local UDP sockets (500 and 4500).
+
+mod sa;
+mod types;
+
+pub use types::*;
+
+use crate::auth::AuthFailure;
+use crate::config::{Fingerprint, Identity, InitiateParams, Profile};
+use crate::crypto::Rng;
+use crate::wire::{ExchangeType, FLAG_INITIATOR, Message};
+use sa::{Ctx, IkeSa};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Standard NAT-T port (RFC 3948).
+pub const NAT_T_PORT: u16 = 4500;
+
+/// Error from an operator command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No profile with that name.
+    #[error("unknown profile {0}")]
+    UnknownProfile(String),
+    /// No IKE SA with that id.
+    #[error("no such IKE SA")]
+    NoSuchSa,
+    /// No CHILD_SA with that SPI.
+    #[error("no such CHILD_SA")]
+    NoSuchChild,
+    /// A VPN-SIP profile needs the fingerprint from SDP.
+    #[error("VPN-SIP profile without an expected fingerprint")]
+    MissingFingerprint,
+}
+
+/// One IKEv2 endpoint.
+pub struct Endpoint {
+    rng: Box<dyn Rng + Send>,
+    nat_t_port: u16,
+    profiles: Vec<Arc<Profile>>,
+    expectations: HashMap<Identity, Fingerprint>,
+    sas: BTreeMap<IkeSaId, IkeSa>,
+    by_spi: HashMap<u64, IkeSaId>,
+    half_open: HashMap<(SocketAddr, u64), IkeSaId>,
+    next_id: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl core::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("sas", &self.sas.len())
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// A new endpoint with injected randomness.
+    pub fn new(rng: Box<dyn Rng + Send>) -> Self {
+        Endpoint {
+            rng,
+            nat_t_port: NAT_T_PORT,
+            profiles: Vec::new(),
+            expectations: HashMap::new(),
+            sas: BTreeMap::new(),
+            by_spi: HashMap::new(),
+            half_open: HashMap::new(),
+            next_id: 1,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Changes the NAT-T port (the port on which the 4-byte non-ESP marker is used). Default 4500.
+    pub fn set_nat_t_port(&mut self, port: u16) {
+        self.nat_t_port = port;
+    }
+
+    /// Adds (or replaces, by name) a profile. As responder, profiles are matched in order by the peer's
+    /// identity (`remote_id`, `None` = any).
+    pub fn add_profile(&mut self, p: Profile) {
+        let p = Arc::new(p);
+        match self.profiles.iter_mut().find(|q| q.name == p.name) {
+            Some(q) => *q = p,
+            None => self.profiles.push(p),
+        }
+    }
+
+    /// VPN-SIP responder side: the fingerprint received in SDP from the peer with this identity (its SIP
+    /// number as key-id). Replaces an earlier one.
+    pub fn expect_peer(&mut self, peer: Identity, fingerprint: Fingerprint) {
+        self.expectations.insert(peer, fingerprint);
+    }
+
+    /// Forgets an expectation (call ended).
+    pub fn forget_peer(&mut self, peer: &Identity) {
+        self.expectations.remove(peer);
+    }
+
+    /// SHA-1 fingerprint of a PSK, for `a=fingerprint:SHA-1` in SDP.
+    pub fn local_fingerprint_psk(psk: &[u8]) -> Fingerprint {
+        Fingerprint::of_psk(psk)
+    }
+
+    /// SHA-1 fingerprint of a DER certificate.
+    pub fn fingerprint_cert(der: &[u8]) -> Fingerprint {
+        Fingerprint::of_cert(der)
+    }
+
+    /// The local SDP fingerprint for a VPN-SIP call to `remote` (the PSK of profile's keyring entry for it).
+    pub fn local_fingerprint_for(&self, profile: &str, remote: &Identity) -> Option<Fingerprint> {
+        let p = self.profiles.iter().find(|p| p.name == profile)?;
+        p.keyring
+            .lookup(remote)
+            .map(|k| Fingerprint::of_psk(k.as_bytes()))
+    }
+
+    fn alloc_spi(&mut self) -> u64 {
+        loop {
+            let mut b = [0u8; 8];
+            self.rng.fill(&mut b);
+            let spi = u64::from_be_bytes(b);
+            if spi != 0 && !self.by_spi.contains_key(&spi) {
+                return spi;
+            }
+        }
+    }
+
+    /// Starts an IKE SA (IKE_SA_INIT request) and, with it, the first CHILD_SA.
+    pub fn initiate(
+        &mut self,
+        now: Instant,
+        params: InitiateParams,
+    ) -> Result<IkeSaId, CommandError> {
+        let profile = self
+            .profiles
+            .iter()
+            .find(|p| p.name == params.profile)
+            .cloned()
+            .ok_or_else(|| CommandError::UnknownProfile(params.profile.clone()))?;
+        if profile.vpn_sip && params.expected_fingerprint.is_none() {
+            return Err(CommandError::MissingFingerprint);
+        }
+        let id = IkeSaId(self.next_id);
+        self.next_id += 1;
+        let spi = self.alloc_spi();
+        self.by_spi.insert(spi, id);
+        let mut ctx = Ctx::new(
+            &mut *self.rng,
+            &mut self.transmits,
+            &mut self.events,
+            self.nat_t_port,
+        );
+        let sa = IkeSa::initiate(now, id, spi, profile, &params, &mut ctx);
+        self.sas.insert(id, sa);
+        Ok(id)
+    }
+
+    /// Feeds one UDP payload received on `local` from `remote`.
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let data = if local.port() == self.nat_t_port {
+            //= https://www.rfc-editor.org/rfc/rfc3948#section-2.2
+            //# The sender MUST use a one-octet-long payload with the value 0xFF.
+            if datagram == [0xff] {
+                return;
+            }
+            //= https://www.rfc-editor.org/rfc/rfc3948#section-2.2
+            //# Non-ESP Marker: 32 bits of zero, placed after the UDP header
+            match datagram.split_first_chunk::<4>() {
+                Some(([0, 0, 0, 0], rest)) => rest,
+                _ => return, // ESP: the dataplane's business
+            }
+        } else {
+            datagram
+        };
+        let Ok(msg) = Message::parse(data) else {
+            return;
+        };
+        let h = msg.header;
+        if h.exchange_type == ExchangeType::IKE_SA_INIT && !h.is_response() && h.responder_spi == 0
+        {
+            self.on_sa_init_request(now, local, remote, msg, data);
+            return;
+        }
+        let ours = if h.flags & FLAG_INITIATOR != 0 {
+            h.responder_spi
+        } else {
+            h.initiator_spi
+        };
+        let Some(id) = self.by_spi.get(&ours).copied() else {
+            return;
+        };
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        let mut ctx = Ctx::new(
+            &mut *self.rng,
+            &mut self.transmits,
+            &mut self.events,
+            self.nat_t_port,
+        );
+        ctx.profiles = &self.profiles;
+        ctx.expectations = &self.expectations;
+        sa.handle_message(now, local, remote, &msg, data, &mut ctx);
+        let spis = std::mem::take(&mut ctx.new_spis);
+        let gone = std::mem::take(&mut ctx.dropped_spis);
+        for s in spis {
+            self.by_spi.insert(s, id);
+        }
+        for s in gone {
+            self.by_spi.remove(&s);
+        }
+        self.reap(id);
+    }
+
+    fn on_sa_init_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        msg: Message,
+        raw: &[u8],
+    ) {
+        let key = (remote, msg.header.initiator_spi);
+        if let Some(id) = self.half_open.get(&key).copied()
+            && let Some(sa) = self.sas.get_mut(&id)
+        {
+            let mut ctx = Ctx::new(
+                &mut *self.rng,
+                &mut self.transmits,
+                &mut self.events,
+                self.nat_t_port,
+            );
+            sa.retransmit_sa_init_response(raw, &mut ctx);
+            return;
+        }
+        if self.profiles.is_empty() {
+            return;
+        }
+        let spi = self.alloc_spi();
+        let id = IkeSaId(self.next_id);
+        let proposals: Vec<_> = self
+            .profiles
+            .iter()
+            .flat_map(|p| p.ike_proposals.iter().cloned())
+            .collect();
+        let profile = self.profiles[0].clone();
+        let mut ctx = Ctx::new(
+            &mut *self.rng,
+            &mut self.transmits,
+            &mut self.events,
+            self.nat_t_port,
+        );
+        if let Some(sa) = IkeSa::respond_init(
+            now, id, spi, profile, &proposals, local, remote, &msg, raw, &mut ctx,
+        ) {
+            self.next_id += 1;
+            self.by_spi.insert(spi, id);
+            self.half_open.insert(key, id);
+            self.sas.insert(id, sa);
+        }
+    }
+
+    fn reap(&mut self, id: IkeSaId) {
+        let dead = self.sas.get(&id).is_none_or(|s| s.is_dead());
+        if dead {
+            if let Some(sa) = self.sas.remove(&id) {
+                for s in sa.spis() {
+                    self.by_spi.remove(&s);
+                }
+            }
+            self.half_open.retain(|_, v| *v != id);
+        }
+    }
+
+    /// Advances timers (retransmissions, DPD, rekeys, lifetimes, keepalives).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<IkeSaId> = self.sas.keys().copied().collect();
+        for id in ids {
+            let Some(sa) = self.sas.get_mut(&id) else {
+                continue;
+            };
+            let mut ctx = Ctx::new(
+                &mut *self.rng,
+                &mut self.transmits,
+                &mut self.events,
+                self.nat_t_port,
+            );
+            sa.handle_timeout(now, &mut ctx);
+            let spis = std::mem::take(&mut ctx.new_spis);
+            let gone = std::mem::take(&mut ctx.dropped_spis);
+            for s in spis {
+                self.by_spi.insert(s, id);
+            }
+            for s in gone {
+                self.by_spi.remove(&s);
+            }
+            self.reap(id);
+        }
+    }
+
+    fn with_sa<T>(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        f: impl FnOnce(&mut IkeSa, Instant, &mut Ctx<'_>) -> Result<T, CommandError>,
+    ) -> Result<T, CommandError> {
+        let sa = self.sas.get_mut(&id).ok_or(CommandError::NoSuchSa)?;
+        let mut ctx = Ctx::new(
+            &mut *self.rng,
+            &mut self.transmits,
+            &mut self.events,
+            self.nat_t_port,
+        );
+        let r = f(sa, now, &mut ctx);
+        let spis = std::mem::take(&mut ctx.new_spis);
+        for s in spis {
+            self.by_spi.insert(s, id);
+        }
+        self.reap(id);
+        r
+    }
+
+    /// Deletes an IKE SA and its CHILD_SAs (INFORMATIONAL with a Delete payload).
+    pub fn delete_ike_sa(&mut self, now: Instant, id: IkeSaId) -> Result<(), CommandError> {
+        self.with_sa(now, id, |sa, now, ctx| {
+            sa.command(now, sa::Cmd::DeleteIke, ctx);
+            Ok(())
+        })
+    }
+
+    /// Rekeys a CHILD_SA (identified by its inbound SPI), with PFS when the profile says so.
+    pub fn rekey_child(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        spi_in: u32,
+    ) -> Result<(), CommandError> {
+        self.with_sa(now, id, |sa, now, ctx| {
+            if !sa.has_child(spi_in) {
+                return Err(CommandError::NoSuchChild);
+            }
+            sa.command(now, sa::Cmd::RekeyChild(spi_in), ctx);
+            Ok(())
+        })
+    }
+
+    /// Rekeys the IKE SA itself (CREATE_CHILD_SA); the `IkeSaId` stays the same.
+    pub fn rekey_ike_sa(&mut self, now: Instant, id: IkeSaId) -> Result<(), CommandError> {
+        self.with_sa(now, id, |sa, now, ctx| {
+            sa.command(now, sa::Cmd::RekeyIke, ctx);
+            Ok(())
+        })
+    }
+
+    /// Sends a liveness check now (DPD on demand, e.g. traffic sent but none received).
+    pub fn dpd_probe(&mut self, now: Instant, id: IkeSaId) -> Result<(), CommandError> {
+        self.with_sa(now, id, |sa, now, ctx| {
+            sa.command(now, sa::Cmd::Dpd, ctx);
+            Ok(())
+        })
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for the coordinator.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Earliest deadline of any timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sas.values().filter_map(IkeSa::next_deadline).min()
+    }
+
+    /// Plain data for `show crypto ikev2 sa` and `show crypto session detail`.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        Snapshot {
+            ike_sas: self.sas.values().filter_map(|s| s.snapshot(now)).collect(),
+        }
+    }
+}
+
+/// Returned inside [`Event::AuthFailed`] / [`DeleteReason::AuthFailed`].
+pub type AuthFailureReason = AuthFailure;

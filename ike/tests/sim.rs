@@ -1,0 +1,736 @@
+//! In-process simulation: two endpoints wired back to back in virtual time.
+#![allow(clippy::unwrap_used)]
+// Tests may read the clock once to get a base `Instant`; everything after is virtual time.
+#![allow(clippy::disallowed_methods)]
+
+use lifeline_ike::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Deterministic xorshift RNG, so SPIs, nonces and DH values are pinned.
+struct XorShift(u64);
+impl Rng for XorShift {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = (self.0 >> 24) as u8;
+        }
+    }
+}
+
+const PSK: &[u8] = b"cisco123-vpn-sip";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Returns true to drop a datagram (first argument: direction a->b).
+type DropFn = Box<dyn FnMut(bool, &[u8]) -> bool>;
+
+struct Pair {
+    a: Endpoint,
+    b: Endpoint,
+    a_addr: SocketAddr,
+    b_addr: SocketAddr,
+    now: Instant,
+    ev_a: Vec<Event>,
+    ev_b: Vec<Event>,
+    /// Drop datagrams while this returns true (direction a->b = true).
+    drop: DropFn,
+    delivered: usize,
+}
+
+fn profile(local: &str, remote: &str, psk: &[u8]) -> Profile {
+    let mut p = Profile::psk(
+        "IPROF",
+        Identity::key_id(local),
+        Keyring::default().with(Some(Identity::key_id(remote)), psk),
+    );
+    p.force_encap = true;
+    p.vpn_sip = true;
+    p
+}
+
+impl Pair {
+    fn new(pa: Profile, pb: Profile) -> Self {
+        let mut a = Endpoint::new(Box::new(XorShift(0x1234_5678_9abc_def1)));
+        let mut b = Endpoint::new(Box::new(XorShift(0x0fed_cba9_8765_4321)));
+        a.add_profile(pa);
+        b.add_profile(pb);
+        Pair {
+            a,
+            b,
+            a_addr: addr("10.11.1.1:4500"),
+            b_addr: addr("10.6.6.49:4500"),
+            now: Instant::now(),
+            ev_a: vec![],
+            ev_b: vec![],
+            drop: Box::new(|_, _| false),
+            delivered: 0,
+        }
+    }
+
+    fn vpn_sip() -> Self {
+        let mut p = Pair::new(profile("1000", "2000", PSK), profile("2000", "1000", PSK));
+        p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+        p
+    }
+
+    fn initiate(&mut self) -> IkeSaId {
+        self.initiate_fp(Some(Fingerprint::of_psk(PSK)))
+    }
+
+    fn initiate_fp(&mut self, fp: Option<Fingerprint>) -> IkeSaId {
+        let params = InitiateParams {
+            local: self.a_addr,
+            remote: self.b_addr,
+            profile: "IPROF".into(),
+            remote_id: Some(Identity::key_id("2000")),
+            expected_fingerprint: fp,
+        };
+        self.a.initiate(self.now, params).unwrap()
+    }
+
+    /// Delivers everything queued (both ways) until quiet; returns datagrams delivered.
+    fn run(&mut self) -> usize {
+        let mut n = 0;
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.a.poll_transmit() {
+                moved = true;
+                if (self.drop)(true, &t.payload) {
+                    continue;
+                }
+                n += 1;
+                let to = SocketAddr::new(self.b_addr.ip(), t.remote.port());
+                self.b.handle_input(self.now, to, t.local, &t.payload);
+            }
+            while let Some(t) = self.b.poll_transmit() {
+                moved = true;
+                if (self.drop)(false, &t.payload) {
+                    continue;
+                }
+                n += 1;
+                let to = SocketAddr::new(self.a_addr.ip(), t.remote.port());
+                self.a.handle_input(self.now, to, t.local, &t.payload);
+            }
+            while let Some(e) = self.a.poll_event() {
+                self.ev_a.push(e);
+            }
+            while let Some(e) = self.b.poll_event() {
+                self.ev_b.push(e);
+            }
+            if !moved {
+                self.delivered += n;
+                return n;
+            }
+        }
+    }
+
+    /// Advances virtual time to the next deadline of either side (bounded by `until`).
+    fn advance(&mut self, until: Instant) -> bool {
+        let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        match next {
+            Some(t) if t <= until => {
+                self.now = self.now.max(t);
+                self.a.handle_timeout(self.now);
+                self.b.handle_timeout(self.now);
+                self.run();
+                true
+            }
+            _ => {
+                self.now = until;
+                false
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while self.advance(until) {}
+    }
+}
+
+fn children(ev: &[Event]) -> Vec<&ChildSaKeys> {
+    ev.iter()
+        .filter_map(|e| {
+            if let Event::ChildSaEstablished { child, .. } = e {
+                Some(child)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn assert_pair_matches(a: &ChildSaKeys, b: &ChildSaKeys) {
+    assert_eq!(a.spi_in, b.spi_out);
+    assert_eq!(a.spi_out, b.spi_in);
+    assert_eq!(a.key_out, b.key_in);
+    assert_eq!(a.key_in, b.key_out);
+    assert_eq!(a.integ_key_out, b.integ_key_in);
+    assert_eq!(a.integ_key_in, b.integ_key_out);
+    assert_eq!(a.encr, b.encr);
+    assert_ne!(a.key_in, a.key_out);
+    assert_eq!(a.key_in.len(), a.encr.keymat_len());
+}
+
+#[test]
+fn vpn_sip_psk_handshake_establishes_ike_and_child_sa() {
+    let mut p = Pair::vpn_sip();
+    let id = p.initiate();
+    p.run();
+    assert!(
+        matches!(&p.ev_a[0], Event::IkeSaEstablished { ike_sa, peer_id, .. } if *ike_sa == id && *peer_id == Identity::key_id("2000"))
+    );
+    assert!(
+        matches!(&p.ev_b[0], Event::IkeSaEstablished { peer_id, .. } if *peer_id == Identity::key_id("1000"))
+    );
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (1, 1));
+    assert_pair_matches(ca[0], cb[0]);
+    // IOS default transform set wins (initiator's order): esp-aes esp-sha-hmac.
+    assert_eq!(ca[0].encr, EncrAlg::AesCbc128);
+    assert_eq!(ca[0].integ, Some(IntegAlg::HmacSha1_96));
+    assert!(ca[0].udp_encap && cb[0].udp_encap, "nat force-encap");
+    assert_eq!(ca[0].mode, Mode::Tunnel);
+    assert_eq!(
+        ca[0].ts_local,
+        vec![lifeline_ike::wire::TrafficSelector::IPV4_ANY]
+    );
+    assert_eq!(ca[0].remote, p.b_addr);
+    // 4 datagrams: IKE_SA_INIT and IKE_AUTH, each with the non-ESP marker on 4500.
+    assert_eq!(p.delivered, 4);
+    let snap = p.a.snapshot(p.now);
+    let s = &snap.ike_sas[0];
+    assert_eq!(
+        (s.status, s.capabilities.as_str(), s.nat_t),
+        ("READY", "S", true)
+    );
+    assert_eq!(s.dh, Some(DhGroup::Ecp256));
+    assert_eq!(s.encr, Some(EncrAlg::AesCbc256));
+    assert_eq!(s.prf, Some(PrfAlg::HmacSha512));
+    assert_eq!(s.children.len(), 1);
+    assert!(!p.b.snapshot(p.now).ike_sas[0].initiator);
+}
+
+#[test]
+fn fingerprint_mismatch_is_authentication_failed_on_both_sides() {
+    let mut p = Pair::vpn_sip();
+    p.b.expect_peer(
+        Identity::key_id("1000"),
+        Fingerprint::of_psk(b"some other key"),
+    );
+    let id = p.initiate();
+    p.run();
+    let Event::AuthFailed { reason, .. } = &p.ev_b[0] else {
+        panic!("{:?}", p.ev_b)
+    };
+    assert!(
+        matches!(reason, AuthFailure::FingerprintMismatch { .. }),
+        "{reason}"
+    );
+    assert!(
+        reason
+            .to_string()
+            .starts_with("fingerprint mismatch: SDP offered ")
+    );
+    assert!(matches!(
+        &p.ev_a[0],
+        Event::AuthFailed {
+            reason: AuthFailure::PeerRejected,
+            ..
+        }
+    ));
+    assert!(
+        matches!(&p.ev_a[1], Event::IkeSaDeleted { ike_sa, reason: DeleteReason::AuthFailed(AuthFailure::PeerRejected) } if *ike_sa == id)
+    );
+    assert!(children(&p.ev_a).is_empty() && children(&p.ev_b).is_empty());
+    assert!(p.a.snapshot(p.now).ike_sas.is_empty() && p.b.snapshot(p.now).ike_sas.is_empty());
+}
+
+#[test]
+fn initiator_rejects_responder_whose_key_does_not_match_sdp_fingerprint() {
+    let mut p = Pair::vpn_sip();
+    p.initiate_fp(Some(Fingerprint::of_psk(b"not the psk")));
+    p.run();
+    assert!(
+        matches!(
+            &p.ev_a[0],
+            Event::AuthFailed {
+                reason: AuthFailure::FingerprintMismatch { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        p.ev_a
+    );
+    assert!(p.a.snapshot(p.now).ike_sas.is_empty());
+}
+
+#[test]
+fn vpn_sip_responder_without_sdp_fingerprint_refuses() {
+    let mut p = Pair::new(profile("1000", "2000", PSK), profile("2000", "1000", PSK));
+    p.initiate();
+    p.run();
+    assert!(
+        matches!(
+            &p.ev_b[0],
+            Event::AuthFailed {
+                reason: AuthFailure::NoFingerprint,
+                ..
+            }
+        ),
+        "{:?}",
+        p.ev_b
+    );
+}
+
+#[test]
+fn vpn_sip_initiate_without_fingerprint_is_refused_locally() {
+    let mut p = Pair::vpn_sip();
+    let params = InitiateParams {
+        local: p.a_addr,
+        remote: p.b_addr,
+        profile: "IPROF".into(),
+        remote_id: None,
+        expected_fingerprint: None,
+    };
+    assert_eq!(
+        p.a.initiate(p.now, params),
+        Err(CommandError::MissingFingerprint)
+    );
+}
+
+#[test]
+fn wrong_psk_is_bad_psk() {
+    let mut p = Pair::new(
+        profile("1000", "2000", PSK),
+        profile("2000", "1000", b"different"),
+    );
+    p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+    p.initiate();
+    p.run();
+    assert!(
+        matches!(
+            &p.ev_b[0],
+            Event::AuthFailed {
+                reason: AuthFailure::BadPsk,
+                ..
+            }
+        ),
+        "{:?}",
+        p.ev_b
+    );
+}
+
+#[test]
+fn unknown_peer_identity_is_no_key() {
+    let mut p = Pair::vpn_sip();
+    p.b.add_profile(profile("2000", "9999", PSK));
+    p.initiate();
+    p.run();
+    assert!(
+        matches!(&p.ev_b[0], Event::AuthFailed { reason: AuthFailure::NoKey(id), .. } if id == "1000"),
+        "{:?}",
+        p.ev_b
+    );
+}
+
+#[test]
+fn wildcard_key_matches_any_identity() {
+    let mut pb = profile("2000", "x", PSK);
+    pb.keyring = Keyring::default().with(None, PSK);
+    pb.vpn_sip = false;
+    let mut pa = profile("1000", "2000", PSK);
+    pa.vpn_sip = false;
+    let mut p = Pair::new(pa, pb);
+    p.initiate_fp(None);
+    p.run();
+    assert_eq!(children(&p.ev_a).len(), 1);
+}
+
+#[test]
+fn lost_response_is_retransmitted_with_backoff() {
+    let mut p = Pair::vpn_sip();
+    let mut dropped = 0;
+    p.drop = Box::new(move |a_to_b, _| {
+        // Lose the first two IKE_SA_INIT responses.
+        if !a_to_b && dropped < 2 {
+            dropped += 1;
+            return true;
+        }
+        false
+    });
+    let t0 = p.now;
+    p.initiate();
+    p.run();
+    assert!(p.ev_a.is_empty());
+    p.run_for(Duration::from_secs(10));
+    assert_eq!(children(&p.ev_a).len(), 1);
+    // Retransmits at +2 s and +2+4 s: the handshake finished at t0 + 6 s.
+    assert!(p.now - t0 >= Duration::from_secs(6));
+    assert_eq!(
+        children(&p.ev_b).len(),
+        1,
+        "responder answered retransmissions from its cache"
+    );
+}
+
+#[test]
+fn unanswered_initiation_times_out() {
+    let mut p = Pair::vpn_sip();
+    p.drop = Box::new(|_, _| true);
+    let id = p.initiate();
+    p.run_for(Duration::from_secs(300));
+    assert!(
+        matches!(p.ev_a.as_slice(), [Event::IkeSaDeleted { ike_sa, reason: DeleteReason::NegotiationTimeout }] if *ike_sa == id)
+    );
+    assert!(p.a.poll_timeout().is_none());
+}
+
+#[test]
+fn delete_removes_ike_and_child_sas_on_both_sides() {
+    let mut p = Pair::vpn_sip();
+    let id = p.initiate();
+    p.run();
+    let c = children(&p.ev_a)[0].clone();
+    p.a.delete_ike_sa(p.now, id).unwrap();
+    p.run();
+    assert!(p.ev_a.iter().any(|e| matches!(e, Event::ChildSaDeleted { spi_in, spi_out, .. } if *spi_in == c.spi_in && *spi_out == c.spi_out)));
+    assert!(matches!(
+        p.ev_a.last(),
+        Some(Event::IkeSaDeleted {
+            reason: DeleteReason::LocalRequest,
+            ..
+        })
+    ));
+    assert!(matches!(
+        p.ev_b.last(),
+        Some(Event::IkeSaDeleted {
+            reason: DeleteReason::PeerRequest,
+            ..
+        })
+    ));
+    assert!(p.a.snapshot(p.now).ike_sas.is_empty() && p.b.snapshot(p.now).ike_sas.is_empty());
+}
+
+#[test]
+fn periodic_dpd_detects_dead_peer() {
+    let mut pa = profile("1000", "2000", PSK);
+    pa.dpd = Some(Dpd {
+        interval: Duration::from_secs(10),
+        retry: Duration::from_secs(6),
+        periodic: true,
+    });
+    let mut p = Pair::new(pa, profile("2000", "1000", PSK));
+    p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+    let id = p.initiate();
+    p.run();
+    // Alive peer: probes are answered.
+    let before = p.delivered;
+    p.run_for(Duration::from_secs(35));
+    assert!(p.delivered >= before + 6, "three DPD exchanges");
+    assert!(
+        !p.ev_a
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaDeleted { .. }))
+    );
+    // Peer goes silent.
+    p.drop = Box::new(|_, _| true);
+    let t0 = p.now;
+    p.run_for(Duration::from_secs(120));
+    let dead_at = p.now;
+    assert!(p.ev_a.iter().any(|e| matches!(e, Event::IkeSaDeleted { ike_sa, reason: DeleteReason::PeerDead } if *ike_sa == id)));
+    assert!(
+        p.ev_a
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { .. }))
+    );
+    // `dpd 10 6`: the first probe after <= 10 s idle, then five retries 6 s apart, dead 6 s later.
+    let _ = (t0, dead_at);
+    assert_eq!(p.a.snapshot(p.now).ike_sas.len(), 0);
+}
+
+fn rekey_child(pfs: Option<DhGroup>) {
+    let mut pa = profile("1000", "2000", PSK);
+    pa.pfs = pfs;
+    let mut pb = profile("2000", "1000", PSK);
+    pb.pfs = pfs;
+    let mut p = Pair::new(pa, pb);
+    p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+    let id = p.initiate();
+    p.run();
+    let old = children(&p.ev_a)[0].clone();
+    p.a.rekey_child(p.now, id, old.spi_in).unwrap();
+    p.run();
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (2, 2));
+    assert_pair_matches(ca[1], cb[1]);
+    assert_ne!(ca[1].key_out, old.key_out);
+    assert!(
+        p.ev_a
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == old.spi_in))
+    );
+    assert!(
+        p.ev_b
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { spi_out, .. } if *spi_out == old.spi_in))
+    );
+    let s = p.a.snapshot(p.now);
+    assert_eq!(s.ike_sas[0].children.len(), 1);
+    assert_eq!(s.ike_sas[0].children[0].spi_in, ca[1].spi_in);
+}
+
+#[test]
+fn child_rekey_without_pfs() {
+    rekey_child(None);
+}
+
+#[test]
+fn child_rekey_with_pfs_group_14() {
+    rekey_child(Some(DhGroup::Modp2048));
+}
+
+#[test]
+fn child_sa_rekeys_itself_before_lifetime() {
+    let mut p = Pair::vpn_sip();
+    p.initiate();
+    p.run();
+    p.run_for(Duration::from_secs(3300));
+    assert_eq!(children(&p.ev_a).len(), 2, "rekeyed at 90 % of 3600 s");
+    assert_eq!(p.a.snapshot(p.now).ike_sas[0].children.len(), 1);
+    assert_eq!(p.b.snapshot(p.now).ike_sas[0].children.len(), 1);
+}
+
+#[test]
+fn ike_sa_rekey_keeps_handle_and_children() {
+    let mut p = Pair::vpn_sip();
+    let id = p.initiate();
+    p.run();
+    let spi_before = p.a.snapshot(p.now).ike_sas[0].spi_i;
+    p.a.rekey_ike_sa(p.now, id).unwrap();
+    p.run();
+    let s = p.a.snapshot(p.now);
+    assert_eq!(s.ike_sas.len(), 1);
+    assert_ne!(s.ike_sas[0].spi_i, spi_before);
+    assert_eq!(s.ike_sas[0].children.len(), 1);
+    assert_eq!(p.b.snapshot(p.now).ike_sas[0].spi_i, s.ike_sas[0].spi_i);
+    // The new IKE SA carries exchanges: rekey a child over it, then delete.
+    let c = children(&p.ev_a)[0].spi_in;
+    p.a.rekey_child(p.now, id, c).unwrap();
+    p.run();
+    assert_eq!(children(&p.ev_b).len(), 2);
+    p.a.delete_ike_sa(p.now, id).unwrap();
+    p.run();
+    assert!(matches!(
+        p.ev_b.last(),
+        Some(Event::IkeSaDeleted {
+            reason: DeleteReason::PeerRequest,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn responder_side_can_rekey_and_delete_too() {
+    let mut p = Pair::vpn_sip();
+    p.initiate();
+    p.run();
+    let Event::IkeSaEstablished { ike_sa: bid, .. } = p.ev_b[0].clone() else {
+        panic!()
+    };
+    p.b.rekey_ike_sa(p.now, bid).unwrap();
+    p.run();
+    let c = children(&p.ev_b)[0].spi_in;
+    p.b.rekey_child(p.now, bid, c).unwrap();
+    p.run();
+    assert_eq!(children(&p.ev_a).len(), 2);
+    p.b.delete_ike_sa(p.now, bid).unwrap();
+    p.run();
+    assert!(matches!(
+        p.ev_a.last(),
+        Some(Event::IkeSaDeleted {
+            reason: DeleteReason::PeerRequest,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn invalid_ke_payload_makes_initiator_retry_with_the_responders_group() {
+    let mut pa = profile("1000", "2000", PSK);
+    pa.ike_proposals[0].dh = vec![DhGroup::Ecp256, DhGroup::Curve25519];
+    let mut pb = profile("2000", "1000", PSK);
+    pb.ike_proposals[0].dh = vec![DhGroup::Curve25519];
+    let mut p = Pair::new(pa, pb);
+    p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+    p.initiate();
+    p.run();
+    assert_eq!(p.delivered, 6, "INVALID_KE round trip + the normal four");
+    assert_eq!(p.a.snapshot(p.now).ike_sas[0].dh, Some(DhGroup::Curve25519));
+}
+
+#[test]
+fn no_common_proposal_fails_negotiation() {
+    let mut pa = profile("1000", "2000", PSK);
+    pa.ike_proposals[0].dh = vec![DhGroup::Ecp256];
+    let mut pb = profile("2000", "1000", PSK);
+    pb.ike_proposals[0].encr = vec![EncrAlg::AesGcm16_128];
+    pb.ike_proposals[0].integ = vec![];
+    let mut p = Pair::new(pa, pb);
+    p.initiate();
+    p.run();
+    assert!(matches!(
+        p.ev_a.as_slice(),
+        [Event::IkeSaDeleted {
+            reason: DeleteReason::NegotiationFailed(
+                lifeline_ike::wire::NotifyType::NO_PROPOSAL_CHOSEN
+            ),
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn every_dh_group_and_ike_cipher_completes_a_handshake() {
+    for g in DhGroup::ALL {
+        for ike in [IkeProposal::ios_default(), IkeProposal::gcm_default()] {
+            let mut pa = profile("1000", "2000", PSK);
+            pa.ike_proposals = vec![IkeProposal {
+                dh: vec![g],
+                ..ike.clone()
+            }];
+            pa.esp_proposals = vec![EspProposal {
+                encr: EncrAlg::AesGcm16_256,
+                integ: None,
+                esn: true,
+            }];
+            let mut pb = profile("2000", "1000", PSK);
+            pb.ike_proposals = pa.ike_proposals.clone();
+            pb.esp_proposals = pa.esp_proposals.clone();
+            let mut p = Pair::new(pa, pb);
+            p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+            p.initiate();
+            p.run();
+            let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+            assert_eq!(ca.len(), 1, "{g:?} {ike:?}");
+            assert_pair_matches(ca[0], cb[0]);
+            assert!(ca[0].esn);
+            assert_eq!(p.a.snapshot(p.now).ike_sas[0].dh, Some(g));
+        }
+    }
+}
+
+#[test]
+fn gre_transport_mode_host_selectors() {
+    let (la, lb) = ("10.11.1.1".parse().unwrap(), "10.6.6.49".parse().unwrap());
+    let mut pa = profile("1000", "2000", PSK);
+    pa.mode = Mode::Transport;
+    pa.ts = TsPolicy::Host {
+        local: la,
+        remote: lb,
+        protocol: 47,
+    };
+    let mut pb = profile("2000", "1000", PSK);
+    pb.mode = Mode::Transport;
+    pb.ts = TsPolicy::Host {
+        local: lb,
+        remote: la,
+        protocol: 47,
+    };
+    let mut p = Pair::new(pa, pb);
+    p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+    p.initiate();
+    p.run();
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!(ca[0].mode, Mode::Transport);
+    assert_eq!(cb[0].mode, Mode::Transport);
+    assert_eq!(
+        ca[0].ts_local,
+        vec![lifeline_ike::wire::TrafficSelector::ipv4_host(la, 47)]
+    );
+    assert_eq!(
+        cb[0].ts_local,
+        vec![lifeline_ike::wire::TrafficSelector::ipv4_host(lb, 47)]
+    );
+}
+
+#[test]
+fn without_nat_on_port_500_no_encapsulation_and_no_marker() {
+    let mut pa = profile("1000", "2000", PSK);
+    pa.force_encap = false;
+    let mut pb = profile("2000", "1000", PSK);
+    pb.force_encap = false;
+    let mut p = Pair::new(pa, pb);
+    p.a_addr = addr("10.11.1.1:500");
+    p.b_addr = addr("10.6.6.49:500");
+    p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+    p.initiate();
+    let first = p.a.poll_transmit().unwrap();
+    assert_eq!(
+        &first.payload[16..20],
+        &[33, 0x20, 34, 0x08],
+        "IKE header right at the start (no marker)"
+    );
+    p.b.handle_input(p.now, p.b_addr, p.a_addr, &first.payload);
+    p.run();
+    let ca = children(&p.ev_a);
+    assert!(!ca[0].udp_encap);
+    assert_eq!(ca[0].local.port(), 500);
+}
+
+#[test]
+fn nat_detected_moves_initiator_to_4500() {
+    let mut pa = profile("1000", "2000", PSK);
+    pa.force_encap = false;
+    let mut pb = profile("2000", "1000", PSK);
+    pb.force_encap = true; // the peer forces it: we see a "NAT" and float
+    let mut p = Pair::new(pa, pb);
+    p.a_addr = addr("10.11.1.1:500");
+    p.b_addr = addr("10.6.6.49:500");
+    p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+    p.initiate();
+    p.run();
+    let ca = children(&p.ev_a);
+    assert!(ca[0].udp_encap);
+    assert_eq!((ca[0].local.port(), ca[0].remote.port()), (4500, 4500));
+    let cb = children(&p.ev_b);
+    assert_eq!(cb[0].remote.port(), 4500);
+}
+
+#[test]
+fn keepalive_and_esp_on_4500_are_ignored() {
+    let mut p = Pair::vpn_sip();
+    p.b.handle_input(p.now, p.b_addr, p.a_addr, &[0xff]);
+    p.b.handle_input(
+        p.now,
+        p.b_addr,
+        p.a_addr,
+        &[0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1],
+    );
+    assert!(p.b.poll_transmit().is_none() && p.b.poll_event().is_none());
+}
+
+#[test]
+fn fingerprint_display_is_colon_separated_upper_hex() {
+    let f = Endpoint::local_fingerprint_psk(b"cisco123");
+    let s = f.to_string();
+    assert_eq!(s.len(), 59);
+    assert_eq!(Fingerprint::parse(&s), Some(f));
+    assert!(
+        s.chars()
+            .all(|c| c == ':' || c.is_ascii_digit() || c.is_ascii_uppercase())
+    );
+    // SHA-1("cisco123") as computed by `printf cisco123 | sha1sum`.
+    assert_eq!(
+        Fingerprint::of_psk(b"abc").to_string(),
+        "A9:99:3E:36:47:06:81:6A:BA:3E:25:71:78:50:C2:6C:9C:D0:D8:9D"
+    );
+}
