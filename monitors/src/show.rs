@@ -369,6 +369,41 @@ fn emit_entry(out: &mut String, lead: &str, dest: &str, e: &RibEntry) {
     }
 }
 
+/// `show vpn-sip sip dhcp` (seed 002 L3440-3446). Addresses come from option 120 encoding 1, names from
+/// encoding 0 with a `dns:` prefix; with several values the extra ones go on continuation lines aligned
+/// with the first value (the seed shows only one name, so that part is our choice).
+///
+/// ```text
+/// SIP DHCP Info
+///
+/// SIP-DHCP interface: GigabitEthernet8
+///
+/// SIP server address:
+/// Domain name:          dns:example.com
+/// ```
+pub fn vpn_sip_sip_dhcp(interface: &str, sip: Option<&crate::dhcp::SipServers>) -> String {
+    use crate::dhcp::SipServers;
+    let mut out = format!("SIP DHCP Info\n\nSIP-DHCP interface: {interface}\n\n");
+    let (addrs, names): (Vec<String>, Vec<String>) = match sip {
+        Some(SipServers::Addrs(a)) => (a.iter().map(ToString::to_string).collect(), Vec::new()),
+        Some(SipServers::Domains(d)) => {
+            (Vec::new(), d.iter().map(|n| format!("dns:{n}")).collect())
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    for (label, values) in [("SIP server address:", addrs), ("Domain name:", names)] {
+        if values.is_empty() {
+            out.push_str(label);
+            out.push('\n');
+        }
+        for (i, v) in values.iter().enumerate() {
+            let l = if i == 0 { label } else { "" };
+            let _ = writeln!(out, "{l:<22}{v}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,5 +658,23 @@ S     192.0.2.0/24 is directly connected, Tunnel1
     fn ip_route_static_without_default_says_not_set() {
         let r = Rib::new();
         assert!(ip_route_static(&r.snapshot()).ends_with("Gateway of last resort is not set\n\n"));
+    }
+
+    #[test]
+    fn vpn_sip_sip_dhcp_matches_the_seed_sample() {
+        let sip = crate::dhcp::SipServers::Domains(vec!["example.com".into()]);
+        let want = "SIP DHCP Info\n\nSIP-DHCP interface: GigabitEthernet8\n\nSIP server address:\nDomain name:          dns:example.com\n";
+        assert_eq!(vpn_sip_sip_dhcp("GigabitEthernet8", Some(&sip)), want);
+    }
+
+    #[test]
+    fn vpn_sip_sip_dhcp_lists_addresses_on_aligned_lines() {
+        let sip = crate::dhcp::SipServers::Addrs(vec![
+            Ipv4Addr::new(198, 51, 100, 10),
+            Ipv4Addr::new(198, 51, 100, 11),
+        ]);
+        let want = "SIP DHCP Info\n\nSIP-DHCP interface: Gi0/0/1\n\nSIP server address:   198.51.100.10\n                      198.51.100.11\nDomain name:\n";
+        assert_eq!(vpn_sip_sip_dhcp("Gi0/0/1", Some(&sip)), want);
+        assert!(vpn_sip_sip_dhcp("Gi0/0/1", None).ends_with("SIP server address:\nDomain name:\n"));
     }
 }
