@@ -22,12 +22,15 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod crypto;
+pub mod pat;
 pub mod replay;
 pub mod sa;
+pub mod show;
 pub mod tunnel;
 pub mod wire;
 
 pub use crypto::{Encr, Integ};
+pub use pat::{PatEntry, PatTable, render_ip_nat_translations};
 pub use replay::ReplayWindow;
 pub use sa::{
     DropReason, Expiry, InboundSa, Lifetime, Mode, OutboundSa, SaCounters, SaDb, SaError, SaParams,
