@@ -129,6 +129,10 @@ impl SlaOperation {
 pub const DEFAULT_DATA_SIZE: u16 = 28;
 /// Largest `request-data-size` accepted.
 pub const MAX_DATA_SIZE: u16 = 16384;
+/// Largest `frequency` (IOS: 1-604800 seconds).
+pub const MAX_FREQUENCY: Duration = Duration::from_secs(604_800);
+/// Largest `life` and `start-time after` accepted (IOS `life` goes up to 2147483647 seconds).
+pub const MAX_SCHEDULE: Duration = Duration::from_secs(2_147_483_647);
 /// Bytes of echo data used to recognise our own replies (operation id, then a per-engine nonce).
 pub const TOKEN_LEN: usize = 8;
 
@@ -147,6 +151,10 @@ pub enum SlaError {
     ThresholdAboveTimeout,
     #[error("request-data-size must not exceed {MAX_DATA_SIZE}")]
     DataTooLarge,
+    #[error("frequency must not exceed 604800 seconds")]
+    FrequencyTooLarge,
+    #[error("schedule start delay or life too large")]
+    ScheduleTooLarge,
 }
 
 /// `Latest operation return code`.
@@ -315,6 +323,10 @@ impl SlaEngine {
         if op.frequency < Duration::from_secs(1) {
             return Err(SlaError::FrequencyTooSmall);
         }
+        if op.frequency > MAX_FREQUENCY {
+            return Err(SlaError::FrequencyTooLarge);
+        }
+        Self::validate_schedule(&op.schedule)?;
         if op.timeout > op.frequency {
             return Err(SlaError::TimeoutAboveFrequency);
         }
@@ -325,6 +337,16 @@ impl SlaEngine {
             return Err(SlaError::DataTooLarge);
         }
         Ok(())
+    }
+
+    fn validate_schedule(s: &Schedule) -> Result<(), SlaError> {
+        let too_big = matches!(s.start, StartTime::After(d) if d > MAX_SCHEDULE)
+            || matches!(s.life, Life::For(d) if d > MAX_SCHEDULE);
+        if too_big {
+            Err(SlaError::ScheduleTooLarge)
+        } else {
+            Ok(())
+        }
     }
 
     /// Adds an operation and applies its schedule at `now`.
@@ -384,6 +406,7 @@ impl SlaEngine {
         schedule: Schedule,
     ) -> Result<(), SlaError> {
         let slot = *self.by_id.get(&id).ok_or(SlaError::NoSuchOperation(id))?;
+        Self::validate_schedule(&schedule)?;
         if let Some(g) = self.gens.get_mut(slot as usize) {
             *g = g.wrapping_add(1);
         }

@@ -54,6 +54,9 @@ impl TrackObject {
     }
 }
 
+/// Largest `delay up|down` (IOS: 0-180 seconds).
+pub const MAX_DELAY: Duration = Duration::from_secs(180);
+
 /// Configuration errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrackError {
@@ -61,6 +64,8 @@ pub enum TrackError {
     Exists(TrackId),
     #[error("track {0} does not exist")]
     NoSuchObject(TrackId),
+    #[error("delay must not exceed 180 seconds")]
+    DelayTooLarge,
 }
 
 /// A tracked state changed (after any delay).
@@ -130,6 +135,14 @@ impl Tracker {
     /// Adds an object; it starts Down and immediately evaluates the latest known input.
     pub fn add(&mut self, now: Instant, object: TrackObject) -> Result<(), TrackError> {
         let id = object.id;
+        // IOS: `delay {up seconds [down seconds] | down seconds}`, 0-180 seconds.
+        if [object.delay_up, object.delay_down]
+            .iter()
+            .flatten()
+            .any(|d| *d > MAX_DELAY)
+        {
+            return Err(TrackError::DelayTooLarge);
+        }
         if self.objects.contains_key(&id) {
             return Err(TrackError::Exists(id));
         }
@@ -556,5 +569,10 @@ mod tests {
         // The latest SLA result applies to a new object at once.
         assert_eq!(t.is_up(TrackId(1)), Some(true));
         assert_eq!(t.add(t0, reach(1, 1)), Err(TrackError::Exists(TrackId(1))));
+        let slow = TrackObject {
+            delay_up: Some(secs(181)),
+            ..reach(2, 1)
+        };
+        assert_eq!(t.add(t0, slow), Err(TrackError::DelayTooLarge));
     }
 }
