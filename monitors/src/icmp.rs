@@ -240,6 +240,28 @@ impl<'a> EchoRepr<'a> {
     }
 }
 
+/// Writes an echo header (checksum included) in front of data already placed at `buf[HEADER_LEN..]`;
+/// saves a copy when the caller builds the data in the final buffer.
+pub fn emit_header_in_place(
+    buf: &mut [u8],
+    kind: EchoKind,
+    ident: u16,
+    seq_no: u16,
+) -> Result<(), Error> {
+    let hdr = buf.get_mut(..HEADER_LEN).ok_or(Error::BufferTooSmall)?;
+    hdr[0] = match kind {
+        EchoKind::Request => MessageType::ECHO_REQUEST.0,
+        EchoKind::Reply => MessageType::ECHO_REPLY.0,
+    };
+    hdr[1] = 0;
+    hdr[2..4].copy_from_slice(&[0, 0]);
+    hdr[4..6].copy_from_slice(&ident.to_be_bytes());
+    hdr[6..8].copy_from_slice(&seq_no.to_be_bytes());
+    let c = checksum(buf);
+    buf[2..4].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +349,18 @@ mod tests {
         assert_eq!(
             EchoRepr::parse_bytes(&with_checksum(c)),
             Err(Error::BadValue("code"))
+        );
+    }
+
+    #[test]
+    fn header_in_place_equals_emit() {
+        let mut b = [0u8; 12];
+        b[8..].copy_from_slice(b"abcd");
+        emit_header_in_place(&mut b, EchoKind::Request, 0x1234, 1).unwrap();
+        assert_eq!(b, with_checksum(REQUEST));
+        assert_eq!(
+            emit_header_in_place(&mut [0u8; 7], EchoKind::Reply, 1, 1),
+            Err(Error::BufferTooSmall)
         );
     }
 

@@ -6,13 +6,17 @@
 //!   with `delay up/down` hysteresis ([`track::Tracker`]).
 //! - [`rib`]: static routes with administrative distance, tracking and `permanent`, the per-prefix best-route
 //!   decision ([`rib::Rib`]) and an in-memory longest-prefix-match table for simulation ([`rib::Fib`]).
-//! - [`show`]: `show ip sla statistics|summary`, `show track`, `show ip route static` text in IOS format.
+//! - [`show`]: `show ip sla statistics|summary`, `show track`, `show ip route static`, `show vpn-sip sip dhcp`
+//!   text in IOS format.
+//! - [`dhcp`]: DHCPv4 client core (RFC 2131) on `dhcproto`, with options 120 (RFC 3361) and 125 (RFC 3925)
+//!   decoded into typed values.
 //!
 //! Nothing here does I/O or reads the clock: `now: Instant` is always an argument, and the appliance turns
 //! probes into packets on a socket bound to the source interface and route events into rtnetlink calls.
 //!
-//! Absent: other IP SLA operation types (udp-jitter, http, ...), `track list` boolean objects,
-//! dynamic routing protocols, VRFs and IPv6.
+//! Absent: other IP SLA operation types (udp-jitter, http, ...), `track list` boolean objects, SLA
+//! `ageout`/`recurring`/wall-clock `start-time hh:mm`, route `tag`, dynamic routing protocols, VRFs, IPv6,
+//! DHCPDECLINE/INIT-REBOOT/DHCPINFORM.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

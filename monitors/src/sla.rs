@@ -28,7 +28,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use crate::SlaId;
-use crate::icmp::{EchoKind, EchoRepr};
+use crate::icmp::{self, EchoKind, EchoRepr, HEADER_LEN};
 
 /// Where probes leave from (`icmp-echo DEST source-interface IF | source-ip A`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -577,16 +577,14 @@ impl SlaEngine {
             deadline,
         });
         st.stats.latest_start = Some(now);
-        let mut data = vec![0xab; usize::from(st.op.data_size)];
+        // One allocation per probe: data written after the header, header and checksum in place.
+        let mut payload = vec![0xab; HEADER_LEN + usize::from(st.op.data_size)];
         let token = token_bytes(st.op.id, nonce);
-        let n = data.len().min(TOKEN_LEN);
-        data[..n].copy_from_slice(&token[..n]);
-        let repr = EchoRepr {
-            kind: EchoKind::Request,
-            ident: st.ident,
-            seq_no: seq,
-            data: &data,
-        };
+        if let Some(data) = payload.get_mut(HEADER_LEN..) {
+            let n = data.len().min(TOKEN_LEN);
+            data[..n].copy_from_slice(&token[..n]);
+        }
+        let _ = icmp::emit_header_in_place(&mut payload, EchoKind::Request, st.ident, seq);
         let probe = Probe {
             op_id: st.op.id,
             dest: st.op.dest,
@@ -594,7 +592,7 @@ impl SlaEngine {
             tos: st.op.tos,
             ident: st.ident,
             seq,
-            payload: repr.to_vec(),
+            payload,
         };
         let next_start = st.next_start;
         let id = st.op.id;
