@@ -60,8 +60,9 @@ struct Kamailio {
 }
 
 impl Kamailio {
-    fn start(bed: &std::path::Path) -> Kamailio {
-        let dir = std::env::temp_dir().join(format!("lifeline-sip-kam-{}", std::process::id()));
+    fn start(bed: &std::path::Path, ip: &str) -> Kamailio {
+        let dir =
+            std::env::temp_dir().join(format!("lifeline-sip-kam-{}-{ip}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ctl = format!("CTL_SOCK=\"unix:{}/ctl\"", dir.display());
         let child = Command::new("kamailio")
@@ -69,7 +70,7 @@ impl Kamailio {
             .arg(bed.join("kamailio.cfg"))
             .args([
                 "-A",
-                &format!("LISTEN_IP=\"{KAM_IP}\""),
+                &format!("LISTEN_IP=\"{ip}\""),
                 "-A",
                 "SIP_DOMAIN=\"lifeline.test\"",
             ])
@@ -139,14 +140,14 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(number: &str, ip: &str, seed: u64) -> Driver {
+    fn new(number: &str, ip: &str, seed: u64, kam_ip: &str) -> Driver {
         let sock = UdpSocket::bind((ip, 0)).unwrap();
         sock.set_nonblocking(true).unwrap();
         let contact = sock.local_addr().unwrap();
         let mut cfg = UaConfig::new(
             number,
             "lifeline.test",
-            format!("{KAM_IP}:5060").parse().unwrap(),
+            format!("{kam_ip}:5060").parse().unwrap(),
             contact,
         );
         cfg.credentials = Some((number.into(), Secret::new(format!("secret{number}"))));
@@ -199,6 +200,17 @@ fn pump(
     panic!("timed out; events so far: {events:?}");
 }
 
+fn bed_or_skip() -> Option<PathBuf> {
+    match can_run() {
+        Ok(b) => Some(b),
+        Err(why) if std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none() => {
+            eprintln!("skipping kamailio interop test: {why}");
+            None
+        }
+        Err(why) => panic!("LIFELINE_REQUIRE_NETNS is set but the test cannot run: {why}"),
+    }
+}
+
 fn offer(ip: SocketAddr, port: u16) -> IkeSdp {
     let SocketAddr::V4(v4) = ip else { panic!() };
     IkeSdp {
@@ -213,18 +225,11 @@ fn offer(ip: SocketAddr, port: u16) -> IkeSdp {
 
 #[test]
 fn kamailio_register_call_hangup_reject_unregister() {
-    let bed = match can_run() {
-        Ok(b) => b,
-        Err(why) if std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none() => {
-            eprintln!("skipping kamailio interop test: {why}");
-            return;
-        }
-        Err(why) => panic!("LIFELINE_REQUIRE_NETNS is set but the test cannot run: {why}"),
-    };
-    let kam = Kamailio::start(&bed);
+    let Some(bed) = bed_or_skip() else { return };
+    let kam = Kamailio::start(&bed, KAM_IP);
     let mut ds = [
-        Driver::new("1001", "127.0.0.78", 1),
-        Driver::new("1002", "127.0.0.79", 2),
+        Driver::new("1001", "127.0.0.78", 1, KAM_IP),
+        Driver::new("1002", "127.0.0.79", 2, KAM_IP),
     ];
 
     // register both with digest (401 then 200)
@@ -375,4 +380,236 @@ fn kamailio_register_call_hangup_reject_unregister() {
     let ul = kam.kamcmd("ul.dump").unwrap();
     assert!(!ul.contains("sip:1001@"), "{ul}");
     assert!(ul.contains("sip:1002@"), "{ul}");
+}
+
+const KAM2_IP: &str = "127.0.0.88";
+const SIPP_IP: &str = "127.0.0.90";
+
+/// Run sipp against the second Kamailio; traces go to the Kamailio run directory.
+fn sipp(kam: &Kamailio, name: &str, scenario: &std::path::Path, args: &[&str]) -> Child {
+    let mut c = Command::new("sipp");
+    c.arg(format!("{KAM2_IP}:5060"))
+        .arg("-sf")
+        .arg(scenario)
+        .args([
+            "-i", SIPP_IP, "-p", "5062", "-m", "1", "-nostdin", "-timeout", "15s",
+        ])
+        .args([
+            "-timeout_error",
+            "-trace_msg",
+            "-trace_logs",
+            "-message_file",
+        ])
+        .arg(kam.dir.join(format!("{name}.msg")))
+        .arg("-log_file")
+        .arg(kam.dir.join(format!("{name}.log")))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c.spawn().unwrap()
+}
+
+fn wait_ok(mut child: Child, name: &str, kam: &Kamailio) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(
+                st.success(),
+                "sipp {name} failed ({st}); see {}/{name}.*",
+                kam.dir.display()
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("sipp {name} did not finish");
+}
+
+/// SIPp as callee and as caller, with RFC 6193 SDP, through Kamailio; our UA is 1001.
+#[test]
+fn sipp_rfc6193_caller_and_callee_scenarios() {
+    let Some(bed) = bed_or_skip() else { return };
+    if !Command::new("sh")
+        .args(["-c", "command -v sipp"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(
+            std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none(),
+            "sipp not installed"
+        );
+        eprintln!("skipping sipp scenarios: sipp not installed");
+        return;
+    }
+    let ours = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sipp");
+    let kam = Kamailio::start(&bed, KAM2_IP);
+    let mut ds = [Driver::new("1001", "127.0.0.89", 7, KAM2_IP)];
+    ds[0].ua.register(Instant::now());
+    pump(&mut ds, 10, |ev| {
+        ev.iter()
+            .any(|(_, e)| matches!(e, Event::Registered { .. }))
+    });
+    let reg_args = [
+        "-nd",
+        "-key",
+        "user",
+        "1003",
+        "-key",
+        "domain",
+        "lifeline.test",
+        "-key",
+        "contact_port",
+        "5062",
+        "-key",
+        "expires",
+        "600",
+        "-au",
+        "1003",
+        "-ap",
+        "secret1003",
+    ];
+    let r = sipp(
+        &kam,
+        "register_1003",
+        &bed.join("scenarios/register.xml"),
+        &reg_args,
+    );
+    wait_ok(r, "register_1003", &kam);
+    let a = ds[0].ua.contact();
+
+    // 1. SIPp callee with a VPN-SIP answer: negotiated bandwidth = min(512, 256)
+    let uas = sipp(
+        &kam,
+        "uas_vpnsip",
+        &ours.join("uas_vpnsip.xml"),
+        &["-key", "user", "1003"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let call = ds[0].ua.invite(Instant::now(), "1003", offer(a, 50001));
+    let ev = pump(&mut ds, 10, |ev| {
+        ev.iter()
+            .any(|(_, e)| matches!(e, Event::CallAnswered { .. } | Event::CallFailed { .. }))
+    });
+    let Some(Event::CallAnswered {
+        negotiated, answer, ..
+    }) = ev.into_iter().map(|(_, e)| e).next()
+    else {
+        panic!("not answered")
+    };
+    assert_eq!(negotiated.bandwidth_kbps, 256);
+    assert_eq!(answer.setup, Setup::Passive);
+    assert_eq!(answer.port, 50012);
+    std::thread::sleep(Duration::from_millis(200));
+    ds[0].ua.hangup(Instant::now(), call).unwrap();
+    pump(&mut ds, 2, |_| true);
+    std::thread::sleep(Duration::from_millis(100));
+    pump(&mut ds, 2, |_| true);
+    wait_ok(uas, "uas_vpnsip", &kam);
+
+    // 2. the test bed's generic callee answers without b=AS: ACK, BYE, 488 reported locally
+    let uas = sipp(
+        &kam,
+        "uas_no_bw",
+        &bed.join("scenarios/uas_answer.xml"),
+        &["-key", "user", "1003"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let call = ds[0].ua.invite(Instant::now(), "1003", offer(a, 50003));
+    let ev = pump(&mut ds, 10, |ev| {
+        ev.iter()
+            .any(|(_, e)| matches!(e, Event::CallFailed { .. }))
+    });
+    assert!(
+        ev.iter().any(|(_, e)| matches!(e, Event::CallFailed { call: c, status: 488, reason } if *c == call && reason.contains("b=AS"))),
+        "{ev:?}"
+    );
+    for _ in 0..20 {
+        pump(&mut ds, 1, |_| true);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_ok(uas, "uas_no_bw", &kam);
+
+    // 3. SIPp caller with a VPN-SIP offer (407 at the proxy): we answer, it ACKs and BYEs
+    let uac_args = [
+        "-key",
+        "user",
+        "1003",
+        "-key",
+        "callee",
+        "1001",
+        "-key",
+        "domain",
+        "lifeline.test",
+        "-au",
+        "1003",
+        "-ap",
+        "secret1003",
+    ];
+    let uac = sipp(&kam, "uac_vpnsip", &ours.join("uac_vpnsip.xml"), &uac_args);
+    let ev = pump(&mut ds, 10, |ev| {
+        ev.iter()
+            .any(|(_, e)| matches!(e, Event::IncomingCall { .. }))
+    });
+    let Some(Event::IncomingCall {
+        call,
+        from_number,
+        offer: got,
+    }) = ev.into_iter().map(|(_, e)| e).next()
+    else {
+        panic!()
+    };
+    assert_eq!(from_number, "1003");
+    assert_eq!(got.bandwidth_kbps, 1000);
+    assert_eq!(
+        got.fingerprint.hex(),
+        "4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB"
+    );
+    let (ans, neg) = answer_for(
+        &got,
+        Ipv4Addr::new(127, 0, 0, 89),
+        50002,
+        Fingerprint::new(HashFunc::Sha1, vec![0xD2; 20]),
+        64,
+        true,
+    )
+    .unwrap();
+    assert_eq!(neg.bandwidth_kbps, 64);
+    ds[0].ua.answer(Instant::now(), call, &ans).unwrap();
+    pump(&mut ds, 10, |ev| {
+        ev.iter().any(|(_, e)| {
+            matches!(
+                e,
+                Event::CallEnded {
+                    by: EndedBy::Remote,
+                    ..
+                }
+            )
+        })
+    });
+    wait_ok(uac, "uac_vpnsip", &kam);
+
+    // 4. SIPp caller without b=AS: refused with 488 and a Warning naming b=AS
+    let uac = sipp(
+        &kam,
+        "uac_no_bw",
+        &ours.join("uac_no_bandwidth.xml"),
+        &uac_args,
+    );
+    let ev = pump(&mut ds, 10, |ev| {
+        ev.iter()
+            .any(|(_, e)| matches!(e, Event::IncomingCallRejected { .. }))
+    });
+    assert!(
+        ev.iter()
+            .any(|(_, e)| matches!(e, Event::IncomingCallRejected { status: 488, .. })),
+        "{ev:?}"
+    );
+    for _ in 0..20 {
+        pump(&mut ds, 1, |_| true);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_ok(uac, "uac_no_bw", &kam);
 }
