@@ -283,7 +283,11 @@ pub struct UserAgent {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     parse_errors: u64,
+    /// ACKs of ended calls, re-sent if their 2xx is retransmitted (bounded, newest last).
+    recent_acks: VecDeque<(String, Transmit)>,
 }
+
+const RECENT_ACKS: usize = 32;
 
 impl fmt::Debug for UserAgent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -340,7 +344,21 @@ impl UserAgent {
             out: VecDeque::new(),
             events: VecDeque::new(),
             parse_errors: 0,
+            recent_acks: VecDeque::new(),
         }
+    }
+
+    /// Forget a call, keeping its 2xx ACK for retransmitted 2xx responses.
+    fn forget_call(&mut self, id: CallId) {
+        if let Some(c) = self.calls.iter().find(|c| c.id == id)
+            && let Some(ack) = &c.ack
+        {
+            self.recent_acks.push_back((c.call_id.clone(), ack.clone()));
+            if self.recent_acks.len() > RECENT_ACKS {
+                self.recent_acks.pop_front();
+            }
+        }
+        self.calls.retain(|c| c.id != id);
     }
 
     /// Call-ID in the form the seed shows: four groups of 8 upper-case hex digits `@host`.
@@ -743,7 +761,7 @@ impl UserAgent {
                 reason: reason.into(),
             });
         }
-        self.calls.retain(|c| c.id != id);
+        self.forget_call(id);
     }
 
     fn fail_call(&mut self, id: CallId, status: u16, reason: String) {
@@ -757,7 +775,7 @@ impl UserAgent {
                 reason,
             });
         }
-        self.calls.retain(|c| c.id != id);
+        self.forget_call(id);
     }
 
     fn on_invite_response(&mut self, now: Instant, id: CallId, resp: Response) {
@@ -1041,12 +1059,19 @@ impl UserAgent {
             // 2xx retransmission after the INVITE transaction ended: re-send our ACK
             if method == Method::Invite && (200..300).contains(&resp.status) {
                 let cid = resp.call_id().to_owned();
-                if let Some(ack) = self
+                let ack = self
                     .calls
                     .iter()
                     .find(|c| c.call_id == cid)
                     .and_then(|c| c.ack.clone())
-                {
+                    .or_else(|| {
+                        self.recent_acks
+                            .iter()
+                            .rev()
+                            .find(|(id, _)| *id == cid)
+                            .map(|(_, a)| a.clone())
+                    });
+                if let Some(ack) = ack {
                     self.out.push_back(ack);
                 }
             }

@@ -515,6 +515,8 @@ fn unacceptable_answer_is_acked_byed_and_reported_488() {
     // a retransmitted 200 OK is ACKed again, not reported again
     a.handle_input(t0, addr(REG), &resp.to_bytes());
     assert!(a.poll_event().is_none());
+    let again = a.poll_transmit().unwrap();
+    assert!(again.payload.starts_with(b"ACK "));
 }
 
 #[test]
