@@ -9,7 +9,8 @@
 //!   in-process network in virtual time.
 //!
 //! No sockets, threads or clock reads: time comes in as `now`, randomness through
-//! [`random::Random`]. Absent: TCP/TLS framing (the `Transport` only switches timer rules),
+//! [`random::Random`]. [`stream::StreamFramer`] frames TCP/TLS byte streams for a driver that owns
+//! the connection (and TLS). Absent: connection management and TLS themselves,
 //! re-INVITE (answered 488), forking, DNS (RFC 3263), SIP Identity, PRACK.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -21,6 +22,7 @@ pub mod registrar;
 pub mod sdp;
 pub mod show;
 pub mod sim;
+pub mod stream;
 pub mod transaction;
 pub mod ua;
 

@@ -380,6 +380,52 @@ fn kamailio_register_call_hangup_reject_unregister() {
     let ul = kam.kamcmd("ul.dump").unwrap();
     assert!(!ul.contains("sip:1001@"), "{ul}");
     assert!(ul.contains("sip:1002@"), "{ul}");
+
+    // REGISTER over TCP through the stream framer
+    register_over_tcp(&kam);
+}
+
+fn register_over_tcp(kam: &Kamailio) {
+    use lifeline_sip::stream::StreamFramer;
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(format!("{KAM_IP}:5060")).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let local = tcp.local_addr().unwrap();
+    let mut cfg = UaConfig::new(
+        "1003",
+        "lifeline.test",
+        format!("{KAM_IP}:5060").parse().unwrap(),
+        local,
+    );
+    cfg.credentials = Some(("1003".into(), Secret::new("secret1003")));
+    cfg.transport = Transport::Tcp;
+    let mut ua = UserAgent::new(cfg, Box::new(SeededRandom::new(3)));
+    ua.register(Instant::now());
+    let mut framer = StreamFramer::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no registration over TCP");
+        while let Some(t) = ua.poll_transmit() {
+            tcp.write_all(&t.payload).unwrap();
+        }
+        if let Ok(n) = tcp.read(&mut buf) {
+            framer.push(&buf[..n]);
+        }
+        while let Some(m) = framer.next_message().unwrap() {
+            ua.handle_input(
+                Instant::now(),
+                format!("{KAM_IP}:5060").parse().unwrap(),
+                &m,
+            );
+        }
+        if let Some(Event::Registered { .. }) = ua.poll_event() {
+            break;
+        }
+    }
+    let ul = kam.kamcmd("ul.dump").unwrap();
+    assert!(ul.contains(&format!("sip:1003@{local}")), "{ul}");
 }
 
 const KAM2_IP: &str = "127.0.0.88";
