@@ -526,18 +526,21 @@ enum DhSecret {
     X25519(x25519_dalek::StaticSecret),
 }
 
-fn modp_params() -> crypto_bigint::modular::FixedMontyParams<{ crypto_bigint::U2048::LIMBS }> {
+type ModpParams = crypto_bigint::modular::FixedMontyParams<{ crypto_bigint::U2048::LIMBS }>;
+
+/// Montgomery parameters of the RFC 3526 prime, computed once.
+static MODP_PARAMS: std::sync::LazyLock<ModpParams> = std::sync::LazyLock::new(|| {
     let p = crypto_bigint::U2048::from_be_hex(MODP2048_P);
     // The RFC 3526 prime is odd.
     let odd = crypto_bigint::Odd::new(p).expect("RFC 3526 prime is odd");
     crypto_bigint::modular::FixedMontyParams::new(odd)
-}
+});
 
 fn modp_pow(base: &crypto_bigint::U2048, exp: &[u8; 256]) -> Vec<u8> {
     use crypto_bigint::modular::FixedMontyForm;
-    let params = modp_params();
+    let params = &*MODP_PARAMS;
     let e = Zeroizing::new(crypto_bigint::U2048::from_be_slice(exp));
-    let r = FixedMontyForm::new(base, &params)
+    let r = FixedMontyForm::new(base, params)
         .pow_bounded_exp(&*e, MODP_EXP_BITS)
         .retrieve();
     r.to_be_bytes().to_vec()
