@@ -353,6 +353,47 @@ fn is_global_unsupported_opener(toks: &[Tok<'_>]) -> bool {
         .any(|p| matches_pattern(toks, p))
 }
 
+/// `banner KIND DELIM text DELIM`: the delimiter is the first character of the third word (or
+/// `^C` written as two characters). Returns the delimiter and whether the opening line already
+/// closes the banner.
+pub(crate) fn banner_state(text: &str) -> Option<(String, bool)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() < 3 || !words.first()?.eq_ignore_ascii_case("banner") {
+        return None;
+    }
+    let third = *words.get(2)?;
+    let delim: String = if third.starts_with('^') {
+        third.chars().take(2).collect()
+    } else {
+        third.chars().take(1).collect()
+    };
+    if delim.is_empty() {
+        return None;
+    }
+    let rest_after = third.get(delim.len()..).unwrap_or("");
+    let closed = rest_after.contains(delim.as_str())
+        || words
+            .get(3..)
+            .unwrap_or_default()
+            .iter()
+            .any(|w| w.contains(delim.as_str()));
+    Some((delim, closed))
+}
+
+/// True when an unsupported global item renders as a block (it has children, opens a mode or
+/// is a banner) rather than as a leaf line.
+pub(crate) fn renders_as_block(u: &Unsupported) -> bool {
+    if !u.children.is_empty() || banner_state(&u.text).is_some() {
+        return true;
+    }
+    let toks: Vec<Tok<'_>> = u
+        .text
+        .split_whitespace()
+        .map(|w| Tok { text: w, col: 0 })
+        .collect();
+    is_global_unsupported_opener(&toks)
+}
+
 fn joined(toks: &[Tok<'_>]) -> String {
     toks.iter().map(|t| t.text).collect::<Vec<_>>().join(" ")
 }
@@ -414,6 +455,22 @@ impl Parser {
                 return;
             }
             Some("exit") if toks.len() == 1 => {
+                // Leaving a nested unsupported block: keep the `exit` so that the rendering
+                // reads back with the same structure.
+                if let Some(Frame {
+                    mode: Mode::Unsupported(path),
+                    ..
+                }) = self.stack.last()
+                    && path.len() > 1
+                {
+                    let path = path.clone();
+                    if let Some(n) = self.unsupported_node(&path) {
+                        n.children.push(Unsupported {
+                            text: "exit".into(),
+                            children: vec![],
+                        });
+                    }
+                }
                 if self.stack.len() > 1 {
                     self.stack.pop();
                 }
@@ -630,20 +687,7 @@ impl Parser {
         {
             f.child_indent = Some(line.indent);
         }
-        if first == "banner" && toks.len() >= 3 {
-            // `banner motd ^C text ^C`: the delimiter is the first character of the 3rd word
-            // (or `^C` spelled as two characters).
-            let third = toks.get(2).map(|t| t.text).unwrap_or("");
-            let delim: String = if third.starts_with('^') {
-                third.chars().take(2).collect()
-            } else {
-                third.chars().take(1).collect()
-            };
-            let rest_after = toks
-                .get(2)
-                .map(|t| &t.text[delim.len().min(t.text.len())..]);
-            let closed_inline = toks.len() > 3 && text.matches(delim.as_str()).count() >= 2
-                || rest_after.is_some_and(|r| r.contains(delim.as_str()));
+        if let Some((delim, closed_inline)) = banner_state(&text) {
             self.stack.truncate(1);
             self.cap = None;
             self.warn_unsupported(line, toks, "command");
@@ -728,6 +772,9 @@ impl Parser {
                 indent: 0,
                 child_indent: None,
             });
+        } else if w == "address-family" {
+            // A new address family is always a direct child of the `router` block.
+            self.stack.truncate(2);
         }
         true
     }

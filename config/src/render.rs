@@ -154,6 +154,21 @@ pub fn render(config: &Config) -> String {
         o.bang();
     }
 
+    // Global commands Lifeline does not implement that are single lines: first, while no
+    // mode is open, so that they read back as global commands.
+    let mut any = false;
+    for u in c
+        .unsupported
+        .iter()
+        .filter(|u| !crate::parser::renders_as_block(u))
+    {
+        o.line(0, &u.text);
+        any = true;
+    }
+    if any {
+        o.bang();
+    }
+
     // PKI
     for t in &c.pki.trustpoints {
         o.line(0, format!("crypto pki trustpoint {}", t.name));
@@ -519,6 +534,8 @@ pub fn render(config: &Config) -> String {
         if let Some(d) = &pm.description {
             o.line(1, format!("description {d}"));
         }
+        // Before the classes, or they would read back as class sub-commands.
+        o.unsupported(1, &pm.unsupported);
         for cl in &pm.classes {
             o.line(1, format!("class {}", cl.name));
             for a in &cl.actions {
@@ -564,7 +581,6 @@ pub fn render(config: &Config) -> String {
             }
             o.unsupported(2, &cl.unsupported);
         }
-        o.unsupported(1, &pm.unsupported);
         o.bang();
     }
 
@@ -794,9 +810,24 @@ pub fn render(config: &Config) -> String {
     }
 
     // Commands Lifeline does not implement, verbatim.
-    for u in &c.unsupported {
+    for u in c
+        .unsupported
+        .iter()
+        .filter(|u| crate::parser::renders_as_block(u))
+    {
         o.line(0, &u.text);
-        o.unsupported(1, &u.children);
+        match crate::parser::banner_state(&u.text) {
+            Some((delim, false)) => {
+                // Banner text lines verbatim, then the delimiter if the text never closed it.
+                for ch in &u.children {
+                    o.line(0, &ch.text);
+                }
+                if !u.children.iter().any(|ch| ch.text.contains(delim.as_str())) {
+                    o.line(0, &delim);
+                }
+            }
+            _ => o.unsupported(1, &u.children),
+        }
         o.bang();
     }
     o.line(0, "end");
