@@ -929,6 +929,38 @@ mod tests {
     }
 
     #[test]
+    fn transport_mode_carries_gre_next_header() {
+        let now = crate::test_origin();
+        let ek = [5u8; 16];
+        let ik = [6u8; 32];
+        let mut p = params(
+            0x77,
+            Encr::AesCbc(AesKeyLen::Aes128),
+            Some(Integ::HmacSha256_128),
+            &ek,
+            &ik,
+        );
+        p.mode = Mode::Transport;
+        let mut out = OutboundSa::new(now, &p).unwrap();
+        let mut inb = InboundSa::new(now, &p).unwrap();
+        let gre = [0u8, 0, 0x08, 0x00, 0x45, 0, 0, 20];
+        let mut buf = vec![0u8; HEADROOM + gre.len() + TAILROOM];
+        buf[HEADROOM..HEADROOM + gre.len()].copy_from_slice(&gre);
+        let r = out
+            .encapsulate(
+                now,
+                &mut buf,
+                HEADROOM..HEADROOM + gre.len(),
+                crate::wire::IpProtocol::GRE.0,
+            )
+            .unwrap();
+        let d = inb.decapsulate(now, &mut buf, r).unwrap();
+        assert_eq!(d.next_header, 47);
+        assert_eq!(&buf[d.range], &gre[..]);
+        assert_eq!(inb.mode(), Mode::Transport);
+    }
+
+    #[test]
     fn sadb_counts_unknown_spi() {
         let mut db = SaDb::<u32>::new();
         db.insert(0x100, 7);

@@ -343,13 +343,16 @@ impl Tunnel {
 
     /// Installs the first SA pair; queued packets become transmittable ([`Self::poll_transmit`]).
     pub fn install_sa(&mut self, now: Instant, outbound: OutboundSa, inbound: InboundSa) {
+        if self.outbound.is_none() {
+            // A new session: the idle and keepalive timers start now.
+            self.last_tx = Some(now);
+            self.last_rx = Some(now);
+        }
         self.outbound = Some(outbound);
         self.inbound.retain(|s| s.spi() != inbound.spi());
         self.inbound.push(inbound);
         self.acquiring = None;
         self.idle_fired = false;
-        self.last_tx.get_or_insert(now);
-        self.last_rx.get_or_insert(now);
         while let Some(p) = self.queue.pop_front() {
             self.pending.push_back(p);
         }
@@ -370,6 +373,11 @@ impl Tunnel {
 
     /// Removes all SAs (session torn down); the next packet raises a new acquire.
     pub fn remove_sa(&mut self) {
+        // Packets not yet encapsulated wait for the next SA like any other.
+        while let Some(p) = self.pending.pop_back() {
+            self.queue.push_front(p);
+        }
+        self.queue.truncate(self.cfg.queue_limit);
         self.outbound = None;
         self.inbound.clear();
         self.idle_fired = false;
@@ -619,13 +627,29 @@ impl Tunnel {
         //= https://www.rfc-editor.org/rfc/rfc1191#section-4
         //# the router MUST include the MTU of that next-hop network in the low-order 16 bits of
         //# the ICMP header field that is labelled "unused" in the ICMP specification
-        self.counters.icmp_too_big += 1;
         self.drops[DropReason::TooBig as usize] += 1;
         let orig = ipv4::Packet::new_unchecked(&buf[pkt.clone()]);
         let hl = orig.header_len();
         let src = orig.src_addr();
         let quote = (hl + 8).min(pkt.len());
         let start = pkt.start;
+        //= https://www.rfc-editor.org/rfc/rfc1812#section-4.3.2.7
+        //# A router MUST NOT originate an ICMP error message in response to: an ICMP error
+        //# message, a datagram that is not the first fragment, ... a broadcast or multicast
+        let icmp_error = orig.protocol() == IpProtocol::ICMP
+            && buf
+                .get(pkt.start + hl)
+                .is_some_and(|t| !matches!(t, 0 | 8 | 13 | 14));
+        if orig.frag_offset() != 0
+            || icmp_error
+            || src.is_multicast()
+            || src.is_broadcast()
+            || src.is_unspecified()
+            || start + 28 + quote > buf.len()
+        {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        self.counters.icmp_too_big += 1;
         // Quote the original header + 8 bytes after our new 28-byte IP+ICMP header.
         buf.copy_within(start..start + quote, start + 28);
         let total = 28 + quote;

@@ -798,3 +798,107 @@ fn fuzz_entry_survives_assorted_inputs() {
         }
     }
 }
+
+#[test]
+fn ipv6_inner_packets_round_trip() {
+    let now = crate::test_origin();
+    let mut a = tunnel(A, B);
+    let mut b = tunnel(B, A);
+    connect(now, &mut a, &mut b, 0x11, 0x22, params);
+    let mut p = vec![0u8; 40 + 16];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&16u16.to_be_bytes());
+    p[6] = 17;
+    p[7] = 64;
+    p[8] = 0x20;
+    p[24] = 0x20;
+    assert_eq!(carry(now, &mut a, &mut b, &p), p);
+}
+
+#[test]
+fn new_session_restarts_idle_timer() {
+    let now = crate::test_origin();
+    let mut a = tunnel(A, B);
+    let mut b = tunnel(B, A);
+    let p = |spi| SaParams {
+        idle_timeout: Some(Duration::from_secs(60)),
+        ..params(spi)
+    };
+    carry_after_connect(now, &mut a, &mut b, p);
+    a.remove_sa();
+    let t = now + Duration::from_secs(3600);
+    a.install_sa(
+        t,
+        OutboundSa::new(t, &p(0x51)).unwrap(),
+        InboundSa::new(t, &p(0x52)).unwrap(),
+    );
+    assert_eq!(a.poll_timeout(), Some(t + Duration::from_secs(60)));
+}
+
+fn carry_after_connect(
+    now: Instant,
+    a: &mut Tunnel,
+    b: &mut Tunnel,
+    p: impl Fn(u32) -> SaParams<'static>,
+) {
+    connect(now, a, b, 0x11, 0x22, p);
+    carry(now, a, b, &udp_packet(10, false, 0));
+}
+
+#[test]
+fn no_icmp_error_about_an_icmp_error() {
+    let now = crate::test_origin();
+    let mut a = tunnel(A, B);
+    let mut b = tunnel(B, A);
+    connect(now, &mut a, &mut b, 0x11, 0x22, params);
+    let mut pkt = udp_packet(1472, true, 0);
+    pkt[9] = 1; // ICMP
+    pkt[20] = 3; // destination unreachable
+    ipv4::Packet::new_unchecked(&mut pkt[..]).fill_checksum();
+    let (mut buf, r) = framed(&pkt);
+    assert_eq!(a.send(now, &mut buf, r), Verdict::Drop(DropReason::TooBig));
+    assert_eq!(a.snapshot(now).counters.icmp_too_big, 0);
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Whatever the size and tunnel MTU, pre-fragmented packets arrive as fragments that fit the
+        /// MTU and reassemble to the original payload.
+        #[test]
+        fn prefragmentation_reassembles(payload in 0usize..4000, ip_mtu in 68u16..1500, df in any::<bool>()) {
+            let now = crate::test_origin();
+            let mut a = tunnel(A, B);
+            let mut b = tunnel(B, A);
+            a.cfg.df_bit = DfBit::Clear;
+            a.cfg.ip_mtu = Some(ip_mtu);
+            connect(now, &mut a, &mut b, 0x11, 0x22, params);
+            let pkt = udp_packet(payload, df, 0);
+            let (mut buf, r) = framed(&pkt);
+            let mut v = a.send(now, &mut buf, r);
+            let mut frags = Vec::new();
+            let mut scratch = vec![0u8; HEADROOM + 1500 + TAILROOM];
+            let mut first = true;
+            loop {
+                let Verdict::ToNetwork(t) = v else { panic!("{v:?}") };
+                let target = if first { &mut buf } else { &mut scratch };
+                first = false;
+                let Verdict::ToTunnel(r) = b.receive(now, target, t.range, meta()) else { panic!() };
+                prop_assert!(r.len() <= usize::from(ip_mtu).max(pkt.len().min(28)));
+                frags.push(target[r].to_vec());
+                match a.poll_transmit(now, &mut scratch) {
+                    Some(next) => v = next,
+                    None => break,
+                }
+            }
+            if frags.len() == 1 {
+                prop_assert_eq!(&frags[0], &pkt);
+            } else {
+                prop_assert_eq!(reassemble(&frags), pkt[20..].to_vec());
+            }
+        }
+    }
+}
