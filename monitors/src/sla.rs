@@ -655,7 +655,8 @@ impl SlaEngine {
             }
             id
         } else {
-            // Short data: find the operation by identifier.
+            // Short data: find the operation by identifier (only the first 65536 slots are reachable this
+            // way, and not through a ping socket, which rewrites the identifier).
             let slot = usize::from(echo.ident.wrapping_sub(self.ident_base));
             self.slots
                 .get(slot)
