@@ -734,3 +734,24 @@ fn fingerprint_display_is_colon_separated_upper_hex() {
         "A9:99:3E:36:47:06:81:6A:BA:3E:25:71:78:50:C2:6C:9C:D0:D8:9D"
     );
 }
+
+#[test]
+fn cookie_challenge_above_half_open_threshold() {
+    let mut p = Pair::vpn_sip();
+    p.b.set_cookie_threshold(Some(0));
+    p.initiate();
+    p.run();
+    assert_eq!(p.delivered, 6, "COOKIE round trip + the normal four");
+    assert_eq!(children(&p.ev_a).len(), 1);
+    assert_eq!(children(&p.ev_b).len(), 1);
+}
+
+#[test]
+fn half_open_responder_state_expires() {
+    let mut p = Pair::vpn_sip();
+    p.drop = Box::new(|a_to_b, b| a_to_b && b.get(4 + 18) == Some(&35)); // lose every IKE_AUTH request
+    p.initiate();
+    p.run_for(Duration::from_secs(120));
+    assert!(p.b.snapshot(p.now).ike_sas.is_empty());
+    assert!(p.b.poll_timeout().is_none());
+}

@@ -47,6 +47,8 @@ pub struct Endpoint {
     next_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    cookie_threshold: Option<usize>,
+    cookie_secret: [u8; 32],
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -59,8 +61,12 @@ impl core::fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// A new endpoint with injected randomness.
-    pub fn new(rng: Box<dyn Rng + Send>) -> Self {
+    pub fn new(mut rng: Box<dyn Rng + Send>) -> Self {
+        let mut cookie_secret = [0u8; 32];
+        rng.fill(&mut cookie_secret);
         Endpoint {
+            cookie_threshold: None,
+            cookie_secret,
             rng,
             nat_t_port: NAT_T_PORT,
             profiles: Vec::new(),
@@ -77,6 +83,36 @@ impl Endpoint {
     /// Changes the NAT-T port (the port on which the 4-byte non-ESP marker is used). Default 4500.
     pub fn set_nat_t_port(&mut self, port: u16) {
         self.nat_t_port = port;
+    }
+
+    /// IOS `crypto ikev2 cookie-challenge <n>`: above `n` half-open IKE SAs, IKE_SA_INIT requests are answered
+    /// with a stateless COOKIE (RFC 7296 §2.6). `None` (default) never asks for cookies.
+    pub fn set_cookie_threshold(&mut self, n: Option<usize>) {
+        self.cookie_threshold = n;
+    }
+
+    fn half_open_count(&self) -> usize {
+        self.half_open
+            .values()
+            .filter(|id| self.sas.get(id).is_some_and(IkeSa::is_half_open))
+            .count()
+    }
+
+    //= https://www.rfc-editor.org/rfc/rfc7296#section-2.6
+    //# Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)
+    fn cookie(&self, ni: &[u8], ip: std::net::IpAddr, spi_i: u64) -> Vec<u8> {
+        let ip = match ip {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let mut c = vec![1u8];
+        c.extend_from_slice(&crate::crypto::sha1(&[
+            ni,
+            &ip,
+            &spi_i.to_be_bytes(),
+            &self.cookie_secret,
+        ]));
+        c
     }
 
     /// Adds (or replaces, by name) a profile. As responder, profiles are matched in order by the peer's
@@ -245,6 +281,41 @@ impl Endpoint {
         }
         if self.profiles.is_empty() {
             return;
+        }
+        if self
+            .cookie_threshold
+            .is_some_and(|t| self.half_open_count() >= t)
+        {
+            let ni = msg.payloads.iter().find_map(|p| {
+                if let crate::wire::Payload::Nonce(n) = p {
+                    Some(n.as_slice())
+                } else {
+                    None
+                }
+            });
+            let want = self.cookie(ni.unwrap_or(&[]), remote.ip(), msg.header.initiator_spi);
+            let got = match msg.payloads.first() {
+                Some(crate::wire::Payload::Notify(n))
+                    if n.notify_type == crate::wire::NotifyType::COOKIE =>
+                {
+                    Some(&n.data)
+                }
+                _ => None,
+            };
+            if got.is_none_or(|g| {
+                !bool::from(subtle::ConstantTimeEq::ct_eq(g.as_slice(), want.as_slice()))
+            }) {
+                let n = crate::wire::Notify::new(crate::wire::NotifyType::COOKIE, want);
+                let raw = sa::unprotected_error(msg.header.initiator_spi, n);
+                Ctx::new(
+                    &mut *self.rng,
+                    &mut self.transmits,
+                    &mut self.events,
+                    self.nat_t_port,
+                )
+                .send_raw(local, remote, &raw);
+                return;
+            }
         }
         let spi = self.alloc_spi();
         let id = IkeSaId(self.next_id);

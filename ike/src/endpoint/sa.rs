@@ -46,6 +46,9 @@ impl<'a> Ctx<'a> {
             dropped_spis: Vec::new(),
         }
     }
+    pub fn send_raw(&mut self, local: SocketAddr, remote: SocketAddr, raw: &[u8]) {
+        self.send(local, remote, raw);
+    }
     fn send(&mut self, local: SocketAddr, remote: SocketAddr, raw: &[u8]) {
         let mut payload = Vec::with_capacity(raw.len() + 4);
         if local.port() == self.nat_t_port {
@@ -485,6 +488,10 @@ impl IkeSa {
         }
     }
 
+    pub fn is_half_open(&self) -> bool {
+        matches!(self.phase, Phase::RespInitDone { .. })
+    }
+
     pub fn is_dead(&self) -> bool {
         matches!(self.phase, Phase::Dead)
     }
@@ -511,7 +518,7 @@ struct ChildAccept {
     keys: ChildSaKeys,
 }
 
-fn unprotected_error(spi_i: u64, n: Notify) -> Vec<u8> {
+pub(crate) fn unprotected_error(spi_i: u64, n: Notify) -> Vec<u8> {
     Message {
         header: HeaderRepr {
             initiator_spi: spi_i,
