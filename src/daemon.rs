@@ -13,13 +13,29 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use monitors::SlaId;
+use monitors::rib::{RibEvent, RouteSource};
+
 use crate::control::{Reply, Request};
+use crate::monitor::Failover;
+use crate::os::icmp::IcmpSocket;
+use crate::os::route::{KernelRoute, Routes};
 use crate::{ios, show};
 
 /// Everything the daemon knows. Owned by the daemon task alone.
 pub struct Appliance {
     pub config: config::Config,
     pub started: Instant,
+    pub failover: Failover,
+}
+
+/// Messages from driver tasks to the daemon task.
+enum DriverMsg {
+    Icmp { from: Ipv4Addr, bytes: Vec<u8> },
 }
 
 type ControlMsg = (Request, oneshot::Sender<Reply>);
@@ -53,9 +69,16 @@ pub fn run(config_path: &Path, socket: &Path) -> anyhow::Result<ExitCode> {
             config_path.display()
         );
     }
+    let now = Instant::now();
+    let nonce = std::process::id() ^ (now.elapsed().subsec_nanos());
+    let (failover, problems) = Failover::from_config(now, &parsed.config, nonce);
+    for p in problems {
+        ios!(PARSER, Warning, CONFIG_WARNING, "{p}");
+    }
     let app = Appliance {
         config: parsed.config,
-        started: Instant::now(),
+        started: now,
+        failover,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -65,7 +88,7 @@ pub fn run(config_path: &Path, socket: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(app: Appliance, socket: &Path) -> anyhow::Result<()> {
+async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -85,6 +108,8 @@ async fn serve(app: Appliance, socket: &Path) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
+    let (dtx, mut drx) = mpsc::channel::<DriverMsg>(1024);
+    let mut os = OsDrivers::open(&app.config, &dtx).await;
     ios!(
         SYS,
         Notice,
@@ -94,7 +119,19 @@ async fn serve(app: Appliance, socket: &Path) -> anyhow::Result<()> {
         socket.display()
     );
     loop {
+        os.flush(&mut app).await;
+        let deadline = app.failover.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = sleep => app.failover.handle_timeout(Instant::now()),
+            Some(msg) = drx.recv() => match msg {
+                DriverMsg::Icmp { from, bytes } => app.failover.handle_icmp(Instant::now(), from, &bytes),
+            },
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
                     tokio::spawn(connection(stream, tx.clone()));
@@ -107,7 +144,142 @@ async fn serve(app: Appliance, socket: &Path) -> anyhow::Result<()> {
             _ = sigint.recv() => { ios!(SYS, Notice, SHUTDOWN, "SIGINT received, shutting down"); break; }
         }
     }
+    os.shutdown().await;
     Ok(())
+}
+
+/// The kernel side of the daemon: ICMP probe sockets and the route table. Without root (or without a
+/// device) they are absent, logged once, and the cores still run, so `show` stays truthful.
+struct OsDrivers {
+    routes: Option<Routes>,
+    probes: HashMap<SlaId, Arc<IcmpSocket>>,
+}
+
+impl OsDrivers {
+    async fn open(cfg: &config::Config, tx: &mpsc::Sender<DriverMsg>) -> OsDrivers {
+        let needs_routes = !cfg.ip_routes.is_empty();
+        let routes = if needs_routes {
+            match Routes::open().await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    ios!(
+                        SYS,
+                        Warning,
+                        NO_KERNEL_ROUTES,
+                        "routes stay in the RIB only: {e:#}"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut probes = HashMap::new();
+        for s in &cfg.ip_slas {
+            let Some(config::SlaOperation::IcmpEcho {
+                source_interface,
+                source_ip,
+                ..
+            }) = &s.operation
+            else {
+                continue;
+            };
+            let device = source_interface
+                .as_deref()
+                .and_then(|i| cfg.interface(i))
+                .and_then(|i| i.linux_name());
+            match IcmpSocket::open(device, *source_ip, 0) {
+                Ok(sock) => {
+                    let sock = Arc::new(sock);
+                    tokio::spawn(icmp_reader(sock.clone(), tx.clone()));
+                    probes.insert(SlaId(s.id), sock);
+                }
+                Err(e) => ios!(
+                    RTT,
+                    Warning,
+                    NO_PROBE_SOCKET,
+                    "ip sla {}: cannot open an ICMP socket: {e}",
+                    s.id
+                ),
+            }
+        }
+        OsDrivers { routes, probes }
+    }
+
+    /// Send what the cores want sent, apply the route changes they decided.
+    async fn flush(&mut self, app: &mut Appliance) {
+        while let Some(p) = app.failover.poll_probe() {
+            if let Some(sock) = self.probes.get(&p.op_id) {
+                // A send error (link down) is a lost probe: the SLA times it out, which is the point.
+                let _ = sock.send_to(&p.payload, p.dest).await;
+            }
+        }
+        while let Some(change) = app.failover.poll_route_change() {
+            let Some(routes) = &self.routes else { continue };
+            match change {
+                // Connected routes are the kernel's own.
+                RibEvent::Installed(entry) if entry.source == RouteSource::Connected => {}
+                RibEvent::Installed(entry) => {
+                    let Some(nh) = entry.next_hops().next() else {
+                        continue;
+                    };
+                    let route = KernelRoute {
+                        prefix: entry.prefix.addr(),
+                        len: entry.prefix.prefix_len(),
+                        gateway: nh.gateway,
+                        device: app
+                            .config
+                            .interface(&nh.interface)
+                            .and_then(|i| i.linux_name())
+                            .map(str::to_string),
+                    };
+                    match routes.add(&route).await {
+                        Ok(()) => ios!(
+                            IP,
+                            Informational,
+                            ROUTE_INSTALLED,
+                            "{} via {} {} [{}]",
+                            entry.prefix,
+                            nh.gateway
+                                .map(|g| g.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            nh.interface,
+                            entry.distance
+                        ),
+                        Err(e) => ios!(IP, Error, ROUTE_FAILED, "{e:#}"),
+                    }
+                }
+                RibEvent::Withdrawn { prefix } => {
+                    let route = KernelRoute {
+                        prefix: prefix.addr(),
+                        len: prefix.prefix_len(),
+                        gateway: None,
+                        device: None,
+                    };
+                    match routes.del_prefix(&route).await {
+                        Ok(()) => ios!(IP, Informational, ROUTE_WITHDRAWN, "{prefix}"),
+                        Err(e) => ios!(IP, Error, ROUTE_FAILED, "{e:#}"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn shutdown(self) {
+        if let Some(r) = self.routes {
+            let _ = r.flush().await;
+        }
+    }
+}
+
+async fn icmp_reader(sock: Arc<IcmpSocket>, tx: mpsc::Sender<DriverMsg>) {
+    let mut buf = vec![0u8; 2048];
+    while let Ok((from, range)) = sock.recv(&mut buf).await {
+        let bytes = buf[range].to_vec();
+        if tx.send(DriverMsg::Icmp { from, bytes }).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn handle(app: &Appliance, req: &Request) -> Reply {

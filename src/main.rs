@@ -1,10 +1,13 @@
 //! `lifeline`: the appliance binary. Everything here is thin: the command line is parsed in [`cli`], and each
 //! subcommand lives in its own module.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod cli;
 mod control;
 mod daemon;
 mod log;
+mod monitor;
 mod os;
 mod show;
 

@@ -1,5 +1,6 @@
 //! `lifeline run` with a seed VPN-SIP configuration: starts, answers `show running-config` through the
 //! control socket, stops cleanly on SIGTERM within a second. No root needed.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::path::{Path, PathBuf};

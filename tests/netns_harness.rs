@@ -1,4 +1,5 @@
 //! The harness itself works: namespaces, veth, ping, and cleanup on drop.
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use common::*;

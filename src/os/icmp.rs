@@ -52,7 +52,7 @@ impl IcmpSocket {
         use std::io::Read;
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|s| (&*s.get_ref()).read(buf)) {
+            match guard.try_io(|s| s.get_ref().read(buf)) {
                 Ok(Ok(n)) => {
                     let ihl = usize::from(buf.first().copied().unwrap_or(0) & 0x0f) * 4;
                     if n < 20 || n < ihl {

@@ -6,19 +6,47 @@
 #[allow(dead_code)] // renderers ready; the VPN-SIP coordinator feeds them
 pub mod vpnsip;
 
+use std::time::{Instant, SystemTime};
+
 use crate::daemon::Appliance;
+
+/// IOS prints start times on the wall clock (`*10:42:07.123 UTC Mon Nov 23 2026`); the cores keep
+/// `Instant`s, so the conversion happens here, at the edge.
+fn wall_clock(now: Instant, at: Instant) -> String {
+    let wall = SystemTime::now() - now.saturating_duration_since(at);
+    let secs = wall
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("*{h:02}:{m:02}:{s:02} UTC")
+}
 
 /// Every `show` command the daemon answers. Later features add rows here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShowCommand {
     RunningConfig,
     Version,
+    IpSlaStatistics,
+    IpSlaSummary,
+    Track,
+    IpRouteStatic,
 }
 
 /// The command table: words as IOS spells them. Input words may be any unique prefix, case-insensitive.
 const TABLE: &[(&[&str], ShowCommand)] = &[
     (&["show", "running-config"], ShowCommand::RunningConfig),
     (&["show", "version"], ShowCommand::Version),
+    (
+        &["show", "ip", "sla", "statistics"],
+        ShowCommand::IpSlaStatistics,
+    ),
+    (&["show", "ip", "sla", "summary"], ShowCommand::IpSlaSummary),
+    (&["show", "track"], ShowCommand::Track),
+    (
+        &["show", "ip", "route", "static"],
+        ShowCommand::IpRouteStatic,
+    ),
 ];
 
 /// Resolve the operator's words to a command and its trailing arguments.
@@ -63,6 +91,20 @@ pub fn answer(app: &Appliance, cmd: ShowCommand, _args: &[String], json: bool) -
                 )
             }
         }
+        ShowCommand::IpSlaStatistics => {
+            let now = Instant::now();
+            let clock = |at: Instant| wall_clock(now, at);
+            monitors::show::sla_statistics(&app.failover.sla.snapshot(), now, &clock)
+        }
+        ShowCommand::IpSlaSummary => {
+            monitors::show::sla_summary(&app.failover.sla.snapshot(), Instant::now())
+        }
+        ShowCommand::Track => monitors::show::track(
+            &app.failover.tracker.snapshot(),
+            &app.failover.rib.tracked_by(),
+            Instant::now(),
+        ),
+        ShowCommand::IpRouteStatic => monitors::show::ip_route_static(&app.failover.rib.snapshot()),
         ShowCommand::Version => {
             let uptime = app.started.elapsed().as_secs();
             if json {
