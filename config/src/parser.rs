@@ -1382,6 +1382,8 @@ impl Parser {
                 }
                 let n = c.interface()?;
                 end!(c);
+                self.spans
+                    .set("vpn-sip:tunnel-source".into(), c.span_from(start));
                 self.cfg.vpn_sip.tunnel_source = Some(n);
             }
             "local-number" => {

@@ -35,6 +35,78 @@ pub(crate) fn validate_with(c: &Config, spans: &Spans) -> Vec<Diagnostic> {
 }
 
 fn vpn_sip_global(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    //= seed 002 L3052: "IP NAT must be configured on secondary link and the loopback interface
+    //= configured as the VPN-SIP tunnel source."
+    if let Some(l) = c.vpn_sip.local_number() {
+        let sp = with_words(
+            spans.get("vpn-sip:local-number:0"),
+            format!(
+                "vpn-sip local-number {} address ipv4 {}",
+                l.number, l.wan_interface
+            ),
+        );
+        match c.interface(&l.wan_interface) {
+            None => d.push(Diagnostic::warning(
+                &sp,
+                format!("VPN-SIP WAN interface {} is not defined", l.wan_interface),
+                Some(format!(
+                    "configure `interface {}` with `ip address dhcp` and `ip nat outside`",
+                    l.wan_interface
+                )),
+            )),
+            Some(wan) => {
+                if wan.nat != Some(NatSide::Outside) {
+                    d.push(Diagnostic::warning(
+                        &sp,
+                        format!(
+                            "VPN-SIP WAN interface {} needs `ip nat outside`",
+                            l.wan_interface
+                        ),
+                        Some(format!(
+                            "add `ip nat outside` under interface {}",
+                            l.wan_interface
+                        )),
+                    ));
+                }
+                let dhcp = matches!(wan.ip, IpAddressing::Dhcp { .. });
+                if !dhcp && c.vpn_sip.registrar.is_none() {
+                    d.push(Diagnostic::warning(
+                        &sp,
+                        format!(
+                            "VPN-SIP WAN interface {} has no `ip address dhcp`, so no registrar is learnt (DHCP option 120) and none is configured",
+                            l.wan_interface
+                        ),
+                        Some(
+                            "add `ip address dhcp` and `ip dhcp client request sip-server-address`, or `vpn-sip registrar HOST`"
+                                .into(),
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(src) = &c.vpn_sip.tunnel_source {
+        let sp = with_words(
+            spans.get("vpn-sip:tunnel-source"),
+            format!("vpn-sip tunnel source {src}"),
+        );
+        match c.interface(src) {
+            None => d.push(Diagnostic::warning(
+                &sp,
+                format!("VPN-SIP tunnel source {src} is not defined"),
+                Some(format!(
+                    "configure `interface {src}` with an address and `ip nat inside`"
+                )),
+            )),
+            Some(lo) if lo.nat != Some(NatSide::Inside) => d.push(Diagnostic::warning(
+                &sp,
+                format!("VPN-SIP tunnel source {src} needs `ip nat inside`"),
+                Some(format!("add `ip nat inside` under interface {src}")),
+            )),
+            Some(_) => {}
+        }
+    }
+
     //= seed 002 L3337: "you must configure" one local number; the chapter allows only one.
     for (n, _) in c.vpn_sip.local_numbers.iter().enumerate().skip(1) {
         let sp = with_words(
@@ -75,6 +147,13 @@ fn vpn_sip_tunnel(
             ),
             "VPN-SIP bandwidth must be 64, 128, 256, 512 or 1000 kbps",
             Some(format!("bandwidth {near}")),
+        ));
+    }
+    if !c.vpn_sip.enabled {
+        d.push(Diagnostic::warning(
+            &line,
+            format!("VPN-SIP tunnel {name} is configured but `vpn-sip enable` is missing"),
+            Some("add `vpn-sip enable`".into()),
         ));
     }
     if !i.is_tunnel() {
@@ -178,6 +257,16 @@ fn vpn_sip_tunnel(
     let Some(profile) = c.ikev2.profiles.iter().find(|p| &p.name == ikp) else {
         return;
     };
+    //= seed 002 L3240: "the nat force-encap command must be configured on both peers"
+    if !profile.nat_force_encap {
+        d.push(Diagnostic::error(
+            &prot_span,
+            format!("IKEv2 profile {ikp} of VPN-SIP tunnel {name} needs `nat force-encap`"),
+            Some(format!(
+                "add `nat force-encap` under `crypto ikev2 profile {ikp}`"
+            )),
+        ));
+    }
     if !profile.uses_pre_share() {
         return;
     }

@@ -291,3 +291,29 @@ fn non_contiguous_mask_is_an_error() {
         ]
     );
 }
+
+#[test]
+fn vpn_sip_ikev2_profile_needs_nat_force_encap() {
+    let t = with(" nat force-encap\n", "");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "24:2: error: IKEv2 profile IPROF of VPN-SIP tunnel Tunnel1 needs `nat force-encap`: `tunnel protection ipsec profile IPROF ikev2-profile IPROF` (suggestion: add `nat force-encap` under `crypto ikev2 profile IPROF`)"
+        ]
+    );
+}
+
+#[test]
+fn vpn_sip_wan_and_loopback_need_nat_outside_and_inside() {
+    let t = with(" ip nat outside\n", "").replacen(" ip nat inside\n", "", 1);
+    let p = parse(&t);
+    assert!(!p.has_errors());
+    let w: Vec<String> = p.warnings().map(|d| d.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![
+            "26:1: warning: VPN-SIP WAN interface GigabitEthernet8 needs `ip nat outside`: `vpn-sip local-number 5678 address ipv4 GigabitEthernet8` (suggestion: add `ip nat outside` under interface GigabitEthernet8)",
+            "27:1: warning: VPN-SIP tunnel source Loopback1 needs `ip nat inside`: `vpn-sip tunnel source Loopback1` (suggestion: add `ip nat inside` under interface Loopback1)"
+        ]
+    );
+}
