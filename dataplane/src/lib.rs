@@ -15,6 +15,13 @@
 //! - [`pat`]: the programmatic PAT table of VPN-SIP (`show ip nat translations`).
 //! - [`show`]: renderers for `show crypto ipsec sa` / `show interfaces TunnelN` fragments.
 //!
+//! Driver obligations (the appliance): call [`Tunnel::poll_transmit`] after every `send`,
+//! `install_sa` and `handle_timeout` until it returns `None` (flushed acquire queue, later
+//! pre-fragments, NAT keepalives); strip the outer IP header of raw ESP (protocol 50) before
+//! `receive`; pass the outer TOS byte (`IP_RECVTOS`) in [`RecvMeta`]; set the outer DF bit and TOS
+//! from [`Transmit`]; demultiplex IKE off port 4500 with [`classify_udp4500`] first; feed
+//! [`Tunnel::poll_event`] to IKE/SIP and sleep until [`Tunnel::poll_timeout`].
+//!
 //! What is absent: AH, IPComp, 3DES/DES/MD5 transforms, IPv6 outer headers, pre-fragmentation of
 //! IPv6 inner packets, TFC padding on transmit, and everything OS-facing (sockets, TUN), which lives
 //! in the appliance.
@@ -34,6 +41,7 @@ pub use pat::{PatEntry, PatTable, render_ip_nat_translations};
 pub use replay::ReplayWindow;
 pub use sa::{
     DropReason, Expiry, InboundSa, Lifetime, Mode, OutboundSa, SaCounters, SaDb, SaError, SaParams,
+    UnknownSpi,
 };
 pub use tunnel::{
     DfBit, Event, RecvMeta, Transmit, Tunnel, TunnelConfig, TunnelSnapshot, UdpPorts, Verdict,

@@ -592,11 +592,23 @@ impl InboundSa {
     }
 }
 
+/// An ESP packet no SA owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownSpi {
+    /// The SPI, if the packet had an ESP header at all.
+    pub spi: Option<u32>,
+    pub from: SocketAddr,
+    /// Whether IKE should send an INVALID_SPI notification now (at most one per second, RFC 7296
+    /// §2.21.1 asks for rate limiting; the packet is counted either way).
+    pub notify: bool,
+}
+
 /// Inbound SPI → owner (e.g. tunnel id) map, for a socket shared by several tunnels.
 #[derive(Debug, Default)]
 pub struct SaDb<T> {
     by_spi: HashMap<u32, T>,
     invalid_spi: u64,
+    last_notify: Option<Instant>,
 }
 
 impl<T: Copy> SaDb<T> {
@@ -604,6 +616,7 @@ impl<T: Copy> SaDb<T> {
         Self {
             by_spi: HashMap::new(),
             invalid_spi: 0,
+            last_notify: None,
         }
     }
 
@@ -615,20 +628,27 @@ impl<T: Copy> SaDb<T> {
         self.by_spi.remove(&spi)
     }
 
-    /// Finds the owner of an ESP packet. Unknown SPI (or no ESP header): `Err(spi)` and counted; the
-    /// caller raises `INVALID_SPI` towards IKE (rate-limited there, RFC 7296 §2.21.1).
-    pub fn lookup(&mut self, esp_packet: &[u8], _from: SocketAddr) -> Result<T, Option<u32>> {
-        let Some(spi) = esp::peek_spi(esp_packet) else {
-            self.invalid_spi += 1;
-            return Err(None);
-        };
-        match self.by_spi.get(&spi) {
-            Some(&t) => Ok(t),
-            None => {
-                self.invalid_spi += 1;
-                Err(Some(spi))
-            }
+    /// Finds the owner of an ESP packet. Unknown SPI (or no ESP header): counted, and reported as
+    /// [`UnknownSpi`] so the coordinator can have IKE send INVALID_SPI when `notify` is set.
+    pub fn lookup(
+        &mut self,
+        now: Instant,
+        esp_packet: &[u8],
+        from: SocketAddr,
+    ) -> Result<T, UnknownSpi> {
+        let spi = esp::peek_spi(esp_packet);
+        if let Some(&t) = spi.and_then(|s| self.by_spi.get(&s)) {
+            return Ok(t);
         }
+        self.invalid_spi += 1;
+        let notify = spi.is_some()
+            && self
+                .last_notify
+                .is_none_or(|t| now >= t + Duration::from_secs(1));
+        if notify {
+            self.last_notify = Some(now);
+        }
+        Err(UnknownSpi { spi, from, notify })
     }
 
     /// Packets with an unknown SPI so far.
@@ -961,14 +981,33 @@ mod tests {
     }
 
     #[test]
-    fn sadb_counts_unknown_spi() {
+    fn sadb_counts_unknown_spi_and_rate_limits_notifications() {
+        let now = crate::test_origin();
         let mut db = SaDb::<u32>::new();
         db.insert(0x100, 7);
         let from: SocketAddr = "192.0.2.1:4500".parse().unwrap();
-        assert_eq!(db.lookup(&[0, 0, 1, 0, 0, 0, 0, 1], from), Ok(7));
-        assert_eq!(db.lookup(&[0, 0, 2, 0, 0, 0, 0, 1], from), Err(Some(0x200)));
-        assert_eq!(db.lookup(&[1, 2], from), Err(None));
-        assert_eq!(db.invalid_spi_count(), 2);
+        assert_eq!(db.lookup(now, &[0, 0, 1, 0, 0, 0, 0, 1], from), Ok(7));
+        let e = db.lookup(now, &[0, 0, 2, 0, 0, 0, 0, 1], from).unwrap_err();
+        assert_eq!(
+            e,
+            UnknownSpi {
+                spi: Some(0x200),
+                from,
+                notify: true
+            }
+        );
+        let e = db.lookup(now, &[0, 0, 2, 0, 0, 0, 0, 2], from).unwrap_err();
+        assert!(!e.notify);
+        assert_eq!(db.lookup(now, &[1, 2], from).unwrap_err().spi, None);
+        let later = now + Duration::from_secs(1);
+        assert!(
+            db.lookup(later, &[0, 0, 3, 0, 0, 0, 0, 1], from)
+                .unwrap_err()
+                .notify
+        );
+        assert_eq!(db.invalid_spi_count(), 4);
+        assert_eq!(db.remove(0x100), Some(7));
+        assert!(db.is_empty());
     }
 
     #[test]
