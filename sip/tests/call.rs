@@ -689,3 +689,38 @@ fn call_completes_under_30_percent_loss() {
         }
     }
 }
+
+/// The seed's own numbers and addresses (seed-vpnsip.md §6.2 (a), §6.3 (a)).
+#[test]
+fn seed_peer1_registration_renders_like_the_seed() {
+    let reg = Registrar::new(
+        RegistrarConfig::new("example.com", addr("10.6.6.1:5060")),
+        Box::new(SeededRandom::new(1)),
+    );
+    let cfg = UaConfig::new(
+        "0388881001",
+        "example.com",
+        addr("10.6.6.1:5060"),
+        addr("10.6.6.50:5060"),
+    );
+    let mut n = Network::new(
+        origin(),
+        reg,
+        vec![UserAgent::new(cfg, Box::new(SeededRandom::new(4)))],
+    );
+    let now = n.now;
+    n.uas[0].register(now);
+    n.run_for(Duration::from_secs(1241));
+    let s = n.uas[0].snapshot(n.now);
+    assert_eq!(
+        show::registration_status(&s),
+        "SIP registration of local number 0388881001 : registered 10.6.6.50\n"
+    );
+    let row = show::registrar_table(&s).lines().nth(2).unwrap().to_owned();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cols[..5],
+        ["0388881001", "example.com", "2359", "10.6.6.50", "UDP"]
+    );
+    assert_eq!(n.registrar.snapshot(n.now).bindings.len(), 1);
+}
