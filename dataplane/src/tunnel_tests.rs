@@ -860,7 +860,7 @@ fn no_icmp_error_about_an_icmp_error() {
     assert_eq!(a.snapshot(now).counters.icmp_too_big, 0);
 }
 
-mod prop {
+mod props {
     use super::*;
     use proptest::prelude::*;
 
