@@ -548,10 +548,19 @@ impl Parser {
             column: toks.first().map(|t| t.col).unwrap_or(1),
             words: joined(toks),
         };
+        // Seed variants of modelled commands get a hint.
+        let lower = span.words.to_ascii_lowercase();
+        let suggestion = if lower.starts_with("vpn-sip sip-local") {
+            Some("write `vpn-sip local-number L remote-number R bandwidth B`".to_string())
+        } else if lower.starts_with("tunnel protection ipsec policy") {
+            Some("Lifeline protects SVTIs with one any/any SA; remove the policy".to_string())
+        } else {
+            None
+        };
         self.diags.push(Diagnostic::warning(
             &span,
             format!("{what} not implemented by Lifeline; kept verbatim"),
-            None,
+            suggestion,
         ));
     }
 
@@ -1335,6 +1344,7 @@ impl Parser {
             _ => return Ok(Outcome::NotMine),
         };
         end!(c);
+        self.spans.set(format!("track:{id}"), c.span_from(0));
         let idx = match self.cfg.tracks.iter().position(|t| t.id == id) {
             Some(i) => {
                 if let Some(t) = self.cfg.tracks.get_mut(i) {
@@ -3422,6 +3432,8 @@ impl Parser {
                 } else if sets.is_empty() || sets.len() > 6 {
                     return Err(c.err("between 1 and 6 transform sets expected", None));
                 } else {
+                    self.spans
+                        .set(format!("ipsec-profile:{}:ts", p.name), c.span_from(0));
                     p.transform_sets = sets;
                 }
             }

@@ -513,7 +513,7 @@ fn references(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
         for t in &p.transform_sets {
             if !c.ipsec.transform_sets.iter().any(|x| &x.name == t) {
                 warn(
-                    String::new(),
+                    format!("ipsec-profile:{}:ts", p.name),
                     format!("set transform-set {t}"),
                     format!(
                         "transform set {t} is not defined (IPsec profile {})",
@@ -529,19 +529,19 @@ fn references(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
             && !c.ip_slas.iter().any(|s| s.id == n)
         {
             warn(
-                String::new(),
+                format!("track:{}", t.id),
                 format!("track {} ip sla {n}", t.id),
                 format!("IP SLA {n} is not defined"),
                 format!("define `ip sla {n}`"),
             );
         }
     }
-    for r in &c.ip_routes {
+    for (n, r) in c.ip_routes.iter().enumerate() {
         if let Some(t) = r.track
             && !c.tracks.iter().any(|x| x.id == t)
         {
             warn(
-                String::new(),
+                format!("route:{n}:line"),
                 format!("track {t}"),
                 format!("track object {t} is not defined"),
                 format!("define `track {t} ip sla N reachability`"),
