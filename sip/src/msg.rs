@@ -940,6 +940,40 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// Fuzzing entry (for `fuzz/fuzz_targets/sip_message.rs`): parse arbitrary bytes; an accepted
+/// message must serialise and parse again to the same start line, headers (Content-Length
+/// aside, it is recomputed) and body. Panics when that property fails.
+pub fn fuzz_round_trip(data: &[u8]) {
+    fn strip(h: &Headers) -> Vec<&(String, String)> {
+        h.0.iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("Content-Length"))
+            .collect()
+    }
+    let Ok(m) = Message::parse(data) else { return };
+    let bytes = match &m {
+        Message::Request(r) => r.to_bytes(),
+        Message::Response(r) => r.to_bytes(),
+    };
+    let back = match Message::parse(&bytes) {
+        Ok(b) => b,
+        Err(e) => panic!("emitted message does not parse: {e}"),
+    };
+    match (&m, &back) {
+        (Message::Request(a), Message::Request(b)) => {
+            assert_eq!((&a.method, &a.uri, &a.body), (&b.method, &b.uri, &b.body));
+            assert_eq!(strip(&a.headers), strip(&b.headers));
+        }
+        (Message::Response(a), Message::Response(b)) => {
+            assert_eq!(
+                (a.status, &a.reason, &a.body),
+                (b.status, &b.reason, &b.body)
+            );
+            assert_eq!(strip(&a.headers), strip(&b.headers));
+        }
+        _ => panic!("message kind changed on round trip"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1011,39 +1045,5 @@ t: sip:x@y\r\ni: abc\r\nCSeq:\r\n  7 OPTIONS\r\nl: 0\r\n\r\n";
         assert_eq!(h.get("Route"), Some("<sip:b;lr>"));
         assert_eq!(h.pop_first("Route").as_deref(), Some("<sip:b;lr>"));
         assert_eq!(h.get("Route"), None);
-    }
-}
-
-/// Fuzzing entry (for `fuzz/fuzz_targets/sip_message.rs`): parse arbitrary bytes; an accepted
-/// message must serialise and parse again to the same start line, headers (Content-Length
-/// aside, it is recomputed) and body. Panics when that property fails.
-pub fn fuzz_round_trip(data: &[u8]) {
-    fn strip(h: &Headers) -> Vec<&(String, String)> {
-        h.0.iter()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case("Content-Length"))
-            .collect()
-    }
-    let Ok(m) = Message::parse(data) else { return };
-    let bytes = match &m {
-        Message::Request(r) => r.to_bytes(),
-        Message::Response(r) => r.to_bytes(),
-    };
-    let back = match Message::parse(&bytes) {
-        Ok(b) => b,
-        Err(e) => panic!("emitted message does not parse: {e}"),
-    };
-    match (&m, &back) {
-        (Message::Request(a), Message::Request(b)) => {
-            assert_eq!((&a.method, &a.uri, &a.body), (&b.method, &b.uri, &b.body));
-            assert_eq!(strip(&a.headers), strip(&b.headers));
-        }
-        (Message::Response(a), Message::Response(b)) => {
-            assert_eq!(
-                (a.status, &a.reason, &a.body),
-                (b.status, &b.reason, &b.body)
-            );
-            assert_eq!(strip(&a.headers), strip(&b.headers));
-        }
-        _ => panic!("message kind changed on round trip"),
     }
 }
