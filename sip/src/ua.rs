@@ -181,7 +181,10 @@ struct Registration {
     next: Option<Instant>,
     expires_req: u32,
     unregistering: bool,
-    last_contact: Option<SocketAddr>,
+    /// The binding the registrar last confirmed, and until when it holds. `show` and
+    /// [`UserAgent::is_registered`] follow this, so a failed refresh does not hide a binding that
+    /// is still valid.
+    bound: Option<(SocketAddr, Instant)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,7 +337,7 @@ impl UserAgent {
                 next: None,
                 expires_req: cfg.expires,
                 unregistering: false,
-                last_contact: None,
+                bound: None,
             },
             cfg,
             rng,
@@ -432,6 +435,7 @@ impl UserAgent {
         }
         let old = self.cfg.contact;
         self.cfg.contact = addr;
+        self.reg.bound = None;
         if matches!(
             self.reg.state,
             RegState::Registered { .. } | RegState::Registering
@@ -486,13 +490,23 @@ impl UserAgent {
             headers: h,
             body: Vec::new(),
         };
-        self.reg.last_contact = Some(self.cfg.contact);
         let to = self.cfg.registrar;
         self.start_client(now, req, to, Owner::Register);
     }
 
+    /// Stop registering without sending anything (the backup WAN lost its address): forget the
+    /// binding, cancel the REGISTER in flight and the retries. [`UserAgent::register`] restarts.
+    pub fn stop_registration(&mut self) {
+        self.txs.retain(|(_, o)| *o != Owner::Register);
+        self.reg.state = RegState::Idle;
+        self.reg.next = None;
+        self.reg.failures = 0;
+        if self.reg.bound.take().is_some() {
+            self.events.push_back(Event::Unregistered);
+        }
+    }
+
     fn registration_failed(&mut self, now: Instant, reason: String) {
-        let was_registered = matches!(self.reg.state, RegState::Registered { .. });
         self.reg.state = RegState::Backoff;
         self.reg.auth_sent_for = None;
         let shift = self.reg.failures.min(16);
@@ -503,9 +517,6 @@ impl UserAgent {
             .min(self.cfg.retry_max);
         self.reg.failures += 1;
         self.reg.next = Some(now + delay);
-        if was_registered {
-            self.events.push_back(Event::Unregistered);
-        }
         self.events.push_back(Event::RegistrationFailed { reason });
     }
 
@@ -520,6 +531,7 @@ impl UserAgent {
             if self.reg.unregistering {
                 self.reg.state = RegState::Idle;
                 self.reg.next = None;
+                self.reg.bound = None;
                 self.events.push_back(Event::Unregistered);
                 return;
             }
@@ -542,6 +554,10 @@ impl UserAgent {
                 return;
             }
             self.reg.state = RegState::Registered { at: now, expires };
+            self.reg.bound = Some((
+                self.cfg.contact,
+                now + Duration::from_secs(u64::from(expires)),
+            ));
             // refresh at half the granted lifetime (at least 1 s ahead)
             self.reg.next = Some(now + Duration::from_secs(u64::from(expires / 2).max(1)));
             self.events.push_back(Event::Registered {
@@ -1372,11 +1388,9 @@ impl UserAgent {
                 _ => {}
             }
         }
-        if let RegState::Registered { at, expires } = self.reg.state
-            && now >= at + Duration::from_secs(u64::from(expires))
-            && self.reg.next.is_none()
-        {
-            self.registration_failed(now, "registration expired".into());
+        if self.reg.bound.is_some_and(|(_, until)| until <= now) {
+            self.reg.bound = None;
+            self.events.push_back(Event::Unregistered);
         }
         self.reap();
     }
@@ -1387,7 +1401,8 @@ impl UserAgent {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let tx = self.txs.iter().filter_map(|(t, _)| t.poll_timeout()).min();
-        [tx, self.reg.next].into_iter().flatten().min()
+        let lapse = self.reg.bound.map(|(_, until)| until);
+        [tx, self.reg.next, lapse].into_iter().flatten().min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -1399,18 +1414,16 @@ impl UserAgent {
     }
 
     pub fn is_registered(&self) -> bool {
-        matches!(self.reg.state, RegState::Registered { .. })
+        self.reg.bound.is_some()
     }
 
     /// Plain data for `show` (`now` turns the expiry into a countdown).
     pub fn snapshot(&self, now: Instant) -> Snapshot {
-        let registration = match self.reg.state {
-            RegState::Registered { at, expires } => {
-                let left = (at + Duration::from_secs(u64::from(expires)))
-                    .saturating_duration_since(now)
-                    .as_secs();
+        let registration = match self.reg.bound {
+            Some((contact, until)) if until > now => {
+                let left = until.saturating_duration_since(now).as_secs();
                 RegistrationStatus::Registered {
-                    contact: self.reg.last_contact.unwrap_or(self.cfg.contact),
+                    contact,
                     expires_in: u32::try_from(left).unwrap_or(u32::MAX),
                     call_id: self.reg.call_id.clone(),
                 }

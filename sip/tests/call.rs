@@ -724,3 +724,47 @@ fn seed_peer1_registration_renders_like_the_seed() {
     );
     assert_eq!(n.registrar.snapshot(n.now).bindings.len(), 1);
 }
+
+#[test]
+fn failed_refresh_keeps_the_binding_until_it_lapses() {
+    let mut n = registered_pair();
+    n.loss = Some(Box::new(|d| d.to == addr(REG)));
+    n.run_for(Duration::from_secs(1833));
+    let ev = n.take_events();
+    assert!(
+        ev.iter()
+            .any(|(i, e)| *i == 0 && matches!(e, Event::RegistrationFailed { .. })),
+        "{ev:?}"
+    );
+    assert!(
+        !ev.iter().any(|(_, e)| matches!(e, Event::Unregistered)),
+        "{ev:?}"
+    );
+    assert!(n.uas[0].is_registered());
+    assert!(show::registration_status(&n.uas[0].snapshot(n.now)).contains(": registered 10.0.0.2"));
+    n.run_for(Duration::from_secs(3600 - 1833));
+    let ev = n.take_events();
+    assert!(ev.contains(&(0, Event::Unregistered)), "{ev:?}");
+    assert!(!n.uas[0].is_registered());
+    assert!(show::registration_status(&n.uas[0].snapshot(n.now)).ends_with(": not registered\n"));
+    // back again: re-registers on the next retry
+    n.loss = None;
+    n.run_for(Duration::from_secs(400));
+    assert!(n.uas[0].is_registered());
+}
+
+#[test]
+fn stop_registration_forgets_the_binding_silently() {
+    let mut n = registered_pair();
+    let before = n.log.len();
+    n.uas[0].stop_registration();
+    n.flush();
+    assert_eq!(n.log.len(), before, "nothing sent");
+    assert_eq!(n.take_events(), vec![(0, Event::Unregistered)]);
+    n.run_for(Duration::from_secs(7200));
+    assert!(!n.uas[0].is_registered());
+    let now = n.now;
+    n.uas[0].register(now);
+    n.run_for(Duration::from_secs(1));
+    assert!(n.uas[0].is_registered());
+}
