@@ -353,10 +353,12 @@ impl Credentials {
             self.realm,
             password.expose()
         ));
-        let mut ha1 = alg.hash_hex(a1.as_bytes());
+        // H(A1) is password-equivalent: keep it zeroized too
+        let mut ha1 = Zeroizing::new(alg.hash_hex(a1.as_bytes()));
         if alg.is_sess() {
             let cnonce = self.cnonce.as_deref().unwrap_or("");
-            ha1 = alg.hash_hex(format!("{ha1}:{}:{cnonce}", self.nonce).as_bytes());
+            let sess = Zeroizing::new(format!("{}:{}:{cnonce}", *ha1, self.nonce));
+            ha1 = Zeroizing::new(alg.hash_hex(sess.as_bytes()));
         }
         //= https://www.rfc-editor.org/rfc/rfc7616#section-3.4.3
         //# If the qop value is "auth" or is unspecified, then A2 is:
@@ -366,10 +368,10 @@ impl Credentials {
         //# response = <"> < KD ( H(A1), unq(nonce) ":" nc ":" unq(cnonce) ":" unq(qop) ":" H(A2) ) <">
         let data = match (&self.qop, self.nc, &self.cnonce) {
             (Some(qop), Some(nc), Some(cnonce)) => {
-                format!("{ha1}:{}:{nc:08x}:{cnonce}:{qop}:{ha2}", self.nonce)
+                format!("{}:{}:{nc:08x}:{cnonce}:{qop}:{ha2}", *ha1, self.nonce)
             }
             // RFC 2069 compatibility
-            _ => format!("{ha1}:{}:{ha2}", self.nonce),
+            _ => format!("{}:{}:{ha2}", *ha1, self.nonce),
         };
         alg.hash_hex(data.as_bytes())
     }
