@@ -30,6 +30,7 @@
 
 pub mod crypto;
 pub mod pat;
+pub mod qos;
 pub mod replay;
 pub mod sa;
 pub mod show;
