@@ -390,3 +390,19 @@ fn render_is_canonical_and_lower_cases_keywords() {
         "!\ninterface Tunnel1\n tunnel mode ipsec ipv4\n!\nvpn-sip enable\n!\nend\n"
     );
 }
+
+#[test]
+fn diagnostics_serialise_to_json_for_the_appliance() {
+    let p = parse("interface Tunnel1\n vpn-sip local-number 1 remote-number 2 bandwidth 300\n");
+    let j = serde_json::to_value(&p.diagnostics).unwrap();
+    let bw = j
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["words"] == "bandwidth 300")
+        .unwrap();
+    assert_eq!(bw["severity"], "error");
+    assert_eq!(bw["line"], 2);
+    assert_eq!(bw["column"], 41);
+    assert_eq!(bw["suggestion"], "bandwidth 256");
+}
