@@ -232,6 +232,8 @@ struct Call {
     /// Callee: branch of the INVITE server transaction.
     server_branch: Option<String>,
     ended: bool,
+    /// Callee hung up after its 200 OK but before the ACK: BYE waits for the ACK.
+    bye_pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -652,6 +654,7 @@ impl UserAgent {
             cancel_pending: false,
             server_branch: None,
             ended: false,
+            bye_pending: false,
         };
         self.calls.push(call);
         self.send_invite(now, id, None);
@@ -1040,6 +1043,18 @@ impl UserAgent {
                     reason: "declined".into(),
                 });
             }
+            (Role::Callee, CallState::Answered) => {
+                //= https://www.rfc-editor.org/rfc/rfc3261#section-15
+                //# The callee's UA MUST NOT send a BYE on a confirmed dialog until it has
+                //# received an ACK for its 2xx response or until the server transaction times out.
+                call.ended = true;
+                call.bye_pending = true;
+                self.events.push_back(Event::CallEnded {
+                    call: id,
+                    by: EndedBy::Local,
+                    reason: "local hangup".into(),
+                });
+            }
             _ => {
                 self.send_bye(now, id);
                 self.end_call(id, EndedBy::Local, "local hangup");
@@ -1249,7 +1264,12 @@ impl UserAgent {
             && c.state == CallState::Answered
         {
             c.state = CallState::Confirmed;
-            self.events.push_back(Event::CallConfirmed { call: id });
+            if c.bye_pending {
+                self.send_bye(now, id);
+                self.forget_call(id);
+            } else {
+                self.events.push_back(Event::CallConfirmed { call: id });
+            }
         }
     }
 
@@ -1323,6 +1343,7 @@ impl UserAgent {
             cancel_pending: false,
             server_branch: Some(branch.to_owned()),
             ended: false,
+            bye_pending: false,
         };
         self.calls.push(call);
         let owner_idx = self

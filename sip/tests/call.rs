@@ -768,3 +768,46 @@ fn stop_registration_forgets_the_binding_silently() {
     n.run_for(Duration::from_secs(1));
     assert!(n.uas[0].is_registered());
 }
+
+#[test]
+fn callee_hangup_before_ack_waits_for_the_ack_to_send_bye() {
+    let mut n = registered_pair();
+    let (a_call, b_call, got) = place_call(&mut n, 512);
+    let (answer, _) = answer_for(
+        &got,
+        Ipv4Addr::new(10, 0, 0, 3),
+        50002,
+        Fingerprint::new(HashFunc::Sha1, vec![1; 20]),
+        512,
+        true,
+    )
+    .unwrap();
+    // hold back the 200 OK on its way to the caller for a moment
+    let now = n.now;
+    n.uas[1].answer(now, b_call, &answer).unwrap();
+    n.uas[1].hangup(now, b_call).unwrap();
+    assert!(n.uas[1].poll_transmit().is_some(), "200 OK");
+    assert!(n.uas[1].poll_transmit().is_none(), "no BYE before the ACK");
+    assert!(n.uas[1].poll_event().is_some_and(|e| matches!(
+        e,
+        Event::CallEnded {
+            by: EndedBy::Local,
+            ..
+        }
+    )));
+    // the 200 OK is retransmitted (timer), reaches the caller, ACK comes back, then BYE
+    n.run_for(Duration::from_secs(2));
+    let ev = n.take_events();
+    assert!(
+        ev.iter()
+            .any(|(i, e)| *i == 0
+                && matches!(e, Event::CallAnswered { call, .. } if *call == a_call)),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter().any(|(i, e)| *i == 0
+            && matches!(e, Event::CallEnded { call, by: EndedBy::Remote, .. } if *call == a_call)),
+        "{ev:?}"
+    );
+    assert!(n.uas.iter().all(|u| u.snapshot(n.now).calls.is_empty()));
+}
