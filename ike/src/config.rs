@@ -365,6 +365,24 @@ impl Default for Retransmit {
     }
 }
 
+/// How we authenticate ourselves (`authentication local ...`).
+#[derive(Debug, Clone)]
+pub enum LocalAuth {
+    /// `pre-share`: the keyring key for the peer.
+    Psk,
+    /// `rsa-sig`: our certificate and key (RFC 7427 SHA-256 when the peer supports it, else method 1).
+    Rsa(Box<crate::auth::RsaCredential>),
+}
+
+/// How the peer must authenticate (`authentication remote ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteAuth {
+    /// `pre-share`.
+    Psk,
+    /// `rsa-sig`: a CERT whose key verifies AUTH; trusted by SDP fingerprint (VPN-SIP) or pinned.
+    RsaSig,
+}
+
 /// An IKEv2 profile (IOS `crypto ikev2 profile` plus the IPsec profile it is used with).
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -376,6 +394,12 @@ pub struct Profile {
     pub remote_id: Option<Identity>,
     /// `keyring local ...`.
     pub keyring: Keyring,
+    /// `authentication local ...`.
+    pub local_auth: LocalAuth,
+    /// `authentication remote ...`.
+    pub remote_auth: RemoteAuth,
+    /// Pinned peer certificates (SHA-1), for RSA peers outside VPN-SIP (no CA path validation yet).
+    pub trusted_certs: Vec<Fingerprint>,
     /// IKE proposals in preference order.
     pub ike_proposals: Vec<IkeProposal>,
     /// ESP proposals in preference order.
@@ -410,6 +434,9 @@ impl Profile {
             local_id,
             remote_id: None,
             keyring,
+            local_auth: LocalAuth::Psk,
+            remote_auth: RemoteAuth::Psk,
+            trusted_certs: Vec::new(),
             ike_proposals: vec![IkeProposal::ios_default()],
             esp_proposals: EspProposal::ios_defaults(),
             pfs: None,

@@ -13,10 +13,10 @@ pub mod proposal;
 pub mod sk;
 pub mod wire;
 
-pub use auth::{AuthFailure, AuthVerified};
+pub use auth::{AuthFailure, AuthVerified, CredentialError, RsaCredential};
 pub use config::{
     Dpd, EspProposal, Fingerprint, Identity, IkeProposal, InitiateParams, Keyring, KeyringPeer,
-    Mode, Profile, Retransmit, TsPolicy,
+    LocalAuth, Mode, Profile, RemoteAuth, Retransmit, TsPolicy,
 };
 pub use crypto::{DhGroup, EncrAlg, IntegAlg, PrfAlg, Rng, Secret};
 pub use endpoint::*;

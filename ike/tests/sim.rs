@@ -755,3 +755,100 @@ fn half_open_responder_state_expires() {
     assert!(p.b.snapshot(p.now).ike_sas.is_empty());
     assert!(p.b.poll_timeout().is_none());
 }
+
+fn rsa_profile(local: &str, remote: &str) -> (Profile, Fingerprint) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let key = std::fs::read(format!("{dir}/key{local}.pk8.der")).unwrap();
+    let cert = std::fs::read(format!("{dir}/cert{local}.der")).unwrap();
+    let cred = RsaCredential::from_der(&key, &cert).unwrap();
+    let fp = cred.fingerprint();
+    let mut p = profile(local, remote, b"unused");
+    p.local_auth = LocalAuth::Rsa(Box::new(cred));
+    p.remote_auth = RemoteAuth::RsaSig;
+    (p, fp)
+}
+
+#[test]
+fn rsa_signature_vpn_sip_handshake_checks_certificate_fingerprints() {
+    let ((pa, fa), (pb, fb)) = (rsa_profile("1000", "2000"), rsa_profile("2000", "1000"));
+    let mut p = Pair::new(pa, pb);
+    p.b.expect_peer(Identity::key_id("1000"), fa);
+    let id = p.initiate_fp(Some(fb));
+    p.run();
+    assert!(
+        matches!(&p.ev_a[0], Event::IkeSaEstablished { ike_sa, .. } if *ike_sa == id),
+        "{:?}",
+        p.ev_a
+    );
+    assert_pair_matches(children(&p.ev_a)[0], children(&p.ev_b)[0]);
+    assert_eq!(p.a.snapshot(p.now).ike_sas[0].auth, "RSA");
+    assert_eq!(
+        fa,
+        Fingerprint::of_cert(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/cert1000.der"
+            ))
+            .unwrap()
+        )
+    );
+}
+
+#[test]
+fn rsa_peer_with_other_certificate_than_sdp_fingerprint_is_rejected() {
+    let ((pa, _), (pb, fb)) = (rsa_profile("1000", "2000"), rsa_profile("2000", "1000"));
+    let mut p = Pair::new(pa, pb);
+    p.b.expect_peer(Identity::key_id("1000"), fb); // the wrong certificate's fingerprint
+    p.initiate_fp(Some(fb));
+    p.run();
+    assert!(
+        matches!(
+            &p.ev_b[0],
+            Event::AuthFailed {
+                reason: AuthFailure::FingerprintMismatch { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        p.ev_b
+    );
+    assert!(matches!(
+        &p.ev_a[0],
+        Event::AuthFailed {
+            reason: AuthFailure::PeerRejected,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn rsa_outside_vpn_sip_needs_a_pinned_certificate() {
+    let ((mut pa, fa), (mut pb, fb)) = (rsa_profile("1000", "2000"), rsa_profile("2000", "1000"));
+    pa.vpn_sip = false;
+    pb.vpn_sip = false;
+    pa.trusted_certs = vec![fb];
+    let mut p = Pair::new(pa.clone(), pb.clone());
+    p.initiate_fp(None);
+    p.run();
+    assert!(
+        matches!(&p.ev_b[0], Event::AuthFailed { reason: AuthFailure::UntrustedCertificate(f), .. } if *f == fa),
+        "{:?}",
+        p.ev_b
+    );
+    pb.trusted_certs = vec![fa];
+    let mut p = Pair::new(pa, pb);
+    p.initiate_fp(None);
+    p.run();
+    assert_eq!(children(&p.ev_a).len(), 1);
+}
+
+#[test]
+fn credential_rejects_certificate_of_another_key() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let key = std::fs::read(format!("{dir}/key1000.pk8.der")).unwrap();
+    let cert = std::fs::read(format!("{dir}/cert2000.der")).unwrap();
+    assert_eq!(
+        RsaCredential::from_der(&key, &cert).unwrap_err(),
+        CredentialError::Mismatch
+    );
+}

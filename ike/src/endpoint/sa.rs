@@ -1,8 +1,12 @@
 //! One IKE SA: its exchanges, CHILD_SAs, timers.
 
 use super::types::*;
-use crate::auth::{AuthFailure, AuthVerified, PeerAuthInput, psk_auth, verify_psk_peer};
+use crate::auth::{
+    AuthFailure, AuthVerified, PeerAuthInput, psk_auth, rsa_sign, signed_octets, verify_psk_peer,
+    verify_rsa_peer,
+};
 use crate::config::{Fingerprint, Identity, IkeProposal, InitiateParams, Mode, Profile};
+use crate::config::{LocalAuth, RemoteAuth};
 use crate::crypto::{DhGroup, DhKeyPair, Rng, sha1};
 use crate::keys::{IkeKeys, IkeSuite, child_keymat, derive_ike_keys, skeyseed, skeyseed_rekey};
 use crate::proposal::{self, EspSuite};
@@ -258,6 +262,8 @@ pub(crate) struct IkeSa {
     first_child_ts: (Vec<TrafficSelector>, Vec<TrafficSelector>),
     deleting: bool,
     remote_expected: Option<Identity>,
+    /// The peer announced SHA2-256 in SIGNATURE_HASH_ALGORITHMS (RFC 7427).
+    peer_sha256: bool,
 }
 
 const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -326,6 +332,31 @@ fn nat_detect(msg: &Message, local: SocketAddr, remote: SocketAddr) -> Option<(b
     let local_nat = dst != nat_hash(i, r, local);
     let remote_nat = !srcs.iter().any(|s| *s == nat_hash(i, r, remote));
     Some((local_nat, remote_nat))
+}
+
+//= https://www.rfc-editor.org/rfc/rfc7427#section-4
+//# The Notification Data field contains the list of 16-bit hash algorithm identifiers
+fn sig_hash_notify() -> Payload {
+    let mut d = Vec::new();
+    for h in [2u16, 3, 4] {
+        d.extend_from_slice(&h.to_be_bytes());
+    }
+    Payload::Notify(Notify::new(NotifyType::SIGNATURE_HASH_ALGORITHMS, d))
+}
+
+fn peer_supports_sha256(payloads: &[Payload]) -> bool {
+    notify_of(payloads, NotifyType::SIGNATURE_HASH_ALGORITHMS).is_some_and(|n| {
+        n.data
+            .chunks_exact(2)
+            .any(|c| u16::from_be_bytes([c[0], c[1]]) == crate::auth::HASH_SHA2_256)
+    })
+}
+
+fn cert_of(payloads: &[Payload]) -> Option<&[u8]> {
+    find(payloads, |p| match p {
+        Payload::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => Some(c.data.as_slice()),
+        _ => None,
+    })
 }
 
 fn error_notify(payloads: &[Payload]) -> Option<NotifyType> {
@@ -485,6 +516,7 @@ impl IkeSa {
             first_child_ts,
             deleting: false,
             remote_expected: None,
+            peer_sha256: false,
         }
     }
 
@@ -605,6 +637,7 @@ impl IkeSa {
             self.profile.force_encap,
             ctx.rng,
         ));
+        payloads.push(sig_hash_notify());
         let msg = Message {
             header: self.chan.header(ExchangeType::IKE_SA_INIT, false, 0),
             payloads,
@@ -698,6 +731,7 @@ impl IkeSa {
             );
         };
         self.chan.spi_r = msg.header.responder_spi;
+        self.peer_sha256 = peer_supports_sha256(&msg.payloads);
         let ss = skeyseed(suite.prf, &ni, nr, gir.as_bytes());
         self.chan.keys = Some(derive_ike_keys(
             &suite,
@@ -736,6 +770,59 @@ impl IkeSa {
         self.send_auth_request(now, child_spi, ctx);
     }
 
+    /// Our CERT (RSA only) and AUTH payloads.
+    fn our_auth(
+        &self,
+        prf: crate::crypto::PrfAlg,
+        msg: &[u8],
+        nonce: &[u8],
+        sk_p: &[u8],
+        id: &Identification,
+        ctx: &mut Ctx<'_>,
+    ) -> (Option<Payload>, Payload) {
+        match &self.profile.local_auth {
+            LocalAuth::Psk => {
+                let psk = self.our_psk().unwrap_or_default();
+                let a = psk_auth(prf, &psk, msg, nonce, sk_p, id);
+                (
+                    None,
+                    Payload::Auth(Authentication {
+                        method: AuthMethod::SHARED_KEY,
+                        data: a.as_bytes().to_vec(),
+                    }),
+                )
+            }
+            LocalAuth::Rsa(cred) => {
+                let octets = signed_octets(prf, msg, nonce, sk_p, id);
+                let (method, data) = rsa_sign(cred, &octets, self.peer_sha256, ctx.rng);
+                (
+                    Some(Payload::Cert(Certificate {
+                        encoding: CertEncoding::X509_SIGNATURE,
+                        data: cred.cert_der().to_vec(),
+                    })),
+                    Payload::Auth(Authentication {
+                        method: AuthMethod(method),
+                        data,
+                    }),
+                )
+            }
+        }
+    }
+
+    /// The only way to an [`AuthVerified`]: PSK or RSA per `authentication remote`, plus the fingerprint.
+    fn verify_peer(
+        &self,
+        input: &PeerAuthInput<'_>,
+        inner: &[Payload],
+    ) -> Result<AuthVerified, AuthFailure> {
+        match self.profile.remote_auth {
+            RemoteAuth::Psk => verify_psk_peer(input, &self.profile.keyring),
+            RemoteAuth::RsaSig => {
+                verify_rsa_peer(input, cert_of(inner), &self.profile.trusted_certs)
+            }
+        }
+    }
+
     /// Our PSK for this peer (by its verified identity, the expected identity, or the wildcard).
     fn our_psk(&self) -> Option<Vec<u8>> {
         let kr = &self.profile.keyring;
@@ -759,26 +846,30 @@ impl IkeSa {
             return;
         };
         let idi = self.profile.local_id.to_wire();
-        let psk = self.our_psk().unwrap_or_default();
-        let auth = psk_auth(
+        let (cert, auth) = self.our_auth(
             suite.prf,
-            &psk,
             sa_init_req,
             &self.chan.nr,
             keys.sk_pi.as_bytes(),
             &idi,
+            ctx,
         );
-        let mut inner = vec![
-            Payload::IdI(idi),
-            Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, vec![])),
-        ];
+        let mut inner = vec![Payload::IdI(idi)];
+        inner.extend(cert);
+        inner.push(Payload::Notify(Notify::new(
+            NotifyType::INITIAL_CONTACT,
+            vec![],
+        )));
+        if self.profile.remote_auth == RemoteAuth::RsaSig {
+            inner.push(Payload::CertReq(Certificate {
+                encoding: CertEncoding::X509_SIGNATURE,
+                data: vec![],
+            }));
+        }
         if let Some(r) = &self.remote_expected {
             inner.push(Payload::IdR(r.to_wire()));
         }
-        inner.push(Payload::Auth(Authentication {
-            method: AuthMethod::SHARED_KEY,
-            data: auth.as_bytes().to_vec(),
-        }));
+        inner.push(auth);
         if self.profile.mode == Mode::Transport {
             inner.push(Payload::Notify(Notify::new(
                 NotifyType::USE_TRANSPORT_MODE,
@@ -882,6 +973,14 @@ impl IkeSa {
             s.profile.force_encap,
             ctx.rng,
         ));
+        payloads.push(sig_hash_notify());
+        if s.profile.remote_auth == RemoteAuth::RsaSig {
+            payloads.push(Payload::CertReq(Certificate {
+                encoding: CertEncoding::X509_SIGNATURE,
+                data: vec![],
+            }));
+        }
+        s.peer_sha256 = peer_supports_sha256(&msg.payloads);
         let resp = Message {
             header: s.chan.header(ExchangeType::IKE_SA_INIT, true, 0),
             payloads,
@@ -1137,28 +1236,23 @@ impl IkeSa {
             expected_id: self.profile.remote_id.as_ref(),
             vpn_sip_fingerprint: fp,
         };
-        let proof = match verify_psk_peer(&input, &self.profile.keyring) {
+        let proof = match self.verify_peer(&input, inner) {
             Ok(p) => p,
             Err(reason) => return self.reject_auth(msg_id, reason, ctx),
         };
         self.peer_id = Some(peer.clone());
         let idr = self.profile.local_id.to_wire();
-        let psk = self.our_psk().unwrap_or_default();
-        let our_auth = psk_auth(
+        let (cert, auth) = self.our_auth(
             suite.prf,
-            &psk,
             &sa_init_resp,
             &self.chan.ni,
             keys.sk_pr.as_bytes(),
             &idr,
+            ctx,
         );
-        let mut resp = vec![
-            Payload::IdR(idr),
-            Payload::Auth(Authentication {
-                method: AuthMethod::SHARED_KEY,
-                data: our_auth.as_bytes().to_vec(),
-            }),
-        ];
+        let mut resp = vec![Payload::IdR(idr)];
+        resp.extend(cert);
+        resp.push(auth);
         let (ni, nr) = (self.chan.ni.clone(), self.chan.nr.clone());
         let child = self.accept_child(now, inner, &ni, &nr, None, None, ctx);
         let child_keys = match child {
@@ -1745,7 +1839,7 @@ impl IkeSa {
             expected_id: self.remote_expected.as_ref(),
             vpn_sip_fingerprint: self.profile.vpn_sip.then_some(self.expected_fp),
         };
-        let proof = match verify_psk_peer(&input, &self.profile.keyring) {
+        let proof = match self.verify_peer(&input, inner) {
             Ok(p) => p,
             Err(reason) => {
                 ctx.ev.push_back(Event::AuthFailed {
@@ -2290,7 +2384,10 @@ impl IkeSa {
             prf: s.map(|s| s.prf),
             integ: s.and_then(|s| s.integ),
             dh: s.map(|s| s.dh),
-            auth: "PSK",
+            auth: match self.profile.local_auth {
+                LocalAuth::Psk => "PSK",
+                LocalAuth::Rsa(_) => "RSA",
+            },
             lifetime: self.profile.ike_lifetime,
             active,
             profile: self.profile.name.clone(),
