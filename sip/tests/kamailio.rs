@@ -381,6 +381,31 @@ fn kamailio_register_call_hangup_reject_unregister() {
     assert!(!ul.contains("sip:1001@"), "{ul}");
     assert!(ul.contains("sip:1002@"), "{ul}");
 
+    // 1002's WAN address changes: re-register the new contact, the old binding goes away
+    let old = ds[1].ua.contact();
+    let sock = UdpSocket::bind(("127.0.0.80", 0)).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let new = sock.local_addr().unwrap();
+    ds[1].sock = sock;
+    ds[1].ua.set_contact(Instant::now(), new);
+    let ev = pump(&mut ds, 10, |ev| {
+        ev.iter()
+            .any(|(i, e)| *i == 1 && matches!(e, Event::Registered { .. }))
+    });
+    assert!(
+        ev.contains(&(
+            1,
+            Event::Registered {
+                expires: 600,
+                contact: new
+            }
+        )),
+        "{ev:?}"
+    );
+    let ul = kam.kamcmd("ul.dump").unwrap();
+    assert!(ul.contains(&format!("sip:1002@{new}")), "{ul}");
+    assert!(!ul.contains(&format!("sip:1002@{old}")), "{ul}");
+
     // REGISTER over TCP through the stream framer
     register_over_tcp(&kam);
 }
