@@ -847,6 +847,20 @@ mod tests {
     }
 
     #[test]
+    fn server_non_invite_retransmit_before_any_response_is_absorbed() {
+        let mut r = Run::server("OPTIONS");
+        r.tx.on_request(r.t0, &Method::Options, &mut r.out, &mut r.ev);
+        assert!(r.out.is_empty());
+        assert_eq!(r.tx.state, State::Trying);
+        let resp = r.resp(100);
+        r.tx.respond(r.t0, resp, &mut r.out);
+        assert_eq!(r.tx.state, State::Proceeding);
+        r.out.clear();
+        r.tx.on_request(r.t0, &Method::Options, &mut r.out, &mut r.ev);
+        assert_eq!(r.out.len(), 1, "provisional re-sent");
+    }
+
+    #[test]
     fn matching_uses_branch_and_method_with_ack_to_invite() {
         let r = Run::server("INVITE");
         assert!(r.tx.matches("z9hG4bKabc", &Method::Invite, false));

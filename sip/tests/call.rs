@@ -382,6 +382,7 @@ fn callee_rejections_reach_the_caller() {
     for (status, expect) in [
         (486, "Busy Here"),
         (603, "Decline"),
+        (408, "Request Timeout"),
         (488, "no shared transport"),
     ] {
         let mut n = registered_pair();
