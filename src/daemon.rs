@@ -14,28 +14,46 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use monitors::SlaId;
 use monitors::rib::{RibEvent, RouteSource};
 
 use crate::control::{Reply, Request};
-use crate::monitor::Failover;
+use crate::node::{self, Node, Output};
 use crate::os::icmp::IcmpSocket;
 use crate::os::route::{KernelRoute, Routes};
+use crate::os::tun;
+use crate::os::udp::RawEsp;
 use crate::{ios, show};
 
 /// Everything the daemon knows. Owned by the daemon task alone.
 pub struct Appliance {
-    pub config: config::Config,
+    pub node: Node,
     pub started: Instant,
-    pub failover: Failover,
 }
 
 /// Messages from driver tasks to the daemon task.
 enum DriverMsg {
-    Icmp { from: Ipv4Addr, bytes: Vec<u8> },
+    Icmp {
+        from: Ipv4Addr,
+        bytes: Vec<u8>,
+    },
+    Udp {
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    RawEsp {
+        from: Ipv4Addr,
+        tos: u8,
+        bytes: Vec<u8>,
+    },
+    Tun {
+        tunnel: usize,
+        bytes: Vec<u8>,
+    },
 }
 
 type ControlMsg = (Request, oneshot::Sender<Reply>);
@@ -70,16 +88,14 @@ pub fn run(config_path: &Path, socket: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     let now = Instant::now();
-    let nonce = std::process::id() ^ (now.elapsed().subsec_nanos());
-    let (failover, problems) = Failover::from_config(now, &parsed.config, nonce);
+    let mut seed = [0u8; 4];
+    getrandom::fill(&mut seed)
+        .map_err(|e| anyhow::anyhow!("the OS random number generator failed: {e}"))?;
+    let (node, problems) = Node::new(now, parsed.config, u32::from_ne_bytes(seed));
     for p in problems {
         ios!(PARSER, Warning, CONFIG_WARNING, "{p}");
     }
-    let app = Appliance {
-        config: parsed.config,
-        started: now,
-        failover,
-    };
+    let app = Appliance { node, started: now };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -109,7 +125,8 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
     let (dtx, mut drx) = mpsc::channel::<DriverMsg>(1024);
-    let mut os = OsDrivers::open(&app.config, &dtx).await;
+    let mut os = OsDrivers::open(&app.node, &dtx).await;
+    app.node.start(Instant::now());
     ios!(
         SYS,
         Notice,
@@ -120,7 +137,7 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
     );
     loop {
         os.flush(&mut app).await;
-        let deadline = app.failover.poll_timeout();
+        let deadline = app.node.poll_timeout();
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -128,9 +145,15 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
             }
         };
         tokio::select! {
-            _ = sleep => app.failover.handle_timeout(Instant::now()),
-            Some(msg) = drx.recv() => match msg {
-                DriverMsg::Icmp { from, bytes } => app.failover.handle_icmp(Instant::now(), from, &bytes),
+            _ = sleep => app.node.handle_timeout(Instant::now()),
+            Some(msg) = drx.recv() => {
+                let now = Instant::now();
+                match msg {
+                    DriverMsg::Icmp { from, bytes } => app.node.failover.handle_icmp(now, from, &bytes),
+                    DriverMsg::Udp { local, remote, bytes } => app.node.handle_udp(now, local, remote, &bytes, 0),
+                    DriverMsg::RawEsp { from, tos, bytes } => app.node.handle_raw_esp(now, from, &bytes, tos),
+                    DriverMsg::Tun { tunnel, bytes } => app.node.handle_tun(now, tunnel, &bytes),
+                }
             },
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
@@ -148,18 +171,31 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The kernel side of the daemon: ICMP probe sockets and the route table. Without root (or without a
-/// device) they are absent, logged once, and the cores still run, so `show` stays truthful.
+/// The kernel side of the daemon: ICMP probe sockets, the route table, TUN devices and the IKE/ESP sockets.
+/// Without root they are absent, logged once, and the cores still run, so `show` stays truthful.
 struct OsDrivers {
     routes: Option<Routes>,
     probes: HashMap<SlaId, Arc<IcmpSocket>>,
+    tuns: Vec<Option<Arc<tun_rs::AsyncDevice>>>,
+    udp: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>,
+    raw_esp: Option<Arc<RawEsp>>,
 }
 
 impl OsDrivers {
-    async fn open(cfg: &config::Config, tx: &mpsc::Sender<DriverMsg>) -> OsDrivers {
-        let needs_routes = !cfg.ip_routes.is_empty();
-        let routes = if needs_routes {
-            match Routes::open().await {
+    async fn open(node: &Node, tx: &mpsc::Sender<DriverMsg>) -> OsDrivers {
+        let cfg = &node.config;
+        let handle = match rtnetlink::new_connection() {
+            Ok((conn, handle, _)) => {
+                tokio::spawn(conn);
+                Some(handle)
+            }
+            Err(e) => {
+                ios!(SYS, Warning, NO_NETLINK, "no rtnetlink: {e}");
+                None
+            }
+        };
+        let routes = match &handle {
+            Some(h) if !cfg.ip_routes.is_empty() => match Routes::open(h.clone()).await {
                 Ok(r) => Some(r),
                 Err(e) => {
                     ios!(
@@ -170,9 +206,8 @@ impl OsDrivers {
                     );
                     None
                 }
-            }
-        } else {
-            None
+            },
+            _ => None,
         };
         let mut probes = HashMap::new();
         for s in &cfg.ip_slas {
@@ -203,18 +238,104 @@ impl OsDrivers {
                 ),
             }
         }
-        OsDrivers { routes, probes }
+        let mut tuns = Vec::new();
+        for (idx, t) in node.tunnels.iter().enumerate() {
+            let dev = match &handle {
+                Some(h) => match tun::open(h, &t.device, t.address, t.dp.ip_mtu()).await {
+                    Ok(d) => {
+                        tokio::spawn(tun_reader(idx, d.clone(), tx.clone()));
+                        Some(d)
+                    }
+                    Err(e) => {
+                        ios!(TUNNEL, Warning, NO_DEVICE, "{}: {e:#}", t.ios_name);
+                        None
+                    }
+                },
+                None => None,
+            };
+            tuns.push(dev);
+        }
+        let mut udp = HashMap::new();
+        for a in node.ike_addresses() {
+            for port in [node::IKE_PORT, node::NAT_T_PORT] {
+                let local = SocketAddrV4::new(a, port);
+                match crate::os::udp::bind_udp(local) {
+                    Ok(sock) => {
+                        tokio::spawn(udp_reader(SocketAddr::V4(local), sock.clone(), tx.clone()));
+                        udp.insert(SocketAddr::V4(local), sock);
+                    }
+                    Err(e) => ios!(IKEV2, Warning, NO_SOCKET, "cannot bind {local}: {e}"),
+                }
+            }
+        }
+        let raw_esp = if node.tunnels.is_empty() {
+            None
+        } else {
+            match RawEsp::open() {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    tokio::spawn(raw_esp_reader(r.clone(), tx.clone()));
+                    Some(r)
+                }
+                Err(e) => {
+                    ios!(
+                        IPSEC,
+                        Warning,
+                        NO_RAW_ESP,
+                        "raw ESP unavailable (NAT-T only): {e}"
+                    );
+                    None
+                }
+            }
+        };
+        OsDrivers {
+            routes,
+            probes,
+            tuns,
+            udp,
+            raw_esp,
+        }
     }
 
     /// Send what the cores want sent, apply the route changes they decided.
     async fn flush(&mut self, app: &mut Appliance) {
-        while let Some(p) = app.failover.poll_probe() {
+        while let Some(o) = app.node.poll_output() {
+            match o {
+                Output::Udp {
+                    local,
+                    remote,
+                    payload,
+                } => {
+                    let sock = self.udp.get(&local).or_else(|| {
+                        // IKE answers from the address it was reached on; fall back to any socket on the port.
+                        self.udp
+                            .iter()
+                            .find(|(a, _)| a.port() == local.port())
+                            .map(|(_, s)| s)
+                    });
+                    if let Some(s) = sock {
+                        let _ = s.send_to(&payload, remote).await;
+                    }
+                }
+                Output::RawEsp { dst, payload, .. } => {
+                    if let Some(r) = &self.raw_esp {
+                        let _ = r.send_to(&payload, dst).await;
+                    }
+                }
+                Output::Tun { tunnel, packet } => {
+                    if let Some(Some(dev)) = self.tuns.get(tunnel) {
+                        let _ = dev.send(&packet).await;
+                    }
+                }
+            }
+        }
+        while let Some(p) = app.node.failover.poll_probe() {
             if let Some(sock) = self.probes.get(&p.op_id) {
                 // A send error (link down) is a lost probe: the SLA times it out, which is the point.
                 let _ = sock.send_to(&p.payload, p.dest).await;
             }
         }
-        while let Some(change) = app.failover.poll_route_change() {
+        while let Some(change) = app.node.failover.poll_route_change() {
             let Some(routes) = &self.routes else { continue };
             match change {
                 // Connected routes are the kernel's own.
@@ -228,6 +349,7 @@ impl OsDrivers {
                         len: entry.prefix.prefix_len(),
                         gateway: nh.gateway,
                         device: app
+                            .node
                             .config
                             .interface(&nh.interface)
                             .and_then(|i| i.linux_name())
@@ -268,6 +390,62 @@ impl OsDrivers {
     async fn shutdown(self) {
         if let Some(r) = self.routes {
             let _ = r.flush().await;
+        }
+    }
+}
+
+async fn tun_reader(tunnel: usize, dev: Arc<tun_rs::AsyncDevice>, tx: mpsc::Sender<DriverMsg>) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = dev.recv(&mut buf).await {
+        // Only IPv4 goes through a Lifeline tunnel.
+        if n == 0 || buf[0] >> 4 != 4 {
+            continue;
+        }
+        let bytes = buf[..n].to_vec();
+        if tx.send(DriverMsg::Tun { tunnel, bytes }).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn udp_reader(
+    local: SocketAddr,
+    sock: Arc<tokio::net::UdpSocket>,
+    tx: mpsc::Sender<DriverMsg>,
+) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((n, remote)) => {
+                let bytes = buf[..n].to_vec();
+                if tx
+                    .send(DriverMsg::Udp {
+                        local,
+                        remote,
+                        bytes,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // ICMP errors surface as recv errors on UDP sockets: not fatal.
+            Err(_) => continue,
+        }
+    }
+}
+
+async fn raw_esp_reader(sock: Arc<RawEsp>, tx: mpsc::Sender<DriverMsg>) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok((from, tos, range)) = sock.recv(&mut buf).await {
+        let bytes = buf[range].to_vec();
+        if tx
+            .send(DriverMsg::RawEsp { from, tos, bytes })
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }

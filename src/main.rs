@@ -8,6 +8,7 @@ mod control;
 mod daemon;
 mod log;
 mod monitor;
+mod node;
 mod os;
 mod show;
 

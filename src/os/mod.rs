@@ -3,3 +3,5 @@
 
 pub mod icmp;
 pub mod route;
+pub mod tun;
+pub mod udp;

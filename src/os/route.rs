@@ -30,14 +30,12 @@ pub struct KernelRoute {
 }
 
 pub struct Routes {
-    handle: Handle,
+    pub handle: Handle,
 }
 
 impl Routes {
-    /// Connect to rtnetlink (must run inside a tokio runtime), install the rule, flush the table.
-    pub async fn open() -> anyhow::Result<Routes> {
-        let (conn, handle, _) = rtnetlink::new_connection().context("rtnetlink socket")?;
-        tokio::spawn(conn);
+    /// Install the rules and flush the table (a previous run may have died).
+    pub async fn open(handle: Handle) -> anyhow::Result<Routes> {
         let routes = Routes { handle };
         routes.ensure_rule().await?;
         routes.flush().await?;

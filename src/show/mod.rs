@@ -80,7 +80,7 @@ pub fn resolve(words: &[String]) -> Result<(ShowCommand, Vec<String>), String> {
 pub fn answer(app: &Appliance, cmd: ShowCommand, _args: &[String], json: bool) -> String {
     match cmd {
         ShowCommand::RunningConfig => {
-            let text = config::render(&app.config);
+            let text = config::render(&app.node.config);
             if json {
                 serde_json::json!({ "running-config": text }).to_string()
             } else {
@@ -94,17 +94,19 @@ pub fn answer(app: &Appliance, cmd: ShowCommand, _args: &[String], json: bool) -
         ShowCommand::IpSlaStatistics => {
             let now = Instant::now();
             let clock = |at: Instant| wall_clock(now, at);
-            monitors::show::sla_statistics(&app.failover.sla.snapshot(), now, &clock)
+            monitors::show::sla_statistics(&app.node.failover.sla.snapshot(), now, &clock)
         }
         ShowCommand::IpSlaSummary => {
-            monitors::show::sla_summary(&app.failover.sla.snapshot(), Instant::now())
+            monitors::show::sla_summary(&app.node.failover.sla.snapshot(), Instant::now())
         }
         ShowCommand::Track => monitors::show::track(
-            &app.failover.tracker.snapshot(),
-            &app.failover.rib.tracked_by(),
+            &app.node.failover.tracker.snapshot(),
+            &app.node.failover.rib.tracked_by(),
             Instant::now(),
         ),
-        ShowCommand::IpRouteStatic => monitors::show::ip_route_static(&app.failover.rib.snapshot()),
+        ShowCommand::IpRouteStatic => {
+            monitors::show::ip_route_static(&app.node.failover.rib.snapshot())
+        }
         ShowCommand::Version => {
             let uptime = app.started.elapsed().as_secs();
             if json {

@@ -1,0 +1,759 @@
+//! The coordinator: one appliance's protocol state, wired together, without I/O.
+//!
+//! [`Node`] owns the cores (failover monitors, the IKEv2 endpoint, one data-plane tunnel per static VTI) and
+//! moves facts between them: `ike` emits `ChildSaEstablished` and the node installs the keys into the
+//! tunnel; the tunnel emits `Acquire` and the node starts IKE. It is sans-io like the library crates (time
+//! and bytes come in, [`Output`]s go out), so the daemon (TUN, kernel routes, real sockets) and the demo (an
+//! in-process packet source on loopback sockets) drive the very same logic. The library crates stay unaware
+//! of each other: every mapping between their types lives in this file.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use dataplane::{
+    InboundSa, Lifetime, OutboundSa, RecvMeta, SaParams, Tunnel, TunnelConfig, UdpPorts, Verdict,
+};
+use ike::{ChildSaKeys, EncrAlg, Endpoint, Identity, IkeSaId, IntegAlg, Keyring, Profile};
+
+use crate::ios;
+use crate::monitor::Failover;
+
+/// IKE's well-known ports (RFC 7296 §2.23).
+pub const IKE_PORT: u16 = 500;
+pub const NAT_T_PORT: u16 = 4500;
+/// Room for ESP around the largest inner packet.
+const BUF_LEN: usize = dataplane::HEADROOM + 65535 + dataplane::TAILROOM;
+
+/// What the node wants done.
+#[derive(Debug)]
+pub enum Output {
+    /// A UDP datagram (IKE, or ESP in UDP).
+    Udp {
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: Vec<u8>,
+    },
+    /// An ESP packet as IP protocol 50 (no NAT-T).
+    RawEsp { dst: Ipv4Addr, payload: Vec<u8> },
+    /// An IP packet for the inside of tunnel `tunnel` (write it to its TUN device).
+    Tun { tunnel: usize, packet: Vec<u8> },
+}
+
+/// One static VTI (`interface TunnelN`, `tunnel mode ipsec ipv4`).
+pub struct Svti {
+    pub ios_name: String,
+    /// The Linux device (TUN) it is.
+    pub device: String,
+    pub address: Option<(Ipv4Addr, u8)>,
+    pub dp: Tunnel,
+    /// IKEv2 profile that keys it.
+    pub profile: Option<String>,
+    pub source: Option<Ipv4Addr>,
+    /// `tunnel destination A` (None: `dynamic`).
+    pub destination: Option<Ipv4Addr>,
+    pub ike_sa: Option<IkeSaId>,
+    sa_template: SaTemplate,
+}
+
+/// What the IPsec profile says about every SA of a tunnel (lifetimes come with each CHILD_SA from IKE).
+#[derive(Clone, Copy)]
+struct SaTemplate {
+    replay_window: u32,
+    idle: Option<Duration>,
+}
+
+pub struct Node {
+    pub config: config::Config,
+    pub failover: Failover,
+    pub ike: Endpoint,
+    pub tunnels: Vec<Svti>,
+    /// Inbound SPI -> tunnel index.
+    spis: HashMap<u32, usize>,
+    out: VecDeque<Output>,
+    buf: Vec<u8>,
+}
+
+/// The appliance's randomness: the OS generator.
+struct OsRng;
+
+impl ike::Rng for OsRng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        // getrandom only fails when the kernel has no entropy source at all; there is no safe fallback.
+        getrandom::fill(buf).expect("the OS random number generator failed");
+    }
+}
+
+impl Node {
+    /// Build every core from the configuration. Problems the validator let through (a tunnel whose
+    /// source has no address, a profile that does not map) are returned for the log.
+    pub fn new(now: Instant, config: config::Config, nonce: u32) -> (Node, Vec<String>) {
+        let (failover, mut problems) = Failover::from_config(now, &config, nonce);
+        let mut ike = Endpoint::new(Box::new(OsRng));
+        ike.set_nat_t_port(NAT_T_PORT);
+        for p in &config.ikev2.profiles {
+            match ike_profile(&config, p) {
+                Ok(profile) => ike.add_profile(profile),
+                Err(e) => problems.push(format!("crypto ikev2 profile {}: {e}", p.name)),
+            }
+        }
+        let mut tunnels = Vec::new();
+        for i in config.interfaces.iter().filter(|i| i.is_tunnel()) {
+            if i.tunnel.effective_mode() != config::TunnelMode::IpsecIpv4 {
+                continue;
+            }
+            match svti(&config, i) {
+                Ok(t) => tunnels.push(t),
+                Err(e) => problems.push(format!("interface {}: {e}", i.name)),
+            }
+        }
+        let node = Node {
+            config,
+            failover,
+            ike,
+            tunnels,
+            spis: HashMap::new(),
+            out: VecDeque::new(),
+            buf: vec![0; BUF_LEN],
+        };
+        (node, problems)
+    }
+
+    /// Local addresses the IKE sockets must be bound to (each on [`IKE_PORT`] and [`NAT_T_PORT`]).
+    pub fn ike_addresses(&self) -> Vec<Ipv4Addr> {
+        let mut v: Vec<Ipv4Addr> = self.tunnels.iter().filter_map(|t| t.source).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Bring up tunnels with a static destination (IOS initiates as soon as the tunnel is up).
+    pub fn start(&mut self, now: Instant) {
+        for idx in 0..self.tunnels.len() {
+            if self.tunnels[idx].destination.is_some() {
+                self.initiate(now, idx);
+            }
+        }
+        self.pump(now);
+    }
+
+    fn initiate(&mut self, now: Instant, idx: usize) {
+        let t = &self.tunnels[idx];
+        let (Some(src), Some(dst), Some(profile)) = (t.source, t.destination, t.profile.clone())
+        else {
+            return;
+        };
+        if t.ike_sa.is_some() {
+            return;
+        }
+        let params = ike::InitiateParams {
+            local: SocketAddr::V4(SocketAddrV4::new(src, IKE_PORT)),
+            remote: SocketAddr::V4(SocketAddrV4::new(dst, IKE_PORT)),
+            profile,
+            remote_id: None,
+            expected_fingerprint: None,
+        };
+        match self.ike.initiate(now, params) {
+            Ok(id) => {
+                ios!(
+                    IKEV2,
+                    Informational,
+                    INITIATE,
+                    "{} to {dst}",
+                    self.tunnels[idx].ios_name
+                );
+                self.tunnels[idx].ike_sa = Some(id);
+            }
+            Err(e) => ios!(
+                IKEV2,
+                Error,
+                INITIATE_FAILED,
+                "{}: {e}",
+                self.tunnels[idx].ios_name
+            ),
+        }
+    }
+
+    /// A UDP datagram arrived on an IKE socket (`local` is the socket's address).
+    pub fn handle_udp(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+        tos: u8,
+    ) {
+        if local.port() == NAT_T_PORT
+            && let dataplane::Udp4500::Esp = dataplane::classify_udp4500(payload)
+        {
+            self.receive_esp(now, remote, payload, tos);
+        } else {
+            self.ike.handle_input(now, local, remote, payload);
+        }
+        self.pump(now);
+    }
+
+    /// An ESP packet arrived as IP protocol 50 (outer header already stripped).
+    pub fn handle_raw_esp(&mut self, now: Instant, from: Ipv4Addr, payload: &[u8], tos: u8) {
+        self.receive_esp(
+            now,
+            SocketAddr::V4(SocketAddrV4::new(from, 0)),
+            payload,
+            tos,
+        );
+        self.pump(now);
+    }
+
+    fn receive_esp(&mut self, now: Instant, from: SocketAddr, payload: &[u8], tos: u8) {
+        let spi = match payload.get(..4) {
+            Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            None => return,
+        };
+        let Some(&idx) = self.spis.get(&spi) else {
+            // Unknown SPI: counted on the first tunnel that could own it would be guesswork; log once per
+            // packet at debug level and let IKE's INVALID_SPI handling (peer-side) recover.
+            tracing::debug!(spi, %from, "ESP with unknown SPI dropped");
+            return;
+        };
+        let Some(slot) = self.buf.get_mut(..payload.len()) else {
+            return;
+        };
+        slot.copy_from_slice(payload);
+        let v = self.tunnels[idx].dp.receive(
+            now,
+            &mut self.buf,
+            0..payload.len(),
+            RecvMeta { from, tos },
+        );
+        self.verdict(idx, v);
+    }
+
+    /// An IP packet was routed into tunnel `idx` (read from its TUN device).
+    pub fn handle_tun(&mut self, now: Instant, idx: usize, packet: &[u8]) {
+        let start = dataplane::HEADROOM;
+        let Some(slot) = self.buf.get_mut(start..start + packet.len()) else {
+            return;
+        };
+        slot.copy_from_slice(packet);
+        let Some(t) = self.tunnels.get_mut(idx) else {
+            return;
+        };
+        let v = t.dp.send(now, &mut self.buf, start..start + packet.len());
+        self.verdict(idx, v);
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.failover.handle_timeout(now);
+        self.ike.handle_timeout(now);
+        for t in &mut self.tunnels {
+            t.dp.handle_timeout(now);
+        }
+        self.pump(now);
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut next = self.failover.poll_timeout();
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        };
+        consider(self.ike.poll_timeout());
+        for t in &self.tunnels {
+            consider(t.dp.poll_timeout());
+        }
+        next
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Turn a data-plane verdict into an output.
+    fn verdict(&mut self, idx: usize, v: Verdict) {
+        match v {
+            Verdict::ToNetwork(tx) => {
+                let payload = self.buf[tx.range.clone()].to_vec();
+                match (tx.src, tx.dst, tx.udp) {
+                    (IpAddr::V4(src), IpAddr::V4(dst), Some(UdpPorts { local, remote })) => {
+                        self.out.push_back(Output::Udp {
+                            local: SocketAddr::V4(SocketAddrV4::new(src, local)),
+                            remote: SocketAddr::V4(SocketAddrV4::new(dst, remote)),
+                            payload,
+                        })
+                    }
+                    (IpAddr::V4(_), IpAddr::V4(dst), None) => {
+                        self.out.push_back(Output::RawEsp { dst, payload })
+                    }
+                    _ => {} // IPv6 outer headers are not supported (the dataplane never produces them)
+                }
+            }
+            Verdict::ToTunnel(range) => self.out.push_back(Output::Tun {
+                tunnel: idx,
+                packet: self.buf[range].to_vec(),
+            }),
+            Verdict::Queued | Verdict::Consumed | Verdict::Drop(_) => {}
+        }
+    }
+
+    /// Move facts between the cores until nothing is left to move.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(tx) = self.ike.poll_transmit() {
+                self.out.push_back(Output::Udp {
+                    local: tx.local,
+                    remote: tx.remote,
+                    payload: tx.payload,
+                });
+                progressed = true;
+            }
+            while let Some(ev) = self.ike.poll_event() {
+                self.ike_event(now, ev);
+                progressed = true;
+            }
+            for idx in 0..self.tunnels.len() {
+                while let Some(v) = self.tunnels[idx].dp.poll_transmit(now, &mut self.buf) {
+                    self.verdict(idx, v);
+                    progressed = true;
+                }
+                while let Some(ev) = self.tunnels[idx].dp.poll_event() {
+                    self.tunnel_event(now, idx, ev);
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn ike_event(&mut self, now: Instant, ev: ike::Event) {
+        match ev {
+            ike::Event::IkeSaEstablished {
+                ike_sa,
+                peer,
+                peer_id,
+            } => {
+                ios!(
+                    IKEV2,
+                    Notice,
+                    SA_UP,
+                    "IKE SA {} with {peer} ({peer_id}) established",
+                    ike_sa.0
+                );
+            }
+            ike::Event::ChildSaEstablished { ike_sa, child } => {
+                self.install_child(now, ike_sa, &child)
+            }
+            ike::Event::ChildSaDeleted {
+                spi_in, spi_out, ..
+            } => {
+                if let Some(idx) = self.spis.remove(&spi_in) {
+                    let t = &mut self.tunnels[idx];
+                    t.dp.remove_inbound(spi_in);
+                    if t.dp.outbound_spi() == Some(spi_out) {
+                        t.dp.remove_sa();
+                    }
+                }
+            }
+            ike::Event::IkeSaDeleted { ike_sa, reason } => {
+                ios!(
+                    IKEV2,
+                    Notice,
+                    SA_DOWN,
+                    "IKE SA {} deleted: {reason:?}",
+                    ike_sa.0
+                );
+                for t in self.tunnels.iter_mut().filter(|t| t.ike_sa == Some(ike_sa)) {
+                    t.ike_sa = None;
+                    let spis: Vec<u32> = t.dp.inbound_spis().collect();
+                    for s in spis {
+                        self.spis.remove(&s);
+                    }
+                    t.dp.remove_sa();
+                }
+            }
+            ike::Event::AuthFailed { peer, reason } => {
+                ios!(IKEV2, Error, AUTH_FAILED, "peer {peer}: {reason:?}");
+            }
+        }
+    }
+
+    /// Which tunnel a CHILD_SA belongs to: the one whose IKE SA it is, else the one whose destination is
+    /// the peer, else a dynamic tunnel with no SA (a responder's VPN-SIP tunnel).
+    fn tunnel_for(&self, ike_sa: IkeSaId, peer: IpAddr) -> Option<usize> {
+        let peer = match peer {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => return None,
+        };
+        self.tunnels
+            .iter()
+            .position(|t| t.ike_sa == Some(ike_sa))
+            .or_else(|| {
+                self.tunnels
+                    .iter()
+                    .position(|t| t.destination == Some(peer))
+            })
+            .or_else(|| {
+                self.tunnels
+                    .iter()
+                    .position(|t| t.destination.is_none() && t.dp.outbound_spi().is_none())
+            })
+    }
+
+    fn install_child(&mut self, now: Instant, ike_sa: IkeSaId, child: &ChildSaKeys) {
+        let Some(idx) = self.tunnel_for(ike_sa, child.remote.ip()) else {
+            ios!(
+                IPSEC,
+                Warning,
+                NO_TUNNEL,
+                "CHILD_SA with {} matches no tunnel interface",
+                child.remote
+            );
+            return;
+        };
+        let tpl = self.tunnels[idx].sa_template;
+        let (Some(encr), integ) = (map_encr(child.encr), child.integ.map(map_integ)) else {
+            return;
+        };
+        let mode = match child.mode {
+            ike::Mode::Tunnel => dataplane::Mode::Tunnel,
+            ike::Mode::Transport => dataplane::Mode::Transport,
+        };
+        let mut lifetime = Lifetime::from_ios(child.lifetime_kb, child.lifetime.as_secs());
+        if child.lifetime_kb == 0 {
+            // `lifetime kilobytes disable`
+            lifetime.soft_bytes = None;
+            lifetime.hard_bytes = None;
+        }
+        let base = SaParams {
+            spi: child.spi_out,
+            encr,
+            integ,
+            enc_key: child.key_out.as_bytes(),
+            integ_key: child.integ_key_out.as_bytes(),
+            esn: child.esn,
+            mode,
+            replay_window: 0,
+            lifetime,
+            idle_timeout: tpl.idle,
+        };
+        let out = OutboundSa::new(now, &base);
+        let inb = InboundSa::new(
+            now,
+            &SaParams {
+                spi: child.spi_in,
+                enc_key: child.key_in.as_bytes(),
+                integ_key: child.integ_key_in.as_bytes(),
+                replay_window: tpl.replay_window,
+                ..base.clone()
+            },
+        );
+        let (Ok(out), Ok(inb)) = (out, inb) else {
+            ios!(
+                IPSEC,
+                Error,
+                BAD_SA,
+                "keys for SPI {:#010x} rejected by the data plane",
+                child.spi_in
+            );
+            return;
+        };
+        let t = &mut self.tunnels[idx];
+        t.ike_sa = Some(ike_sa);
+        let udp = child.udp_encap.then(|| UdpPorts {
+            local: child.local.port(),
+            remote: child.remote.port(),
+        });
+        t.dp.set_destination(child.remote.ip(), udp);
+        if t.dp.outbound_spi().is_some() {
+            t.dp.replace_sa(now, out, inb);
+        } else {
+            t.dp.install_sa(now, out, inb);
+        }
+        self.spis.insert(child.spi_in, idx);
+        ios!(
+            IPSEC,
+            Notice,
+            SA_INSTALLED,
+            "{}: SPI in {:#010x} out {:#010x} with {}{}",
+            t.ios_name,
+            child.spi_in,
+            child.spi_out,
+            child.remote,
+            if child.udp_encap {
+                " (UDP-encapsulated)"
+            } else {
+                ""
+            }
+        );
+    }
+
+    fn tunnel_event(&mut self, now: Instant, idx: usize, ev: dataplane::Event) {
+        match ev {
+            dataplane::Event::Acquire { .. } => self.initiate(now, idx),
+            dataplane::Event::AcquireFailed { dropped, .. } => {
+                ios!(
+                    IPSEC,
+                    Warning,
+                    ACQUIRE_FAILED,
+                    "{}: {dropped} queued packets dropped",
+                    self.tunnels[idx].ios_name
+                )
+            }
+            dataplane::Event::Rekey {
+                spi, inbound: true, ..
+            } => {
+                if let Some(id) = self.tunnels[idx].ike_sa {
+                    let _ = self.ike.rekey_child(now, id, spi);
+                }
+            }
+            dataplane::Event::Rekey { .. } | dataplane::Event::Expired { .. } => {}
+            dataplane::Event::Idle { .. } => {
+                ios!(
+                    IPSEC,
+                    Notice,
+                    IDLE,
+                    "{}: SA idle, deleting",
+                    self.tunnels[idx].ios_name
+                );
+                if let Some(id) = self.tunnels[idx].ike_sa {
+                    let _ = self.ike.delete_ike_sa(now, id);
+                }
+            }
+            dataplane::Event::InvalidSpi { spi, from, .. } => {
+                tracing::debug!(spi, %from, "invalid SPI");
+            }
+        }
+    }
+}
+
+fn map_encr(e: EncrAlg) -> Option<dataplane::Encr> {
+    use dataplane::crypto::AesKeyLen::*;
+    Some(match e {
+        EncrAlg::AesCbc128 => dataplane::Encr::AesCbc(Aes128),
+        EncrAlg::AesCbc192 => dataplane::Encr::AesCbc(Aes192),
+        EncrAlg::AesCbc256 => dataplane::Encr::AesCbc(Aes256),
+        EncrAlg::AesGcm16_128 => dataplane::Encr::AesGcm16(Aes128),
+        EncrAlg::AesGcm16_256 => dataplane::Encr::AesGcm16(Aes256),
+    })
+}
+
+fn map_integ(i: IntegAlg) -> dataplane::Integ {
+    match i {
+        IntegAlg::HmacSha1_96 => dataplane::Integ::HmacSha1_96,
+        IntegAlg::HmacSha256_128 => dataplane::Integ::HmacSha256_128,
+        IntegAlg::HmacSha384_192 => dataplane::Integ::HmacSha384_192,
+        IntegAlg::HmacSha512_256 => dataplane::Integ::HmacSha512_256,
+    }
+}
+
+/// The IPv4 address an interface has in the configuration (`ip address`, or via `ip unnumbered`).
+pub fn interface_address(cfg: &config::Config, name: &str) -> Option<(Ipv4Addr, u8)> {
+    let i = cfg.interface(name)?;
+    match &i.ip {
+        config::IpAddressing::Static { primary, .. } => Some((primary.addr, primary.prefix_len)),
+        config::IpAddressing::Unnumbered(other) if other != name => {
+            interface_address(cfg, other).map(|(a, _)| (a, 32))
+        }
+        _ => None,
+    }
+}
+
+fn svti(cfg: &config::Config, i: &config::Interface) -> Result<Svti, String> {
+    let device = i
+        .linux_name()
+        .ok_or("no Linux device name (add `device NAME`)")?
+        .to_string();
+    let source = match &i.tunnel.source {
+        Some(config::TunnelSource::Address(a)) => Some(*a),
+        Some(config::TunnelSource::Interface(n)) => interface_address(cfg, n).map(|(a, _)| a),
+        None => None,
+    };
+    let destination = match &i.tunnel.destination {
+        Some(config::TunnelDestination::Address(a)) => Some(*a),
+        _ => None,
+    };
+    let protection = i.tunnel.protection.as_ref();
+    let ipsec = protection.and_then(|p| cfg.effective_ipsec_profile(&p.ipsec_profile));
+    let profile = protection
+        .and_then(|p| p.ikev2_profile.clone())
+        .or_else(|| ipsec.as_ref().and_then(|p| p.ikev2_profile.clone()));
+    let id = i
+        .name
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(0);
+    let src = source.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let mut tc = TunnelConfig::new(id, IpAddr::V4(src), destination.map(IpAddr::V4));
+    tc.ip_mtu = i.ip_mtu;
+    tc.adjust_mss = i.tcp_adjust_mss;
+    let address = interface_address(cfg, &i.name);
+    if let Some((a, _)) = address {
+        tc.icmp_source = a;
+    }
+    let sa_template = SaTemplate {
+        replay_window: ipsec.as_ref().map_or(64, |p| p.replay_window.unwrap_or(0)),
+        idle: ipsec.as_ref().and_then(|p| p.idle_time),
+    };
+    Ok(Svti {
+        ios_name: i.name.clone(),
+        device,
+        address,
+        dp: Tunnel::new(tc),
+        profile,
+        source,
+        destination,
+        ike_sa: None,
+        sa_template,
+    })
+}
+
+/// `crypto ikev2 profile` + the IPsec profile that uses it -> an `ike::Profile`.
+fn ike_profile(cfg: &config::Config, p: &config::Ikev2Profile) -> Result<Profile, String> {
+    let mut keyring = Keyring::default();
+    if let Some(name) = &p.keyring_local {
+        let kr = cfg
+            .ikev2_keyring(name)
+            .ok_or_else(|| format!("keyring {name} is not defined"))?;
+        for peer in &kr.peers {
+            let Some(psk) = peer
+                .pre_shared_key
+                .as_ref()
+                .or(peer.pre_shared_key_remote.as_ref())
+            else {
+                continue;
+            };
+            let mut ids: Vec<Option<Identity>> =
+                peer.identities.iter().map(|i| Some(identity(i))).collect();
+            match peer.address {
+                Some((a, mask)) if a.is_unspecified() || mask == Some(Ipv4Addr::UNSPECIFIED) => {
+                    ids.push(None)
+                }
+                Some((a, _)) => ids.push(Some(Identity::Ipv4(a))),
+                None => {}
+            }
+            for id in ids {
+                keyring = keyring.with(id, psk.expose().as_bytes());
+            }
+        }
+    }
+    let local_id = match &p.identity_local {
+        Some(i) => identity(i),
+        None => Identity::Ipv4(Ipv4Addr::UNSPECIFIED),
+    };
+    let mut profile = Profile::psk(&p.name, local_id, keyring);
+    profile.remote_id = p.match_identity_remote.iter().find_map(|m| match m {
+        config::IdentityMatch::KeyId(k) => Some(Identity::key_id(k)),
+        config::IdentityMatch::Address(a, None) => Some(Identity::Ipv4(*a)),
+        config::IdentityMatch::Fqdn {
+            domain: false,
+            name,
+        } => Some(Identity::Fqdn(name.clone())),
+        _ => None,
+    });
+    profile.force_encap = p.nat_force_encap;
+    if let Some(d) = p.dpd.or(cfg.ikev2.dpd) {
+        profile.dpd = Some(ike::Dpd {
+            interval: d.interval,
+            retry: d.retry,
+            periodic: d.periodic,
+        });
+    }
+    if let Some(l) = p.lifetime {
+        profile.ike_lifetime = l;
+    }
+    // The IPsec profile that names this IKEv2 profile (directly or through a tunnel) sets the ESP side.
+    let ipsec = cfg
+        .interfaces
+        .iter()
+        .filter_map(|i| i.tunnel.protection.as_ref())
+        .find(|tp| tp.ikev2_profile.as_deref() == Some(p.name.as_str()))
+        .and_then(|tp| cfg.effective_ipsec_profile(&tp.ipsec_profile))
+        .or_else(|| {
+            cfg.ipsec
+                .profiles
+                .iter()
+                .find(|ip| ip.ikev2_profile.as_deref() == Some(p.name.as_str()))
+                .and_then(|ip| cfg.effective_ipsec_profile(&ip.name))
+        });
+    if let Some(ip) = ipsec {
+        let esp: Vec<ike::EspProposal> =
+            ip.transform_sets.iter().filter_map(esp_proposal).collect();
+        if !esp.is_empty() {
+            profile.esp_proposals = esp;
+        }
+        profile.child_lifetime = Duration::from_secs(u64::from(ip.lifetime_seconds));
+        profile.child_lifetime_kb = ip.lifetime_kilobytes.unwrap_or(0);
+        profile.pfs = ip.pfs_group.and_then(dh_group);
+        if let Some(ts) = ip.transform_sets.first()
+            && ts.mode == Some(config::IpsecMode::Transport)
+        {
+            profile.mode = ike::Mode::Transport;
+        }
+    }
+    Ok(profile)
+}
+
+fn identity(i: &config::Ikev2Identity) -> Identity {
+    match i {
+        config::Ikev2Identity::KeyId(k) => Identity::key_id(k),
+        config::Ikev2Identity::Fqdn(f) => Identity::Fqdn(f.clone()),
+        config::Ikev2Identity::Email(e) => Identity::Email(e.clone()),
+        config::Ikev2Identity::Address(a) => Identity::Ipv4(*a),
+    }
+}
+
+fn dh_group(g: u16) -> Option<ike::DhGroup> {
+    Some(match g {
+        14 => ike::DhGroup::Modp2048,
+        19 => ike::DhGroup::Ecp256,
+        20 => ike::DhGroup::Ecp384,
+        21 => ike::DhGroup::Ecp521,
+        31 => ike::DhGroup::Curve25519,
+        _ => return None,
+    })
+}
+
+/// `crypto ipsec transform-set NAME esp-aes 256 esp-sha256-hmac` -> an ESP proposal.
+fn esp_proposal(ts: &config::TransformSet) -> Option<ike::EspProposal> {
+    let words: Vec<&str> = ts
+        .transforms
+        .iter()
+        .flat_map(|t| t.split_whitespace())
+        .collect();
+    let bits = |i: usize| words.get(i + 1).and_then(|w| w.parse::<u16>().ok());
+    let mut encr = None;
+    let mut integ = None;
+    for (i, w) in words.iter().enumerate() {
+        match *w {
+            "esp-aes" => {
+                encr = Some(match bits(i) {
+                    Some(256) => EncrAlg::AesCbc256,
+                    Some(192) => EncrAlg::AesCbc192,
+                    _ => EncrAlg::AesCbc128,
+                })
+            }
+            "esp-gcm" => {
+                encr = Some(match bits(i) {
+                    Some(256) => EncrAlg::AesGcm16_256,
+                    _ => EncrAlg::AesGcm16_128,
+                })
+            }
+            "esp-sha-hmac" => integ = Some(IntegAlg::HmacSha1_96),
+            "esp-sha256-hmac" => integ = Some(IntegAlg::HmacSha256_128),
+            "esp-sha384-hmac" => integ = Some(IntegAlg::HmacSha384_192),
+            "esp-sha512-hmac" => integ = Some(IntegAlg::HmacSha512_256),
+            _ => {}
+        }
+    }
+    let encr = encr?;
+    let gcm = matches!(encr, EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256);
+    Some(ike::EspProposal {
+        encr,
+        integ: if gcm { None } else { integ },
+        esn: false,
+    })
+}

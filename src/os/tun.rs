@@ -1,0 +1,47 @@
+//! TUN devices for tunnel interfaces: the inside of each static VTI.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::TryStreamExt;
+use rtnetlink::{Handle, LinkUnspec};
+use tun_rs::{AsyncDevice, DeviceBuilder};
+
+/// Create (or open) TUN device `name`, give it `address`, set the MTU and bring it up.
+pub async fn open(
+    handle: &Handle,
+    name: &str,
+    address: Option<(Ipv4Addr, u8)>,
+    mtu: u16,
+) -> anyhow::Result<Arc<AsyncDevice>> {
+    let dev = DeviceBuilder::new()
+        .name(name)
+        .mtu(mtu)
+        .build_async()
+        .with_context(|| format!("cannot create TUN device {name}"))?;
+    let index = link_index(handle, name).await?;
+    if let Some((a, len)) = address {
+        // Re-adding an address that is already there (a restart) is not an error worth stopping for.
+        let _ = handle.address().add(index, a.into(), len).execute().await;
+    }
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .with_context(|| format!("cannot bring {name} up"))?;
+    // Kernel IPv6 chatter (router solicitations, MLD) would only be dropped by the data plane.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+    Ok(Arc::new(dev))
+}
+
+pub async fn link_index(handle: &Handle, name: &str) -> anyhow::Result<u32> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    let link = links
+        .try_next()
+        .await
+        .with_context(|| format!("no such device {name}"))?
+        .with_context(|| format!("no such device {name}"))?;
+    Ok(link.header.index)
+}
