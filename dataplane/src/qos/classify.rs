@@ -11,6 +11,9 @@ use std::sync::Arc;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
+/// A caller-supplied classifier over the inner packet bytes.
+pub type PacketPredicate = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// One `match` statement of a class map.
 #[derive(Clone)]
 pub enum Match {
@@ -28,10 +31,7 @@ pub enum Match {
     AccessGroup(Acl),
     /// A caller-supplied predicate over the inner packet bytes (e.g. an access list the appliance
     /// evaluates itself). The label is what `show` prints after `Match: `.
-    Func {
-        label: String,
-        f: Arc<dyn Fn(&[u8]) -> bool + Send + Sync>,
-    },
+    Func { label: String, f: PacketPredicate },
 }
 
 impl fmt::Debug for Match {
@@ -48,8 +48,8 @@ impl Match {
     pub fn matches(&self, pkt: &[u8]) -> bool {
         match self {
             Match::Any => true,
-            Match::ProtocolIp => ip_version(pkt) == Some(4),
-            Match::ProtocolIpv6 => ip_version(pkt) == Some(6),
+            Match::ProtocolIp => ip_version(pkt) == Some(4) && pkt.len() >= 20,
+            Match::ProtocolIpv6 => ip_version(pkt) == Some(6) && pkt.len() >= 40,
             Match::Dscp(list) => header_dscp(pkt).is_some_and(|d| list.contains(&d)),
             Match::Precedence(list) => {
                 header_dscp(pkt).is_some_and(|d| list.contains(&d.precedence()))
@@ -215,13 +215,12 @@ impl Ipv4Fields {
         let dst = Ipv4Addr::new(*p.get(16)?, *p.get(17)?, *p.get(18)?, *p.get(19)?);
         let frag_offset = u16::from_be_bytes([*p.get(6)?, *p.get(7)?]) & 0x1fff;
         let ports = if frag_offset == 0 && (protocol == PROTO_TCP || protocol == PROTO_UDP) {
-            match p.get(ihl..ihl + 4) {
-                Some(b) => Some((
+            p.get(ihl..ihl + 4).map(|b| {
+                (
                     u16::from_be_bytes([b[0], b[1]]),
                     u16::from_be_bytes([b[2], b[3]]),
-                )),
-                None => None,
-            }
+                )
+            })
         } else {
             None
         };

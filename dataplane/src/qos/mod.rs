@@ -28,7 +28,7 @@ pub mod sched;
 pub mod show;
 pub mod spec;
 
-pub use classify::{Acl, AclEntry, Classifier, Match};
+pub use classify::{Acl, AclEntry, Classifier, Match, PacketPredicate};
 pub use meter::{Policer, RateEstimator, Shaper};
 pub use sched::{
     BandwidthSnapshot, ClassSnapshot, Drop, DropCause, Egress, EgressError, Offer, PoliceSnapshot,

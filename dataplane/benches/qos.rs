@@ -1,0 +1,180 @@
+//! QoS cost on one core.
+//!
+//! `cargo bench -p lifeline-dataplane --bench qos -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Groups (64, 512 and 1400-byte inner packets, throughput in inner bytes):
+//! - `unshaped_tunnel/direct`: `Tunnel::send` (AES-128-GCM) of a copied packet: a tunnel with no
+//!   QoS code in its path.
+//! - `unshaped_tunnel/egress_passthrough`: the same through `qos::Egress::offer` with no policy
+//!   attached (the buffer moves into a `Packet` and back): the scheduler compiled in but unused.
+//!   Acceptance: within 2% of `direct`.
+//! - `shaped/vpn_sip`: `enqueue` + `dequeue` through `VPN-SIP-Tunnel1-Bandwidth` (CS4 marking,
+//!   shaper), virtual time advancing at the shaped rate so every packet leaves: the per-packet cost
+//!   of the shaped path without encryption.
+//! - `shaped/vpn_sip_cbwfq_llq`: the same with a child policy (priority class + two bandwidth
+//!   classes + class-default, DSCP classification, a policer), traffic spread over the classes.
+// A benchmark binary may read the clock; the library never does.
+#![allow(clippy::disallowed_methods, clippy::unwrap_used)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use lifeline_dataplane::crypto::AesKeyLen;
+use lifeline_dataplane::qos::{
+    ClassSpec, Classifier, Dscp, Egress, Match, Offer, Packet, PoliceSpec, PolicySpec, Queueing,
+    Rate, Scheduler,
+};
+use lifeline_dataplane::{
+    Encr, HEADROOM, InboundSa, Lifetime, Mode, OutboundSa, SaParams, TAILROOM, Tunnel,
+    TunnelConfig, Verdict,
+};
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+const SIZES: [usize; 3] = [64, 512, 1400];
+static GCM_KEY: [u8; 20] = [0x42; 20];
+
+fn params() -> SaParams<'static> {
+    SaParams {
+        spi: 0x1234_5678,
+        encr: Encr::AesGcm16(AesKeyLen::Aes128),
+        integ: None,
+        enc_key: &GCM_KEY,
+        integ_key: &[],
+        esn: false,
+        mode: Mode::Tunnel,
+        replay_window: 64,
+        lifetime: Lifetime::unlimited(),
+        idle_timeout: None,
+    }
+}
+
+fn inner(size: usize, dscp: u8) -> Vec<u8> {
+    let mut pkt = vec![0u8; size];
+    pkt[0] = 0x45;
+    pkt[1] = dscp << 2;
+    pkt[2..4].copy_from_slice(&(size as u16).to_be_bytes());
+    pkt[8] = 64;
+    pkt[9] = 17;
+    pkt
+}
+
+fn unshaped(c: &mut Criterion) {
+    let now = Instant::now();
+    let mut g = c.benchmark_group("unshaped_tunnel");
+    for size in SIZES {
+        g.throughput(Throughput::Bytes(size as u64));
+        let a_ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let b_ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        let mut a = Tunnel::new(TunnelConfig::new(1, a_ip, Some(b_ip)));
+        let p = params();
+        a.install_sa(
+            now,
+            OutboundSa::new(now, &p).unwrap(),
+            InboundSa::new(now, &p).unwrap(),
+        );
+        let pkt = inner(size, 0);
+        let range = HEADROOM..HEADROOM + size;
+        let mut buf = vec![0u8; HEADROOM + size + TAILROOM];
+        g.bench_with_input(BenchmarkId::new("direct", size), &size, |b, _| {
+            b.iter(|| {
+                buf[range.clone()].copy_from_slice(&pkt);
+                let v = a.send(now, &mut buf, range.clone());
+                assert!(matches!(v, Verdict::ToNetwork(_)));
+                black_box(v);
+            })
+        });
+        let mut egress = Egress::new();
+        let mut buf = vec![0u8; HEADROOM + size + TAILROOM];
+        g.bench_with_input(
+            BenchmarkId::new("egress_passthrough", size),
+            &size,
+            |b, _| {
+                b.iter(|| {
+                    buf[range.clone()].copy_from_slice(&pkt);
+                    let p = Packet::new(std::mem::take(&mut buf), range.clone());
+                    match egress.offer(now, p) {
+                        Offer::Send(mut p) => {
+                            let r = p.range();
+                            let v = a.send(now, p.buffer_mut(), r);
+                            assert!(matches!(v, Verdict::ToNetwork(_)));
+                            black_box(v);
+                            buf = p.into_parts().0;
+                        }
+                        _ => unreachable!("no policy attached"),
+                    }
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn child_policy() -> PolicySpec {
+    let cls = |name: &str, d: Dscp, q: Queueing| {
+        let mut c = ClassSpec::new(
+            name,
+            Classifier {
+                match_any: false,
+                matches: vec![Match::ProtocolIp, Match::Dscp(vec![d])],
+            },
+        );
+        c.queueing = q;
+        c
+    };
+    let mut voice = cls(
+        "VOICE",
+        Dscp::EF,
+        Queueing::Priority {
+            rate: Some(Rate::Percent(20)),
+            burst_bytes: None,
+        },
+    );
+    voice.police = Some(PoliceSpec::cir(u64::MAX / 4));
+    PolicySpec {
+        name: "CHILD".into(),
+        classes: vec![
+            voice,
+            cls("VIDEO", Dscp::AF41, Queueing::Bandwidth(Rate::Percent(40))),
+            cls("DATA", Dscp::AF21, Queueing::Bandwidth(Rate::Percent(20))),
+        ],
+    }
+}
+
+fn shaped(c: &mut Criterion) {
+    let t0 = Instant::now();
+    let mut g = c.benchmark_group("shaped");
+    for (name, child) in [
+        ("vpn_sip", None),
+        ("vpn_sip_cbwfq_llq", Some(child_policy())),
+    ] {
+        for size in SIZES {
+            g.throughput(Throughput::Elements(1));
+            let spec = PolicySpec::vpn_sip(1, 1000, child.clone());
+            let mut s = Scheduler::new(&spec, None).unwrap();
+            let dscps = [Dscp::EF, Dscp::AF41, Dscp::AF21, Dscp::CS0];
+            let pkts: Vec<Vec<u8>> = dscps.iter().map(|d| inner(size, d.0)).collect();
+            // One packet time at 1 Mbit/s: the shaper lets every packet through.
+            let step = Duration::from_nanos(size as u64 * 8 * 1000);
+            let mut now = t0;
+            let mut i = 0usize;
+            let mut buf = vec![0u8; HEADROOM + size + TAILROOM];
+            let range = HEADROOM..HEADROOM + size;
+            g.bench_with_input(BenchmarkId::new(name, size), &size, |b, _| {
+                b.iter(|| {
+                    i = i.wrapping_add(1);
+                    buf[range.clone()].copy_from_slice(&pkts[i % 4]);
+                    now += step;
+                    s.enqueue(now, Packet::new(std::mem::take(&mut buf), range.clone()))
+                        .unwrap();
+                    let p = s.dequeue(now).unwrap();
+                    black_box(p.bytes()[1]);
+                    buf = p.into_parts().0;
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, unshaped, shaped);
+criterion_main!(benches);
