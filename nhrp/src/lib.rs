@@ -1,0 +1,2 @@
+//! NHRP (RFC 2332) and GRE (RFC 2784/2890) for DMVPN, sans-io.
+#![forbid(unsafe_code)]
