@@ -520,6 +520,8 @@ pub struct KeyringPeer {
 pub struct Ikev2Keyring {
     pub name: String,
     pub peers: Vec<KeyringPeer>,
+    /// Keyring-level sub-commands Lifeline does not implement.
+    pub unsupported: Vec<Unsupported>,
 }
 
 impl Ikev2Keyring {

@@ -380,6 +380,29 @@ pub(crate) fn banner_state(text: &str) -> Option<(String, bool)> {
     Some((delim, closed))
 }
 
+/// Lines that open a block inside an unsupported block (`address-family` in `router bgp`,
+/// `certificate` in a certificate chain, `key N` in a key chain, ...).
+fn is_nested_opener(text: &str) -> bool {
+    let w: Vec<String> = text
+        .split_whitespace()
+        .map(|x| x.to_ascii_lowercase())
+        .collect();
+    match w.first().map(String::as_str) {
+        Some("address-family") => true,
+        Some("certificate" | "class" | "peer") => w.len() >= 2,
+        Some("key") => w.len() == 2,
+        _ => false,
+    }
+}
+
+/// Lines that close a nested unsupported block.
+fn is_closer(text: &str) -> bool {
+    matches!(
+        text.to_ascii_lowercase().as_str(),
+        "exit-address-family" | "quit" | "exit-peer-policy" | "exit"
+    )
+}
+
 /// True when an unsupported global item renders as a block (it has children, opens a mode or
 /// is a banner) rather than as a leaf line.
 pub(crate) fn renders_as_block(u: &Unsupported) -> bool {
@@ -514,8 +537,8 @@ impl Parser {
                     return;
                 }
                 Outcome::Error(span, msg, sugg) => {
+                    // A refused line changes nothing, not even the mode.
                     self.diags.push(Diagnostic::error(&span, msg, sugg));
-                    self.accept(depth, line.indent);
                     return;
                 }
             }
@@ -619,12 +642,8 @@ impl Parser {
             && depth == self.stack.len()
         {
             let path = path.clone();
-            let closer = matches!(first, "exit-address-family" | "quit" | "exit-peer-policy");
-            let nested = first == "address-family"
-                || (first == "certificate" && lower.len() >= 2)
-                || (first == "key" && lower.len() == 2)
-                || (first == "class" && lower.len() >= 2)
-                || (first == "peer" && lower.len() >= 2);
+            let closer = is_closer(&text);
+            let nested = is_nested_opener(&text);
             if closer {
                 if let Some(n) = self.unsupported_node(&path) {
                     n.children.push(leaf);
@@ -781,6 +800,31 @@ impl Parser {
                 indent: 0,
                 child_indent: None,
             });
+            // Re-enter the nested blocks (address families, ...) that were left open.
+            if w != "address-family" {
+                let mut path = vec![last];
+                loop {
+                    let Some(node) = self.unsupported_node(&path) else {
+                        break;
+                    };
+                    let Some(i) = node.children.len().checked_sub(1) else {
+                        break;
+                    };
+                    let Some(child) = node.children.get(i) else {
+                        break;
+                    };
+                    let closed = child.children.last().is_some_and(|x| is_closer(&x.text));
+                    if !is_nested_opener(&child.text) || closed {
+                        break;
+                    }
+                    path.push(i);
+                    self.stack.push(Frame {
+                        mode: Mode::Unsupported(path.clone()),
+                        indent: 0,
+                        child_indent: None,
+                    });
+                }
+            }
         } else if w == "address-family" {
             // A new address family is always a direct child of the `router` block.
             self.stack.truncate(2);
@@ -794,10 +838,7 @@ impl Parser {
             Mode::Interface(i) => &mut c.interfaces.get_mut(i)?.unsupported,
             Mode::IpSla(i) => &mut c.ip_slas.get_mut(i)?.unsupported,
             Mode::Track(i) => &mut c.tracks.get_mut(i)?.unsupported,
-            Mode::Keyring(k) => {
-                // Unknown keyring sub-commands go to its last peer (IOS has very few).
-                &mut c.ikev2.keyrings.get_mut(k)?.peers.last_mut()?.unsupported
-            }
+            Mode::Keyring(k) => &mut c.ikev2.keyrings.get_mut(k)?.unsupported,
             Mode::KeyringPeer(k, p) => {
                 &mut c.ikev2.keyrings.get_mut(k)?.peers.get_mut(p)?.unsupported
             }

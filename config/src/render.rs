@@ -245,6 +245,8 @@ pub fn render(config: &Config) -> String {
     }
     for k in &c.ikev2.keyrings {
         o.line(0, format!("crypto ikev2 keyring {}", k.name));
+        // Before the peers, or they would read back as peer sub-commands.
+        o.unsupported(1, &k.unsupported);
         for p in &k.peers {
             o.line(1, format!("peer {}", p.name));
             if let Some(d) = &p.description {
