@@ -852,3 +852,49 @@ fn credential_rejects_certificate_of_another_key() {
         CredentialError::Mismatch
     );
 }
+
+#[test]
+fn large_ike_auth_is_fragmented_and_reassembled() {
+    let ((pa, fa), (pb, fb)) = (rsa_profile("1000", "2000"), rsa_profile("2000", "1000"));
+    let mut p = Pair::new(pa, pb);
+    p.a.set_fragment_mtu(Some(576));
+    p.b.set_fragment_mtu(Some(576));
+    p.b.expect_peer(Identity::key_id("1000"), fa);
+    let sizes = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let s2 = sizes.clone();
+    let lost = std::rc::Rc::new(std::cell::Cell::new(false));
+    let lost2 = lost.clone();
+    p.drop = Box::new(move |_, d| {
+        s2.borrow_mut().push(d.len());
+        // Lose the second fragment of the first IKE_AUTH request once: the whole request is retransmitted.
+        if !lost2.get() && d.len() > 40 && d[4 + 16] == 53 && d[4 + 18] == 35 && d[4 + 28 + 5] == 2
+        {
+            lost2.set(true);
+            return true;
+        }
+        false
+    });
+    p.initiate_fp(Some(fb));
+    p.run();
+    p.run_for(Duration::from_secs(5));
+    assert_eq!(children(&p.ev_a).len(), 1, "{:?}", p.ev_a);
+    assert_pair_matches(children(&p.ev_a)[0], children(&p.ev_b)[0]);
+    let sizes = sizes.borrow();
+    assert!(sizes.iter().all(|s| *s <= 576 - 28), "{sizes:?}");
+    assert!(sizes.len() > 8, "IKE_AUTH went as fragments: {sizes:?}");
+    assert!(
+        lost.get(),
+        "a fragment was lost and the request retransmitted"
+    );
+}
+
+#[test]
+fn without_fragmentation_configured_large_messages_go_whole() {
+    let ((pa, fa), (pb, fb)) = (rsa_profile("1000", "2000"), rsa_profile("2000", "1000"));
+    let mut p = Pair::new(pa, pb);
+    p.b.expect_peer(Identity::key_id("1000"), fa);
+    p.initiate_fp(Some(fb));
+    p.run();
+    assert_eq!(p.delivered, 4);
+    assert_eq!(children(&p.ev_b).len(), 1);
+}

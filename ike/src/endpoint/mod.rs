@@ -49,6 +49,7 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     cookie_threshold: Option<usize>,
     cookie_secret: [u8; 32],
+    fragment_mtu: Option<u16>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -66,6 +67,7 @@ impl Endpoint {
         rng.fill(&mut cookie_secret);
         Endpoint {
             cookie_threshold: None,
+            fragment_mtu: None,
             cookie_secret,
             rng,
             nat_t_port: NAT_T_PORT,
@@ -89,6 +91,13 @@ impl Endpoint {
     /// with a stateless COOKIE (RFC 7296 §2.6). `None` (default) never asks for cookies.
     pub fn set_cookie_threshold(&mut self, n: Option<usize>) {
         self.cookie_threshold = n;
+    }
+
+    /// IOS `crypto ikev2 fragmentation [mtu N]` (RFC 7383): encrypted messages that would make an IP packet
+    /// larger than `N` bytes are sent as fragments when the peer announced support. `None` (default): never.
+    /// Receiving fragments is always supported (and announced).
+    pub fn set_fragment_mtu(&mut self, mtu: Option<u16>) {
+        self.fragment_mtu = mtu;
     }
 
     fn half_open_count(&self) -> usize {
@@ -190,6 +199,7 @@ impl Endpoint {
             &mut self.events,
             self.nat_t_port,
         );
+        ctx.fragment_mtu = self.fragment_mtu;
         let sa = IkeSa::initiate(now, id, spi, profile, &params, &mut ctx);
         self.sas.insert(id, sa);
         Ok(id)
@@ -244,6 +254,7 @@ impl Endpoint {
             &mut self.events,
             self.nat_t_port,
         );
+        ctx.fragment_mtu = self.fragment_mtu;
         ctx.profiles = &self.profiles;
         ctx.expectations = &self.expectations;
         sa.handle_message(now, local, remote, &msg, data, &mut ctx);
@@ -276,6 +287,7 @@ impl Endpoint {
                 &mut self.events,
                 self.nat_t_port,
             );
+            ctx.fragment_mtu = self.fragment_mtu;
             sa.retransmit_sa_init_response(raw, &mut ctx);
             return;
         }
@@ -331,6 +343,7 @@ impl Endpoint {
             &mut self.events,
             self.nat_t_port,
         );
+        ctx.fragment_mtu = self.fragment_mtu;
         if let Some(sa) = IkeSa::respond_init(
             now, id, spi, profile, &proposals, local, remote, &msg, raw, &mut ctx,
         ) {
@@ -366,6 +379,7 @@ impl Endpoint {
                 &mut self.events,
                 self.nat_t_port,
             );
+            ctx.fragment_mtu = self.fragment_mtu;
             sa.handle_timeout(now, &mut ctx);
             let spis = std::mem::take(&mut ctx.new_spis);
             let gone = std::mem::take(&mut ctx.dropped_spis);
@@ -392,6 +406,7 @@ impl Endpoint {
             &mut self.events,
             self.nat_t_port,
         );
+        ctx.fragment_mtu = self.fragment_mtu;
         let r = f(sa, now, &mut ctx);
         let spis = std::mem::take(&mut ctx.new_spis);
         for s in spis {

@@ -27,6 +27,8 @@ pub(crate) struct Ctx<'a> {
     pub expectations: &'a HashMap<Identity, Fingerprint>,
     pub new_spis: Vec<u64>,
     pub dropped_spis: Vec<u64>,
+    /// `crypto ikev2 fragmentation mtu N` (None: do not fragment).
+    pub fragment_mtu: Option<u16>,
 }
 
 static NO_EXPECTATIONS: std::sync::LazyLock<HashMap<Identity, Fingerprint>> =
@@ -48,6 +50,7 @@ impl<'a> Ctx<'a> {
             expectations: &NO_EXPECTATIONS,
             new_spis: Vec::new(),
             dropped_spis: Vec::new(),
+            fragment_mtu: None,
         }
     }
     pub fn send_raw(&mut self, local: SocketAddr, remote: SocketAddr, raw: &[u8]) {
@@ -124,7 +127,8 @@ enum Pending {
 
 struct Outstanding {
     msg_id: u32,
-    raw: Vec<u8>,
+    /// The request as sent: one datagram, or its RFC 7383 fragments.
+    raw: Vec<Vec<u8>>,
     tries: u32,
     next_at: Instant,
     pending: Pending,
@@ -142,11 +146,71 @@ struct Chan {
     nr: Vec<u8>,
     next_req: u32,
     peer_next: u32,
-    last_resp: Option<(u32, Vec<u8>)>,
+    last_resp: Option<(u32, Vec<Vec<u8>>)>,
+    reasm: Option<Reassembly>,
     out: Option<Outstanding>,
 }
 
+/// RFC 7383 reassembly of one message.
+struct Reassembly {
+    msg_id: u32,
+    response: bool,
+    total: u16,
+    first_inner: PayloadType,
+    parts: std::collections::BTreeMap<u16, Vec<u8>>,
+    bytes: usize,
+}
+
+/// Bounds for reassembly (RFC 7383 §2.6: limit resources).
+const MAX_FRAGMENTS: u16 = 64;
+const MAX_REASSEMBLED: usize = 64 * 1024;
+
 impl Chan {
+    /// Opens an SK message, or adds an SKF fragment and returns the whole inner chain once complete.
+    fn decrypt(&mut self, keys: &SkKeys, msg: &Message, raw: &[u8]) -> Option<Vec<Payload>> {
+        match msg.payloads.last()? {
+            Payload::Sk(skp) => sk::open(keys, raw, skp.first_inner, skp.data.len()).ok(),
+            Payload::Skf(f) => {
+                let h = msg.header;
+                if f.total > MAX_FRAGMENTS {
+                    return None;
+                }
+                //= https://www.rfc-editor.org/rfc/rfc7383#section-2.6
+                //# the receiver MUST first check its integrity [...] before storing the fragment
+                let plain = sk::open_raw(keys, raw, f.data.len() + 4, 4).ok()?;
+                let same = self.reasm.as_ref().is_some_and(|r| {
+                    r.msg_id == h.message_id && r.response == h.is_response() && r.total == f.total
+                });
+                if !same {
+                    self.reasm = Some(Reassembly {
+                        msg_id: h.message_id,
+                        response: h.is_response(),
+                        total: f.total,
+                        first_inner: PayloadType::NONE,
+                        parts: Default::default(),
+                        bytes: 0,
+                    });
+                }
+                let r = self.reasm.as_mut()?;
+                if f.number == 1 {
+                    r.first_inner = f.first_inner;
+                }
+                if r.parts.contains_key(&f.number) || r.bytes + plain.len() > MAX_REASSEMBLED {
+                    return None;
+                }
+                r.bytes += plain.len();
+                r.parts.insert(f.number, plain);
+                if r.parts.len() < r.total as usize {
+                    return None;
+                }
+                let r = self.reasm.take()?;
+                let all: Vec<u8> = r.parts.into_values().flatten().collect();
+                parse_chain(r.first_inner, &all).ok()
+            }
+            _ => None,
+        }
+    }
+
     fn our_spi(&self) -> u64 {
         if self.initiator {
             self.spi_i
@@ -264,6 +328,8 @@ pub(crate) struct IkeSa {
     remote_expected: Option<Identity>,
     /// The peer announced SHA2-256 in SIGNATURE_HASH_ALGORITHMS (RFC 7427).
     peer_sha256: bool,
+    /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383).
+    peer_frag: bool,
 }
 
 const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -357,6 +423,46 @@ fn cert_of(payloads: &[Payload]) -> Option<&[u8]> {
         Payload::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => Some(c.data.as_slice()),
         _ => None,
     })
+}
+
+/// Seals `inner`; when `limit` (max IKE message size) is given and exceeded, as RFC 7383 fragments.
+fn seal_maybe_fragmented(
+    keys: &SkKeys,
+    header: &HeaderRepr,
+    inner: &[Payload],
+    limit: Option<usize>,
+    ctx: &mut Ctx<'_>,
+) -> Vec<Vec<u8>> {
+    let whole = sk::seal(keys, header, inner, ctx.rng);
+    let Some(limit) = limit.filter(|l| whole.len() > *l) else {
+        return vec![whole];
+    };
+    let plain = chain_to_vec(inner);
+    let bl = keys.encr.block_len();
+    let icv = if keys.encr.is_aead() {
+        keys.encr.tag_len()
+    } else {
+        keys.integ.map_or(0, crate::crypto::IntegAlg::icv_len)
+    };
+    let avail =
+        limit.saturating_sub(HEADER_LEN + GENERIC_HEADER_LEN + 4 + keys.encr.iv_len() + icv);
+    let chunk = (avail / bl * bl).saturating_sub(1).max(16);
+    let total = plain.len().div_ceil(chunk);
+    let first = inner
+        .first()
+        .map_or(PayloadType::NONE, Payload::payload_type);
+    plain
+        .chunks(chunk)
+        .enumerate()
+        .map(|(i, c)| {
+            let n = (i + 1) as u16;
+            let mut hdr = [0u8; 4];
+            hdr[..2].copy_from_slice(&n.to_be_bytes());
+            hdr[2..].copy_from_slice(&(total as u16).to_be_bytes());
+            let fi = if n == 1 { first } else { PayloadType::NONE };
+            sk::seal_raw(keys, header, PayloadType::SKF, fi, &hdr, c, ctx.rng)
+        })
+        .collect()
 }
 
 fn error_notify(payloads: &[Payload]) -> Option<NotifyType> {
@@ -517,6 +623,7 @@ impl IkeSa {
             deleting: false,
             remote_expected: None,
             peer_sha256: false,
+            peer_frag: false,
         }
     }
 
@@ -587,6 +694,7 @@ impl IkeSa {
             next_req: 0,
             peer_next: 0,
             last_resp: None,
+            reasm: None,
             out: None,
         };
         let group = profile
@@ -638,6 +746,13 @@ impl IkeSa {
             ctx.rng,
         ));
         payloads.push(sig_hash_notify());
+        //= https://www.rfc-editor.org/rfc/rfc7383#section-2.3
+        //# The initiator indicates its support for IKE fragmentation [...] by including a Notify payload of
+        //# type IKEV2_FRAGMENTATION_SUPPORTED
+        payloads.push(Payload::Notify(Notify::new(
+            NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+            vec![],
+        )));
         let msg = Message {
             header: self.chan.header(ExchangeType::IKE_SA_INIT, false, 0),
             payloads,
@@ -646,7 +761,7 @@ impl IkeSa {
         ctx.send(self.local, self.remote, &raw);
         self.chan.out = Some(Outstanding {
             msg_id: 0,
-            raw: raw.clone(),
+            raw: vec![raw.clone()],
             tries: 1,
             next_at: now + self.profile.retransmit.initial,
             pending: Pending::Auth,
@@ -732,6 +847,9 @@ impl IkeSa {
         };
         self.chan.spi_r = msg.header.responder_spi;
         self.peer_sha256 = peer_supports_sha256(&msg.payloads);
+        self.peer_frag = msg
+            .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
+            .is_some();
         let ss = skeyseed(suite.prf, &ni, nr, gir.as_bytes());
         self.chan.keys = Some(derive_ike_keys(
             &suite,
@@ -768,6 +886,17 @@ impl IkeSa {
             child_spi,
         };
         self.send_auth_request(now, child_spi, ctx);
+    }
+
+    /// Largest IKE message we send unfragmented (None: never fragment).
+    fn fragment_limit(&self, ctx: &Ctx<'_>) -> Option<usize> {
+        let mtu = ctx.fragment_mtu.filter(|_| self.peer_frag)? as usize;
+        let marker = if self.local.port() == ctx.nat_t_port {
+            4
+        } else {
+            0
+        };
+        Some(mtu.saturating_sub(20 + 8 + marker))
     }
 
     /// Our CERT (RSA only) and AUTH payloads.
@@ -954,6 +1083,7 @@ impl IkeSa {
             next_req: 0,
             peer_next: 1,
             last_resp: None,
+            reasm: None,
             out: None,
         };
         let mut s = IkeSa::blank(id, profile, local, remote, now, chan, Phase::Dead);
@@ -974,6 +1104,13 @@ impl IkeSa {
             ctx.rng,
         ));
         payloads.push(sig_hash_notify());
+        //= https://www.rfc-editor.org/rfc/rfc7383#section-2.3
+        //# The initiator indicates its support for IKE fragmentation [...] by including a Notify payload of
+        //# type IKEV2_FRAGMENTATION_SUPPORTED
+        payloads.push(Payload::Notify(Notify::new(
+            NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+            vec![],
+        )));
         if s.profile.remote_auth == RemoteAuth::RsaSig {
             payloads.push(Payload::CertReq(Certificate {
                 encoding: CertEncoding::X509_SIGNATURE,
@@ -981,6 +1118,9 @@ impl IkeSa {
             }));
         }
         s.peer_sha256 = peer_supports_sha256(&msg.payloads);
+        s.peer_frag = msg
+            .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
+            .is_some();
         let resp = Message {
             header: s.chan.header(ExchangeType::IKE_SA_INIT, true, 0),
             payloads,
@@ -1035,14 +1175,17 @@ impl IkeSa {
             _ => self.profile.retransmit.initial,
         };
         let (local, remote) = (self.local, self.remote);
+        let frag = self.fragment_limit(ctx);
         let Some(chan) = self.chan_mut(old) else {
             return;
         };
         let Some(keys) = chan.out_keys() else { return };
         let id = chan.next_req;
         chan.next_req = chan.next_req.wrapping_add(1);
-        let raw = sk::seal(&keys, &chan.header(x, false, id), &inner, ctx.rng);
-        ctx.send(local, remote, &raw);
+        let raw = seal_maybe_fragmented(&keys, &chan.header(x, false, id), &inner, frag, ctx);
+        for r in &raw {
+            ctx.send(local, remote, r);
+        }
         chan.out = Some(Outstanding {
             msg_id: id,
             raw,
@@ -1061,12 +1204,15 @@ impl IkeSa {
         ctx: &mut Ctx<'_>,
     ) {
         let (local, remote) = (self.local, self.remote);
+        let frag = self.fragment_limit(ctx);
         let Some(chan) = self.chan_mut(old) else {
             return;
         };
         let Some(keys) = chan.out_keys() else { return };
-        let raw = sk::seal(&keys, &chan.header(x, true, msg_id), &inner, ctx.rng);
-        ctx.send(local, remote, &raw);
+        let raw = seal_maybe_fragmented(&keys, &chan.header(x, true, msg_id), &inner, frag, ctx);
+        for r in &raw {
+            ctx.send(local, remote, r);
+        }
         chan.last_resp = Some((msg_id, raw));
     }
 
@@ -1104,9 +1250,6 @@ impl IkeSa {
         } else {
             return;
         };
-        let Some(Payload::Sk(skp)) = msg.payloads.last() else {
-            return;
-        };
         let Some(chan) = self.chan_mut(old) else {
             return;
         };
@@ -1115,7 +1258,7 @@ impl IkeSa {
             if chan.out.as_ref().is_none_or(|o| o.msg_id != h.message_id) {
                 return;
             }
-            let Ok(inner) = sk::open(&keys, raw, skp.first_inner, skp.data.len()) else {
+            let Some(inner) = chan.decrypt(&keys, msg, raw) else {
                 return;
             };
             let Some(out) = chan.out.take() else { return };
@@ -1126,18 +1269,23 @@ impl IkeSa {
             //# the responder MUST remember each response until it receives a request whose sequence number is
             //# larger than or equal to the sequence number in the response plus its window size.
             if h.message_id.wrapping_add(1) == chan.peer_next {
+                // RFC 7383 §2.6.1: answer a retransmitted fragmented request once, on its first fragment.
+                let first = !matches!(msg.payloads.last(), Some(Payload::Skf(f)) if f.number != 1);
                 if let Some((id, r)) = &chan.last_resp
                     && *id == h.message_id
+                    && first
                 {
                     let r = r.clone();
-                    ctx.send(self.local, self.remote, &r);
+                    for d in &r {
+                        ctx.send(self.local, self.remote, d);
+                    }
                 }
                 return;
             }
             if h.message_id != chan.peer_next {
                 return;
             }
-            let Ok(inner) = sk::open(&keys, raw, skp.first_inner, skp.data.len()) else {
+            let Some(inner) = chan.decrypt(&keys, msg, raw) else {
                 return;
             };
             chan.peer_next = chan.peer_next.wrapping_add(1);
@@ -1676,6 +1824,7 @@ impl IkeSa {
             next_req: 0,
             peer_next: 0,
             last_resp: None,
+            reasm: None,
             out: None,
         };
         self.swap_chan(now, new, ctx);
@@ -2001,6 +2150,7 @@ impl IkeSa {
             next_req: 0,
             peer_next: 0,
             last_resp: None,
+            reasm: None,
             out: None,
         };
         self.swap_chan(now, new, ctx);
@@ -2232,7 +2382,9 @@ impl IkeSa {
             }
             //= https://www.rfc-editor.org/rfc/rfc7296#section-2.1
             //# If it does not receive a response within a timeout period, it MUST retransmit the request
-            ctx.send(local, remote, &raw);
+            for r in &raw {
+                ctx.send(local, remote, r);
+            }
             out.tries += 1;
             out.next_at = now + self.retransmit_timeout(out.tries, &out.pending);
             if let Some(chan) = self.chan_mut(old) {
