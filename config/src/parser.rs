@@ -803,10 +803,7 @@ impl Parser {
             // Re-enter the nested blocks (address families, ...) that were left open.
             if w != "address-family" {
                 let mut path = vec![last];
-                loop {
-                    let Some(node) = self.unsupported_node(&path) else {
-                        break;
-                    };
+                while let Some(node) = self.unsupported_node(&path) {
                     let Some(i) = node.children.len().checked_sub(1) else {
                         break;
                     };
