@@ -380,6 +380,9 @@ pub(crate) fn banner_state(text: &str) -> Option<(String, bool)> {
     Some((delim, closed))
 }
 
+/// Deepest nesting of unsupported blocks (bounds the renderer's recursion on hostile input).
+const MAX_NESTING: usize = 6;
+
 /// Lines that open a block inside an unsupported block (`address-family` in `router bgp`,
 /// `certificate` in a certificate chain, `key N` in a key chain, ...).
 fn is_nested_opener(text: &str) -> bool {
@@ -651,7 +654,7 @@ impl Parser {
                 self.stack.pop();
                 return;
             }
-            if nested && !is_global_unsupported_opener(toks) {
+            if nested && path.len() < MAX_NESTING && !is_global_unsupported_opener(toks) {
                 // A nested opener of the same kind replaces the current nested block.
                 let mut path = path;
                 if path.len() > 1 {

@@ -326,3 +326,14 @@ proptest! {
         prop_assert_eq!(&first, &second, "input:\n{}", text);
     }
 }
+
+#[test]
+fn deeply_alternating_nested_blocks_do_not_overflow() {
+    let mut text = String::from("router bgp 1\n");
+    for i in 0..20_000 {
+        text.push_str(if i % 2 == 0 { "class a\n" } else { "peer b\n" });
+    }
+    let p = parse(&text);
+    let r = render(&p.config);
+    assert_eq!(render(&parse(&r).config), r);
+}
