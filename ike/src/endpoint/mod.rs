@@ -5,7 +5,6 @@ mod types;
 
 pub use types::*;
 
-use crate::auth::AuthFailure;
 use crate::config::{Fingerprint, Identity, InitiateParams, Profile};
 use crate::crypto::Rng;
 use crate::wire::{ExchangeType, FLAG_INITIATOR, Message};
@@ -478,6 +477,3 @@ impl Endpoint {
         }
     }
 }
-
-/// Returned inside [`Event::AuthFailed`] / [`DeleteReason::AuthFailed`].
-pub type AuthFailureReason = AuthFailure;

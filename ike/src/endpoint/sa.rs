@@ -2359,8 +2359,6 @@ impl IkeSa {
             }
             let tries = out.tries;
             let raw = out.raw.clone();
-            let pending_is = std::mem::discriminant(&out.pending);
-            let _ = pending_is;
             let p = chan.out.take();
             let Some(mut out) = p else { continue };
             if tries >= self.max_tries(&out.pending) {
