@@ -853,6 +853,15 @@ fn render_interface(o: &mut Out, i: &Interface) {
     if let Some(v) = &i.vrf_forwarding {
         o.line(1, format!("ip vrf forwarding {v}"));
     }
+    // IOS prints the DHCP client requests before `ip address dhcp`.
+    for r in &i.dhcp_client_requests {
+        let t = match r {
+            DhcpClientRequest::SipServerAddress => "sip-server-address",
+            DhcpClientRequest::VendorIdentifyingSpecific => "vendor-identifying-specific",
+            DhcpClientRequest::Other(o) => o.as_str(),
+        };
+        o.line(1, format!("ip dhcp client request {t}"));
+    }
     match &i.ip {
         IpAddressing::Unset => {}
         IpAddressing::NoAddress => o.line(1, "no ip address"),
@@ -940,14 +949,6 @@ fn render_interface(o: &mut Out, i: &Interface) {
         Some(NatSide::Inside) => o.line(1, "ip nat inside"),
         Some(NatSide::Outside) => o.line(1, "ip nat outside"),
         None => {}
-    }
-    for r in &i.dhcp_client_requests {
-        let t = match r {
-            DhcpClientRequest::SipServerAddress => "sip-server-address",
-            DhcpClientRequest::VendorIdentifyingSpecific => "vendor-identifying-specific",
-            DhcpClientRequest::Other(o) => o.as_str(),
-        };
-        o.line(1, format!("ip dhcp client request {t}"));
     }
     if let Some(m) = i.tcp_adjust_mss {
         o.line(1, format!("ip tcp adjust-mss {m}"));
