@@ -102,6 +102,21 @@ fn strongswan_interop_both_directions() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    // charon must not have complained about anything we sent.
+    let complaints: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            (l.contains("error")
+                || l.contains("invalid")
+                || l.contains("failed")
+                || l.contains("discard"))
+                && !l.contains("[knl]")
+                && !l.contains("[esp]")
+        })
+        .collect();
+    eprintln!("charon complaints: {complaints:#?}");
+    assert!(complaints.is_empty(), "{complaints:#?}");
     // One IKE SA each way (charon numbers them; an INVALID_KE round may take a number).
     let established = log
         .matches("] established between 192.0.2.1[2000]...192.0.2.2[1000]")
@@ -135,7 +150,7 @@ fn drive(
     ep: &mut Endpoint,
     sock: &UdpSocket,
     seen: &mut Vec<Event>,
-    done: impl Fn(&[Event]) -> bool,
+    done: impl Fn(&Endpoint, &[Event]) -> bool,
 ) {
     let local = sock.local_addr().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -148,7 +163,7 @@ fn drive(
             println!("event: {e:?}");
             seen.push(e);
         }
-        if done(seen) {
+        if done(ep, seen) {
             return;
         }
         assert!(
@@ -220,7 +235,7 @@ fn inner_strongswan_peer() {
         )
         .unwrap();
     let mut seen = Vec::new();
-    drive(&mut ep, &sock, &mut seen, |e| !child_keys(e).is_empty());
+    drive(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
     assert!(matches!(&seen[0], Event::IkeSaEstablished { peer_id, .. } if *peer_id == charon));
     let c = &child_keys(&seen)[0];
     println!(
@@ -239,8 +254,38 @@ fn inner_strongswan_peer() {
         list.contains(&format!("{:08x}", c.spi_out)),
         "charon's inbound SPI is our outbound"
     );
+    // Rekey the CHILD_SA (no PFS) and then the IKE SA, both initiated by us.
+    ep.rekey_child(Instant::now(), id, c.spi_in).unwrap();
+    drive(&mut ep, &sock, &mut seen, |_, e| {
+        e.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. }))
+    });
+    assert_eq!(child_keys(&seen).len(), 2);
+    let spi_before = ep.snapshot(Instant::now()).ike_sas[0].spi_i;
+    ep.rekey_ike_sa(Instant::now(), id).unwrap();
+    drive(&mut ep, &sock, &mut seen, |ep, _| {
+        let s = ep.snapshot(Instant::now());
+        s.ike_sas.len() == 1 && s.ike_sas[0].spi_i != spi_before
+    });
+    // Let the DELETE of the old IKE SA complete.
+    let t = Instant::now() + Duration::from_millis(300);
+    drive(&mut ep, &sock, &mut seen, |_, _| Instant::now() > t);
+    let list = swanctl(&["--list-sas"]).wait_with_output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).to_string();
+    println!("after our rekeys:\n{list}");
+    let new_spi = format!("{:016x}", ep.snapshot(Instant::now()).ike_sas[0].spi_i);
+    assert!(
+        list.contains(&new_spi),
+        "charon uses the rekeyed IKE SA {new_spi}: {list}"
+    );
+    assert_eq!(
+        list.matches("ESTABLISHED").count(),
+        1,
+        "old IKE SA deleted: {list}"
+    );
+    let c2 = &child_keys(&seen)[1];
+    assert!(list.contains(&format!("{:08x}", c2.spi_out)), "{list}");
     ep.delete_ike_sa(Instant::now(), id).unwrap();
-    drive(&mut ep, &sock, &mut seen, |e| {
+    drive(&mut ep, &sock, &mut seen, |_, e| {
         e.iter().any(|e| {
             matches!(
                 e,
@@ -263,7 +308,7 @@ fn inner_strongswan_peer() {
         "--timeout",
         "15",
     ]);
-    drive(&mut ep, &sock, &mut seen, |e| !child_keys(e).is_empty());
+    drive(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
     let out = init.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -275,8 +320,23 @@ fn inner_strongswan_peer() {
         "as responder: CHILD_SA {:08x}_i {:08x}_o {:?} {:?} {:?}",
         c.spi_in, c.spi_out, c.encr, c.ts_local, c.ts_remote
     );
+    // charon rekeys the CHILD_SA, then the IKE SA.
+    let rk = swanctl(&["--rekey", "--child", "net"]);
+    drive(&mut ep, &sock, &mut seen, |_, e| {
+        e.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. }))
+    });
+    assert!(rk.wait_with_output().unwrap().status.success());
+    assert_eq!(child_keys(&seen).len(), 2);
+    let spi_before = ep.snapshot(Instant::now()).ike_sas[0].spi_i;
+    let rk = swanctl(&["--rekey", "--ike", "lifeline"]);
+    drive(&mut ep, &sock, &mut seen, |ep, _| {
+        ep.snapshot(Instant::now()).ike_sas[0].spi_i != spi_before
+    });
+    let t = Instant::now() + Duration::from_millis(300);
+    drive(&mut ep, &sock, &mut seen, |_, _| Instant::now() > t);
+    assert!(rk.wait_with_output().unwrap().status.success());
     let term = swanctl(&["--terminate", "--ike", "lifeline", "--timeout", "10"]);
-    drive(&mut ep, &sock, &mut seen, |e| {
+    drive(&mut ep, &sock, &mut seen, |_, e| {
         e.iter().any(|e| {
             matches!(
                 e,
