@@ -155,6 +155,13 @@ impl Config {
         self.ikev2.keyrings.iter().find(|k| k.name == name)
     }
 
+    /// The keyring peer that holds the pre-shared key for `key_id` (a remote SIP number) under
+    /// IKEv2 profile `profile`: VPN-SIP looks PSKs up by SIP number, never by address.
+    pub fn keyring_peer_for_key_id(&self, profile: &str, key_id: &str) -> Option<&KeyringPeer> {
+        let kr = self.ikev2_profile(profile)?.keyring_local.as_deref()?;
+        self.ikev2_keyring(kr)?.peer_by_key_id(key_id)
+    }
+
     /// The policy map with this name.
     pub fn policy_map(&self, name: &str) -> Option<&PolicyMap> {
         self.qos.policy_maps.iter().find(|p| p.name == name)
@@ -226,6 +233,13 @@ impl Config {
             frequency: s.frequency.unwrap_or(defaults::SLA_FREQUENCY),
             scheduled: s.schedule.is_some(),
         })
+    }
+}
+
+impl Ikev2Profile {
+    /// IKE SA lifetime in effect.
+    pub fn effective_lifetime(&self) -> Duration {
+        self.lifetime.unwrap_or(defaults::IKEV2_LIFETIME)
     }
 }
 

@@ -29,6 +29,7 @@ pub(crate) fn validate_with(c: &Config, spans: &Spans) -> Vec<Diagnostic> {
         tunnel_rules(i, spans, &mut d);
     }
     shared_sources(c, spans, &mut d);
+    devices(c, spans, &mut d);
     routes(c, spans, &mut d);
     references(c, spans, &mut d);
     d
@@ -546,6 +547,26 @@ fn references(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
                 format!("track object {t} is not defined"),
                 format!("define `track {t} ip sla N reachability`"),
             );
+        }
+    }
+}
+
+/// Lifeline extension `device`: one Linux device per IOS interface.
+fn devices(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for i in &c.interfaces {
+        let Some(dev) = i.linux_name() else { continue };
+        if let Some(other) = seen.get(dev) {
+            d.push(Diagnostic::error(
+                &with_words(
+                    spans.get(&format!("if:{}:device", i.name)),
+                    format!("device {dev}"),
+                ),
+                format!("Linux device {dev} is already bound to interface {other}"),
+                Some(format!("bind {} to another device", i.name)),
+            ));
+        } else {
+            seen.insert(dev, &i.name);
         }
     }
 }

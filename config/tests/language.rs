@@ -406,3 +406,25 @@ fn diagnostics_serialise_to_json_for_the_appliance() {
     assert_eq!(bw["column"], 41);
     assert_eq!(bw["suggestion"], "bandwidth 256");
 }
+
+#[test]
+fn psk_is_found_by_remote_sip_number() {
+    let p = parse(
+        "crypto ikev2 keyring keys\n peer a\n  identity key-id 0312341111\n  pre-shared-key psk1\n\
+         crypto ikev2 profile test\n authentication remote pre-share\n keyring local keys\n",
+    );
+    let peer = p
+        .config
+        .keyring_peer_for_key_id("test", "0312341111")
+        .unwrap();
+    assert_eq!(peer.pre_shared_key.as_ref().unwrap().expose(), "psk1");
+    assert!(
+        p.config
+            .keyring_peer_for_key_id("test", "312341111")
+            .is_none()
+    );
+    assert_eq!(
+        p.config.ikev2_profile("test").unwrap().effective_lifetime(),
+        Duration::from_secs(86_400)
+    );
+}

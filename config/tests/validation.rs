@@ -317,3 +317,14 @@ fn vpn_sip_wan_and_loopback_need_nat_outside_and_inside() {
         ]
     );
 }
+
+#[test]
+fn two_interfaces_cannot_bind_the_same_linux_device() {
+    let t = "interface GigabitEthernet0/0/0\n device eth0\ninterface GigabitEthernet0/0/1\n device eth0\n";
+    assert_eq!(
+        errors(t),
+        vec![
+            "4:2: error: Linux device eth0 is already bound to interface GigabitEthernet0/0/0: `device eth0` (suggestion: bind GigabitEthernet0/0/1 to another device)"
+        ]
+    );
+}
