@@ -1,6 +1,38 @@
 //! Sans-io IKEv2 (RFC 7296) for Lifeline.
 //!
 //! No sockets, no threads, no clock reads: time comes in as `now`, randomness through [`Rng`].
+//!
+//! # Entry points
+//! * [`Endpoint`]: one per appliance (it may serve the UDP 500 and 4500 sockets together; the
+//!   4-byte non-ESP marker is stripped/added on the NAT-T port). Configure with
+//!   [`Endpoint::add_profile`], [`Endpoint::expect_peer`] (VPN-SIP: the SDP fingerprint of the remote
+//!   SIP number), [`Endpoint::set_fragment_mtu`], [`Endpoint::set_cookie_threshold`]; drive with
+//!   `initiate`, `handle_input`, `handle_timeout`, `poll_transmit`, `poll_timeout`, `poll_event`,
+//!   `snapshot`; operate with `delete_ike_sa`, `rekey_child`, `rekey_ike_sa`, `dpd_probe`.
+//! * [`Event`]: `IkeSaEstablished`, `ChildSaEstablished` (a [`ChildSaKeys`] for the dataplane, also
+//!   after every rekey), `ChildSaDeleted`, `IkeSaDeleted`, `AuthFailed`.
+//! * [`wire::Message::parse`]: the fuzz entry point (never panics, rejects trailing bytes).
+//!
+//! # What is here
+//! IKE_SA_INIT/IKE_AUTH as initiator and responder; PSK (keyring by identity, wildcard) and RSA
+//! (method 1 SHA-1, RFC 7427 method 14 SHA-256) with CERT/CERTREQ; identities KEY_ID, IPv4, FQDN,
+//! RFC822, DN; the VPN-SIP fingerprint check, enforced by the type system (an established IKE SA
+//! holds an [`AuthVerified`] that only the verifiers make); first CHILD_SA (tunnel any/any or
+//! transport host-to-host, selector narrowing); CREATE_CHILD_SA rekey of CHILD_SAs (with/without PFS)
+//! and of the IKE SA (the [`IkeSaId`] survives); INFORMATIONAL DELETE and DPD (periodic or on demand);
+//! retransmission with exponential backoff; message-ID window 1; lifetimes (rekey at 90 % by the
+//! original initiator, hard expiry); NAT-T with `nat force-encap`, port float, keepalives; RFC 7383
+//! fragmentation; cookies; INVALID_KE_PAYLOAD retry. Transforms: AES-CBC-128/192/256,
+//! AES-GCM-16-128/256, HMAC-SHA1-96, HMAC-SHA2-256/384/512, PRF HMAC-SHA1/SHA2, DH 14, 19, 20, 21, 31,
+//! ESN.
+//!
+//! # What is absent (see the report in the commit history)
+//! Simultaneous-rekey collision resolution (RFC 7296 §2.8.1/§2.8.2: only the original initiator
+//! rekeys automatically, so collisions need an operator on both sides); CA path validation and
+//! CRLs (RSA peers are trusted by SDP fingerprint or pinned certificate); ECDSA; EAP; CP payloads
+//! (not used by VPN-SIP); MOBIKE; IPv6 traffic selectors narrowing (IPv6 selectors parse and
+//! round-trip); volume lifetimes (the appliance counts bytes and calls `rekey_child`); window sizes
+//! above 1; IKEv1.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

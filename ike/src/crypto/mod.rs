@@ -120,7 +120,7 @@ impl PrfAlg {
             PrfAlg::HmacSha512 => 64,
         }
     }
-    /// prf(key, parts[0] | parts[1] | ...).
+    /// `prf(key, parts[0] | parts[1] | ...)`.
     pub fn prf(self, key: &[u8], parts: &[&[u8]]) -> Secret {
         Secret(match self {
             PrfAlg::HmacSha1 => hmac_all!(sha1::Sha1, key, parts),
