@@ -1007,3 +1007,44 @@ mod mutated_input {
         }
     }
 }
+
+#[test]
+fn simultaneous_child_rekey_leaves_exactly_one_new_pair() {
+    for pfs in [None, Some(DhGroup::Ecp256)] {
+        let mut pa = profile("1000", "2000", PSK);
+        pa.pfs = pfs;
+        let mut pb = profile("2000", "1000", PSK);
+        pb.pfs = pfs;
+        let mut p = Pair::new(pa, pb);
+        p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+        let id = p.initiate();
+        p.run();
+        let Event::IkeSaEstablished { ike_sa: bid, .. } = p.ev_b[0].clone() else {
+            panic!()
+        };
+        let xa = children(&p.ev_a)[0].spi_in;
+        let xb = children(&p.ev_b)[0].spi_in;
+        // Both requests are in flight before either side sees the other's.
+        p.a.rekey_child(p.now, id, xa).unwrap();
+        p.b.rekey_child(p.now, bid, xb).unwrap();
+        p.run();
+        let (sa, sb) = (p.a.snapshot(p.now), p.b.snapshot(p.now));
+        let (ca, cb) = (&sa.ike_sas[0].children, &sb.ike_sas[0].children);
+        assert_eq!((ca.len(), cb.len()), (1, 1), "{ca:?} {cb:?}");
+        assert_eq!(ca[0].spi_in, cb[0].spi_out);
+        assert_eq!(ca[0].spi_out, cb[0].spi_in);
+        assert_ne!(ca[0].spi_in, xa);
+        // The survivor's keys match on both sides.
+        let ka = children(&p.ev_a)
+            .into_iter()
+            .find(|k| k.spi_in == ca[0].spi_in)
+            .unwrap()
+            .clone();
+        let kb = children(&p.ev_b)
+            .into_iter()
+            .find(|k| k.spi_in == cb[0].spi_in)
+            .unwrap()
+            .clone();
+        assert_pair_matches(&ka, &kb);
+    }
+}

@@ -301,6 +301,12 @@ struct Child {
     rekey_at: Option<Instant>,
     expire_at: Option<Instant>,
     rekeyed: bool,
+    /// Our CREATE_CHILD_SA rekeying this child is outstanding.
+    rekey_in_flight: bool,
+    /// Our completed rekey: (lowest nonce of that exchange, the new child's inbound SPI).
+    our_rekey: Option<(Vec<u8>, u32)>,
+    /// The peer rekeyed it while ours was in flight: (lowest nonce of its exchange, new inbound SPI).
+    peer_rekey: Option<(Vec<u8>, u32)>,
 }
 
 pub(crate) struct IkeSa {
@@ -1606,6 +1612,9 @@ impl IkeSa {
             rekey_at: self.original_initiator.then(|| now + life.mul_f32(0.9)),
             expire_at: Some(now + life),
             rekeyed: false,
+            rekey_in_flight: false,
+            our_rekey: None,
+            peer_rekey: None,
         }
     }
 
@@ -1699,7 +1708,7 @@ impl IkeSa {
         match acc {
             Err(n) => self.send_response(false, ExchangeType::CREATE_CHILD_SA, msg_id, err(n), ctx),
             Ok(a) => {
-                let mut resp = vec![a.sa, Payload::Nonce(nr)];
+                let mut resp = vec![a.sa, Payload::Nonce(nr.clone())];
                 if let Some(k) = dh_pub {
                     resp.push(Payload::Ke(k));
                 }
@@ -1708,8 +1717,24 @@ impl IkeSa {
                 resp.extend(a.extra);
                 self.send_response(false, ExchangeType::CREATE_CHILD_SA, msg_id, resp, ctx);
                 if let Some(r) = rekey {
+                    //= https://www.rfc-editor.org/rfc/rfc7296#section-2.8.1
+                    //# the redundant SA [...] SHOULD be deleted by the node that initiated the exchange
+                    //# that created it: the one with the lowest of the four nonces
+                    let peer_min = ni.as_slice().min(nr.as_slice()).to_vec();
+                    let new_in = a.child.spi_in;
+                    let mut redundant_ours = None;
                     for c in self.children.iter_mut().filter(|c| c.spi_out == r) {
                         c.rekeyed = true;
+                        if c.rekey_in_flight {
+                            c.peer_rekey = Some((peer_min.clone(), new_in));
+                        } else if let Some((our_min, our_new)) = &c.our_rekey
+                            && *our_min < peer_min
+                        {
+                            redundant_ours = Some(*our_new);
+                        }
+                    }
+                    if let Some(x) = redundant_ours {
+                        self.queue.push_back(Cmd::DeleteChild(x));
                     }
                 }
                 self.children.push(a.child);
@@ -2060,6 +2085,7 @@ impl IkeSa {
     ) {
         let retry_later = |s: &mut Self| {
             for c in s.children.iter_mut().filter(|c| c.spi_in == old_spi_in) {
+                c.rekey_in_flight = false;
                 c.rekey_at = Some(now + Duration::from_secs(30));
             }
         };
@@ -2089,12 +2115,24 @@ impl IkeSa {
             ike_sa: self.id,
             child: k,
         });
+        let our_min = ni.min(nr.as_slice()).to_vec();
+        let mut ours_redundant = false;
         for c in self.children.iter_mut().filter(|c| c.spi_in == old_spi_in) {
             c.rekeyed = true;
+            c.rekey_in_flight = false;
+            if let Some((peer_min, _)) = &c.peer_rekey {
+                ours_redundant = our_min < *peer_min;
+            }
+            c.our_rekey = Some((our_min.clone(), new_spi_in));
         }
-        //= https://www.rfc-editor.org/rfc/rfc7296#section-2.8
-        //# the initiator [...] deletes the old SA
-        self.queue.push_front(Cmd::DeleteChild(old_spi_in));
+        if ours_redundant {
+            // Simultaneous rekey and our exchange had the lowest nonce: our new SA is the redundant one.
+            self.queue.push_front(Cmd::DeleteChild(new_spi_in));
+        } else {
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-2.8
+            //# the initiator [...] deletes the old SA
+            self.queue.push_front(Cmd::DeleteChild(old_spi_in));
+        }
     }
 
     fn on_rekey_ike_response(
@@ -2206,6 +2244,9 @@ impl IkeSa {
                     return;
                 };
                 let (ts_l, ts_r, mode) = (c.ts_local.clone(), c.ts_remote.clone(), c.mode);
+                if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
+                    c.rekey_in_flight = true;
+                }
                 let new_spi_in = ctx.child_spi();
                 let ni = ctx.nonce();
                 let dh = self.profile.pfs.map(|g| g.generate(ctx.rng));
