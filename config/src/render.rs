@@ -540,6 +540,8 @@ pub fn render(config: &Config) -> String {
         o.unsupported(1, &pm.unsupported);
         for cl in &pm.classes {
             o.line(1, format!("class {}", cl.name));
+            // Before the actions: after a `police` line they would read back as police actions.
+            o.unsupported(2, &cl.unsupported);
             for a in &cl.actions {
                 match a {
                     QosAction::BandwidthPercent(p) => o.line(2, format!("bandwidth percent {p}")),
@@ -581,7 +583,6 @@ pub fn render(config: &Config) -> String {
                     QosAction::FairQueue => o.line(2, "fair-queue"),
                 }
             }
-            o.unsupported(2, &cl.unsupported);
         }
         o.bang();
     }

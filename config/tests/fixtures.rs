@@ -54,3 +54,43 @@ fn every_fixture_loads_without_errors_and_renders_to_a_fixpoint() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Seed defects (`defects/`) and fuzzer reproducers (`fuzz-regressions/`): never panic, the
+/// rendering is a fixpoint, and a configuration without errors renders to one without errors.
+#[test]
+fn defect_originals_and_fuzz_reproducers_render_to_a_fixpoint() {
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let mut n = 0;
+    for sub in ["defects", "fuzz-regressions"] {
+        let Ok(rd) = std::fs::read_dir(base.join(sub)) else {
+            continue;
+        };
+        for e in rd {
+            let path = e.unwrap().path();
+            if path.extension().is_none_or(|x| x != "cfg") {
+                continue;
+            }
+            n += 1;
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            let p = lifeline_config::parse(&text);
+            let once = lifeline_config::render(&p.config);
+            let again = lifeline_config::parse(&once);
+            if !p.has_errors() {
+                assert!(
+                    !again.has_errors(),
+                    "{}: {:?}",
+                    path.display(),
+                    again.diagnostics
+                );
+            }
+            assert_eq!(
+                once,
+                lifeline_config::render(&again.config),
+                "{}",
+                path.display()
+            );
+        }
+    }
+    println!("{n} defect/fuzz files");
+}

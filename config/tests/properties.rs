@@ -283,8 +283,13 @@ proptest! {
 
     #[test]
     fn render_parse_is_a_fixpoint_on_generated_configurations(text in config_text()) {
-        let first = render(&parse(&text).config);
-        let second = render(&parse(&first).config);
+        let p = parse(&text);
+        let first = render(&p.config);
+        let again = parse(&first);
+        if !p.has_errors() {
+            prop_assert!(!again.has_errors(), "{:?}\n{}", again.diagnostics, first);
+        }
+        let second = render(&again.config);
         prop_assert_eq!(&first, &second, "input:\n{}", text);
     }
 
@@ -307,7 +312,7 @@ proptest! {
                     "police", "cir", "class", "policy-map", "class-map", "match", "access-list", "101", "permit",
                     "deny", "any", "host", "eq", "track", "sla", "icmp-echo", "schedule", "banner", "^C",
                     "address-family", "router", "nhrp", "map", "multicast", "dynamic", "key", "pre-shared-key",
-                    "registrar", "identity", "key-id", "quit", "certificate", "chain", "line", "vty",
+                    "registrar", "conform-action", "transmit", "exceed-action", "drop", "identity", "key-id", "quit", "certificate", "chain", "line", "vty",
                     "exit-address-family", "description", "priority", "percent", "shape", "average",
                     "neighbor", "network", "redistribute", "pool", "hostname", "encr", "aes", "group", "password", "username", "device", "dpd", "10", "6", "periodic", "",
                 ]),
@@ -322,7 +327,11 @@ proptest! {
             .collect();
         let p = parse(&text);
         let first = render(&p.config);
-        let second = render(&parse(&first).config);
+        let again = parse(&first);
+        if !p.has_errors() {
+            prop_assert!(!again.has_errors(), "{:?}\n{}", again.diagnostics, first);
+        }
+        let second = render(&again.config);
         prop_assert_eq!(&first, &second, "input:\n{}", text);
     }
 }
