@@ -1,2 +1,5 @@
 //! NHRP (RFC 2332) and GRE (RFC 2784/2890) for DMVPN, sans-io.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod wire;
