@@ -311,3 +311,107 @@ pub fn accept_esp(
     s.dh = pfs;
     Some((spi, s))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ike(encr: Vec<EncrAlg>, integ: Vec<IntegAlg>, dh: Vec<DhGroup>) -> IkeProposal {
+        IkeProposal {
+            encr,
+            prf: vec![PrfAlg::HmacSha1, PrfAlg::HmacSha256],
+            integ,
+            dh,
+        }
+    }
+
+    /// seed-ipsec-vti.md IK2-5: initiator `aes-cbc-128 aes-cbc-192 / sha1 sha256 / 14 16`, responder
+    /// reversed: `aes-cbc-128`, `sha1` and group 14 are selected (the initiator's order wins).
+    #[test]
+    fn initiators_order_wins_like_ios() {
+        let initiator = ike(
+            vec![EncrAlg::AesCbc128, EncrAlg::AesCbc192],
+            vec![IntegAlg::HmacSha1_96, IntegAlg::HmacSha256_128],
+            vec![DhGroup::Modp2048, DhGroup::Ecp256],
+        );
+        let responder = ike(
+            vec![EncrAlg::AesCbc192, EncrAlg::AesCbc128],
+            vec![IntegAlg::HmacSha256_128, IntegAlg::HmacSha1_96],
+            vec![DhGroup::Ecp256, DhGroup::Modp2048],
+        );
+        let offered = ike_sa_payload(&[initiator.clone()], &[], None);
+        let (n, s) = select_ike(&offered, &[responder], None).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            (s.encr, s.integ, s.dh, s.prf),
+            (
+                EncrAlg::AesCbc128,
+                Some(IntegAlg::HmacSha1_96),
+                DhGroup::Modp2048,
+                PrfAlg::HmacSha1
+            )
+        );
+        assert_eq!(accept_ike(&[ike_chosen(n, &s, &[])], &[initiator]), Some(s));
+    }
+
+    #[test]
+    fn ke_group_is_preferred_when_acceptable() {
+        let p = ike(
+            vec![EncrAlg::AesCbc256],
+            vec![IntegAlg::HmacSha256_128],
+            vec![DhGroup::Modp2048, DhGroup::Curve25519],
+        );
+        let offered = ike_sa_payload(&[p.clone()], &[], None);
+        let (_, s) = select_ike(&offered, &[p], Some(DhGroup::Curve25519.id())).unwrap();
+        assert_eq!(s.dh, DhGroup::Curve25519);
+    }
+
+    #[test]
+    fn aead_proposal_needs_no_integrity_and_mixed_responses_are_refused() {
+        let gcm = IkeProposal::gcm_default();
+        let offered = ike_sa_payload(&[gcm.clone()], &[], None);
+        let (n, s) = select_ike(&offered, &[gcm.clone()], None).unwrap();
+        assert!(s.encr.is_aead() && s.integ.is_none());
+        // A response carrying two proposals is not a choice.
+        assert_eq!(
+            accept_ike(&[ike_chosen(n, &s, &[]), ike_chosen(n, &s, &[])], &[gcm]),
+            None
+        );
+    }
+
+    #[test]
+    fn esp_selection_honours_integrity_esn_and_pfs_group() {
+        let ours = EspProposal::ios_defaults();
+        let offered = esp_sa_payload(
+            &[EspProposal {
+                encr: EncrAlg::AesCbc256,
+                integ: Some(IntegAlg::HmacSha256_128),
+                esn: false,
+            }],
+            0x1234_5678,
+            Some(DhGroup::Ecp256),
+        );
+        let (_, spi, s) = select_esp(&offered, &ours, Some(DhGroup::Ecp256.id())).unwrap();
+        assert_eq!(
+            (spi, s.encr, s.integ, s.dh),
+            (
+                0x1234_5678,
+                EncrAlg::AesCbc256,
+                Some(IntegAlg::HmacSha256_128),
+                Some(DhGroup::Ecp256)
+            )
+        );
+        assert!(
+            select_esp(&offered, &ours, Some(DhGroup::Modp2048.id())).is_none(),
+            "KE group not in proposal"
+        );
+        let (_, _, s) = select_esp(&offered, &ours, None).unwrap();
+        assert_eq!(s.dh, None, "IKE_AUTH ignores DH transforms");
+        let sha1_only = [EspProposal {
+            encr: EncrAlg::AesCbc256,
+            integ: Some(IntegAlg::HmacSha1_96),
+            esn: false,
+        }];
+        assert!(select_esp(&offered, &sha1_only, None).is_none());
+    }
+}
