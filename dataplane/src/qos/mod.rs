@@ -14,10 +14,12 @@
 //!   [`Egress`] (the per-tunnel attachment point: pass-through when nothing is attached).
 //! - [`show`]: `show policy-map interface TunnelN` (IOS layout) and its `--json` twin.
 //!
-//! Driver obligations: for every inner packet leaving the tunnel call [`Egress::offer`]; on
-//! [`Offer::Send`] encrypt it at once, on [`Offer::Queued`] call [`Egress::dequeue`] until `None`
-//! (and again when [`Egress::poll_timeout`] expires), encrypting each packet it yields; recycle the
-//! buffers of [`Offer::Dropped`]. On VPN-SIP session up call [`Egress::attach_vpn_sip`]; on session
+//! Driver obligations: for every inner packet leaving the tunnel, branch on
+//! [`Egress::is_attached`] (not attached: encrypt at once; that branch is the whole cost of QoS on
+//! an unshaped tunnel), otherwise call [`Egress::offer`]: on [`Offer::Send`] encrypt it at once,
+//! on [`Offer::Queued`] call [`Egress::dequeue`] until `None` (and again when
+//! [`Egress::poll_timeout`] expires), encrypting each packet it yields; recycle the buffers of
+//! [`Offer::Dropped`]. On VPN-SIP session up call [`Egress::attach_vpn_sip`]; on session
 //! end [`Egress::detach`] and drain the returned scheduler.
 //!
 //! What is absent: `bandwidth remaining`, `fair-queue`, WRED, `shape peak`, two-rate policers,
@@ -129,6 +131,7 @@ pub struct Packet {
 
 impl Packet {
     /// Wraps `buf[range]`. A range that does not fit in `buf` is clamped to it (never panics).
+    #[inline]
     pub fn new(buf: Vec<u8>, range: Range<usize>) -> Self {
         let end = range.end.min(buf.len());
         let start = range.start.min(end);
@@ -167,17 +170,20 @@ impl Packet {
         self.buf.get_mut(r).unwrap_or(&mut [])
     }
 
-    /// The range of the packet inside [`Packet::buffer`].
+    /// The range of the packet inside [`Packet::buffer_mut`].
+    #[inline]
     pub fn range(&self) -> Range<usize> {
         self.range.clone()
     }
 
     /// The whole buffer (headroom included), e.g. for `Tunnel::send(now, buf, range)`.
+    #[inline]
     pub fn buffer_mut(&mut self) -> &mut Vec<u8> {
         &mut self.buf
     }
 
     /// Gives the buffer back.
+    #[inline]
     pub fn into_parts(self) -> (Vec<u8>, Range<usize>) {
         (self.buf, self.range)
     }

@@ -801,6 +801,7 @@ impl Egress {
         self.attached.take().map(|(s, _)| *s)
     }
 
+    #[inline]
     pub fn is_attached(&self) -> bool {
         self.attached.is_some()
     }
