@@ -339,7 +339,7 @@ mod tests {
             vec![IntegAlg::HmacSha256_128, IntegAlg::HmacSha1_96],
             vec![DhGroup::Ecp256, DhGroup::Modp2048],
         );
-        let offered = ike_sa_payload(&[initiator.clone()], &[], None);
+        let offered = ike_sa_payload(std::slice::from_ref(&initiator), &[], None);
         let (n, s) = select_ike(&offered, &[responder], None).unwrap();
         assert_eq!(n, 1);
         assert_eq!(
@@ -361,7 +361,7 @@ mod tests {
             vec![IntegAlg::HmacSha256_128],
             vec![DhGroup::Modp2048, DhGroup::Curve25519],
         );
-        let offered = ike_sa_payload(&[p.clone()], &[], None);
+        let offered = ike_sa_payload(std::slice::from_ref(&p), &[], None);
         let (_, s) = select_ike(&offered, &[p], Some(DhGroup::Curve25519.id())).unwrap();
         assert_eq!(s.dh, DhGroup::Curve25519);
     }
@@ -369,8 +369,8 @@ mod tests {
     #[test]
     fn aead_proposal_needs_no_integrity_and_mixed_responses_are_refused() {
         let gcm = IkeProposal::gcm_default();
-        let offered = ike_sa_payload(&[gcm.clone()], &[], None);
-        let (n, s) = select_ike(&offered, &[gcm.clone()], None).unwrap();
+        let offered = ike_sa_payload(std::slice::from_ref(&gcm), &[], None);
+        let (n, s) = select_ike(&offered, std::slice::from_ref(&gcm), None).unwrap();
         assert!(s.encr.is_aead() && s.integ.is_none());
         // A response carrying two proposals is not a choice.
         assert_eq!(
