@@ -315,3 +315,63 @@ fn priority_and_police_classes_render_like_ios() {
     }
     assert!(!out.contains("QoS Set"));
 }
+
+#[test]
+fn static_policer_policy_renders_flat_with_police_counters() {
+    // EX-3.4 (seed 002 L1992-2010): class-map match-all VTI / match any; policy-map VTI /
+    // class VTI / police cir 2000000 / conform-action transmit / exceed-action drop.
+    let t0 = origin();
+    let mut vti = ClassSpec::new(
+        "VTI",
+        Classifier {
+            match_any: false,
+            matches: vec![Match::Any],
+        },
+    );
+    vti.police = Some(PoliceSpec::cir(2_000_000));
+    let mut s = Scheduler::new(
+        &PolicySpec {
+            name: "VTI".into(),
+            classes: vec![vti],
+        },
+        None,
+    )
+    .unwrap();
+    s.enqueue(t0, udp_packet(100)).unwrap();
+    assert!(s.dequeue(t0).is_some());
+    let out = policy_map_interface("Tunnel0", &s.snapshot(t0));
+    let expected = "Tunnel0
+
+Service-policy output: VTI
+
+Class-map: VTI (match-all)
+  1 packets, 100 bytes
+  5 minute offered rate 0000 bps, drop rate 0000 bps
+  Match: any
+  police:
+      cir 2000000 bps, bc 62500 bytes
+    conformed 1 packets, 100 bytes; actions:
+      transmit
+    exceeded 0 packets, 0 bytes; actions:
+      drop
+    queue limit 64 packets
+    (queue depth/total drops/no-buffer drops) 0/0/0
+    (pkts output/bytes output) 1/100
+
+Class-map: class-default (match-any)
+  0 packets, 0 bytes
+  5 minute offered rate 0000 bps, drop rate 0000 bps
+  Match: any
+    queue limit 64 packets
+    (queue depth/total drops/no-buffer drops) 0/0/0
+    (pkts output/bytes output) 0/0
+";
+    assert_eq!(out, expected);
+    let j: serde_json::Value =
+        serde_json::from_str(&policy_map_interface_json("Tunnel0", &s.snapshot(t0))).unwrap();
+    assert_eq!(j["service_policy"]["child"], serde_json::Value::Null);
+    assert_eq!(
+        j["service_policy"]["classes"][0]["police"]["conformed"]["bytes"],
+        100
+    );
+}

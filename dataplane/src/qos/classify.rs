@@ -44,6 +44,15 @@ impl fmt::Debug for Match {
 }
 
 impl Match {
+    /// `match protocol NAME` for the protocol names the scheduler understands (`ip`, `ipv6`).
+    pub fn protocol(name: &str) -> Option<Match> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "ip" => Some(Match::ProtocolIp),
+            "ipv6" => Some(Match::ProtocolIpv6),
+            _ => None,
+        }
+    }
+
     /// Whether the packet matches this statement.
     pub fn matches(&self, pkt: &[u8]) -> bool {
         match self {

@@ -386,10 +386,15 @@ impl Scheduler {
             .or(self.last_now)
     }
 
-    /// Removes every queued packet (on detach), so the caller can reuse the buffers.
-    pub fn drain(&mut self) -> impl Iterator<Item = Packet> + '_ {
+    /// Removes every queued packet (on detach), so the caller can reuse the buffers (or still
+    /// send them). Not on the per-packet path: it allocates the returned vector.
+    pub fn drain(&mut self) -> Vec<Packet> {
         self.queued = 0;
-        self.leaves.iter_mut().flat_map(|l| l.queue.drain(..))
+        let mut out = Vec::new();
+        for l in &mut self.leaves {
+            out.extend(l.queue.drain(..));
+        }
+        out
     }
 
     /// Counters and configuration for `show policy-map interface`.
