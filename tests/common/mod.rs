@@ -4,6 +4,7 @@
 //! Policy: a test that needs root calls [`netns_available`]. Without root it is skipped with a message,
 //! unless `LIFELINE_REQUIRE_NETNS=1` (CI sets it), in which case it fails: CI must never pass by skipping.
 #![allow(dead_code)]
+pub mod strongswan;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,435 @@
+//! Static VTI interop with strongSwan: Lifeline site A (`interface Tunnel0`, `tunnel mode ipsec ipv4`,
+//! IKEv2 PSK with key-id identities, as in `tests/svti.rs`) against a route-based strongSwan site B
+//! (charon 5.9 with user-space ESP, 0.0.0.0/0 selectors, `keyid:` identities, the same PSK).
+//!
+//! For both initiators (Lifeline, strongSwan) and both transforms (AES-GCM-256, AES-CBC-256 +
+//! HMAC-SHA-256-128): a ping each way between the sites' LANs through the tunnel, then a 5 s iperf3 TCP
+//! stream each way (the figure is printed; run with `--nocapture`). kernel-libipsec only does ESP in UDP
+//! (charon fakes a NAT), so these tests also cover Lifeline's NAT-T path (IKE floating to 4500, ESP in
+//! UDP 4500) against another implementation.
+//!
+//! Root and strongSwan are needed: skipped with a message otherwise, failed when `LIFELINE_REQUIRE_NETNS=1`.
+//! On failure Lifeline's log, charon's log and a pcap of site A's WAN are kept and their paths printed.
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::strongswan::{Charon, RouteConn, strongswan_available};
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeline");
+const PSK: &str = "lifeline-strongswan-key-0388";
+const A_WAN: &str = "198.51.100.1";
+const B_WAN: &str = "198.51.100.2";
+const A_LAN: &str = "10.1.0.1";
+const B_LAN: &str = "10.2.0.1";
+
+/// The tests share two cores with two tunnel endpoints and iperf3 each: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Lifeline's IOS configuration for site A. `initiate = false` leaves out `tunnel destination`, so the
+/// appliance only responds (the keyring still names the peer's address).
+fn lifeline_config(transform: &str, initiate: bool) -> String {
+    let destination = if initiate {
+        format!(" tunnel destination {B_WAN}\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "\
+hostname siteA
+!
+crypto ikev2 keyring KR
+ peer siteB
+  address {B_WAN}
+  identity key-id siteB
+  pre-shared-key {PSK}
+!
+crypto ikev2 profile PROF
+ match identity remote key-id siteB
+ identity local key-id siteA
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local KR
+!
+crypto ipsec transform-set TS {transform}
+ mode tunnel
+!
+crypto ipsec profile IPS
+ set transform-set TS
+ set ikev2-profile PROF
+!
+interface GigabitEthernet0
+ device eth0
+ ip address {A_WAN} 255.255.255.0
+!
+interface Tunnel0
+ ip address 172.16.0.1 255.255.255.252
+ tunnel source GigabitEthernet0
+ tunnel mode ipsec ipv4
+{destination} tunnel protection ipsec profile IPS
+!
+ip route 10.2.0.0 255.255.255.0 Tunnel0
+"
+    )
+}
+
+/// strongSwan's side: the same PSK and identities, route-based.
+fn strongswan_conn(esp: &str) -> RouteConn {
+    RouteConn {
+        local_addr: B_WAN.into(),
+        remote_addr: A_WAN.into(),
+        local_id: "siteB".into(),
+        remote_id: "siteA".into(),
+        psk: PSK.into(),
+        // Lifeline offers the IOS default proposal (AES-CBC, SHA-2/SHA-1, ECP-256 first).
+        ike_proposals: "aes256-sha256-ecp256,aes256-sha256-modp2048".into(),
+        esp_proposals: esp.into(),
+        start_action: "none".into(),
+    }
+}
+
+/// The Lifeline daemon with its stderr in a file.
+struct Lifeline {
+    log: PathBuf,
+    _daemon: Daemon,
+}
+
+impl Lifeline {
+    fn start(ns: &Netns, config: &str) -> Lifeline {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ll-{}", ns.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("siteA.cfg");
+        std::fs::write(&cfg, config).unwrap();
+        let log = dir.join("lifeline.log");
+        let child = ns
+            .cmd(BIN)
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(dir.join("ctl.sock"))
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Lifeline {
+            log,
+            _daemon: Daemon(child),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Lifeline {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- Lifeline log ({}) ---\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Two namespaces: A (Lifeline) and B (strongSwan), WANs on one veth, each LAN address on `lo`.
+fn topology() -> (Netns, Netns) {
+    let a = Netns::new("swA");
+    let b = Netns::new("swB");
+    veth(
+        &a,
+        "eth0",
+        &format!("{A_WAN}/24"),
+        &b,
+        "eth0",
+        &format!("{B_WAN}/24"),
+    );
+    a.run(&["ip", "addr", "add", &format!("{A_LAN}/24"), "dev", "lo"]);
+    b.run(&["ip", "addr", "add", &format!("{B_LAN}/24"), "dev", "lo"]);
+    b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    (a, b)
+}
+
+fn ping_until(ns: &Netns, src: &str, dst: &str, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if ns.try_run(&["ping", "-c", "1", "-W", "1", "-I", src, dst]) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "no answer from {dst} within {limit:?}"
+        );
+    }
+}
+
+/// Wait until something in `ns` listens on UDP `addr:port`.
+fn wait_udp_listen(ns: &Netns, addr: &str, port: u16) {
+    let want = format!("{addr}:{port}");
+    let t0 = Instant::now();
+    loop {
+        let out = ns.cmd("ss").args(["-unl"]).output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains(&want) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nothing listens on UDP {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One iperf3 TCP stream, 5 s, from `client` (bound to `src`) to a one-shot server in `server` on `dst`.
+/// Returns the received rate in Mbit/s.
+fn iperf3(client: &Netns, src: &str, server: &Netns, dst: &str) -> f64 {
+    let srv = Daemon(
+        server
+            .cmd("iperf3")
+            .args(["-s", "-1", "-B", dst, "-p", "5201"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    loop {
+        let out = server.cmd("ss").args(["-tln"]).output().unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("{dst}:5201")) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "iperf3 -s did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = client
+        .cmd("timeout")
+        .args([
+            "30", "iperf3", "-c", dst, "-B", src, "-p", "5201", "-t", "5", "-J",
+        ])
+        .output()
+        .unwrap();
+    drop(srv);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "iperf3 {src} -> {dst}: no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        out.status.success() && json.get("error").is_none(),
+        "iperf3 {src} -> {dst} failed: {json}"
+    );
+    json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap()
+        / 1e6
+}
+
+/// Ping both ways and an iperf3 stream each way, through the tunnel.
+fn exercise(label: &str, a: &Netns, b: &Netns) {
+    // Steady state: ten pings each way, every one answered.
+    a.run(&[
+        "ping", "-c", "10", "-i", "0.1", "-W", "1", "-I", A_LAN, B_LAN,
+    ]);
+    b.run(&[
+        "ping", "-c", "10", "-i", "0.1", "-W", "1", "-I", B_LAN, A_LAN,
+    ]);
+    let ab = iperf3(a, A_LAN, b, B_LAN);
+    let ba = iperf3(b, B_LAN, a, A_LAN);
+    println!(
+        "[{label}] iperf3 TCP 5 s: Lifeline->strongSwan {ab:.0} Mbit/s, strongSwan->Lifeline {ba:.0} Mbit/s"
+    );
+    assert!(ab > 1.0 && ba > 1.0, "[{label}] throughput too low");
+}
+
+/// What both sides must show once the tunnel is up.
+fn check_logs(label: &str, lifeline: &Lifeline, charon: &Charon, esp: &str) {
+    let llog = lifeline.log();
+    assert!(
+        llog.contains("SA_INSTALLED") && llog.contains("(UDP-encapsulated)"),
+        "[{label}] Lifeline installed no UDP-encapsulated SA"
+    );
+    let clog = charon.log();
+    assert!(
+        clog.contains("CHILD_SA svti{") && clog.contains("established"),
+        "[{label}] charon has no CHILD_SA:\n{clog}"
+    );
+    assert!(
+        clog.contains(&format!("selected proposal: ESP:{esp}")),
+        "[{label}] charon selected another ESP proposal than {esp}"
+    );
+    let sas = charon.list_sas();
+    assert!(
+        sas.contains("siteA") && sas.contains("INSTALLED"),
+        "[{label}] swanctl --list-sas: {sas}"
+    );
+}
+
+/// Lifeline initiates as soon as it starts (`tunnel destination`); charon only responds.
+fn lifeline_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let label = format!("Lifeline initiates, {transform}");
+    let (a, b) = topology();
+    let _cap = Capture::start(&a, "eth0", "svti-strongswan");
+    let charon = Charon::start(&b, &strongswan_conn(swan_esp).render());
+    charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
+    let ll = Lifeline::start(&a, &lifeline_config(transform, true));
+    let took = ping_until(&a, A_LAN, B_LAN, Duration::from_secs(20));
+    println!("[{label}] first answer through the tunnel after {took:?}");
+    check_logs(&label, &ll, &charon, charon_esp);
+    let clog = charon.log();
+    assert!(
+        clog.contains("IKE_SA lifeline[1] established") && !clog.contains("initiating IKE_SA"),
+        "[{label}] charon did not respond:\n{clog}"
+    );
+    exercise(&label, &a, &b);
+}
+
+/// charon initiates. Lifeline keeps `tunnel destination` (an SVTI needs it; a static tunnel without one
+/// is not offered peer-initiated CHILD_SAs, see the report) and initiates when it starts, so: let that
+/// tunnel come up, have charon delete the IKE SA (`swanctl --terminate`), then `swanctl --initiate` a
+/// fresh one while no traffic enters Tunnel0 (nothing makes Lifeline re-initiate before that).
+fn strongswan_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let label = format!("strongSwan initiates, {transform}");
+    let (a, b) = topology();
+    let _cap = Capture::start(&a, "eth0", "svti-strongswan");
+    let charon = Charon::start(&b, &strongswan_conn(swan_esp).render());
+    charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
+    let ll = Lifeline::start(&a, &lifeline_config(transform, true));
+    ping_until(&a, A_LAN, B_LAN, Duration::from_secs(20));
+    let out = charon.swanctl(&["--terminate", "--ike", "lifeline", "--timeout", "10"]);
+    assert!(
+        out.status.success(),
+        "[{label}] swanctl --terminate: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let t0 = Instant::now();
+    while !ll.log().contains("deleted: PeerRequest") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "[{label}] Lifeline did not see charon's DELETE"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !b.try_run(&["ping", "-c", "1", "-W", "1", "-I", B_LAN, A_LAN]),
+        "[{label}] traffic passes without an IKE SA"
+    );
+    let t0 = Instant::now();
+    if let Err(out) = charon.initiate("svti", 20) {
+        panic!(
+            "[{label}] swanctl --initiate failed:\n{out}\n--- charon log ---\n{}",
+            charon.log()
+        );
+    }
+    println!(
+        "[{label}] swanctl --initiate completed after {:?}",
+        t0.elapsed()
+    );
+    let took = ping_until(&b, B_LAN, A_LAN, Duration::from_secs(10));
+    println!("[{label}] first answer through the tunnel after {took:?}");
+    check_logs(&label, &ll, &charon, charon_esp);
+    let clog = charon.log();
+    assert!(
+        clog.contains("initiating IKE_SA lifeline[2]")
+            && clog.contains("IKE_SA lifeline[2] established"),
+        "[{label}] charon did not initiate:\n{clog}"
+    );
+    // Lifeline answered as responder: its second IKE SA, installed on Tunnel0 by `tunnel destination`.
+    let llog = ll.log();
+    assert_eq!(
+        llog.matches("SA_INSTALLED: ").count(),
+        2,
+        "[{label}] Lifeline log:\n{llog}"
+    );
+    exercise(&label, &a, &b);
+}
+
+fn ready(test: &str) -> bool {
+    netns_available(test) && strongswan_available(test) && {
+        let iperf = Command::new("iperf3")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !iperf && std::env::var("LIFELINE_REQUIRE_NETNS").is_ok_and(|v| v == "1") {
+            panic!("{test}: LIFELINE_REQUIRE_NETNS=1 but iperf3 is not installed");
+        }
+        if !iperf {
+            eprintln!("SKIP {test}: iperf3 is not installed");
+        }
+        iperf
+    }
+}
+
+#[test]
+fn lifeline_initiates_svti_to_strongswan_gcm256() {
+    if ready("lifeline_initiates_svti_to_strongswan_gcm256") {
+        lifeline_initiates("esp-gcm 256", "aes256gcm16", "AES_GCM_16_256");
+    }
+}
+
+#[test]
+fn lifeline_initiates_svti_to_strongswan_cbc256_sha256() {
+    if ready("lifeline_initiates_svti_to_strongswan_cbc256_sha256") {
+        lifeline_initiates(
+            "esp-aes 256 esp-sha256-hmac",
+            "aes256-sha256",
+            "AES_CBC_256/HMAC_SHA2_256_128",
+        );
+    }
+}
+
+#[test]
+fn strongswan_initiates_svti_to_lifeline_gcm256() {
+    if ready("strongswan_initiates_svti_to_lifeline_gcm256") {
+        strongswan_initiates("esp-gcm 256", "aes256gcm16", "AES_GCM_16_256");
+    }
+}
+
+#[test]
+fn strongswan_initiates_svti_to_lifeline_cbc256_sha256() {
+    if ready("strongswan_initiates_svti_to_lifeline_cbc256_sha256") {
+        strongswan_initiates(
+            "esp-aes 256 esp-sha256-hmac",
+            "aes256-sha256",
+            "AES_CBC_256/HMAC_SHA2_256_128",
+        );
+    }
+}
+
+/// A static tunnel without `tunnel destination` answering a peer's IKE SA. IOS requires a destination
+/// for a static VTI, and Lifeline (working tree of 2026-11-23) logs `%IPSEC-4-NO_TUNNEL: CHILD_SA with
+/// 198.51.100.2:4500 matches no tunnel interface` and drops the CHILD_SA after answering the CREATE: charon has an
+/// installed CHILD_SA, Lifeline none, and traffic is black-holed. Kept to show it; run with `--ignored`.
+#[test]
+#[ignore = "a static tunnel without `tunnel destination` takes no peer-initiated CHILD_SA (NO_TUNNEL)"]
+fn strongswan_initiates_to_lifeline_without_tunnel_destination() {
+    if !ready("strongswan_initiates_to_lifeline_without_tunnel_destination") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, b) = topology();
+    let ll = Lifeline::start(&a, &lifeline_config("esp-gcm 256", false));
+    wait_udp_listen(&a, A_WAN, 500);
+    wait_udp_listen(&a, A_WAN, 4500);
+    let charon = Charon::start(&b, &strongswan_conn("aes256gcm16").render());
+    charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
+    charon
+        .initiate("svti", 20)
+        .unwrap_or_else(|out| panic!("swanctl --initiate: {out}\n{}", charon.log()));
+    ping_until(&b, B_LAN, A_LAN, Duration::from_secs(10));
+    check_logs("no tunnel destination", &ll, &charon, "AES_GCM_16_256");
+}
