@@ -1717,6 +1717,8 @@ impl Parser {
                     return Err(c.err("incomplete command: transforms expected", None));
                 }
                 c.skip_all();
+                self.spans
+                    .set(format!("transform-set:{name}"), c.span_from(0));
                 let ts = &mut self.cfg.ipsec.transform_sets;
                 let idx = match ts.iter().position(|t| t.name == name) {
                     Some(i) => {
@@ -3253,6 +3255,12 @@ impl Parser {
         let Some(k) = c.kw(&["encryption", "integrity", "prf", "group"]) else {
             return Ok(Outcome::NotMine);
         };
+        if let Some(p) = self.cfg.ikev2.proposals.get(i) {
+            let key = format!("proposal:{}:{k}", p.name);
+            let mut sp = c.span_from(0);
+            sp.words = format!("{k} {}", c.rest());
+            self.spans.set(key, sp);
+        }
         let words: Vec<String> = c
             .rest_words()
             .iter()
@@ -3822,6 +3830,7 @@ impl Parser {
         }
         let name = c.need("policy-map name")?.to_string();
         end!(c);
+        self.spans.set(format!("policy-map:{name}"), c.span_from(0));
         let pms = &mut self.cfg.qos.policy_maps;
         if neg {
             pms.retain(|m| m.name != name);

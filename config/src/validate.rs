@@ -30,6 +30,10 @@ pub(crate) fn validate_with(c: &Config, spans: &Spans) -> Vec<Diagnostic> {
     }
     shared_sources(c, spans, &mut d);
     devices(c, spans, &mut d);
+    proposals(c, spans, &mut d);
+    transform_sets(c, spans, &mut d);
+    qos_references(c, spans, &mut d);
+    overlapping_addresses(c, spans, &mut d);
     routes(c, spans, &mut d);
     references(c, spans, &mut d);
     d
@@ -359,6 +363,25 @@ fn tunnel_rules(i: &Interface, spans: &Spans, d: &mut Vec<Diagnostic>) {
             Some("remove `shared`".into()),
         ));
     }
+    if i.tunnel.mode == Some(TunnelMode::GreMultipoint)
+        && matches!(
+            i.tunnel.destination,
+            Some(TunnelDestination::Address(_) | TunnelDestination::Hostname(_))
+        )
+    {
+        d.push(Diagnostic::warning(
+            &with_words(spans.get(&format!("if:{name}")), format!("interface {name}")),
+            format!("`tunnel destination` has no meaning on mGRE tunnel {name} (NHRP gives each peer's address)"),
+            Some("remove `tunnel destination` or use `tunnel mode gre ip`".into()),
+        ));
+    }
+    if i.tunnel.destination == Some(TunnelDestination::Dynamic) && i.vpn_sip.is_none() {
+        d.push(Diagnostic::warning(
+            &with_words(spans.get(&format!("if:{name}")), format!("interface {name}")),
+            format!("`tunnel destination dynamic` on {name} needs a `vpn-sip local-number ... remote-number ...` line to learn the peer"),
+            Some("add `vpn-sip local-number L remote-number R bandwidth B`".into()),
+        ));
+    }
     if let Some(TunnelMode::Other(m)) = &i.tunnel.mode {
         d.push(Diagnostic::warning(
             &with_words(
@@ -520,7 +543,10 @@ fn references(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
                         "transform set {t} is not defined (IPsec profile {})",
                         p.name
                     ),
-                    format!("define `crypto ipsec transform-set {t} ...`"),
+                    match did_you_mean(t, c.ipsec.transform_sets.iter().map(|x| x.name.as_str())) {
+                        Some(m) => format!("did you mean `{m}`? (names are case-sensitive)"),
+                        None => format!("define `crypto ipsec transform-set {t} ...`"),
+                    },
                 );
             }
         }
@@ -567,6 +593,235 @@ fn devices(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
             ));
         } else {
             seen.insert(dev, &i.name);
+        }
+    }
+}
+
+/// `Some(candidate)` that differs from `name` only by case, or is one edit away.
+fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(&str, usize)> = None;
+    for cand in candidates {
+        let dist = if cand.eq_ignore_ascii_case(name) {
+            0
+        } else {
+            edit_distance(&name.to_ascii_lowercase(), &cand.to_ascii_lowercase())
+        };
+        if dist <= 1 && best.is_none_or(|(_, d)| dist < d) {
+            best = Some((cand, dist));
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(0) + usize::from(ca != cb);
+            let del = prev.get(j + 1).copied().unwrap_or(0) + 1;
+            let ins = cur.get(j).copied().unwrap_or(0) + 1;
+            if let Some(x) = cur.get_mut(j + 1) {
+                *x = sub.min(del).min(ins);
+            }
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
+}
+
+const IKEV2_ENCRYPTION: &[&str] = &[
+    "aes-cbc-128",
+    "aes-cbc-192",
+    "aes-cbc-256",
+    "aes-gcm-128",
+    "aes-gcm-256",
+    "3des",
+    "des",
+];
+const IKEV2_INTEGRITY: &[&str] = &["sha1", "sha256", "sha384", "sha512", "md5"];
+const IKEV2_GROUPS: &[u16] = &[1, 2, 5, 14, 15, 16, 19, 20, 21, 24];
+
+//= seed-ipsec-vti IK2-1: "encryption: aes-cbc-128, aes-cbc-192, aes-cbc-256, 3des. integrity:
+//= sha1, sha256, sha384, sha512, md5. group: 1 2 5 14 15 16 19 20 24."
+fn proposals(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    for p in &c.ikev2.proposals {
+        let checks: [(&str, &Vec<String>, &[&str]); 3] = [
+            ("encryption", &p.encryption, IKEV2_ENCRYPTION),
+            ("integrity", &p.integrity, IKEV2_INTEGRITY),
+            ("prf", &p.prf, IKEV2_INTEGRITY),
+        ];
+        for (kind, vals, known) in checks {
+            for v in vals.iter().filter(|v| !known.contains(&v.as_str())) {
+                let sugg = did_you_mean(v, known.iter().copied())
+                    .map(|k| format!("{kind} {k}"))
+                    .or_else(|| Some(format!("one of {}", known.join(", "))));
+                d.push(Diagnostic::error(
+                    &with_words(
+                        spans.get(&format!("proposal:{}:{kind}", p.name)),
+                        format!("{kind} {v}"),
+                    ),
+                    format!(
+                        "unknown IKEv2 {kind} transform `{v}` in proposal {}",
+                        p.name
+                    ),
+                    sugg,
+                ));
+            }
+        }
+        for g in p.group.iter().filter(|g| !IKEV2_GROUPS.contains(g)) {
+            d.push(Diagnostic::error(
+                &with_words(
+                    spans.get(&format!("proposal:{}:group", p.name)),
+                    format!("group {g}"),
+                ),
+                format!("unknown DH group {g} in IKEv2 proposal {}", p.name),
+                Some("use 14, 19, 20, 21 or 24 (1, 2, 5, 15, 16 are accepted)".into()),
+            ));
+        }
+    }
+}
+
+/// Weak algorithms are accepted with a warning (IOS XE 17.6 behaviour).
+fn transform_sets(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    const WEAK: &[&str] = &[
+        "esp-des",
+        "esp-3des",
+        "esp-md5-hmac",
+        "ah-md5-hmac",
+        "esp-null",
+    ];
+    for t in &c.ipsec.transform_sets {
+        let sp = with_words(
+            spans.get(&format!("transform-set:{}", t.name)),
+            format!(
+                "crypto ipsec transform-set {} {}",
+                t.name,
+                t.transforms.join(" ")
+            ),
+        );
+        let weak: Vec<&str> = t
+            .transforms
+            .iter()
+            .map(String::as_str)
+            .filter(|x| WEAK.contains(x))
+            .collect();
+        if !weak.is_empty() {
+            d.push(Diagnostic::warning(
+                &sp,
+                format!(
+                    "transform set {} uses weak algorithms: {}",
+                    t.name,
+                    weak.join(", ")
+                ),
+                Some("use esp-aes 256 esp-sha256-hmac or esp-gcm 256".into()),
+            ));
+        }
+        let integrity = t
+            .transforms
+            .iter()
+            .any(|x| x.ends_with("-hmac") || x.starts_with("esp-gcm") || x.starts_with("esp-gmac"));
+        if !integrity {
+            d.push(Diagnostic::warning(
+                &sp,
+                format!(
+                    "transform set {} has no integrity transform (no authentication, no anti-replay)",
+                    t.name
+                ),
+                Some("add esp-sha256-hmac".into()),
+            ));
+        }
+    }
+}
+
+fn qos_references(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    let pm_names = || c.qos.policy_maps.iter().map(|p| p.name.as_str());
+    for i in &c.interfaces {
+        for (dir, p) in &i.service_policies {
+            if c.policy_map(p).is_none() {
+                let d_kw = match dir {
+                    Direction::Input => "input",
+                    Direction::Output => "output",
+                };
+                d.push(Diagnostic::warning(
+                    &with_words(
+                        spans.get(&format!("if:{}:service-policy:{dir:?}", i.name)),
+                        format!("service-policy {d_kw} {p}"),
+                    ),
+                    format!("policy-map {p} is not defined"),
+                    Some(match did_you_mean(p, pm_names()) {
+                        Some(m) => format!("did you mean `{m}`? (names are case-sensitive)"),
+                        None => format!("define `policy-map {p}`"),
+                    }),
+                ));
+            }
+        }
+    }
+    for pm in &c.qos.policy_maps {
+        for cl in &pm.classes {
+            if cl.name != "class-default" && !c.qos.class_maps.iter().any(|m| m.name == cl.name) {
+                d.push(Diagnostic::warning(
+                    &with_words(
+                        spans.get(&format!("policy-map:{}", pm.name)),
+                        format!("class {}", cl.name),
+                    ),
+                    format!(
+                        "class-map {} (policy-map {}) is not defined",
+                        cl.name, pm.name
+                    ),
+                    Some(format!("define `class-map match-all {}`", cl.name)),
+                ));
+            }
+            for a in &cl.actions {
+                if let QosAction::ServicePolicy(child) = a
+                    && c.policy_map(child).is_none()
+                {
+                    d.push(Diagnostic::warning(
+                        &with_words(
+                            spans.get(&format!("policy-map:{}", pm.name)),
+                            format!("service-policy {child}"),
+                        ),
+                        format!("policy-map {child} is not defined"),
+                        Some(format!("define `policy-map {child}`")),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn overlapping_addresses(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    let mut seen: Vec<(&str, Ipv4Net)> = Vec::new();
+    for i in &c.interfaces {
+        let IpAddressing::Static { primary, secondary } = &i.ip else {
+            continue;
+        };
+        if i.vrf_forwarding.is_some() {
+            continue;
+        }
+        for n in std::iter::once(primary).chain(secondary.iter()) {
+            if let Some((other, _)) = seen
+                .iter()
+                .find(|(_, m)| m.contains(n.addr) || n.contains(m.addr))
+            {
+                d.push(Diagnostic::warning(
+                    &with_words(
+                        spans.get(&format!("if:{}", i.name)),
+                        format!("ip address {} {}", n.addr, n.mask()),
+                    ),
+                    format!(
+                        "{} {} on {} overlaps with {other}",
+                        n.addr,
+                        n.mask(),
+                        i.name
+                    ),
+                    Some("use non-overlapping subnets".into()),
+                ));
+            } else {
+                seen.push((&i.name, *n));
+            }
         }
     }
 }

@@ -328,3 +328,31 @@ fn two_interfaces_cannot_bind_the_same_linux_device() {
         ]
     );
 }
+
+#[test]
+fn ikev2_proposal_transforms_must_be_known() {
+    let t = "crypto ikev2 proposal p1\n encryption aes-cbc-128 aes-cbc-196\n integrity sha1\n group 14\n";
+    assert_eq!(
+        errors(t),
+        vec![
+            "2:2: error: unknown IKEv2 encryption transform `aes-cbc-196` in proposal p1: `encryption aes-cbc-128 aes-cbc-196` (suggestion: encryption aes-cbc-192)"
+        ]
+    );
+}
+
+#[test]
+fn weak_transform_sets_and_undefined_names_are_warnings_with_hints() {
+    let p = parse(
+        "crypto ipsec transform-set cisco esp-des\ncrypto ipsec profile P\n set transform-set Cisco\n",
+    );
+    assert!(!p.has_errors());
+    let w: Vec<String> = p.warnings().map(|d| d.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![
+            "1:1: warning: transform set cisco uses weak algorithms: esp-des: `crypto ipsec transform-set cisco esp-des` (suggestion: use esp-aes 256 esp-sha256-hmac or esp-gcm 256)",
+            "1:1: warning: transform set cisco has no integrity transform (no authentication, no anti-replay): `crypto ipsec transform-set cisco esp-des` (suggestion: add esp-sha256-hmac)",
+            "3:2: warning: transform set Cisco is not defined (IPsec profile P): `set transform-set Cisco` (suggestion: did you mean `cisco`? (names are case-sensitive))"
+        ]
+    );
+}
