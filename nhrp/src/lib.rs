@@ -2,4 +2,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod cache;
+pub mod show;
 pub mod wire;
+
+#[cfg(test)]
+mod testutil;
