@@ -380,6 +380,20 @@ pub(crate) fn banner_state(text: &str) -> Option<(String, bool)> {
     Some((delim, closed))
 }
 
+/// `Tunnell` → `Tunnel1`: the seeds' OCR reads a trailing `1` as `l`. Never applied silently,
+/// only suggested.
+fn ocr_interface_fix(name: &str) -> Option<String> {
+    let name = name.trim();
+    if name.contains(char::is_whitespace) || name.chars().any(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let stem = name.strip_suffix(['l', 'I'])?;
+    let candidate = format!("{stem}1");
+    canonical_interface(&[candidate.as_str()])
+        .filter(|(_, k, _)| !matches!(k, InterfaceKind::Other(_)))
+        .map(|(n, _, _)| n)
+}
+
 /// Deepest nesting of unsupported blocks (bounds the renderer's recursion on hostile input).
 const MAX_NESTING: usize = 6;
 
@@ -578,6 +592,12 @@ impl Parser {
         let lower = span.words.to_ascii_lowercase();
         let suggestion = if lower.starts_with("vpn-sip sip-local") {
             Some("write `vpn-sip local-number L remote-number R bandwidth B`".to_string())
+        } else if let Some(name) = lower.strip_prefix("interface ")
+            && let Some(fixed) = ocr_interface_fix(name)
+        {
+            Some(format!(
+                "did you mean `interface {fixed}`? (`l` read for `1`)"
+            ))
         } else if lower.starts_with("tunnel protection ipsec policy") {
             Some("Lifeline protects SVTIs with one any/any SA; remove the policy".to_string())
         } else {

@@ -428,3 +428,16 @@ fn psk_is_found_by_remote_sip_number() {
         Duration::from_secs(86_400)
     );
 }
+
+#[test]
+fn ocr_tunnell_is_not_canonicalised_but_suggested() {
+    let p = parse("interface Tunnell\n ip address 10.0.0.1 255.255.255.0\n");
+    assert!(p.config.interfaces.is_empty());
+    let w: Vec<String> = p.warnings().map(|d| d.to_string()).collect();
+    assert_eq!(
+        w,
+        [
+            "1:1: warning: command not implemented by Lifeline; kept verbatim: `interface Tunnell` (suggestion: did you mean `interface Tunnel1`? (`l` read for `1`))"
+        ]
+    );
+}
