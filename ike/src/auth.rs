@@ -104,7 +104,7 @@ pub fn verify_psk_peer(
 ) -> Result<AuthVerified, AuthFailure> {
     let peer = Identity::from_wire(input.id);
     if let Some(exp) = input.expected_id
-        && *exp != peer
+        && !exp.matches(&peer)
     {
         return Err(AuthFailure::IdentityMismatch(peer.to_string()));
     }
@@ -170,6 +170,15 @@ pub enum CredentialError {
     Mismatch,
 }
 
+/// The subject of a DER certificate as an ID_DER_ASN1_DN identity.
+pub fn cert_subject(cert_der: &[u8]) -> Option<Identity> {
+    use der::{Decode, Encode};
+    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
+    Some(Identity::Dn(
+        cert.tbs_certificate().subject().to_der().ok()?,
+    ))
+}
+
 /// The RSA public key inside a DER X.509 certificate.
 pub fn cert_public_key(cert_der: &[u8]) -> Result<rsa::RsaPublicKey, CredentialError> {
     use der::{Decode, Encode};
@@ -206,6 +215,10 @@ impl RsaCredential {
     /// SHA-1 fingerprint of the certificate.
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of_cert(&self.cert_der)
+    }
+    /// The certificate's subject as an ID_DER_ASN1_DN identity (what strongSwan expects with certificates).
+    pub fn subject_identity(&self) -> Option<Identity> {
+        cert_subject(&self.cert_der)
     }
 }
 
@@ -331,7 +344,7 @@ pub fn verify_rsa_peer(
 ) -> Result<AuthVerified, AuthFailure> {
     let peer = Identity::from_wire(input.id);
     if let Some(exp) = input.expected_id
-        && *exp != peer
+        && !exp.matches(&peer)
     {
         return Err(AuthFailure::IdentityMismatch(peer.to_string()));
     }

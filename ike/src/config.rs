@@ -27,6 +27,18 @@ impl Identity {
     pub fn key_id(s: &str) -> Self {
         Identity::KeyId(s.as_bytes().to_vec())
     }
+    /// Identity match as used for `match identity remote`, keyrings and SDP expectations: exact, except that
+    /// distinguished names compare by their RFC 4514 text, so `CN=x` as PrintableString and as UTF8String
+    /// are the same name (strongSwan and certificates disagree on the string type).
+    pub fn matches(&self, other: &Identity) -> bool {
+        match (self, other) {
+            (Identity::Dn(a), Identity::Dn(b)) => {
+                a == b || dn_text(a).is_some_and(|x| Some(x) == dn_text(b))
+            }
+            _ => self == other,
+        }
+    }
+
     /// To the wire form.
     pub fn to_wire(&self) -> Identification {
         let (id_type, data) = match self {
@@ -60,6 +72,13 @@ impl Identity {
     }
 }
 
+fn dn_text(der: &[u8]) -> Option<String> {
+    use der::Decode;
+    x509_cert::name::Name::from_der(der)
+        .ok()
+        .map(|n| n.to_string())
+}
+
 impl core::fmt::Display for Identity {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -69,9 +88,11 @@ impl core::fmt::Display for Identity {
             },
             Identity::Ipv4(a) => write!(f, "{a}"),
             Identity::Fqdn(s) | Identity::Email(s) => f.write_str(s),
-            Identity::Dn(v) | Identity::Other(_, v) => {
-                v.iter().try_for_each(|b| write!(f, "{b:02x}"))
-            }
+            Identity::Dn(v) => match dn_text(v) {
+                Some(t) => f.write_str(&t),
+                None => v.iter().try_for_each(|b| write!(f, "{b:02x}")),
+            },
+            Identity::Other(_, v) => v.iter().try_for_each(|b| write!(f, "{b:02x}")),
         }
     }
 }
@@ -178,7 +199,7 @@ impl Keyring {
     pub fn lookup(&self, id: &Identity) -> Option<&Secret> {
         self.peers
             .iter()
-            .find(|p| p.identity.as_ref() == Some(id))
+            .find(|p| p.identity.as_ref().is_some_and(|i| i.matches(id)))
             .or_else(|| self.peers.iter().find(|p| p.identity.is_none()))
             .map(|p| &p.psk)
     }

@@ -1048,3 +1048,20 @@ fn simultaneous_child_rekey_leaves_exactly_one_new_pair() {
         assert_pair_matches(&ka, &kb);
     }
 }
+
+#[test]
+fn distinguished_names_match_across_string_types() {
+    // CN=branch2000 as UTF8String (OpenSSL certificates) and as PrintableString (strongSwan's IDs).
+    let utf8 = Identity::Dn(vec![
+        0x30, 0x15, 0x31, 0x13, 0x30, 0x11, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x0a, b'b', b'r',
+        b'a', b'n', b'c', b'h', b'2', b'0', b'0', b'0',
+    ]);
+    let printable = Identity::Dn(vec![
+        0x30, 0x15, 0x31, 0x13, 0x30, 0x11, 0x06, 0x03, 0x55, 0x04, 0x03, 0x13, 0x0a, b'b', b'r',
+        b'a', b'n', b'c', b'h', b'2', b'0', b'0', b'0',
+    ]);
+    assert_ne!(utf8, printable);
+    assert!(utf8.matches(&printable));
+    assert_eq!(utf8.to_string(), "CN=branch2000");
+    assert!(!utf8.matches(&Identity::key_id("CN=branch2000")));
+}

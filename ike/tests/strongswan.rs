@@ -45,11 +45,15 @@ impl Drop for Testbed {
     }
 }
 
-fn up(name: &str, underlay: &str, inner: &str, conf: Option<&Path>) {
+fn up(name: &str, underlay: &str, inner: &str, conf: Option<&Path>, creds: Option<&Path>) {
     let mut c = Command::new(format!("{TESTBED}/up.sh"));
     c.args([name, underlay, inner])
         .env("TB_SEGMENT", "ikebr")
+        .env("TB_CHARON_EXTRA", "fragment_size = 576")
         .env("TB_LOGLEVEL", "2");
+    if let Some(d) = creds {
+        c.env("TB_CREDS", d);
+    }
     if let Some(f) = conf {
         c.arg(f);
     }
@@ -77,8 +81,26 @@ fn strongswan_interop_both_directions() {
     }
     let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/charon.conf");
     let _guard = Testbed;
-    up("ikes", "192.0.2.1/24", "10.1.0.1/24", Some(&conf));
-    up("ikel", "192.0.2.2/24", "10.2.0.1/24", None);
+    // Credentials for the RSA connection, in the layout up.sh copies (TB_CREDS).
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let creds = std::env::temp_dir().join(format!("lifeline-ike-creds-{}", std::process::id()));
+    for (sub, file) in [
+        ("x509", "cert2000.der"),
+        ("x509ca", "cert1000.der"),
+        ("private", "key2000.pk8.der"),
+    ] {
+        std::fs::create_dir_all(creds.join(sub)).unwrap();
+        std::fs::copy(data.join(file), creds.join(sub).join(file)).unwrap();
+    }
+    up(
+        "ikes",
+        "192.0.2.1/24",
+        "10.1.0.1/24",
+        Some(&conf),
+        Some(&creds),
+    );
+    let _ = std::fs::remove_dir_all(&creds);
+    up("ikel", "192.0.2.2/24", "10.2.0.1/24", None, None);
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("timeout")
         .args(["90", "ip", "netns", "exec", "llsw-ikel"])
@@ -123,6 +145,11 @@ fn strongswan_interop_both_directions() {
         .count();
     assert_eq!(established, 2, "{log}");
     assert!(log.matches("CHILD_SA net{").count() >= 2, "{log}");
+    assert!(
+        log.contains("established between 192.0.2.1[CN=branch2000]...192.0.2.2[CN=branch1000]"),
+        "{log}"
+    );
+    assert!(log.contains("EF(1/"), "IKE_AUTH was fragmented: {log}");
 }
 
 struct OsRng(std::fs::File);
@@ -217,8 +244,27 @@ fn inner_strongswan_peer() {
     );
     p.force_encap = true;
     p.vpn_sip = true;
+    p.remote_id = Some(charon.clone());
     ep.add_profile(p);
     ep.expect_peer(charon.clone(), Fingerprint::of_psk(PSK));
+    ep.set_fragment_mtu(Some(576));
+    // RSA profile: DN identities (strongSwan checks them against the certificates).
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let cred = RsaCredential::from_der(
+        &std::fs::read(data.join("key1000.pk8.der")).unwrap(),
+        &std::fs::read(data.join("cert1000.der")).unwrap(),
+    )
+    .unwrap();
+    let charon_cert = std::fs::read(data.join("cert2000.der")).unwrap();
+    let charon_dn = lifeline_ike::auth::cert_subject(&charon_cert).unwrap();
+    let mut r = Profile::psk("RSA", cred.subject_identity().unwrap(), Keyring::default());
+    r.local_auth = LocalAuth::Rsa(Box::new(cred));
+    r.remote_auth = RemoteAuth::RsaSig;
+    r.remote_id = Some(charon_dn.clone());
+    r.force_encap = true;
+    r.vpn_sip = true;
+    ep.add_profile(r);
+    ep.expect_peer(charon_dn.clone(), Fingerprint::of_cert(&charon_cert));
 
     // 1. We initiate, charon responds.
     let remote: SocketAddr = "192.0.2.1:4500".parse().unwrap();
@@ -354,4 +400,42 @@ fn inner_strongswan_peer() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(ep.snapshot(Instant::now()).ike_sas.is_empty());
+
+    // 3. RSA certificates (RFC 7427 SHA-256), IKE_AUTH fragmented both ways: we initiate, then charon.
+    let mut seen = Vec::new();
+    let id = ep
+        .initiate(
+            Instant::now(),
+            InitiateParams {
+                local: sock.local_addr().unwrap(),
+                remote,
+                profile: "RSA".into(),
+                remote_id: Some(charon_dn.clone()),
+                expected_fingerprint: Some(Fingerprint::of_cert(&charon_cert)),
+            },
+        )
+        .unwrap();
+    drive(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
+    assert_eq!(ep.snapshot(Instant::now()).ike_sas[0].auth, "RSA");
+    ep.delete_ike_sa(Instant::now(), id).unwrap();
+    drive(&mut ep, &sock, &mut seen, |_, e| {
+        e.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
+    });
+    let mut seen = Vec::new();
+    let init = swanctl(&[
+        "--initiate",
+        "--ike",
+        "lifeline-rsa",
+        "--child",
+        "net",
+        "--timeout",
+        "15",
+    ]);
+    drive(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
+    assert!(init.wait_with_output().unwrap().status.success());
+    let term = swanctl(&["--terminate", "--ike", "lifeline-rsa", "--timeout", "10"]);
+    drive(&mut ep, &sock, &mut seen, |_, e| {
+        e.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
+    });
+    assert!(term.wait_with_output().unwrap().status.success());
 }

@@ -1365,17 +1365,21 @@ impl IkeSa {
         let Some(profile) = ctx
             .profiles
             .iter()
-            .find(|p| p.remote_id.as_ref().is_none_or(|r| *r == peer))
+            .find(|p| p.remote_id.as_ref().is_none_or(|r| r.matches(&peer)))
             .cloned()
         else {
             return self.reject_auth(msg_id, AuthFailure::IdentityMismatch(peer.to_string()), ctx);
         };
         self.profile = profile;
         self.first_child_ts = self.profile.ts.selectors();
-        let fp = self
-            .profile
-            .vpn_sip
-            .then(|| ctx.expectations.get(&peer).copied());
+        let fp = self.profile.vpn_sip.then(|| {
+            ctx.expectations.get(&peer).copied().or_else(|| {
+                ctx.expectations
+                    .iter()
+                    .find(|(k, _)| k.matches(&peer))
+                    .map(|(_, f)| *f)
+            })
+        });
         let Some(keys) = self.chan.keys.as_ref() else {
             return;
         };
