@@ -149,7 +149,14 @@ fn strongswan_interop_both_directions() {
         log.contains("established between 192.0.2.1[CN=branch2000]...192.0.2.2[CN=branch1000]"),
         "{log}"
     );
-    assert!(log.contains("EF(1/"), "IKE_AUTH was fragmented: {log}");
+    assert!(
+        log.contains("parsed IKE_AUTH request 1 [ EF(1/"),
+        "we fragmented IKE_AUTH: {log}"
+    );
+    assert!(
+        log.contains("generating IKE_AUTH response 1 [ EF(1/"),
+        "charon fragmented to us: {log}"
+    );
 }
 
 struct OsRng(std::fs::File);
