@@ -41,6 +41,8 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// The main job on an embedded default: a complete VPN-SIP failover story on loopback, no root needed.
+    Demo,
     /// Ask the running daemon a `show` command, e.g. `lifeline show running-config` or `lifeline sh run`.
     Show {
         /// The words after `show`, abbreviable as in IOS.
@@ -65,6 +67,13 @@ pub fn main() -> ExitCode {
         } => {
             crate::log::init(log_json);
             daemon::run(&config, &control::socket_path(socket))
+        }
+        Command::Demo => {
+            // Quiet by default: the demo prints its own timeline. `RUST_LOG=info` shows the IOS-style logs.
+            if std::env::var_os("RUST_LOG").is_some() {
+                crate::log::init(false);
+            }
+            crate::demo::run()
         }
         Command::Show {
             words,

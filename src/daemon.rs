@@ -178,7 +178,9 @@ struct OsDrivers {
     probes: HashMap<SlaId, Arc<IcmpSocket>>,
     tuns: Vec<Option<Arc<tun_rs::AsyncDevice>>>,
     udp: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>,
+    readers: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
     raw_esp: Option<Arc<RawEsp>>,
+    tx: mpsc::Sender<DriverMsg>,
 }
 
 impl OsDrivers {
@@ -293,7 +295,9 @@ impl OsDrivers {
             probes,
             tuns,
             udp,
+            readers: HashMap::new(),
             raw_esp,
+            tx: tx.clone(),
         }
     }
 
@@ -325,6 +329,24 @@ impl OsDrivers {
                 Output::Tun { tunnel, packet } => {
                     if let Some(Some(dev)) = self.tuns.get(tunnel) {
                         let _ = dev.send(&packet).await;
+                    }
+                }
+                Output::OpenPort(local) => {
+                    let SocketAddr::V4(v4) = local else { continue };
+                    match crate::os::udp::bind_udp(v4) {
+                        Ok(sock) => {
+                            let reader =
+                                tokio::spawn(udp_reader(local, sock.clone(), self.tx.clone()));
+                            self.udp.insert(local, sock);
+                            self.readers.insert(local, reader);
+                        }
+                        Err(e) => ios!(VPN_SIP, Error, NO_SOCKET, "cannot bind {local}: {e}"),
+                    }
+                }
+                Output::ClosePort(local) => {
+                    self.udp.remove(&local);
+                    if let Some(r) = self.readers.remove(&local) {
+                        r.abort();
                     }
                 }
             }
@@ -465,7 +487,7 @@ fn handle(app: &Appliance, req: &Request) -> Reply {
         Some(w) if !w.is_empty() && "show".starts_with(&w) => match show::resolve(&req.words) {
             Ok((cmd, args)) => Reply {
                 ok: true,
-                output: show::answer(app, cmd, &args, req.json),
+                output: show::answer(&app.node, app.started, cmd, &args, req.json),
             },
             Err(e) => Reply {
                 ok: false,

@@ -6,11 +6,13 @@
 mod cli;
 mod control;
 mod daemon;
+mod demo;
 mod log;
 mod monitor;
 mod node;
 mod os;
 mod show;
+mod vpnsip;
 
 fn main() -> std::process::ExitCode {
     cli::main()

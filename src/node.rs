@@ -18,6 +18,7 @@ use ike::{ChildSaKeys, EncrAlg, Endpoint, Identity, IkeSaId, IntegAlg, Keyring, 
 
 use crate::ios;
 use crate::monitor::Failover;
+use crate::vpnsip::VpnSip;
 
 /// IKE's well-known ports (RFC 7296 §2.23).
 pub const IKE_PORT: u16 = 500;
@@ -38,6 +39,11 @@ pub enum Output {
     RawEsp { dst: Ipv4Addr, payload: Vec<u8> },
     /// An IP packet for the inside of tunnel `tunnel` (write it to its TUN device).
     Tun { tunnel: usize, packet: Vec<u8> },
+    /// Open a UDP socket on this address and feed what it receives to [`Node::handle_udp`]
+    /// (SIP, and each VPN-SIP session's WAN port).
+    OpenPort(SocketAddr),
+    /// Close it again (the session ended).
+    ClosePort(SocketAddr),
 }
 
 /// One static VTI (`interface TunnelN`, `tunnel mode ipsec ipv4`).
@@ -52,6 +58,8 @@ pub struct Svti {
     pub source: Option<Ipv4Addr>,
     /// `tunnel destination A` (None: `dynamic`).
     pub destination: Option<Ipv4Addr>,
+    /// `tunnel destination dynamic`: the peer VPN-SIP learnt from SDP.
+    pub peer: Option<Ipv4Addr>,
     pub ike_sa: Option<IkeSaId>,
     sa_template: SaTemplate,
 }
@@ -65,12 +73,14 @@ struct SaTemplate {
 
 pub struct Node {
     pub config: config::Config,
+    pub started: Instant,
     pub failover: Failover,
     pub ike: Endpoint,
     pub tunnels: Vec<Svti>,
+    pub vpnsip: Option<VpnSip>,
     /// Inbound SPI -> tunnel index.
-    spis: HashMap<u32, usize>,
-    out: VecDeque<Output>,
+    pub(crate) spis: HashMap<u32, usize>,
+    pub(crate) out: VecDeque<Output>,
     buf: Vec<u8>,
 }
 
@@ -107,16 +117,32 @@ impl Node {
                 Err(e) => problems.push(format!("interface {}: {e}", i.name)),
             }
         }
+        let vpnsip = match VpnSip::from_config(&config, &tunnels) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("vpn-sip: {e}"));
+                None
+            }
+        };
         let node = Node {
             config,
+            started: now,
             failover,
             ike,
             tunnels,
+            vpnsip,
             spis: HashMap::new(),
             out: VecDeque::new(),
             buf: vec![0; BUF_LEN],
         };
         (node, problems)
+    }
+
+    /// Override every tunnel's IPsec idle timer (the demo compresses time; IOS allows 60 s at least).
+    pub fn set_idle_timeout(&mut self, idle: Duration) {
+        for t in &mut self.tunnels {
+            t.sa_template.idle = Some(idle);
+        }
     }
 
     /// Local addresses the IKE sockets must be bound to (each on [`IKE_PORT`] and [`NAT_T_PORT`]).
@@ -129,6 +155,7 @@ impl Node {
 
     /// Bring up tunnels with a static destination (IOS initiates as soon as the tunnel is up).
     pub fn start(&mut self, now: Instant) {
+        self.vpnsip_start(now);
         for idx in 0..self.tunnels.len() {
             if self.tunnels[idx].destination.is_some() {
                 self.initiate(now, idx);
@@ -183,6 +210,15 @@ impl Node {
         payload: &[u8],
         tos: u8,
     ) {
+        if let Some(v) = &mut self.vpnsip
+            && local == SocketAddr::V4(SocketAddrV4::new(v.wan, crate::vpnsip::SIP_PORT))
+        {
+            v.ua.handle_input(now, remote, payload);
+            self.pump(now);
+            return;
+        }
+        // A VPN-SIP session's WAN port is the inside IKE/ESP address after translation.
+        let local = self.pat_inbound(local);
         if local.port() == NAT_T_PORT
             && let dataplane::Udp4500::Esp = dataplane::classify_udp4500(payload)
         {
@@ -245,6 +281,9 @@ impl Node {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.failover.handle_timeout(now);
+        if let Some(v) = &mut self.vpnsip {
+            v.ua.handle_timeout(now);
+        }
         self.ike.handle_timeout(now);
         for t in &mut self.tunnels {
             t.dp.handle_timeout(now);
@@ -260,6 +299,7 @@ impl Node {
             }
         };
         consider(self.ike.poll_timeout());
+        consider(self.sip_timeout());
         for t in &self.tunnels {
             consider(t.dp.poll_timeout());
         }
@@ -277,9 +317,12 @@ impl Node {
                 let payload = self.buf[tx.range.clone()].to_vec();
                 match (tx.src, tx.dst, tx.udp) {
                     (IpAddr::V4(src), IpAddr::V4(dst), Some(UdpPorts { local, remote })) => {
+                        let remote = SocketAddr::V4(SocketAddrV4::new(dst, remote));
+                        let local = self
+                            .pat_outbound(SocketAddr::V4(SocketAddrV4::new(src, local)), remote);
                         self.out.push_back(Output::Udp {
-                            local: SocketAddr::V4(SocketAddrV4::new(src, local)),
-                            remote: SocketAddr::V4(SocketAddrV4::new(dst, remote)),
+                            local,
+                            remote,
                             payload,
                         })
                     }
@@ -302,13 +345,15 @@ impl Node {
         loop {
             let mut progressed = false;
             while let Some(tx) = self.ike.poll_transmit() {
+                let local = self.pat_outbound(tx.local, tx.remote);
                 self.out.push_back(Output::Udp {
-                    local: tx.local,
+                    local,
                     remote: tx.remote,
                     payload: tx.payload,
                 });
                 progressed = true;
             }
+            progressed |= self.pump_sip(now);
             while let Some(ev) = self.ike.poll_event() {
                 self.ike_event(now, ev);
                 progressed = true;
@@ -366,6 +411,16 @@ impl Node {
                     "IKE SA {} deleted: {reason:?}",
                     ike_sa.0
                 );
+                let affected: Vec<usize> = (0..self.tunnels.len())
+                    .filter(|&i| self.tunnels[i].ike_sa == Some(ike_sa))
+                    .collect();
+                let why = match &reason {
+                    ike::DeleteReason::LocalRequest | ike::DeleteReason::PeerRequest => None,
+                    other => Some(format!("IKE SA down: {other:?}")),
+                };
+                for idx in affected {
+                    self.vpnsip_ike_down(now, idx, why.clone());
+                }
                 for t in self.tunnels.iter_mut().filter(|t| t.ike_sa == Some(ike_sa)) {
                     t.ike_sa = None;
                     let spis: Vec<u32> = t.dp.inbound_spis().collect();
@@ -377,12 +432,13 @@ impl Node {
             }
             ike::Event::AuthFailed { peer, reason } => {
                 ios!(IKEV2, Error, AUTH_FAILED, "peer {peer}: {reason:?}");
+                self.vpnsip_auth_failed(now, peer, format!("{reason:?}"));
             }
         }
     }
 
-    /// Which tunnel a CHILD_SA belongs to: the one whose IKE SA it is, else the one whose destination is
-    /// the peer, else a dynamic tunnel with no SA (a responder's VPN-SIP tunnel).
+    /// Which tunnel a CHILD_SA belongs to: the one whose IKE SA it is, else the VPN-SIP tunnel whose SDP
+    /// named the peer, else the one whose `tunnel destination` is the peer.
     fn tunnel_for(&self, ike_sa: IkeSaId, peer: IpAddr) -> Option<usize> {
         let peer = match peer {
             IpAddr::V4(a) => a,
@@ -391,15 +447,11 @@ impl Node {
         self.tunnels
             .iter()
             .position(|t| t.ike_sa == Some(ike_sa))
+            .or_else(|| self.tunnels.iter().position(|t| t.peer == Some(peer)))
             .or_else(|| {
                 self.tunnels
                     .iter()
                     .position(|t| t.destination == Some(peer))
-            })
-            .or_else(|| {
-                self.tunnels
-                    .iter()
-                    .position(|t| t.destination.is_none() && t.dp.outbound_spi().is_none())
             })
     }
 
@@ -473,27 +525,31 @@ impl Node {
         } else {
             t.dp.install_sa(now, out, inb);
         }
+        let (name, spi_in, spi_out, remote, encap) = (
+            t.ios_name.clone(),
+            child.spi_in,
+            child.spi_out,
+            child.remote,
+            child.udp_encap,
+        );
         self.spis.insert(child.spi_in, idx);
+        self.vpnsip_child_up(now, idx, ike_sa);
         ios!(
             IPSEC,
             Notice,
             SA_INSTALLED,
-            "{}: SPI in {:#010x} out {:#010x} with {}{}",
-            t.ios_name,
-            child.spi_in,
-            child.spi_out,
-            child.remote,
-            if child.udp_encap {
-                " (UDP-encapsulated)"
-            } else {
-                ""
-            }
+            "{name}: SPI in {spi_in:#010x} out {spi_out:#010x} with {remote}{}",
+            if encap { " (UDP-encapsulated)" } else { "" }
         );
     }
 
     fn tunnel_event(&mut self, now: Instant, idx: usize, ev: dataplane::Event) {
         match ev {
-            dataplane::Event::Acquire { .. } => self.initiate(now, idx),
+            dataplane::Event::Acquire { .. } => {
+                if !self.vpnsip_acquire(now, idx) {
+                    self.initiate(now, idx)
+                }
+            }
             dataplane::Event::AcquireFailed { dropped, .. } => {
                 ios!(
                     IPSEC,
@@ -519,6 +575,9 @@ impl Node {
                     "{}: SA idle, deleting",
                     self.tunnels[idx].ios_name
                 );
+                if self.vpnsip_idle(now, idx) {
+                    return;
+                }
                 if let Some(id) = self.tunnels[idx].ike_sa {
                     let _ = self.ike.delete_ike_sa(now, id);
                 }
@@ -606,6 +665,7 @@ fn svti(cfg: &config::Config, i: &config::Interface) -> Result<Svti, String> {
         profile,
         source,
         destination,
+        peer: None,
         ike_sa: None,
         sa_template,
     })
@@ -640,9 +700,22 @@ fn ike_profile(cfg: &config::Config, p: &config::Ikev2Profile) -> Result<Profile
             }
         }
     }
-    let local_id = match &p.identity_local {
-        Some(i) => identity(i),
-        None => Identity::Ipv4(Ipv4Addr::UNSPECIFIED),
+    // A profile that keys a VPN-SIP tunnel authenticates by SIP number (key-id) and checks SDP fingerprints.
+    let vpn_sip = cfg.interfaces.iter().any(|i| {
+        i.vpn_sip.is_some()
+            && i.tunnel.protection.as_ref().is_some_and(|tp| {
+                tp.ikev2_profile.as_deref() == Some(p.name.as_str())
+                    || cfg
+                        .effective_ipsec_profile(&tp.ipsec_profile)
+                        .and_then(|ip| ip.ikev2_profile)
+                        .as_deref()
+                        == Some(p.name.as_str())
+            })
+    });
+    let local_id = match (&p.identity_local, cfg.vpn_sip.local_number()) {
+        (Some(i), _) => identity(i),
+        (None, Some(n)) if vpn_sip => Identity::key_id(&n.number),
+        (None, _) => Identity::Ipv4(Ipv4Addr::UNSPECIFIED),
     };
     let mut profile = Profile::psk(&p.name, local_id, keyring);
     profile.remote_id = p.match_identity_remote.iter().find_map(|m| match m {
@@ -655,6 +728,7 @@ fn ike_profile(cfg: &config::Config, p: &config::Ikev2Profile) -> Result<Profile
         _ => None,
     });
     profile.force_encap = p.nat_force_encap;
+    profile.vpn_sip = vpn_sip;
     if let Some(d) = p.dpd.or(cfg.ikev2.dpd) {
         profile.dpd = Some(ike::Dpd {
             interval: d.interval,

@@ -3,12 +3,11 @@
 //! The daemon task owns the state; [`answer`] runs inside it with a shared reference, so no `show` can race
 //! a state change.
 
-#[allow(dead_code)] // renderers ready; the VPN-SIP coordinator feeds them
 pub mod vpnsip;
 
 use std::time::{Instant, SystemTime};
 
-use crate::daemon::Appliance;
+use crate::node::Node;
 
 /// IOS prints start times on the wall clock (`*10:42:07.123 UTC Mon Nov 23 2026`); the cores keep
 /// `Instant`s, so the conversion happens here, at the edge.
@@ -31,6 +30,12 @@ pub enum ShowCommand {
     IpSlaSummary,
     Track,
     IpRouteStatic,
+    VpnSipSession,
+    VpnSipRegistrationStatus,
+    VpnSipSipRegistrar,
+    IpNatTranslations,
+    CryptoIpsecSa,
+    Interfaces,
 }
 
 /// The command table: words as IOS spells them. Input words may be any unique prefix, case-insensitive.
@@ -47,6 +52,24 @@ const TABLE: &[(&[&str], ShowCommand)] = &[
         &["show", "ip", "route", "static"],
         ShowCommand::IpRouteStatic,
     ),
+    (&["show", "vpn-sip", "session"], ShowCommand::VpnSipSession),
+    (
+        &["show", "vpn-sip", "registration-status"],
+        ShowCommand::VpnSipRegistrationStatus,
+    ),
+    (
+        &["show", "vpn-sip", "sip", "registrar"],
+        ShowCommand::VpnSipSipRegistrar,
+    ),
+    (
+        &["show", "ip", "nat", "translations"],
+        ShowCommand::IpNatTranslations,
+    ),
+    (
+        &["show", "crypto", "ipsec", "sa"],
+        ShowCommand::CryptoIpsecSa,
+    ),
+    (&["show", "interfaces"], ShowCommand::Interfaces),
 ];
 
 /// Resolve the operator's words to a command and its trailing arguments.
@@ -77,10 +100,89 @@ pub fn resolve(words: &[String]) -> Result<(ShowCommand, Vec<String>), String> {
 }
 
 /// Produce the reply text (or JSON) for one command.
-pub fn answer(app: &Appliance, cmd: ShowCommand, _args: &[String], json: bool) -> String {
+pub fn answer(
+    node: &Node,
+    started: Instant,
+    cmd: ShowCommand,
+    args: &[String],
+    json: bool,
+) -> String {
+    let now = Instant::now();
     match cmd {
+        ShowCommand::VpnSipSession => {
+            let Some(v) = &node.vpnsip else {
+                return "% VPN-SIP is not enabled\n".into();
+            };
+            // `show vpn-sip session [remote-number N] [detail]`
+            let words: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
+            let detail = words
+                .iter()
+                .any(|w| !w.is_empty() && "detail".starts_with(w.as_str()));
+            let filter = words
+                .iter()
+                .position(|w| w.len() > 1 && "remote-number".starts_with(w.as_str()))
+                .and_then(|i| args.get(i + 1));
+            let mut views = v.views(now, |t| node.tunnels[t].ios_name.clone());
+            if let Some(n) = filter {
+                views.retain(|s| &s.remote_number == n);
+            }
+            if json {
+                serde_json::to_string_pretty(&views).unwrap_or_default()
+            } else {
+                vpnsip::session(&views, detail)
+            }
+        }
+        ShowCommand::VpnSipRegistrationStatus => match &node.vpnsip {
+            Some(v) => sip::show::registration_status(&v.ua.snapshot(now)),
+            None => "% VPN-SIP is not enabled\n".into(),
+        },
+        ShowCommand::VpnSipSipRegistrar => match &node.vpnsip {
+            Some(v) => sip::show::registrar_table(&v.ua.snapshot(now)),
+            None => "% VPN-SIP is not enabled\n".into(),
+        },
+        ShowCommand::CryptoIpsecSa | ShowCommand::Interfaces => {
+            // `show interfaces TunnelN` names one tunnel; `show crypto ipsec sa` lists them all.
+            let wanted = args.first().map(|a| config::canonicalize_interface(a));
+            let mut out = String::new();
+            for (i, t) in node.tunnels.iter().enumerate() {
+                if wanted.as_ref().is_some_and(|w| *w != t.ios_name) {
+                    continue;
+                }
+                let profile = node
+                    .config
+                    .interface(&t.ios_name)
+                    .and_then(|i| i.tunnel.protection.as_ref())
+                    .map(|p| p.ipsec_profile.clone())
+                    .unwrap_or_default();
+                let tag = format!("{}-head-0", t.ios_name);
+                let ctx = dataplane::show::ShowContext {
+                    interface: &t.ios_name,
+                    crypto_map_tag: &tag,
+                    profile: &profile,
+                    egress_interface: "-",
+                    pfs_group: None,
+                    first_conn_id: 2001 + 2 * i as u32,
+                };
+                let snap = t.dp.snapshot(now);
+                out.push_str(&if cmd == ShowCommand::CryptoIpsecSa {
+                    dataplane::show::render_crypto_ipsec_sa(&snap, &ctx)
+                } else {
+                    dataplane::show::render_interface_tunnel(&snap, &ctx)
+                });
+                out.push('\n');
+            }
+            out
+        }
+        ShowCommand::IpNatTranslations => {
+            let rows = node
+                .vpnsip
+                .as_ref()
+                .map(|v| v.pat.snapshot())
+                .unwrap_or_default();
+            dataplane::render_ip_nat_translations(&rows)
+        }
         ShowCommand::RunningConfig => {
-            let text = config::render(&app.node.config);
+            let text = config::render(&node.config);
             if json {
                 serde_json::json!({ "running-config": text }).to_string()
             } else {
@@ -94,21 +196,21 @@ pub fn answer(app: &Appliance, cmd: ShowCommand, _args: &[String], json: bool) -
         ShowCommand::IpSlaStatistics => {
             let now = Instant::now();
             let clock = |at: Instant| wall_clock(now, at);
-            monitors::show::sla_statistics(&app.node.failover.sla.snapshot(), now, &clock)
+            monitors::show::sla_statistics(&node.failover.sla.snapshot(), now, &clock)
         }
         ShowCommand::IpSlaSummary => {
-            monitors::show::sla_summary(&app.node.failover.sla.snapshot(), Instant::now())
+            monitors::show::sla_summary(&node.failover.sla.snapshot(), Instant::now())
         }
         ShowCommand::Track => monitors::show::track(
-            &app.node.failover.tracker.snapshot(),
-            &app.node.failover.rib.tracked_by(),
+            &node.failover.tracker.snapshot(),
+            &node.failover.rib.tracked_by(),
             Instant::now(),
         ),
         ShowCommand::IpRouteStatic => {
-            monitors::show::ip_route_static(&app.node.failover.rib.snapshot())
+            monitors::show::ip_route_static(&node.failover.rib.snapshot())
         }
         ShowCommand::Version => {
-            let uptime = app.started.elapsed().as_secs();
+            let uptime = started.elapsed().as_secs();
             if json {
                 serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "uptime_s": uptime })
                     .to_string()

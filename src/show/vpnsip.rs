@@ -1,8 +1,9 @@
-//! `show vpn-sip ...` renderers: pure functions over plain views, field for field with the seed's samples
-//! (seed 002, chapter 4; canonical layout as the digest's §6.13 proposes).
+//! `show vpn-sip session [detail]`: a pure function over plain views, field for field with the seed's samples
+//! (seed 002, chapter 4; canonical layout as the digest's §6.13 proposes). The registration and registrar
+//! tables come from `sip::show`, `show vpn-sip sip dhcp` from `monitors::show`.
 
 use std::fmt::Write;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
 /// `Session status:` values, with the role marker the seed shows.
@@ -102,57 +103,6 @@ pub fn session(views: &[SessionView], detail: bool) -> String {
     out
 }
 
-/// `show vpn-sip registration-status`.
-pub fn registration_status(local_number: &str, registered: Option<Ipv4Addr>) -> String {
-    match registered {
-        Some(a) => format!("SIP registration of local number {local_number} : registered {a}\n"),
-        None => format!("SIP registration of local number {local_number} : not registered\n"),
-    }
-}
-
-/// One row of `show vpn-sip sip registrar`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RegistrarRow {
-    pub line: String,
-    pub destination: String,
-    pub expires_s: u64,
-    pub contact: Ipv4Addr,
-    pub transport: String,
-    pub call_id: String,
-}
-
-/// `show vpn-sip sip registrar` (space-aligned, as the Peer2 sample; the call-id on its own line).
-pub fn registrar(rows: &[RegistrarRow]) -> String {
-    let header =
-        "Line          destination      expires(sec)  contact          transport      call-id";
-    let mut out = format!("{header}\n{}\n", "=".repeat(header.len()));
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{:<13} {:<16} {:<13} {:<16} {:<14}\n{}",
-            r.line, r.destination, r.expires_s, r.contact, r.transport, r.call_id
-        );
-    }
-    out
-}
-
-/// `show vpn-sip sip dhcp`.
-pub fn sip_dhcp(interface: &str, server_addrs: &[Ipv4Addr], domains: &[String]) -> String {
-    let mut out =
-        format!("SIP DHCP Info\n\nSIP-DHCP interface: {interface}\n\nSIP server address:");
-    for a in server_addrs {
-        let _ = write!(out, " {a}");
-    }
-    out.push('\n');
-    out.push_str("Domain name:");
-    for (i, d) in domains.iter().enumerate() {
-        let pad = if i == 0 { "          " } else { " " };
-        let _ = write!(out, "{pad}dns:{d}");
-    }
-    out.push('\n');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,63 +184,5 @@ Interface: Tunnel1
   Configured/Negotiated bandwidth: 1000/0 kbps
 ";
         assert_eq!(masked(&session(&[v], true)), masked(seed));
-    }
-
-    #[test]
-    fn registration_status_matches_seed() {
-        assert_eq!(
-            registration_status("0388881001", Some("10.6.6.50".parse().unwrap())),
-            "SIP registration of local number 0388881001 : registered 10.6.6.50\n"
-        );
-        assert_eq!(
-            registration_status("0623458888", None),
-            "SIP registration of local number 0623458888 : not registered\n"
-        );
-    }
-
-    #[test]
-    fn registrar_matches_seed_peer2_sample() {
-        let row = RegistrarRow {
-            line: "0388882001".into(),
-            destination: "example.com".into(),
-            expires_s: 2478,
-            contact: "10.6.6.49".parse().unwrap(),
-            transport: "UDP".into(),
-            call_id: "E6F23809-9EAB11E7-80029279-40B97F59".into(),
-        };
-        let text = registrar(&[row]);
-        let lines: Vec<_> = text.lines().collect();
-        assert_eq!(
-            lines[0].split_whitespace().collect::<Vec<_>>(),
-            [
-                "Line",
-                "destination",
-                "expires(sec)",
-                "contact",
-                "transport",
-                "call-id"
-            ]
-        );
-        assert!(lines[1].chars().all(|c| c == '='));
-        assert_eq!(
-            lines[2].split_whitespace().collect::<Vec<_>>(),
-            ["0388882001", "example.com", "2478", "10.6.6.49", "UDP"]
-        );
-        assert_eq!(lines[3], "E6F23809-9EAB11E7-80029279-40B97F59");
-    }
-
-    #[test]
-    fn sip_dhcp_matches_seed() {
-        let seed = "SIP DHCP Info
-
-SIP-DHCP interface: GigabitEthernet8
-
-SIP server address:
-Domain name:          dns:example.com
-";
-        assert_eq!(
-            sip_dhcp("GigabitEthernet8", &[], &["example.com".into()]),
-            seed
-        );
     }
 }

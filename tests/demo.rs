@@ -1,0 +1,54 @@
+//! `lifeline demo` (the README's main command) runs the whole VPN-SIP story as a non-root user in well
+//! under 30 s: failover, INVITE/200/ACK with RFC 6193 SDP, IKEv2, traffic through the tunnel, fallback,
+//! idle timer, BYE.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn demo_tells_the_whole_failover_story() {
+    let t0 = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeline"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(30), "demo took {took:?}");
+    for expected in [
+        "route to 10.2.0.0/16 -> Tunnel0",
+        "INVITE sip:0388884001@",
+        "m=application 50001 udp ike-esp-udpencap",
+        "a=ike-setup:active",
+        "a=ike-setup:passive",
+        "a=fingerprint:SHA-1 ",
+        "b=AS:1000",
+        "b=AS:512",
+        "SESSION_UP (I)",
+        "SESSION_UP (R)",
+        "first ping answered through Tunnel0",
+        "Configured/Negotiated bandwidth: 1000/512 kbps",
+        "udp 10.9.9.1:4500",
+        "route to 10.2.0.0/16 -> GigabitEthernet0 via 192.0.2.11",
+        "BYE sip:",
+        "SESSION_UP (I) -> READY_TO_CONNECT",
+    ] {
+        assert!(
+            text.contains(expected),
+            "missing `{expected}` in the demo's story"
+        );
+    }
+    // After the BYE the PAT entry is gone: the last `show ip nat translations` has only its header.
+    let last_nat = text.rsplit("show ip nat translations").next().unwrap();
+    assert!(
+        !last_nat.lines().nth(2).unwrap_or("").starts_with("udp"),
+        "PAT entry survived the session"
+    );
+}
