@@ -19,7 +19,8 @@
 //! RFC822, DN; the VPN-SIP fingerprint check, enforced by the type system (an established IKE SA
 //! holds an [`AuthVerified`] that only the verifiers make); first CHILD_SA (tunnel any/any or
 //! transport host-to-host, selector narrowing); CREATE_CHILD_SA rekey of CHILD_SAs (with/without PFS)
-//! and of the IKE SA (the [`IkeSaId`] survives), simultaneous CHILD_SA rekeys (RFC 7296 §2.8.1); INFORMATIONAL DELETE and DPD (periodic or on demand);
+//! and of the IKE SA (the [`IkeSaId`] survives), simultaneous CHILD_SA and IKE SA rekeys (RFC 7296 §2.8.1, §2.8.2; only the original initiator
+//! rekeys on its own); INFORMATIONAL DELETE and DPD (periodic or on demand);
 //! retransmission with exponential backoff; message-ID window 1; lifetimes (rekey at 90 % by the
 //! original initiator, hard expiry); NAT-T with `nat force-encap`, port float, keepalives; RFC 7383
 //! fragmentation; cookies; INVALID_KE_PAYLOAD retry. Transforms: AES-CBC-128/192/256,
@@ -27,8 +28,7 @@
 //! ESN.
 //!
 //! # What is absent (see the report in the commit history)
-//! Simultaneous IKE SA rekey resolution (RFC 7296 §2.8.2; simultaneous CHILD_SA rekeys are resolved,
-//! and only the original initiator rekeys automatically); CA path validation and
+//! CA path validation and
 //! CRLs (RSA peers are trusted by SDP fingerprint or pinned certificate); ECDSA; EAP; CP payloads
 //! (not used by VPN-SIP); MOBIKE; IPv6 traffic selectors narrowing (IPv6 selectors parse and
 //! round-trip); volume lifetimes (the appliance counts bytes and calls `rekey_child`); window sizes

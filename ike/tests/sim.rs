@@ -1065,3 +1065,49 @@ fn distinguished_names_match_across_string_types() {
     assert_eq!(utf8.to_string(), "CN=branch2000");
     assert!(!utf8.matches(&Identity::key_id("CN=branch2000")));
 }
+
+#[test]
+fn simultaneous_ike_sa_rekey_converges_on_one_ike_sa() {
+    let mut p = Pair::vpn_sip();
+    let id = p.initiate();
+    p.run();
+    let Event::IkeSaEstablished { ike_sa: bid, .. } = p.ev_b[0].clone() else {
+        panic!()
+    };
+    let before = p.a.snapshot(p.now).ike_sas[0].spi_i;
+    p.a.rekey_ike_sa(p.now, id).unwrap();
+    p.b.rekey_ike_sa(p.now, bid).unwrap();
+    p.run();
+    let (sa, sb) = (p.a.snapshot(p.now), p.b.snapshot(p.now));
+    assert_eq!((sa.ike_sas.len(), sb.ike_sas.len()), (1, 1));
+    let (a0, b0) = (&sa.ike_sas[0], &sb.ike_sas[0]);
+    assert_ne!(a0.spi_i, before);
+    assert_eq!(
+        (a0.spi_i, a0.spi_r),
+        (b0.spi_i, b0.spi_r),
+        "both kept the same surviving IKE SA"
+    );
+    assert_eq!(a0.children.len(), 1);
+    // Nothing left outstanding (the redundant and the old SA were deleted), and the survivor works.
+    p.run_for(Duration::from_secs(120));
+    assert!(
+        !p.ev_a
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaDeleted { .. })),
+        "{:?}",
+        p.ev_a
+    );
+    let c = children(&p.ev_a)[0].spi_in;
+    p.a.rekey_child(p.now, id, c).unwrap();
+    p.run();
+    assert_eq!(children(&p.ev_b).len(), 2);
+    p.b.delete_ike_sa(p.now, bid).unwrap();
+    p.run();
+    assert!(matches!(
+        p.ev_a.last(),
+        Some(Event::IkeSaDeleted {
+            reason: DeleteReason::PeerRequest,
+            ..
+        })
+    ));
+}

@@ -318,7 +318,10 @@ pub(crate) struct IkeSa {
     created: Instant,
     original_initiator: bool,
     chan: Chan,
-    old: Option<Chan>,
+    /// Earlier (or redundant) IKE SA generations kept until their DELETE exchange completes, by our SPI.
+    retired: Vec<Chan>,
+    /// A peer-initiated IKE SA rekey that crossed ours (RFC 7296 §2.8.2): its new channel and lowest nonce.
+    peer_ike_rekey: Option<(Chan, Vec<u8>)>,
     phase: Phase,
     children: Vec<Child>,
     udp_encap: bool,
@@ -614,7 +617,8 @@ impl IkeSa {
             expected_fp: None,
             created: now,
             chan,
-            old: None,
+            retired: Vec::new(),
+            peer_ike_rekey: None,
             phase,
             children: Vec::new(),
             udp_encap: false,
@@ -647,9 +651,8 @@ impl IkeSa {
 
     pub fn spis(&self) -> Vec<u64> {
         let mut v = vec![self.chan.our_spi()];
-        if let Some(o) = &self.old {
-            v.push(o.our_spi());
-        }
+        v.extend(self.retired.iter().map(Chan::our_spi));
+        v.extend(self.peer_ike_rekey.as_ref().map(|(c, _)| c.our_spi()));
         v
     }
 }
@@ -1019,14 +1022,7 @@ impl IkeSa {
         let (l, r) = self.first_child_ts.clone();
         inner.push(Payload::TsI(l));
         inner.push(Payload::TsR(r));
-        self.send_request(
-            now,
-            false,
-            ExchangeType::IKE_AUTH,
-            inner,
-            Pending::Auth,
-            ctx,
-        );
+        self.send_request(now, None, ExchangeType::IKE_AUTH, inner, Pending::Auth, ctx);
     }
 
     // ---------------------------------------------------------------- IKE_SA_INIT, responder
@@ -1159,18 +1155,23 @@ impl IkeSa {
 
     // ---------------------------------------------------------------- protected messages
 
-    fn chan_mut(&mut self, old: bool) -> Option<&mut Chan> {
-        if old {
-            self.old.as_mut()
-        } else {
-            Some(&mut self.chan)
+    /// `None`: the current channel; `Some(spi)`: the retired one with that SPI of ours.
+    fn chan_mut(&mut self, old: Option<u64>) -> Option<&mut Chan> {
+        match old {
+            None => Some(&mut self.chan),
+            Some(spi) => self.retired.iter_mut().find(|c| c.our_spi() == spi),
         }
+    }
+
+    fn retire_drop(&mut self, spi: u64, ctx: &mut Ctx<'_>) {
+        self.retired.retain(|c| c.our_spi() != spi);
+        ctx.dropped_spis.push(spi);
     }
 
     fn send_request(
         &mut self,
         now: Instant,
-        old: bool,
+        old: Option<u64>,
         x: ExchangeType,
         inner: Vec<Payload>,
         pending: Pending,
@@ -1203,7 +1204,7 @@ impl IkeSa {
 
     fn send_response(
         &mut self,
-        old: bool,
+        old: Option<u64>,
         x: ExchangeType,
         msg_id: u32,
         inner: Vec<Payload>,
@@ -1250,9 +1251,9 @@ impl IkeSa {
             c.spi_i == h.initiator_spi && c.spi_r == h.responder_spi && c.initiator != peer_is_i
         };
         let old = if matches(&self.chan) {
-            false
-        } else if self.old.as_ref().is_some_and(matches) {
-            true
+            None
+        } else if let Some(c) = self.retired.iter().find(|c| matches(c)) {
+            Some(c.our_spi())
         } else {
             return;
         };
@@ -1311,18 +1312,20 @@ impl IkeSa {
     fn on_request(
         &mut self,
         now: Instant,
-        old: bool,
+        old: Option<u64>,
         x: ExchangeType,
         msg_id: u32,
         inner: &[Payload],
         ctx: &mut Ctx<'_>,
     ) {
         match x {
-            ExchangeType::IKE_AUTH if !old && matches!(self.phase, Phase::RespInitDone { .. }) => {
+            ExchangeType::IKE_AUTH
+                if old.is_none() && matches!(self.phase, Phase::RespInitDone { .. }) =>
+            {
                 self.on_auth_request(now, msg_id, inner, ctx)
             }
             ExchangeType::CREATE_CHILD_SA
-                if !old && matches!(self.phase, Phase::Established(_)) =>
+                if old.is_none() && matches!(self.phase, Phase::Established(_)) =>
             {
                 self.on_create_child_request(now, msg_id, inner, ctx)
             }
@@ -1330,7 +1333,14 @@ impl IkeSa {
                 self.on_info_request(old, msg_id, inner, ctx)
             }
             _ => {
-                let n = Payload::Notify(Notify::new(NotifyType::INVALID_SYNTAX, vec![]));
+                //= https://www.rfc-editor.org/rfc/rfc7296#section-2.25
+                //# TEMPORARY_FAILURE [...] if the SA is being rekeyed
+                let t = if old.is_some() {
+                    NotifyType::TEMPORARY_FAILURE
+                } else {
+                    NotifyType::INVALID_SYNTAX
+                };
+                let n = Payload::Notify(Notify::new(t, vec![]));
                 self.send_response(old, x, msg_id, vec![n], ctx);
             }
         }
@@ -1427,7 +1437,7 @@ impl IkeSa {
                 None
             }
         };
-        self.send_response(false, ExchangeType::IKE_AUTH, msg_id, resp, ctx);
+        self.send_response(None, ExchangeType::IKE_AUTH, msg_id, resp, ctx);
         self.established(now, proof, ctx);
         if let Some(k) = child_keys {
             ctx.ev.push_back(Event::ChildSaEstablished {
@@ -1439,7 +1449,7 @@ impl IkeSa {
 
     fn reject_auth(&mut self, msg_id: u32, reason: AuthFailure, ctx: &mut Ctx<'_>) {
         let n = Payload::Notify(Notify::new(NotifyType::AUTHENTICATION_FAILED, vec![]));
-        self.send_response(false, ExchangeType::IKE_AUTH, msg_id, vec![n], ctx);
+        self.send_response(None, ExchangeType::IKE_AUTH, msg_id, vec![n], ctx);
         ctx.ev.push_back(Event::AuthFailed {
             peer: self.remote,
             reason,
@@ -1632,7 +1642,7 @@ impl IkeSa {
         let err = |n: NotifyType| vec![Payload::Notify(Notify::new(n, vec![]))];
         let (Some(sa), Some(ni)) = (sa_of(inner), nonce_of(inner)) else {
             return self.send_response(
-                false,
+                None,
                 ExchangeType::CREATE_CHILD_SA,
                 msg_id,
                 err(NotifyType::INVALID_SYNTAX),
@@ -1641,7 +1651,7 @@ impl IkeSa {
         };
         if !nonce_ok(ni) {
             return self.send_response(
-                false,
+                None,
                 ExchangeType::CREATE_CHILD_SA,
                 msg_id,
                 err(NotifyType::INVALID_SYNTAX),
@@ -1658,7 +1668,7 @@ impl IkeSa {
         if let Some(ke) = ke {
             let Some(g) = DhGroup::from_id(ke.group) else {
                 return self.send_response(
-                    false,
+                    None,
                     ExchangeType::CREATE_CHILD_SA,
                     msg_id,
                     err(NotifyType::INVALID_KE_PAYLOAD),
@@ -1670,7 +1680,7 @@ impl IkeSa {
                 Ok(s) => gir = Some(s),
                 Err(_) => {
                     return self.send_response(
-                        false,
+                        None,
                         ExchangeType::CREATE_CHILD_SA,
                         msg_id,
                         err(NotifyType::INVALID_SYNTAX),
@@ -1693,7 +1703,7 @@ impl IkeSa {
             v.protocol = ProtocolId::ESP;
             v.spi = r.to_be_bytes().to_vec();
             return self.send_response(
-                false,
+                None,
                 ExchangeType::CREATE_CHILD_SA,
                 msg_id,
                 vec![Payload::Notify(v)],
@@ -1710,7 +1720,7 @@ impl IkeSa {
             ctx,
         );
         match acc {
-            Err(n) => self.send_response(false, ExchangeType::CREATE_CHILD_SA, msg_id, err(n), ctx),
+            Err(n) => self.send_response(None, ExchangeType::CREATE_CHILD_SA, msg_id, err(n), ctx),
             Ok(a) => {
                 let mut resp = vec![a.sa, Payload::Nonce(nr.clone())];
                 if let Some(k) = dh_pub {
@@ -1719,7 +1729,7 @@ impl IkeSa {
                 resp.push(a.tsi);
                 resp.push(a.tsr);
                 resp.extend(a.extra);
-                self.send_response(false, ExchangeType::CREATE_CHILD_SA, msg_id, resp, ctx);
+                self.send_response(None, ExchangeType::CREATE_CHILD_SA, msg_id, resp, ctx);
                 if let Some(r) = rekey {
                     //= https://www.rfc-editor.org/rfc/rfc7296#section-2.8.1
                     //# the redundant SA [...] SHOULD be deleted by the node that initiated the exchange
@@ -1763,7 +1773,7 @@ impl IkeSa {
         let err = |n: NotifyType, d: Vec<u8>| vec![Payload::Notify(Notify::new(n, d))];
         let Some(ke) = ke else {
             return self.send_response(
-                false,
+                None,
                 x,
                 msg_id,
                 err(NotifyType::INVALID_SYNTAX, vec![]),
@@ -1774,7 +1784,7 @@ impl IkeSa {
             proposal::select_ike(sa, &self.profile.ike_proposals, Some(ke.group))
         else {
             return self.send_response(
-                false,
+                None,
                 x,
                 msg_id,
                 err(NotifyType::NO_PROPOSAL_CHOSEN, vec![]),
@@ -1783,7 +1793,7 @@ impl IkeSa {
         };
         if suite.dh.id() != ke.group {
             return self.send_response(
-                false,
+                None,
                 x,
                 msg_id,
                 err(
@@ -1802,7 +1812,7 @@ impl IkeSa {
             (spi_i, self.chan.suite, self.chan.keys.as_ref())
         else {
             return self.send_response(
-                false,
+                None,
                 x,
                 msg_id,
                 err(NotifyType::INVALID_SYNTAX, vec![]),
@@ -1812,7 +1822,7 @@ impl IkeSa {
         let dh = suite.dh.generate(ctx.rng);
         let Ok(gir) = dh.agree(&ke.data) else {
             return self.send_response(
-                false,
+                None,
                 x,
                 msg_id,
                 err(NotifyType::INVALID_SYNTAX, vec![]),
@@ -1841,7 +1851,7 @@ impl IkeSa {
                 data: dh.public().to_vec(),
             }),
         ];
-        self.send_response(false, x, msg_id, resp, ctx);
+        self.send_response(None, x, msg_id, resp, ctx);
         let new = Chan {
             spi_i,
             spi_r,
@@ -1856,20 +1866,38 @@ impl IkeSa {
             reasm: None,
             out: None,
         };
+        let ours_in_flight = matches!(
+            self.chan.out.as_ref().map(|o| &o.pending),
+            Some(Pending::RekeyIke { .. })
+        );
+        if ours_in_flight {
+            // Simultaneous IKE SA rekey: decide when our own response arrives.
+            let min = ni.min(new.nr.as_slice()).to_vec();
+            ctx.new_spis.push(new.our_spi());
+            self.peer_ike_rekey = Some((new, min));
+            return;
+        }
         self.swap_chan(now, new, ctx);
     }
 
-    fn swap_chan(&mut self, now: Instant, new: Chan, ctx: &mut Ctx<'_>) {
+    /// Makes `new` current; the previous channel is retired until its DELETE. Returns its SPI (ours).
+    fn swap_chan(&mut self, now: Instant, new: Chan, ctx: &mut Ctx<'_>) -> u64 {
         ctx.new_spis.push(new.our_spi());
         let old = std::mem::replace(&mut self.chan, new);
-        if let Some(prev) = self.old.replace(old) {
-            ctx.dropped_spis.push(prev.our_spi());
-        }
+        let spi = old.our_spi();
+        self.retired.push(old);
         self.original_initiator = self.chan.initiator;
         self.arm_ike_timers(now);
+        spi
     }
 
-    fn on_info_request(&mut self, old: bool, msg_id: u32, inner: &[Payload], ctx: &mut Ctx<'_>) {
+    fn on_info_request(
+        &mut self,
+        old: Option<u64>,
+        msg_id: u32,
+        inner: &[Payload],
+        ctx: &mut Ctx<'_>,
+    ) {
         let x = ExchangeType::INFORMATIONAL;
         let deletes: Vec<&Delete> = inner
             .iter()
@@ -1886,10 +1914,8 @@ impl IkeSa {
         //# request that deletes the IKE SA is an empty INFORMATIONAL response.
         if deletes.iter().any(|d| d.protocol == ProtocolId::IKE) {
             self.send_response(old, x, msg_id, vec![], ctx);
-            if old {
-                if let Some(o) = self.old.take() {
-                    ctx.dropped_spis.push(o.our_spi());
-                }
+            if let Some(spi) = old {
+                self.retire_drop(spi, ctx);
             } else {
                 self.teardown(DeleteReason::PeerRequest, ctx);
             }
@@ -1932,7 +1958,7 @@ impl IkeSa {
     fn on_response(
         &mut self,
         now: Instant,
-        old: bool,
+        old: Option<u64>,
         pending: Pending,
         inner: &[Payload],
         ctx: &mut Ctx<'_>,
@@ -1960,13 +1986,12 @@ impl IkeSa {
             }
             Pending::DeleteIke => self.teardown(DeleteReason::LocalRequest, ctx),
             Pending::DeleteOldIke => {
-                if let Some(o) = self.old.take() {
-                    ctx.dropped_spis.push(o.our_spi());
+                if let Some(spi) = old {
+                    self.retire_drop(spi, ctx);
                 }
             }
             Pending::Dpd => {}
         }
-        let _ = old;
     }
 
     fn on_auth_response(&mut self, now: Instant, inner: &[Payload], ctx: &mut Ctx<'_>) {
@@ -2139,6 +2164,16 @@ impl IkeSa {
         }
     }
 
+    /// Our IKE SA rekey failed: a crossing rekey by the peer (if any) wins; else try again later.
+    fn ike_rekey_failed(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        match self.peer_ike_rekey.take() {
+            Some((theirs, _)) => {
+                self.swap_chan(now, theirs, ctx);
+            }
+            None => self.ike_rekey_at = Some(now + Duration::from_secs(30)),
+        }
+    }
+
     fn on_rekey_ike_response(
         &mut self,
         now: Instant,
@@ -2148,18 +2183,17 @@ impl IkeSa {
         inner: &[Payload],
         ctx: &mut Ctx<'_>,
     ) {
-        let later = |s: &mut Self| s.ike_rekey_at = Some(now + Duration::from_secs(30));
         let (Some(sa), Some(nr), Some(ke)) = (
             sa_of(inner),
             nonce_of(inner).filter(|n| nonce_ok(n)),
             ke_of(inner),
         ) else {
-            return later(self);
+            return self.ike_rekey_failed(now, ctx);
         };
         let Some(suite) = proposal::accept_ike(sa, &self.profile.ike_proposals)
             .filter(|s| s.dh == dh.group() && ke.group == s.dh.id())
         else {
-            return later(self);
+            return self.ike_rekey_failed(now, ctx);
         };
         let spi_r = sa
             .first()
@@ -2171,7 +2205,7 @@ impl IkeSa {
             self.chan.keys.as_ref(),
             dh.agree(&ke.data),
         ) else {
-            return later(self);
+            return self.ike_rekey_failed(now, ctx);
         };
         let ss = skeyseed_rekey(
             old_suite.prf,
@@ -2195,7 +2229,27 @@ impl IkeSa {
             reasm: None,
             out: None,
         };
-        self.swap_chan(now, new, ctx);
+        let our_min = ni.min(nr.as_slice()).to_vec();
+        let to_delete = match self.peer_ike_rekey.take() {
+            //= https://www.rfc-editor.org/rfc/rfc7296#section-2.8.2
+            //# the IKE SA [...] that was created with the lowest of the four nonces is redundant and SHOULD be
+            //# closed [by its initiator]
+            Some((theirs, peer_min)) if our_min < peer_min => {
+                // Ours is redundant: the peer's becomes current (the peer deletes the old one); we delete ours.
+                let ours = new.our_spi();
+                ctx.new_spis.push(ours);
+                self.retired.push(new);
+                self.swap_chan(now, theirs, ctx);
+                ours
+            }
+            Some((theirs, _)) => {
+                // Ours survives: we delete the old one; the peer deletes its redundant one (kept to answer).
+                ctx.new_spis.push(theirs.our_spi());
+                self.retired.push(theirs);
+                self.swap_chan(now, new, ctx)
+            }
+            None => self.swap_chan(now, new, ctx),
+        };
         //= https://www.rfc-editor.org/rfc/rfc7296#section-2.18
         //# After the new equivalent IKE SA is created, the initiator deletes the old IKE SA
         let del = vec![Payload::Delete(Delete {
@@ -2205,7 +2259,7 @@ impl IkeSa {
         })];
         self.send_request(
             now,
-            true,
+            Some(to_delete),
             ExchangeType::INFORMATIONAL,
             del,
             Pending::DeleteOldIke,
@@ -2280,7 +2334,7 @@ impl IkeSa {
                 inner.push(Payload::TsR(ts_r));
                 self.send_request(
                     now,
-                    false,
+                    None,
                     ExchangeType::CREATE_CHILD_SA,
                     inner,
                     Pending::RekeyChild {
@@ -2312,7 +2366,7 @@ impl IkeSa {
                 ctx.new_spis.push(new_spi_i);
                 self.send_request(
                     now,
-                    false,
+                    None,
                     ExchangeType::CREATE_CHILD_SA,
                     inner,
                     Pending::RekeyIke { new_spi_i, ni, dh },
@@ -2330,7 +2384,7 @@ impl IkeSa {
                 };
                 self.send_request(
                     now,
-                    false,
+                    None,
                     ExchangeType::INFORMATIONAL,
                     vec![Payload::Delete(d)],
                     Pending::DeleteChild(spi_in),
@@ -2346,7 +2400,7 @@ impl IkeSa {
                 };
                 self.send_request(
                     now,
-                    false,
+                    None,
                     ExchangeType::INFORMATIONAL,
                     vec![Payload::Delete(d)],
                     Pending::DeleteIke,
@@ -2359,7 +2413,7 @@ impl IkeSa {
                 //# the syntax) is commonly used as a check for liveness.
                 self.send_request(
                     now,
-                    false,
+                    None,
                     ExchangeType::INFORMATIONAL,
                     vec![],
                     Pending::Dpd,
@@ -2391,7 +2445,10 @@ impl IkeSa {
         if self.is_dead() {
             return;
         }
-        for old in [false, true] {
+        let slots: Vec<Option<u64>> = std::iter::once(None)
+            .chain(self.retired.iter().map(|c| Some(c.our_spi())))
+            .collect();
+        for old in slots {
             let (local, remote) = (self.local, self.remote);
             let Some(chan) = self.chan_mut(old) else {
                 continue;
@@ -2408,10 +2465,8 @@ impl IkeSa {
             let Some(mut out) = p else { continue };
             if tries >= self.max_tries(&out.pending) {
                 // Give up.
-                if old {
-                    if let Some(o) = self.old.take() {
-                        ctx.dropped_spis.push(o.our_spi());
-                    }
+                if let Some(spi) = old {
+                    self.retire_drop(spi, ctx);
                     continue;
                 }
                 match (&self.phase, &out.pending) {
@@ -2492,9 +2547,9 @@ impl IkeSa {
         let mut v: Vec<Instant> = Vec::new();
         v.extend(self.chan.out.as_ref().map(|o| o.next_at));
         v.extend(
-            self.old
-                .as_ref()
-                .and_then(|o| o.out.as_ref())
+            self.retired
+                .iter()
+                .filter_map(|c| c.out.as_ref())
                 .map(|o| o.next_at),
         );
         match self.phase {
