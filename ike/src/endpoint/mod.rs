@@ -473,7 +473,11 @@ impl Endpoint {
     /// Plain data for `show crypto ikev2 sa` and `show crypto session detail`.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
         Snapshot {
-            ike_sas: self.sas.values().filter_map(|s| s.snapshot(now)).collect(),
+            ike_sas: self
+                .sas
+                .values()
+                .filter_map(|s| s.snapshot(now, self.fragment_mtu))
+                .collect(),
         }
     }
 }

@@ -2602,7 +2602,7 @@ impl IkeSa {
         });
     }
 
-    pub fn snapshot(&self, now: Instant) -> Option<IkeSaSnapshot> {
+    pub fn snapshot(&self, now: Instant, fragment_mtu: Option<u16>) -> Option<IkeSaSnapshot> {
         let (status, active) = match &self.phase {
             Phase::Dead => return None,
             Phase::Established(e) => (
@@ -2645,6 +2645,10 @@ impl IkeSa {
             peer_id: self.peer_id.clone(),
             nat_t: self.udp_encap,
             capabilities: caps,
+            dpd: self.profile.dpd,
+            fragmentation: self.peer_frag && fragment_mtu.is_some(),
+            local_next_msg_id: self.chan.next_req,
+            remote_next_msg_id: self.chan.peer_next,
             children: self
                 .children
                 .iter()
@@ -2654,6 +2658,8 @@ impl IkeSa {
                     encr: c.suite.encr,
                     integ: c.suite.integ,
                     mode: c.mode,
+                    esn: c.suite.esn,
+                    pfs: c.suite.dh,
                     ts_local: c.ts_local.clone(),
                     ts_remote: c.ts_remote.clone(),
                     remaining: (c.created + self.profile.child_lifetime)

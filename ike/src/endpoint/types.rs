@@ -165,6 +165,14 @@ pub struct IkeSaSnapshot {
     pub nat_t: bool,
     /// `Capabilities:` letters (`S` = VPN-SIP, `D` = DPD, `N` = NAT-T seen).
     pub capabilities: String,
+    /// DPD configuration (`DPD configured for N seconds, retry M`).
+    pub dpd: Option<crate::config::Dpd>,
+    /// RFC 7383 fragmentation in use towards the peer.
+    pub fragmentation: bool,
+    /// Our next request message ID (`Local next msg id`).
+    pub local_next_msg_id: u32,
+    /// The peer's next expected request message ID (`Remote next msg id`).
+    pub remote_next_msg_id: u32,
     /// CHILD_SAs.
     pub children: Vec<ChildSaSnapshot>,
 }
@@ -182,6 +190,10 @@ pub struct ChildSaSnapshot {
     pub integ: Option<IntegAlg>,
     /// Mode.
     pub mode: Mode,
+    /// Extended sequence numbers.
+    pub esn: bool,
+    /// PFS group used when this pair was created (`PFS (Y/N)`, `DH group`).
+    pub pfs: Option<DhGroup>,
     /// Local selectors.
     pub ts_local: Vec<TrafficSelector>,
     /// Remote selectors.
