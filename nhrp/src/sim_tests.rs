@@ -1,0 +1,897 @@
+//! In-process simulation: a hub and spokes in virtual time over a lossless
+//! NBMA network with optional static NAT (seed-dmvpn §5 T2-T4, T8, T10, T14-T16).
+
+use crate::cache::{EntryType, Prefix};
+use crate::config::{AuthKey, Config};
+use crate::node::{Event, Resolution};
+use crate::show;
+use crate::testutil::{ip, t0};
+use crate::wire::nhrp::{Code, OpType, Packet, Repr};
+use crate::{Nhc, NhrpNode, Nhs};
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const KEY: u32 = 100_000;
+
+struct Sim {
+    now: Instant,
+    nodes: Vec<Box<dyn NhrpNode>>,
+    /// Address each node's packets come from after NAT (= where it receives).
+    public: Vec<Ipv4Addr>,
+    down: HashSet<usize>,
+    events: Vec<(usize, Event)>,
+    /// (from node, to NBMA, packet).
+    log: Vec<(usize, Ipv4Addr, Repr)>,
+    raw: Vec<(Ipv4Addr, Ipv4Addr, Vec<u8>)>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self {
+            now: t0(),
+            nodes: vec![],
+            public: vec![],
+            down: HashSet::new(),
+            events: vec![],
+            log: vec![],
+            raw: vec![],
+        }
+    }
+
+    fn add(&mut self, node: Box<dyn NhrpNode>, public: Ipv4Addr) -> usize {
+        self.nodes.push(node);
+        self.public.push(public);
+        self.nodes.len() - 1
+    }
+
+    fn deliver(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(ev) = self.nodes[i].poll_event() {
+                    self.events.push((i, ev));
+                }
+                while let Some(t) = self.nodes[i].poll_transmit() {
+                    moved = true;
+                    assert_eq!(t.gre_key, Some(KEY));
+                    let repr = Packet::parse(&t.payload).expect("we emit valid NHRP");
+                    self.log.push((i, t.nbma_dst, repr));
+                    self.raw.push((self.public[i], t.nbma_dst, t.to_gre()));
+                    if self.down.contains(&i) {
+                        continue;
+                    }
+                    let Some(j) = self.public.iter().position(|p| *p == t.nbma_dst) else {
+                        continue;
+                    };
+                    if self.down.contains(&j) {
+                        continue;
+                    }
+                    let from = self.public[i];
+                    self.nodes[j].handle_input(self.now, from, &t.payload);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.deliver();
+            let next = (0..self.nodes.len())
+                .filter(|i| !self.down.contains(i))
+                .filter_map(|i| self.nodes[i].poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    for i in 0..self.nodes.len() {
+                        if !self.down.contains(&i)
+                            && self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now)
+                        {
+                            self.nodes[i].handle_timeout(self.now);
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+        for i in 0..self.nodes.len() {
+            if !self.down.contains(&i) {
+                self.nodes[i].handle_timeout(self.now);
+            }
+        }
+        self.deliver();
+    }
+
+    fn events_of(&self, i: usize) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|(n, _)| *n == i)
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    fn sent(&self, i: usize, op: OpType) -> Vec<&(usize, Ipv4Addr, Repr)> {
+        self.log
+            .iter()
+            .filter(|(n, _, r)| *n == i && r.op == op)
+            .collect()
+    }
+
+    fn nhc(&mut self, i: usize) -> &mut dyn NhrpNode {
+        self.nodes[i].as_mut()
+    }
+}
+
+fn hub_cfg(tunnel: &str, nbma: &str) -> Config {
+    let mut c = Config::new("Tunnel0", ip(tunnel), 24, ip(nbma));
+    c.gre_key = Some(KEY);
+    c.holdtime = Duration::from_secs(600);
+    c.authentication = Some(AuthKey::new(b"donttell"));
+    c.multicast_dynamic = true;
+    c.first_request_id = 1000;
+    c
+}
+
+fn spoke_cfg(tunnel: &str, nbma: &str, hubs: &[(&str, &str)]) -> Config {
+    let mut c = Config::new("Tunnel0", ip(tunnel), 24, ip(nbma));
+    c.gre_key = Some(KEY);
+    c.holdtime = Duration::from_secs(300);
+    c.authentication = Some(AuthKey::new(b"donttell"));
+    for (t, n) in hubs {
+        c.static_maps.push((ip(t), ip(n)));
+        c.multicast_static.push(ip(n));
+        c.nhs.push(ip(t));
+    }
+    c.first_request_id = u32::from(ip(nbma).octets()[3]) * 100;
+    c
+}
+
+const HUB: (&str, &str) = ("10.0.0.1", "172.17.0.1");
+
+/// Hub + S1 (10.0.0.11) + S2 (10.0.0.12), registered.
+fn topology(tweak_hub: impl FnOnce(&mut Config), tweak_spoke: impl Fn(&mut Config)) -> Sim {
+    let mut sim = Sim::new();
+    let mut h = hub_cfg(HUB.0, HUB.1);
+    tweak_hub(&mut h);
+    sim.add(Box::new(Nhs::new(h, sim.now)), ip(HUB.1));
+    for (t, n) in [("10.0.0.11", "172.17.0.11"), ("10.0.0.12", "172.17.0.12")] {
+        let mut c = spoke_cfg(t, n, &[HUB]);
+        tweak_spoke(&mut c);
+        sim.add(Box::new(Nhc::new(c, sim.now)), ip(n));
+    }
+    sim.run_for(Duration::from_secs(1));
+    sim
+}
+
+#[test]
+fn spokes_register_with_hub() {
+    let sim = topology(|_| {}, |_| {});
+    for s in [1, 2] {
+        assert!(sim.events_of(s).contains(&&Event::Registered {
+            nhs: ip("10.0.0.1")
+        }));
+        let req = sim.sent(s, OpType::REGISTRATION_REQUEST)[0];
+        // seed-dmvpn §4.8.1: U + NAT flags, hop count 1, CIE holding time 300, auth, NAT ext {hub}.
+        assert_eq!(req.2.flags(), 0x8002);
+        assert_eq!(req.2.hop_count, 1);
+        assert_eq!(req.2.cies[0].holding_time, 300);
+        assert_eq!(req.2.cies[0].prefix_len, 0xFF);
+        assert_eq!(req.2.auth_secret(), Some(&b"donttell"[..]));
+        assert_eq!(req.2.nat_cies()[0].nbma.to_ipv4(), Some(ip("172.17.0.1")));
+    }
+    let hub = sim.nodes[0].snapshot();
+    assert_eq!(hub.entries.len(), 2);
+    let e = &hub.entries[0];
+    assert_eq!(
+        (e.prefix, e.nbma),
+        (Prefix::host(ip("10.0.0.11")), Some(ip("172.17.0.11")))
+    );
+    assert!(e.flags.registered && e.flags.unique && e.flags.authoritative);
+    assert_eq!(e.kind, EntryType::Dynamic);
+    assert!(sim.events_of(0).contains(&&Event::PeerRegistered {
+        protocol: ip("10.0.0.11"),
+        nbma: ip("172.17.0.11"),
+        claimed: None
+    }));
+    // `ip nhrp map multicast dynamic`: both registrants get multicast copies.
+    assert_eq!(
+        sim.nodes[0].core().multicast_targets(),
+        vec![ip("172.17.0.11"), ip("172.17.0.12")]
+    );
+
+    let now = sim.now;
+    let text = show::show_dmvpn(&[&hub], now);
+    assert!(text.contains("Type:Hub, NHRP Peers:2,"), "{text}");
+    assert!(
+        text.contains("     1 172.17.0.11           10.0.0.11    UP 00:00:01     D"),
+        "{text}"
+    );
+    let s1 = sim.nodes[1].snapshot();
+    let text = show::show_dmvpn(&[&s1], now);
+    assert!(text.contains("Type:Spoke, NHRP Peers:1,"), "{text}");
+    assert!(
+        text.contains("     1 172.17.0.1             10.0.0.1    UP 00:00:01     S"),
+        "{text}"
+    );
+    let text = show::show_ip_nhrp(&[&hub], now);
+    assert!(
+        text.contains("10.0.0.11/32 via 10.0.0.11, Tunnel0 created 00:00:01, expire 00:04:59"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  Type: dynamic, Flags: authoritative unique registered\n"),
+        "{text}"
+    );
+    let t = s1.traffic;
+    assert_eq!((t.sent[2], t.rcvd[3]), (1, 1));
+    let traffic = show::show_ip_nhrp_traffic(&[&s1]);
+    assert!(
+        traffic.starts_with("Tunnel0: Max-send limit:100Pkts/10Sec, Usage:1%\nSent: Total 1\n"),
+        "{traffic}"
+    );
+}
+
+#[test]
+fn spokes_refresh_every_third_of_holdtime_and_hub_expires_dead_spoke() {
+    let mut sim = topology(|_| {}, |_| {});
+    sim.run_for(Duration::from_secs(1000));
+    // 300 s holdtime -> one registration every 100 s.
+    let regs = sim.sent(1, OpType::REGISTRATION_REQUEST).len();
+    assert!((10..=12).contains(&regs), "{regs} registrations");
+    assert_eq!(sim.nodes[0].snapshot().entries.len(), 2);
+    assert!(
+        !sim.events_of(0)
+            .iter()
+            .any(|e| matches!(e, Event::PeerExpired { .. }))
+    );
+
+    sim.down.insert(1);
+    sim.run_for(Duration::from_secs(301));
+    assert!(sim.events_of(0).contains(&&Event::PeerExpired {
+        protocol: ip("10.0.0.11"),
+        nbma: ip("172.17.0.11")
+    }));
+    let hub = sim.nodes[0].snapshot();
+    assert_eq!(hub.entries.len(), 1);
+    assert_eq!(
+        sim.nodes[0].core().multicast_targets(),
+        vec![ip("172.17.0.12")]
+    );
+}
+
+#[test]
+fn resolution_is_forwarded_by_hub_and_answered_directly() {
+    let mut sim = topology(|_| {}, |_| {});
+    let now = sim.now;
+    assert_eq!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12")),
+        Resolution::Pending
+    );
+    sim.deliver();
+    // S1 -> hub, hub -> S2 (with itself in the forward transit record), S2 -> S1 directly.
+    let req = sim.sent(1, OpType::RESOLUTION_REQUEST);
+    assert_eq!(req.len(), 1);
+    assert_eq!(req[0].1, ip("172.17.0.1"));
+    assert_eq!(
+        req[0].2.flags() & 0x8000,
+        0x8000,
+        "Q: requester is a router"
+    );
+    let fwd = sim.sent(0, OpType::RESOLUTION_REQUEST);
+    assert_eq!(fwd.len(), 1);
+    assert_eq!(fwd[0].1, ip("172.17.0.12"));
+    assert_eq!(fwd[0].2.hop_count, req[0].2.hop_count - 1);
+    assert_eq!(fwd[0].2.request_id(), req[0].2.request_id());
+    assert!(
+        sim.sent(0, OpType::RESOLUTION_REPLY).is_empty(),
+        "hubs do not answer for spokes"
+    );
+    let rep = sim.sent(2, OpType::RESOLUTION_REPLY);
+    assert_eq!(rep.len(), 1);
+    assert_eq!(rep[0].1, ip("172.17.0.11"));
+    assert_eq!(rep[0].2.cies[0].prefix_len, 32);
+    assert_eq!(rep[0].2.cies[0].holding_time, 300);
+
+    assert!(sim.events_of(1).contains(&&Event::Resolved {
+        protocol: ip("10.0.0.12"),
+        nbma: ip("172.17.0.12")
+    }));
+    assert!(sim.events_of(2).contains(&&Event::Resolved {
+        protocol: ip("10.0.0.11"),
+        nbma: ip("172.17.0.11")
+    }));
+    assert_eq!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12")),
+        Resolution::Known {
+            via: ip("10.0.0.12"),
+            nbma: ip("172.17.0.12")
+        }
+    );
+    let s1 = sim.nodes[1].snapshot();
+    let text = show::show_ip_nhrp(&[&s1], now);
+    assert!(text.contains("10.0.0.12/32 via 10.0.0.12, Tunnel0 created 00:00:00, expire 00:05:00\n  Type: dynamic, Flags: router authoritative used\n  NBMA address: 172.17.0.12\n"), "{text}");
+    let text = show::show_dmvpn(&[&s1], now);
+    assert!(text.contains("NHRP Peers:2,"));
+}
+
+#[test]
+fn used_shortcut_is_refreshed_and_idle_one_expires() {
+    let mut sim = topology(|_| {}, |_| {});
+    let now = sim.now;
+    sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12"));
+    sim.deliver();
+    // Used again before the refresh point: re-resolved before expiry.
+    sim.run_for(Duration::from_secs(150));
+    let now = sim.now;
+    assert!(matches!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12")),
+        Resolution::Known { .. }
+    ));
+    sim.run_for(Duration::from_secs(200));
+    assert_eq!(sim.sent(1, OpType::RESOLUTION_REQUEST).len(), 2);
+    assert!(
+        sim.nodes[1]
+            .core()
+            .cache()
+            .get(&Prefix::host(ip("10.0.0.12")))
+            .is_some()
+    );
+    // Idle: no refresh, the entry expires and a Purge event tells the appliance.
+    sim.run_for(Duration::from_secs(400));
+    assert!(
+        sim.nodes[1]
+            .core()
+            .cache()
+            .get(&Prefix::host(ip("10.0.0.12")))
+            .is_none()
+    );
+    assert!(sim.events_of(1).contains(&&Event::Purge {
+        prefix: Prefix::host(ip("10.0.0.12"))
+    }));
+}
+
+fn data_packet(src: &str, dst: &str) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0];
+    p.extend_from_slice(&ip(src).octets());
+    p.extend_from_slice(&ip(dst).octets());
+    p.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, 0]);
+    p
+}
+
+#[test]
+fn redirect_leads_to_shortcut_route() {
+    let mut sim = topology(
+        |h| h.redirect = true,
+        |s| {
+            s.shortcut = true;
+            if s.tunnel_addr == ip("10.0.0.12") {
+                s.local_prefixes.push(Prefix::new(ip("192.168.2.0"), 24));
+            }
+        },
+    );
+    let now = sim.now;
+    let hub = sim.nodes[0].core_mut();
+    hub.add_route(Prefix::new(ip("192.168.2.0"), 24), ip("10.0.0.12"));
+    // The hub hairpins S1's packet to 192.168.2.1 and redirects S1.
+    let pkt = data_packet("192.168.1.5", "192.168.2.1");
+    hub.handle_hairpin(now, ip("172.17.0.11"), &pkt);
+    hub.handle_hairpin(now, ip("172.17.0.11"), &pkt);
+    sim.deliver();
+    let ind = sim.sent(0, OpType::TRAFFIC_INDICATION);
+    assert_eq!(ind.len(), 1, "rate-limited per flow");
+    assert_eq!(ind[0].1, ip("172.17.0.11"));
+    assert_eq!(ind[0].2.payload, pkt, "quotes the packet, no target NBMA");
+    // S1 resolves the destination host, S2 answers with its /24.
+    let req = sim.sent(1, OpType::RESOLUTION_REQUEST);
+    assert_eq!(req[0].2.dst_proto.to_ipv4(), Some(ip("192.168.2.1")));
+    assert_eq!(
+        sim.sent(2, OpType::RESOLUTION_REPLY)[0].2.cies[0].prefix_len,
+        24
+    );
+    assert!(sim.events_of(1).contains(&&Event::ShortcutRoute {
+        prefix: Prefix::new(ip("192.168.2.0"), 24),
+        nexthop: ip("10.0.0.12")
+    }));
+    let cache = sim.nodes[1].core().cache();
+    assert_eq!(
+        cache.lookup(ip("192.168.2.77")).unwrap().nbma,
+        Some(ip("172.17.0.12"))
+    );
+    assert_eq!(
+        cache.get(&Prefix::host(ip("10.0.0.12"))).unwrap().nbma,
+        Some(ip("172.17.0.12"))
+    );
+    let t = sim.nodes[0].snapshot().traffic;
+    assert_eq!(t.sent[7], 1);
+    assert_eq!(sim.nodes[1].snapshot().traffic.rcvd[7], 1);
+}
+
+#[test]
+fn no_redirect_without_ip_nhrp_redirect() {
+    let mut sim = topology(|_| {}, |s| s.shortcut = true);
+    let now = sim.now;
+    sim.nodes[0].core_mut().handle_hairpin(
+        now,
+        ip("172.17.0.11"),
+        &data_packet("192.168.1.5", "192.168.2.1"),
+    );
+    sim.deliver();
+    assert!(sim.sent(0, OpType::TRAFFIC_INDICATION).is_empty());
+}
+
+#[test]
+fn dual_hub_failover_moves_resolution_to_second_hub() {
+    let mut sim = Sim::new();
+    let h2 = ("10.0.0.2", "172.17.0.2");
+    sim.add(
+        Box::new(Nhs::new(hub_cfg(HUB.0, HUB.1), sim.now)),
+        ip(HUB.1),
+    );
+    sim.add(Box::new(Nhs::new(hub_cfg(h2.0, h2.1), sim.now)), ip(h2.1));
+    for (t, n) in [("10.0.0.11", "172.17.0.11"), ("10.0.0.12", "172.17.0.12")] {
+        sim.add(
+            Box::new(Nhc::new(spoke_cfg(t, n, &[HUB, h2]), sim.now)),
+            ip(n),
+        );
+    }
+    sim.run_for(Duration::from_secs(1));
+    for hub in [ip("10.0.0.1"), ip("10.0.0.2")] {
+        assert!(sim.events_of(2).contains(&&Event::Registered { nhs: hub }));
+    }
+    sim.down.insert(0);
+    sim.run_for(Duration::from_secs(120));
+    assert!(sim.events_of(2).contains(&&Event::NhsDown {
+        nhs: ip("10.0.0.1")
+    }));
+    let s1 = sim.nodes[2].snapshot();
+    let text = show::show_dmvpn(&[&s1], sim.now);
+    assert!(
+        text.contains("172.17.0.1             10.0.0.1  NHRP"),
+        "{text}"
+    );
+    assert!(
+        text.contains("172.17.0.2             10.0.0.2    UP"),
+        "{text}"
+    );
+    let now = sim.now;
+    sim.nodes[2].core_mut().resolve(now, ip("10.0.0.12"));
+    sim.deliver();
+    let last = sim.sent(2, OpType::RESOLUTION_REQUEST);
+    assert_eq!(last.last().unwrap().1, ip("172.17.0.2"));
+    assert!(sim.events_of(2).contains(&&Event::Resolved {
+        protocol: ip("10.0.0.12"),
+        nbma: ip("172.17.0.12")
+    }));
+    // The hub comes back: registrations resume and it is up again.
+    sim.down.remove(&0);
+    sim.run_for(Duration::from_secs(130));
+    assert_eq!(
+        sim.events_of(2)
+            .iter()
+            .filter(|e| **e
+                == &Event::Registered {
+                    nhs: ip("10.0.0.1")
+                })
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn spoke_behind_nat_is_registered_with_post_nat_address() {
+    let mut sim = Sim::new();
+    sim.add(
+        Box::new(Nhs::new(hub_cfg(HUB.0, HUB.1), sim.now)),
+        ip(HUB.1),
+    );
+    sim.add(
+        Box::new(Nhc::new(
+            spoke_cfg("10.0.0.11", "172.17.0.11", &[HUB]),
+            sim.now,
+        )),
+        ip("172.17.0.11"),
+    );
+    // S2 has private 172.16.2.1, static NAT to 172.18.2.1 (seed 001:3053-3060).
+    sim.add(
+        Box::new(Nhc::new(
+            spoke_cfg("10.0.0.12", "172.16.2.1", &[HUB]),
+            sim.now,
+        )),
+        ip("172.18.2.1"),
+    );
+    sim.run_for(Duration::from_secs(1));
+    let hub = sim.nodes[0].snapshot();
+    let e = hub
+        .entries
+        .iter()
+        .find(|e| e.via == ip("10.0.0.12"))
+        .unwrap();
+    assert_eq!(e.nbma, Some(ip("172.18.2.1")));
+    assert_eq!(e.claimed_nbma, Some(ip("172.16.2.1")));
+    let text = show::show_ip_nhrp(&[&hub], sim.now);
+    assert!(
+        text.contains("  NBMA address: 172.18.2.1\n  (Claimed NBMA address: 172.16.2.1)\n"),
+        "{text}"
+    );
+    assert!(show::show_dmvpn(&[&hub], sim.now).contains("UP 00:00:01    DN"));
+    // The registration reply's NAT extension told S2 its post-NAT address.
+    assert_eq!(
+        sim.nodes[2].snapshot().post_nat_nbma,
+        Some(ip("172.18.2.1"))
+    );
+    let rep = sim.sent(0, OpType::REGISTRATION_REPLY);
+    let to_s2 = rep.iter().find(|r| r.1 == ip("172.18.2.1")).unwrap();
+    assert_eq!(to_s2.2.nat_cies().len(), 2);
+
+    // S1 -> S2: S2 answers with its NAT extension, S1 uses the post-NAT address.
+    let now = sim.now;
+    sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12"));
+    sim.deliver();
+    assert!(sim.events_of(1).contains(&&Event::Resolved {
+        protocol: ip("10.0.0.12"),
+        nbma: ip("172.18.2.1")
+    }));
+    // S2 learned S1 while answering; after `clear ip nhrp` it asks itself.
+    let learned = sim.nodes[2]
+        .core()
+        .cache()
+        .get(&Prefix::host(ip("10.0.0.11")))
+        .cloned()
+        .unwrap();
+    assert_eq!(learned.nbma, Some(ip("172.17.0.11")));
+    sim.nodes[2].core_mut().clear_dynamic(now);
+    // S2 -> S1: S2's request carries its NAT extension; S1 replies to 172.18.2.1.
+    sim.nodes[2].core_mut().resolve(now, ip("10.0.0.11"));
+    sim.deliver();
+    let req = sim.sent(2, OpType::RESOLUTION_REQUEST);
+    assert_eq!(
+        req[0].2.nat_cies()[0].nbma.to_ipv4(),
+        Some(ip("172.18.2.1"))
+    );
+    assert!(
+        sim.sent(1, OpType::RESOLUTION_REPLY)
+            .iter()
+            .all(|r| r.1 == ip("172.18.2.1"))
+    );
+    assert!(sim.events_of(2).contains(&&Event::Resolved {
+        protocol: ip("10.0.0.11"),
+        nbma: ip("172.17.0.11")
+    }));
+}
+
+#[test]
+fn authentication_mismatch_is_dropped() {
+    let mut sim = Sim::new();
+    sim.add(
+        Box::new(Nhs::new(hub_cfg(HUB.0, HUB.1), sim.now)),
+        ip(HUB.1),
+    );
+    let mut c = spoke_cfg("10.0.0.11", "172.17.0.11", &[HUB]);
+    c.authentication = Some(AuthKey::new(b"wrong"));
+    sim.add(Box::new(Nhc::new(c, sim.now)), ip("172.17.0.11"));
+    sim.run_for(Duration::from_secs(30));
+    assert!(sim.nodes[0].snapshot().entries.is_empty());
+    assert!(sim.events_of(0).contains(&&Event::AuthFailure {
+        from: ip("172.17.0.11")
+    }));
+    assert!(sim.nodes[0].core().drops().auth >= 3);
+    assert!(
+        !sim.events_of(1)
+            .iter()
+            .any(|e| matches!(e, Event::Registered { .. }))
+    );
+    // Retries back off: 1, 2, 4, 8, 16 s.
+    assert_eq!(sim.sent(1, OpType::REGISTRATION_REQUEST).len(), 5);
+    assert!(show::show_dmvpn(&[&sim.nodes[1].snapshot()], sim.now).contains(" NHRP "));
+    assert_eq!(
+        format!("{:?}", AuthKey::new(b"donttell")),
+        "AuthKey(8 bytes)"
+    );
+}
+
+#[test]
+fn unique_registration_refuses_new_nbma_until_no_unique() {
+    for unique in [true, false] {
+        let mut sim = topology(|_| {}, |s| s.unique = unique);
+        // S1 resolves S2 so that the hub remembers S1 as a requester.
+        let now = sim.now;
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12"));
+        sim.deliver();
+        // S2's address changes (DHCP): a new client with the same tunnel IP.
+        let mut c = spoke_cfg("10.0.0.12", "172.17.0.99", &[HUB]);
+        c.unique = unique;
+        c.first_request_id = 9000;
+        sim.down.insert(2);
+        let s2b = sim.add(Box::new(Nhc::new(c, sim.now)), ip("172.17.0.99"));
+        sim.run_for(Duration::from_secs(1));
+        let entry = sim.nodes[0]
+            .core()
+            .cache()
+            .get(&Prefix::host(ip("10.0.0.12")))
+            .cloned()
+            .unwrap();
+        if unique {
+            assert!(sim.events_of(s2b).contains(&&Event::RegistrationRejected {
+                nhs: ip("10.0.0.1"),
+                code: Code::ALREADY_REGISTERED
+            }));
+            assert_eq!(entry.nbma, Some(ip("172.17.0.12")));
+        } else {
+            assert!(sim.events_of(s2b).contains(&&Event::Registered {
+                nhs: ip("10.0.0.1")
+            }));
+            assert_eq!(entry.nbma, Some(ip("172.17.0.99")));
+            // The hub purges the stale mapping at S1 (seed-dmvpn §4.8.5).
+            let purge = sim.sent(0, OpType::PURGE_REQUEST);
+            assert_eq!(purge.len(), 1);
+            assert_eq!(purge[0].1, ip("172.17.0.11"));
+            assert!(sim.events_of(1).contains(&&Event::Purge {
+                prefix: Prefix::host(ip("10.0.0.12"))
+            }));
+            assert!(
+                sim.nodes[1]
+                    .core()
+                    .cache()
+                    .get(&Prefix::host(ip("10.0.0.12")))
+                    .is_none()
+            );
+            assert_eq!(sim.sent(1, OpType::PURGE_REPLY).len(), 1);
+        }
+    }
+}
+
+#[test]
+fn unknown_target_gets_negative_reply_and_fallback_via_hub() {
+    let mut sim = topology(|_| {}, |_| {});
+    let now = sim.now;
+    assert_eq!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.99")),
+        Resolution::Pending
+    );
+    assert_eq!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.99")),
+        Resolution::Pending
+    );
+    sim.deliver();
+    assert_eq!(sim.sent(1, OpType::RESOLUTION_REQUEST).len(), 1);
+    assert_eq!(
+        sim.sent(0, OpType::RESOLUTION_REPLY)[0].2.cies[0].code,
+        Code::NO_BINDING
+    );
+    assert!(sim.events_of(1).contains(&&Event::ResolutionFailed {
+        protocol: ip("10.0.0.99")
+    }));
+    assert_eq!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.99")),
+        Resolution::ViaNhs
+    );
+    // The negative entry expires and a new attempt is allowed.
+    sim.run_for(Duration::from_secs(31));
+    let now = sim.now;
+    assert_eq!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.99")),
+        Resolution::Pending
+    );
+}
+
+#[test]
+fn unanswered_resolution_times_out_without_loops() {
+    let mut sim = topology(|_| {}, |_| {});
+    sim.down.insert(2);
+    let now = sim.now;
+    sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12"));
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(sim.sent(1, OpType::RESOLUTION_REQUEST).len(), 3);
+    assert!(sim.events_of(1).contains(&&Event::ResolutionFailed {
+        protocol: ip("10.0.0.12")
+    }));
+}
+
+#[test]
+fn max_send_quota_drops_excess_and_reports_once() {
+    let mut sim = topology(|_| {}, |s| s.max_send = (3, Duration::from_secs(10)));
+    let now = sim.now;
+    for last in 20..30 {
+        sim.nodes[1]
+            .core_mut()
+            .resolve(now, Ipv4Addr::new(10, 0, 0, last));
+    }
+    sim.deliver();
+    // One registration + two resolutions fit in the quota.
+    assert_eq!(sim.sent(1, OpType::RESOLUTION_REQUEST).len(), 2);
+    assert_eq!(
+        sim.events_of(1)
+            .iter()
+            .filter(|e| ***e == Event::QuotaExceeded)
+            .count(),
+        1
+    );
+    assert_eq!(sim.nodes[1].core().drops().quota, 8);
+    assert_eq!(sim.nodes[1].snapshot().usage_percent, 100);
+}
+
+#[test]
+fn compulsory_unknown_extension_gets_error_indication() {
+    use crate::wire::nhrp::{Extension, ExtensionBody, ExtensionType, Header};
+    let mut sim = topology(|_| {}, |_| {});
+    let mut r = Repr::ipv4(
+        OpType::RESOLUTION_REQUEST,
+        Header::Common {
+            flags: 0x8000,
+            request_id: 77,
+        },
+        ip("172.17.0.11"),
+        ip("10.0.0.11"),
+        ip("10.0.0.12"),
+    );
+    r.extensions.push(Extension {
+        compulsory: true,
+        body: ExtensionBody::Authentication {
+            auth_type: 1,
+            data: b"donttell".to_vec(),
+        },
+    });
+    r.extensions.push(Extension {
+        compulsory: true,
+        body: ExtensionBody::Unknown {
+            ty: ExtensionType(0x1234),
+            data: vec![],
+        },
+    });
+    let now = sim.now;
+    sim.nodes[0].handle_input(now, ip("172.17.0.11"), &r.emit().unwrap());
+    sim.deliver();
+    let err = sim.sent(0, OpType::ERROR_INDICATION);
+    assert_eq!(err.len(), 1);
+    assert!(
+        sim.events_of(1)
+            .iter()
+            .any(|e| matches!(e, Event::ErrorIndication { .. }))
+    );
+    let _ = sim.nhc(1);
+}
+
+/// Every packet type the simulation produced, in one pcap, through tshark.
+#[test]
+fn tshark_decodes_every_packet_type_from_a_simulation() {
+    if std::process::Command::new("tshark")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!("tshark not installed: skipping");
+        return;
+    }
+    let mut sim = topology(
+        |h| h.redirect = true,
+        |s| {
+            s.shortcut = true;
+            s.unique = false;
+            if s.tunnel_addr == ip("10.0.0.12") {
+                s.local_prefixes.push(Prefix::new(ip("192.168.2.0"), 24));
+            }
+        },
+    );
+    let now = sim.now;
+    sim.nodes[0]
+        .core_mut()
+        .add_route(Prefix::new(ip("192.168.2.0"), 24), ip("10.0.0.12"));
+    sim.nodes[0].core_mut().handle_hairpin(
+        now,
+        ip("172.17.0.11"),
+        &data_packet("192.168.1.5", "192.168.2.1"),
+    );
+    sim.deliver();
+    sim.nodes[0].core_mut().clear_dynamic(now);
+    sim.deliver();
+    sim.nodes[0].handle_input(now, ip("172.17.0.11"), &[0u8; 3]);
+    // An error indication: unknown compulsory extension.
+    let mut r = Repr::ipv4(
+        OpType::PURGE_REQUEST,
+        crate::wire::nhrp::Header::Common {
+            flags: 0,
+            request_id: 5,
+        },
+        ip("172.17.0.11"),
+        ip("10.0.0.11"),
+        ip("10.0.0.1"),
+    );
+    r.extensions.push(crate::wire::nhrp::Extension {
+        compulsory: true,
+        body: crate::wire::nhrp::ExtensionBody::Authentication {
+            auth_type: 1,
+            data: b"donttell".to_vec(),
+        },
+    });
+    r.extensions.push(crate::wire::nhrp::Extension {
+        compulsory: true,
+        body: crate::wire::nhrp::ExtensionBody::Unknown {
+            ty: crate::wire::nhrp::ExtensionType(99),
+            data: vec![],
+        },
+    });
+    sim.nodes[0].handle_input(now, ip("172.17.0.11"), &r.emit().unwrap());
+    sim.deliver();
+    let ops: HashSet<u8> = sim.log.iter().map(|(_, _, r)| r.op.0).collect();
+    assert_eq!(
+        ops,
+        (1..=8).collect::<HashSet<u8>>(),
+        "every type was produced"
+    );
+
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    pcap.extend_from_slice(&[0; 8]);
+    pcap.extend_from_slice(&65535u32.to_le_bytes());
+    pcap.extend_from_slice(&101u32.to_le_bytes());
+    for (src, dst, gre) in &sim.raw {
+        let total = 20 + gre.len();
+        let mut ipv4 = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0,
+            0,
+            255,
+            47,
+            0,
+            0,
+        ];
+        ipv4.extend_from_slice(&src.octets());
+        ipv4.extend_from_slice(&dst.octets());
+        let c = crate::wire::checksum(&ipv4);
+        ipv4[10..12].copy_from_slice(&c.to_be_bytes());
+        ipv4.extend_from_slice(gre);
+        pcap.extend_from_slice(&[0; 8]);
+        pcap.extend_from_slice(&(ipv4.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&(ipv4.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&ipv4);
+    }
+    let path = std::env::temp_dir().join(format!("lifeline-nhrp-sim-{}.pcap", std::process::id()));
+    std::fs::write(&path, &pcap).unwrap();
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&path)
+        .arg("-V")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "NHRP Resolution Request",
+        "NHRP Resolution Reply",
+        "NHRP Registration Request",
+        "NHRP Registration Reply",
+        "NHRP Purge Request",
+        "NHRP Purge Reply",
+        "NHRP Error Indication",
+        "NHRP Traffic Indication",
+    ] {
+        assert!(
+            text.contains(&format!("Next Hop Resolution Protocol ({name})")),
+            "{name} missing"
+        );
+    }
+    assert!(!text.to_lowercase().contains("malformed"), "{text}");
+    assert!(!text.contains("[incorrect"), "{text}");
+    let counts: HashMap<&str, usize> = [
+        ("Forward Transit NHS Record Extension", 0),
+        ("Cisco NAT Address Extension", 0),
+    ]
+    .into_iter()
+    .collect();
+    for k in counts.keys() {
+        assert!(text.contains(k), "{k}");
+    }
+}
