@@ -158,9 +158,31 @@ fn udp_packet(len: usize) -> Packet {
 #[test]
 fn rates_print_in_thousands_with_zero_as_0000() {
     assert_eq!(rate(0), "0000");
-    assert_eq!(rate(999), "0000");
-    assert_eq!(rate(130_400), "130000");
+    assert_eq!(rate(499), "0000");
+    assert_eq!(rate(500), "1000");
+    assert_eq!(rate(129_956), "130000");
     assert_eq!(rate(331_000), "331000");
+}
+
+#[test]
+fn steady_130_kbps_shows_the_seed_offered_rate_after_40_minutes() {
+    let t0 = origin();
+    let mut s = Scheduler::new(&PolicySpec::vpn_sip(1, 1000, Some(cbwfq())), None).unwrap();
+    // 1400-byte packets every 86.154 ms = 130 kbit/s, under the 1 Mbit/s shaper: no drops.
+    let gap = Duration::from_nanos(1400 * 8 * 1_000_000_000 / 130_000);
+    let mut now = t0;
+    while now < t0 + Duration::from_secs(40 * 60) {
+        s.enqueue(now, udp_packet(1400)).unwrap();
+        while s.dequeue(now).is_some() {}
+        now += gap;
+    }
+    let out = policy_map_interface("Tunnel1", &s.snapshot(now));
+    let lines: Vec<&str> = out.lines().collect();
+    let offered = "  5 minute offered rate 130000 bps, drop rate 0000 bps";
+    assert_eq!(lines.iter().filter(|l| **l == offered).count(), 2, "{out}");
+    // Five idle minutes later the average has decayed to about 1/e.
+    let later = policy_map_interface("Tunnel1", &s.snapshot(now + Duration::from_secs(300)));
+    assert!(later.contains("offered rate 48000 bps"), "{later}");
 }
 
 #[test]

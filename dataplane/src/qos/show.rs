@@ -3,7 +3,8 @@
 //! lines), and a JSON rendering of the same snapshot for `--json`.
 //!
 //! Layout rules taken from the samples:
-//! - rates print as `<bps / 1000>000 bps`, so zero prints `0000 bps` (`130000 bps`, `0000 bps`);
+//! - rates print as `<kbps>000 bps` (rounded to 1000 bit/s), so zero prints `0000 bps`
+//!   (`130000 bps`, `0000 bps`);
 //! - the `Queueing` label appears on classes with a queueing action (the parent class-default
 //!   with its shaper, `bandwidth` classes); a class-default without one prints its queue lines
 //!   without the label (the VPN-SIP sample shows a blank line there, the DMVPN sample none);
@@ -39,9 +40,10 @@ fn policy_body(o: &mut String, p: &PolicySnapshot) {
     }
 }
 
-/// IOS rate format: thousands of bit/s followed by `000`.
+/// IOS rate format: the rate rounded to thousands of bit/s, printed as the thousands followed by
+/// `000` (so zero prints `0000`, as in the seed).
 pub fn rate(bps: u64) -> String {
-    format!("{}000", bps / 1000)
+    format!("{}000", bps.saturating_add(500) / 1000)
 }
 
 fn queue_lines(o: &mut String, q: &QueueSnapshot, ind: &str) {
