@@ -684,3 +684,48 @@ proptest! {
         prop_assert_eq!(q.total_drops as usize + out + waiting, next_id as usize);
     }
 }
+
+#[test]
+fn vpn_sip_child_allows_only_priority_and_bandwidth_percent() {
+    use lifeline_dataplane::qos::SpecError;
+    let mut e = Egress::new();
+    let mut kbps = PolicySpec::new("KBPS");
+    kbps.classes.push(class(
+        "UDP",
+        Match::ProtocolIp,
+        Queueing::Bandwidth(Rate::Kbps(600)),
+    ));
+    assert_eq!(
+        e.attach_vpn_sip(1, 1000, Some(kbps), 0),
+        Err(EgressError::Spec(SpecError::NotAllowedInVpnSip(
+            "UDP".into(),
+            "bandwidth in kbps"
+        )))
+    );
+    let mut pol = cbwfq_child(&[(10, 60)], None);
+    pol.classes[0].police = Some(PoliceSpec::cir(64_000));
+    assert!(matches!(
+        e.attach_vpn_sip(1, 1000, Some(pol), 0),
+        Err(EgressError::Spec(SpecError::NotAllowedInVpnSip(
+            _,
+            "police"
+        )))
+    ));
+    // A priority rate above a small negotiated bandwidth oversubscribes: the session fails.
+    let mut llq = PolicySpec::new("LLQ");
+    llq.classes.push(class(
+        "VOICE",
+        Match::Dscp(vec![Dscp::EF]),
+        Queueing::Priority {
+            rate: Some(Rate::Kbps(128)),
+            burst_bytes: None,
+        },
+    ));
+    assert!(matches!(
+        e.attach_vpn_sip(1, 64, Some(llq.clone()), 0),
+        Err(EgressError::Spec(SpecError::Oversubscribed(..)))
+    ));
+    assert!(!e.is_attached());
+    e.attach_vpn_sip(1, 1000, Some(llq), 0).unwrap();
+    assert!(e.is_vpn_sip());
+}

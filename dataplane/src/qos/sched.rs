@@ -779,7 +779,9 @@ impl Egress {
     }
 
     /// VPN-SIP session up: attach `VPN-SIP-Tunnel<N>-Bandwidth` at the negotiated rate with the
-    /// user's policy as its child. Refused when a static policy is attached (QOS-4).
+    /// user's policy as its child. Refused when a static policy is attached (QOS-4), when the
+    /// child uses more than priority / `bandwidth percent` / `queue-limit` (QOS-3), or when its
+    /// reservations exceed the negotiated rate: the session then fails, as on IOS.
     /// `overhead` = encapsulation bytes per packet charged to the shaper.
     pub fn attach_vpn_sip(
         &mut self,
@@ -792,6 +794,9 @@ impl Egress {
             Some((_, Origin::Static)) => return Err(EgressError::StaticPolicyPresent),
             Some((_, Origin::VpnSip)) => return Err(EgressError::AlreadyAttached),
             None => {}
+        }
+        if let Some(c) = &child {
+            c.check_vpn_sip_child()?;
         }
         let spec = PolicySpec::vpn_sip(tunnel_id, negotiated_kbps, child);
         let mut s = Scheduler::new(&spec, None)?;

@@ -232,6 +232,10 @@ pub enum SpecError {
     DuplicateClass(String),
     #[error("policy {0}: bandwidth and priority exceed 100% of {1} bps")]
     Oversubscribed(String, u64),
+    #[error(
+        "class {0}: {1} is not supported in a VPN-SIP child policy (priority and bandwidth percent only)"
+    )]
+    NotAllowedInVpnSip(String, &'static str),
 }
 
 impl PolicySpec {
@@ -256,6 +260,32 @@ impl PolicySpec {
             name: format!("VPN-SIP-Tunnel{tunnel_id}-Bandwidth"),
             classes: vec![default],
         }
+    }
+
+    /// QOS-3: "For the class policies included in the `policy-map` attached to the VPN-SIP tunnel,
+    /// only Priority Queueing and Class-Based Weighted Fair Queueing (CBWFQ) are supported", and
+    /// for CBWFQ only `bandwidth percent`, because the session bandwidth varies (seed 002
+    /// L3134-3135). `queue-limit` is allowed (EX-4.15).
+    pub fn check_vpn_sip_child(&self) -> Result<(), SpecError> {
+        for c in &self.classes {
+            let bad = if matches!(c.queueing, Queueing::Bandwidth(Rate::Kbps(_))) {
+                Some("bandwidth in kbps")
+            } else if c.police.is_some() {
+                Some("police")
+            } else if c.set_dscp.is_some() {
+                Some("set dscp")
+            } else if c.shape.is_some() {
+                Some("shape")
+            } else if c.child.is_some() {
+                Some("service-policy")
+            } else {
+                None
+            };
+            if let Some(what) = bad {
+                return Err(SpecError::NotAllowedInVpnSip(c.name.clone(), what));
+            }
+        }
+        Ok(())
     }
 
     /// Classes with `class-default` moved last (added when absent).
