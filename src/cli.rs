@@ -40,6 +40,9 @@ enum Command {
         /// Log JSON lines instead of human lines.
         #[arg(long)]
         log_json: bool,
+        /// Test hook: IPsec idle timer in seconds for every tunnel, below IOS's 60 s minimum.
+        #[arg(long, hide = true)]
+        idle_override: Option<u64>,
     },
     /// The main job on an embedded default: a complete VPN-SIP failover story on loopback, no root needed.
     Demo,
@@ -64,9 +67,11 @@ pub fn main() -> ExitCode {
             config,
             socket,
             log_json,
+            idle_override,
         } => {
             crate::log::init(log_json);
-            daemon::run(&config, &control::socket_path(socket))
+            let idle = idle_override.map(std::time::Duration::from_secs);
+            daemon::run(&config, &control::socket_path(socket), idle)
         }
         Command::Demo => {
             // Quiet by default: the demo prints its own timeline. `RUST_LOG=info` shows the IOS-style logs.

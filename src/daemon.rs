@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -58,7 +58,11 @@ enum DriverMsg {
 
 type ControlMsg = (Request, oneshot::Sender<Reply>);
 
-pub fn run(config_path: &Path, socket: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config_path: &Path,
+    socket: &Path,
+    idle_override: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
     let text = crate::cli::read_config(config_path)?;
     let parsed = config::parse(&text);
     for d in &parsed.diagnostics {
@@ -91,7 +95,10 @@ pub fn run(config_path: &Path, socket: &Path) -> anyhow::Result<ExitCode> {
     let mut seed = [0u8; 4];
     getrandom::fill(&mut seed)
         .map_err(|e| anyhow::anyhow!("the OS random number generator failed: {e}"))?;
-    let (node, problems) = Node::new(now, parsed.config, u32::from_ne_bytes(seed));
+    let (mut node, problems) = Node::new(now, parsed.config, u32::from_ne_bytes(seed));
+    if let Some(idle) = idle_override {
+        node.set_idle_timeout(idle);
+    }
     for p in problems {
         ios!(PARSER, Warning, CONFIG_WARNING, "{p}");
     }

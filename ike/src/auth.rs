@@ -125,7 +125,7 @@ pub fn verify_psk_peer(
     if !want.ct_eq(input.auth) {
         return Err(AuthFailure::BadPsk);
     }
-    //= /work/shared/spec/seed-vpnsip.md IK-5
+    //= seed 002 chapter 4 (digest seed-vpnsip.md, IK-5)
     //# hash(received certificate or looked-up PSK) == SDP fingerprint, in addition to AUTH validation.
     if let Some(fp) = input.vpn_sip_fingerprint {
         let expected = fp.ok_or(AuthFailure::NoFingerprint)?;

@@ -1,5 +1,6 @@
 //! Interop with a real Kamailio (registrar + proxy, digest on), using the test bed's
-//! `kamailio.cfg`/`users.cfg` (`/work/shared/testbed/sip`, override with `LIFELINE_SIP_TESTBED`).
+//! `kamailio.cfg`/`users.cfg` (the project's copy in `tests/peers/kamailio/`, from the team's SIP test bed;
+//! override with `LIFELINE_SIP_TESTBED`).
 //! Kamailio listens on 127.0.0.77:5060 in the current network namespace; two user agents driven
 //! over real UDP sockets on 127.0.0.78/79 register with digest, call each other through the
 //! proxy (407 challenge, Record-Route), hang up, get refused with 486, and unregister; Kamailio's
@@ -36,7 +37,7 @@ fn can_run() -> Result<PathBuf, String> {
     }
     let bed = std::env::var("LIFELINE_SIP_TESTBED")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("/work/shared/testbed/sip"));
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/kamailio")));
     if !bed.join("kamailio.cfg").exists() {
         return Err(format!("no kamailio.cfg in {}", bed.display()));
     }

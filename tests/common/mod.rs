@@ -4,6 +4,8 @@
 //! Policy: a test that needs root calls [`netns_available`]. Without root it is skipped with a message,
 //! unless `LIFELINE_REQUIRE_NETNS=1` (CI sets it), in which case it fails: CI must never pass by skipping.
 #![allow(dead_code)]
+
+pub mod kamailio;
 pub mod strongswan;
 
 use std::path::PathBuf;
@@ -137,6 +139,22 @@ impl Capture {
             child: Some(child),
             path,
         })
+    }
+}
+
+impl Capture {
+    /// Stop capturing and keep the file (the caller reads it, e.g. with tshark).
+    pub fn finish(mut self) -> PathBuf {
+        if let Some(mut c) = self.child.take() {
+            // SIGINT lets tcpdump flush its buffer.
+            let _ = Command::new("kill")
+                .args(["-INT", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        let p = self.path.clone();
+        self.path = PathBuf::new();
+        p
     }
 }
 

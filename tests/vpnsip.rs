@@ -1,0 +1,370 @@
+//! VPN-SIP end to end in network namespaces with a real registrar (issue: VPN-SIP).
+//!
+//! ```text
+//!  branch ns ---- primary 192.0.2.0/24 ----------------------------- hq ns
+//!   LAN 10.1.0.1    \                                                / LAN 10.2.0.1
+//!                    backup 198.51.100.0/24 -- reg ns (router) -- 203.0.113.0/24
+//!                                              Kamailio 198.51.100.1, digest on
+//! ```
+//! Both appliances register their numbers with Kamailio (1001 = branch, 1002 = head end) and probe the
+//! primary with IP SLA. The primary is cut with nftables; a ping from the branch LAN to the HQ LAN must be
+//! answered through the VPN-SIP tunnel (SIP call through Kamailio, IKEv2 to the SDP's port, ESP in UDP),
+//! with no packet lost after the route moved. When the primary returns, traffic moves back, the IPsec idle
+//! timer (2 s here) ends the session and a BYE crosses Kamailio; a second failure brings the session back.
+#![allow(clippy::unwrap_used, clippy::too_many_arguments)]
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kamailio::Kamailio;
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeline");
+
+fn appliance_config(
+    me: &str,
+    number: &str,
+    peer_number: &str,
+    password: &str,
+    wan: &str,
+    primary: &str,
+    primary_peer: &str,
+    inside: &str,
+    remote_lan: &str,
+    bandwidth: u32,
+) -> String {
+    format!(
+        "\
+hostname {me}
+!
+crypto ikev2 keyring vpn-sip-keyring
+ peer far-end
+  identity key-id {peer_number}
+  pre-shared-key vpn-sip-netns-test-key
+!
+crypto ikev2 profile vpn-sip-profile
+ match identity remote any
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local vpn-sip-keyring
+ nat force-encap
+!
+crypto ipsec profile vpn-sip-ipsec
+ set security-association idle-time 120
+ set ikev2-profile vpn-sip-profile
+!
+vpn-sip enable
+vpn-sip local-number {number} address ipv4 GigabitEthernet1
+vpn-sip tunnel source Loopback11
+vpn-sip registrar 198.51.100.1 username {number} password {password}
+vpn-sip logging
+!
+interface Loopback11
+ ip address {inside} 255.255.255.255
+ ip nat inside
+!
+interface GigabitEthernet0
+ device eth-pri
+ ip address {primary} 255.255.255.0
+!
+interface GigabitEthernet1
+ device eth-bak
+ ip address {wan} 255.255.255.0
+ ip nat outside
+!
+interface Tunnel0
+ ip unnumbered Loopback11
+ tunnel source Loopback11
+ tunnel mode ipsec ipv4
+ tunnel destination dynamic
+ tunnel protection ipsec profile vpn-sip-ipsec ikev2-profile vpn-sip-profile
+ vpn-sip local-number {number} remote-number {peer_number} bandwidth {bandwidth}
+!
+ip sla 1
+ icmp-echo {primary_peer} source-interface GigabitEthernet0
+ threshold 300
+ timeout 300
+ frequency 1
+ip sla schedule 1 life forever start-time now
+track 1 ip sla 1 reachability
+!
+ip route {remote_lan} 255.255.0.0 {primary_peer} track 1
+ip route {remote_lan} 255.255.0.0 Tunnel0 250
+"
+    )
+}
+
+struct Appliance {
+    sock: PathBuf,
+    _daemon: Daemon,
+}
+
+fn start(ns: &Netns, name: &str, cfg: &str) -> Appliance {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("vpnsip-{}", ns.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.cfg"));
+    std::fs::write(&path, cfg).unwrap();
+    let check = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let sock = dir.join("ctl.sock");
+    let child = ns
+        .cmd(BIN)
+        .args(["run", "--idle-override", "2", "-c"])
+        .arg(&path)
+        .arg("--socket")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Appliance {
+        sock,
+        _daemon: Daemon(child),
+    }
+}
+
+fn show(a: &Appliance, what: &str) -> String {
+    let out = Command::new(BIN)
+        .arg("show")
+        .args(what.split_whitespace())
+        .arg("--socket")
+        .arg(&a.sock)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t0.elapsed()
+}
+
+/// One ping with a short deadline; true if answered.
+fn ping(ns: &Netns) -> bool {
+    ns.try_run(&["ping", "-c", "1", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"])
+}
+
+#[test]
+fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
+    if !netns_available("vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle") {
+        return;
+    }
+    let branch = Netns::new("vbr");
+    let hq = Netns::new("vhq");
+    let reg = Netns::new("vrg");
+    veth(
+        &branch,
+        "eth-pri",
+        "192.0.2.1/24",
+        &hq,
+        "eth-pri",
+        "192.0.2.11/24",
+    );
+    veth(
+        &branch,
+        "eth-bak",
+        "198.51.100.2/24",
+        &reg,
+        "r-br",
+        "198.51.100.1/24",
+    );
+    veth(
+        &hq,
+        "eth-bak",
+        "203.0.113.2/24",
+        &reg,
+        "r-hq",
+        "203.0.113.1/24",
+    );
+    reg.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    branch.run(&[
+        "ip",
+        "route",
+        "add",
+        "203.0.113.0/24",
+        "via",
+        "198.51.100.1",
+    ]);
+    hq.run(&[
+        "ip",
+        "route",
+        "add",
+        "198.51.100.0/24",
+        "via",
+        "203.0.113.1",
+    ]);
+    branch.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    branch.run(&["ip", "addr", "add", "10.9.9.1/32", "dev", "lo"]);
+    hq.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    hq.run(&["ip", "addr", "add", "10.9.9.2/32", "dev", "lo"]);
+    let Some(kam) = Kamailio::start(&reg, "198.51.100.1") else {
+        let required = std::env::var("LIFELINE_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "kamailio is not installed (scripts/install-deps installs it)"
+        );
+        eprintln!("SKIP: kamailio not installed");
+        return;
+    };
+    let cap = Capture::start(&reg, "r-br", "vpnsip-sip");
+    let a = start(
+        &branch,
+        "branch",
+        &appliance_config(
+            "branch",
+            "1001",
+            "1002",
+            "secret1001",
+            "198.51.100.2",
+            "192.0.2.1",
+            "192.0.2.11",
+            "10.9.9.1",
+            "10.2.0.0",
+            1000,
+        ),
+    );
+    let h = start(
+        &hq,
+        "headend",
+        &appliance_config(
+            "headend",
+            "1002",
+            "1001",
+            "secret1002",
+            "203.0.113.2",
+            "192.0.2.11",
+            "192.0.2.1",
+            "10.9.9.2",
+            "10.1.0.0",
+            512,
+        ),
+    );
+    wait_for(
+        "both registered in Kamailio",
+        Duration::from_secs(10),
+        || {
+            kam.kamcmd("ul.dump")
+                .is_some_and(|d| d.contains("1001") && d.contains("1002"))
+        },
+    );
+    assert!(show(&a, "vpn-sip registration-status").contains("registered 198.51.100.2"));
+    wait_for("primary path answers", Duration::from_secs(10), || {
+        ping(&branch)
+    });
+
+    for round in 1..=2 {
+        // Cut the primary (both directions, on the branch side).
+        branch.run(&["nft", "add", "table", "inet", "cut"]);
+        branch.run(&[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "cut",
+            "in",
+            "{ type filter hook input priority 0 ; }",
+        ]);
+        branch.run(&[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "cut",
+            "out",
+            "{ type filter hook output priority 0 ; }",
+        ]);
+        branch.run(&[
+            "nft", "add", "rule", "inet", "cut", "in", "iifname", "eth-pri", "drop",
+        ]);
+        branch.run(&[
+            "nft", "add", "rule", "inet", "cut", "out", "oifname", "eth-pri", "drop",
+        ]);
+        let cut = Instant::now();
+        // Both sides' routes move to Tunnel0.
+        wait_for("branch route to Tunnel0", Duration::from_secs(5), || {
+            show(&a, "ip route static").contains("is directly connected, Tunnel0")
+        });
+        let moved = cut.elapsed();
+        // From now on every ping must be answered (the first one waits in the tunnel's acquire queue).
+        let first = Instant::now();
+        assert!(
+            branch.try_run(&["ping", "-c", "1", "-W", "5", "-I", "10.1.0.1", "10.2.0.1"]),
+            "round {round}: the first packet after the route moved was lost\nbranch: {}\nheadend: {}",
+            show(&a, "vpn-sip session detail"),
+            show(&h, "vpn-sip session detail")
+        );
+        println!(
+            "round {round}: route moved {moved:?} after the cut; first answer through the tunnel {:?} after the cut ({:?} after the packet)",
+            cut.elapsed(),
+            first.elapsed()
+        );
+        branch.run(&[
+            "ping", "-c", "5", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1",
+        ]);
+        let s = show(&a, "vpn-sip session detail");
+        assert!(s.contains("SESSION_UP (I)"), "{s}");
+        assert!(
+            s.contains("Configured/Negotiated bandwidth: 1000/512 kbps"),
+            "{s}"
+        );
+        assert!(show(&h, "vpn-sip session detail").contains("SESSION_UP (R)"));
+        let nat = show(&a, "ip nat translations");
+        assert!(nat.contains("udp 10.9.9.1:4500"), "{nat}");
+
+        // The primary returns; the route moves back; the tunnel goes idle; the call ends.
+        branch.run(&["nft", "delete", "table", "inet", "cut"]);
+        wait_for("route back to the primary", Duration::from_secs(5), || {
+            show(&a, "ip route static").contains("via 192.0.2.11")
+        });
+        assert!(ping(&branch));
+        wait_for(
+            "idle timer ends the session",
+            Duration::from_secs(10),
+            || {
+                show(&a, "vpn-sip session detail").contains("READY_TO_CONNECT")
+                    && show(&h, "vpn-sip session detail").contains("READY_TO_CONNECT")
+            },
+        );
+        let nat = show(&a, "ip nat translations");
+        assert!(
+            !nat.contains("udp "),
+            "PAT entry outlived the session: {nat}"
+        );
+    }
+    // The BYEs crossed Kamailio (seen on the registrar's wire, decoded by tshark).
+    let pcap = cap.expect("tcpdump is installed").finish();
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "sip.Method == \"BYE\"",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Request-Line",
+        ])
+        .output()
+        .expect("tshark is installed");
+    let byes = String::from_utf8_lossy(&out.stdout);
+    println!("BYE requests on the registrar's link:\n{byes}");
+    assert!(
+        byes.lines().filter(|l| l.starts_with("BYE sip:")).count() >= 2,
+        "no BYE seen through Kamailio: {byes}"
+    );
+    let _ = std::fs::remove_file(pcap);
+}
