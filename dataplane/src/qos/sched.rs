@@ -8,6 +8,15 @@
 //! the CBWFQ classes by deficit round robin with quanta proportional to their bandwidth
 //! (class-default's weight is the unreserved remainder).
 //!
+//! Counters, as `show policy-map interface` prints them: a class's `packets`/`bytes` and offered
+//! rate count every packet classified into it (before any drop); `total drops` counts tail drops
+//! and LLQ `b/w exceed drops` of the class queue, while policer drops appear in the `police`
+//! block; the drop rate covers all three. The parent class-default counts every packet offered,
+//! every drop below it, every packet output, and `Packets marked` for every packet it marks (all
+//! of them, drops included, as in the seed: `Packets marked 105782` = its packet count); with a
+//! child policy its own queue depth is 0 (the packets wait in the child's queues). Output bytes
+//! include the encapsulation overhead set with [`Scheduler::set_overhead`].
+//!
 //! Nothing allocates per packet: queues are created with `queue_limit` capacity when the policy is
 //! attached, and packets own the caller's buffers.
 use super::Packet;
