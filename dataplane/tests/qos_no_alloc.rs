@@ -58,8 +58,12 @@ fn offer_enqueue_dequeue_and_drops_allocate_nothing() {
             data,
         ],
     };
+    // A static hierarchical policy (the VPN-SIP parent shape with a child that also polices and
+    // marks, which a VPN-SIP child may not), so every per-packet feature is exercised.
     let mut e = Egress::new();
-    e.attach_vpn_sip(1, 512, Some(child), 60).unwrap();
+    e.attach_static(&PolicySpec::vpn_sip(1, 512, Some(child)), None)
+        .unwrap();
+    e.scheduler_mut().unwrap().set_overhead(60);
 
     let dscps = [Dscp::EF, Dscp::AF41, Dscp::AF21, Dscp::CS0];
     // A pool of buffers, recycled like a driver would.
