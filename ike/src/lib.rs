@@ -30,8 +30,8 @@
 //! # What is absent (see the report in the commit history)
 //! CA path validation and
 //! CRLs (RSA peers are trusted by SDP fingerprint or pinned certificate); ECDSA; EAP; CP payloads
-//! (not used by VPN-SIP); MOBIKE; IPv6 traffic selectors narrowing (IPv6 selectors parse and
-//! round-trip); volume lifetimes (the appliance counts bytes and calls `rekey_child`); window sizes
+//! (not used by VPN-SIP); MOBIKE; an IPv6 `TsPolicy::AnyAny` (IPv6 selectors are parsed and narrowed,
+//! but only proposed through `TsPolicy::Explicit`); volume lifetimes (the appliance counts bytes and calls `rekey_child`); window sizes
 //! above 1; IKEv1.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]

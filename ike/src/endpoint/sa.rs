@@ -526,6 +526,37 @@ fn ts_intersect(a: &TrafficSelector, b: &TrafficSelector) -> Option<TrafficSelec
                 end: e,
             })
         }
+        (
+            TrafficSelector::Ipv6 {
+                ip_protocol: p1,
+                start_port: sp1,
+                end_port: ep1,
+                start: s1,
+                end: e1,
+            },
+            TrafficSelector::Ipv6 {
+                ip_protocol: p2,
+                start_port: sp2,
+                end_port: ep2,
+                start: s2,
+                end: e2,
+            },
+        ) => {
+            let proto = match (*p1, *p2) {
+                (0, p) | (p, 0) => p,
+                (x, y) if x == y => x,
+                _ => return None,
+            };
+            let (sp, ep) = ((*sp1).max(*sp2), (*ep1).min(*ep2));
+            let (s, e) = ((*s1).max(*s2), (*e1).min(*e2));
+            (sp <= ep && s <= e).then_some(TrafficSelector::Ipv6 {
+                ip_protocol: proto,
+                start_port: sp,
+                end_port: ep,
+                start: s,
+                end: e,
+            })
+        }
         _ => None,
     }
 }
@@ -2668,5 +2699,48 @@ impl IkeSa {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod ts_tests {
+    use super::*;
+
+    #[test]
+    fn narrowing_intersects_ranges_protocols_and_ports() {
+        let any = TrafficSelector::IPV4_ANY;
+        let lan = TrafficSelector::Ipv4 {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: 65535,
+            start: [10, 1, 0, 0].into(),
+            end: [10, 1, 0, 255].into(),
+        };
+        assert_eq!(
+            narrow(std::slice::from_ref(&lan), std::slice::from_ref(&any)),
+            Some(vec![lan.clone()])
+        );
+        let gre = TrafficSelector::ipv4_host([10, 1, 0, 7].into(), 47);
+        assert_eq!(ts_intersect(&lan, &gre), Some(gre.clone()));
+        let udp = TrafficSelector::ipv4_host([10, 1, 0, 7].into(), 17);
+        assert_eq!(ts_intersect(&udp, &gre), None);
+        let other = TrafficSelector::ipv4_host([10, 2, 0, 7].into(), 0);
+        assert_eq!(narrow(&[other], &[lan]), None);
+        let v6any = TrafficSelector::Ipv6 {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: 65535,
+            start: std::net::Ipv6Addr::UNSPECIFIED,
+            end: std::net::Ipv6Addr::from(u128::MAX),
+        };
+        let v6host = TrafficSelector::Ipv6 {
+            ip_protocol: 58,
+            start_port: 0,
+            end_port: 65535,
+            start: "2001:db8::1".parse().unwrap(),
+            end: "2001:db8::1".parse().unwrap(),
+        };
+        assert_eq!(ts_intersect(&v6any, &v6host), Some(v6host.clone()));
+        assert_eq!(ts_intersect(&any, &v6host), None);
     }
 }
