@@ -1111,3 +1111,73 @@ fn simultaneous_ike_sa_rekey_converges_on_one_ike_sa() {
         })
     ));
 }
+
+#[test]
+fn initiator_behind_nat_floats_and_sends_keepalives() {
+    let mut pa = profile("1000", "2000", PSK);
+    pa.force_encap = false;
+    let mut pb = profile("2000", "1000", PSK);
+    pb.force_encap = false;
+    let mut p = Pair::new(pa, pb);
+    p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+    p.a_addr = addr("192.168.1.10:500");
+    p.b_addr = addr("198.51.100.1:500");
+    let public = |port: u16| {
+        SocketAddr::new(
+            "203.0.113.5".parse().unwrap(),
+            if port == 500 { 61000 } else { 61001 },
+        )
+    };
+    p.initiate();
+    let mut keepalives = 0;
+    let shuttle = |p: &mut Pair, keepalives: &mut usize| loop {
+        let mut moved = false;
+        while let Some(t) = p.a.poll_transmit() {
+            moved = true;
+            if t.payload == [0xff] {
+                *keepalives += 1;
+                assert_eq!(t.local.port(), 4500);
+                continue;
+            }
+            let to = SocketAddr::new(p.b_addr.ip(), t.remote.port());
+            p.b.handle_input(p.now, to, public(t.local.port()), &t.payload);
+        }
+        while let Some(t) = p.b.poll_transmit() {
+            moved = true;
+            let port = if t.remote.port() == 61000 { 500 } else { 4500 };
+            p.a.handle_input(
+                p.now,
+                SocketAddr::new(p.a_addr.ip(), port),
+                t.local,
+                &t.payload,
+            );
+        }
+        if !moved {
+            break;
+        }
+    };
+    shuttle(&mut p, &mut keepalives);
+    while let Some(e) = p.a.poll_event() {
+        p.ev_a.push(e);
+    }
+    while let Some(e) = p.b.poll_event() {
+        p.ev_b.push(e);
+    }
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert!(ca[0].udp_encap && cb[0].udp_encap);
+    assert_eq!(ca[0].local.port(), 4500);
+    assert_eq!(
+        cb[0].remote,
+        public(4500),
+        "responder follows the NAT mapping of port 4500"
+    );
+    for _ in 0..3 {
+        p.now = p.a.poll_timeout().unwrap();
+        p.a.handle_timeout(p.now);
+        shuttle(&mut p, &mut keepalives);
+    }
+    assert_eq!(
+        keepalives, 3,
+        "RFC 3948 keepalive every 20 s from behind the NAT"
+    );
+}
