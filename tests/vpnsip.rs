@@ -34,6 +34,7 @@ fn appliance_config(
     inside: &str,
     remote_lan: &str,
     bandwidth: u32,
+    psk: &str,
 ) -> String {
     format!(
         "\
@@ -42,7 +43,7 @@ hostname {me}
 crypto ikev2 keyring vpn-sip-keyring
  peer far-end
   identity key-id {peer_number}
-  pre-shared-key vpn-sip-netns-test-key
+  pre-shared-key {psk}
 !
 crypto ikev2 profile vpn-sip-profile
  match identity remote any
@@ -158,11 +159,18 @@ fn ping(ns: &Netns) -> bool {
     ns.try_run(&["ping", "-c", "1", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"])
 }
 
-#[test]
-fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
-    if !netns_available("vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle") {
-        return;
-    }
+struct Testbed {
+    branch: Netns,
+    hq: Netns,
+    reg: Netns,
+    kam: Kamailio,
+    a: Appliance,
+    h: Appliance,
+    cap: Option<Capture>,
+}
+
+/// Three namespaces, Kamailio, and the two appliances (the head end with `hq_psk`), both registered.
+fn testbed(hq_psk: &str) -> Option<Testbed> {
     let branch = Netns::new("vbr");
     let hq = Netns::new("vhq");
     let reg = Netns::new("vrg");
@@ -218,7 +226,7 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
             "kamailio is not installed (scripts/install-deps installs it)"
         );
         eprintln!("SKIP: kamailio not installed");
-        return;
+        return None;
     };
     let cap = Capture::start(&reg, "r-br", "vpnsip-sip");
     let a = start(
@@ -235,6 +243,7 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
             "10.9.9.1",
             "10.2.0.0",
             1000,
+            "vpn-sip-netns-test-key",
         ),
     );
     let h = start(
@@ -251,6 +260,7 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
             "10.9.9.2",
             "10.1.0.0",
             512,
+            hq_psk,
         ),
     );
     wait_for(
@@ -266,37 +276,74 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
         ping(&branch)
     });
 
+    Some(Testbed {
+        branch,
+        hq,
+        reg,
+        kam,
+        a,
+        h,
+        cap,
+    })
+}
+
+/// Cut the primary in both directions on the branch side.
+fn cut_primary(branch: &Netns) {
+    branch.run(&["nft", "add", "table", "inet", "cut"]);
+    branch.run(&[
+        "nft",
+        "add",
+        "chain",
+        "inet",
+        "cut",
+        "in",
+        "{ type filter hook input priority 0 ; }",
+    ]);
+    branch.run(&[
+        "nft",
+        "add",
+        "chain",
+        "inet",
+        "cut",
+        "out",
+        "{ type filter hook output priority 0 ; }",
+    ]);
+    branch.run(&[
+        "nft", "add", "rule", "inet", "cut", "in", "iifname", "eth-pri", "drop",
+    ]);
+    branch.run(&[
+        "nft", "add", "rule", "inet", "cut", "out", "oifname", "eth-pri", "drop",
+    ]);
+}
+
+#[test]
+fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
+    if !netns_available("vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle") {
+        return;
+    }
+    let Some(Testbed {
+        branch,
+        hq: _hq,
+        reg: _reg,
+        kam: _kam,
+        a,
+        h,
+        cap,
+    }) = testbed("vpn-sip-netns-test-key")
+    else {
+        return;
+    };
     for round in 1..=2 {
-        // Cut the primary (both directions, on the branch side).
-        branch.run(&["nft", "add", "table", "inet", "cut"]);
-        branch.run(&[
-            "nft",
-            "add",
-            "chain",
-            "inet",
-            "cut",
-            "in",
-            "{ type filter hook input priority 0 ; }",
-        ]);
-        branch.run(&[
-            "nft",
-            "add",
-            "chain",
-            "inet",
-            "cut",
-            "out",
-            "{ type filter hook output priority 0 ; }",
-        ]);
-        branch.run(&[
-            "nft", "add", "rule", "inet", "cut", "in", "iifname", "eth-pri", "drop",
-        ]);
-        branch.run(&[
-            "nft", "add", "rule", "inet", "cut", "out", "oifname", "eth-pri", "drop",
-        ]);
+        cut_primary(&branch);
         let cut = Instant::now();
         // Both sides' routes move to Tunnel0.
         wait_for("branch route to Tunnel0", Duration::from_secs(5), || {
             show(&a, "ip route static").contains("is directly connected, Tunnel0")
+        });
+        // The head end detects the loss with its own probes, up to one SLA period later; until it does, it
+        // answers over the (cut) primary. "After the route moved" means both ends' routes.
+        wait_for("head-end route to Tunnel0", Duration::from_secs(5), || {
+            show(&h, "ip route static").contains("is directly connected, Tunnel0")
         });
         let moved = cut.elapsed();
         // From now on every ping must be answered (the first one waits in the tunnel's acquire queue).
@@ -367,4 +414,53 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
         "no BYE seen through Kamailio: {byes}"
     );
     let _ = std::fs::remove_file(pcap);
+}
+
+#[test]
+fn vpnsip_peer_with_another_key_fails_the_session_with_a_visible_reason() {
+    if !netns_available("vpnsip_peer_with_another_key_fails_the_session_with_a_visible_reason") {
+        return;
+    }
+    // The head end holds another key for the branch's number: its SDP fingerprint is not the hash of the
+    // key the branch looked up, and its AUTH payload does not verify. The session must fail, visibly.
+    // (A peer whose AUTH verifies but whose certificate differs from its SDP fingerprint is the `ike`
+    // crate's FingerprintMismatch test; the appliance does not load certificates yet.)
+    let Some(Testbed {
+        branch,
+        hq: _hq,
+        reg: _reg,
+        kam: _kam,
+        a,
+        h,
+        cap: _cap,
+    }) = testbed("a-different-key-on-the-head-end")
+    else {
+        return;
+    };
+    cut_primary(&branch);
+    wait_for("branch route to Tunnel0", Duration::from_secs(5), || {
+        show(&a, "ip route static").contains("is directly connected, Tunnel0")
+    });
+    assert!(
+        !ping(&branch),
+        "traffic crossed a tunnel whose peer failed the fingerprint check"
+    );
+    wait_for(
+        "a failure reason on the branch",
+        Duration::from_secs(10),
+        || show(&a, "vpn-sip session detail").contains("Last failure"),
+    );
+    let s = show(&a, "vpn-sip session detail");
+    println!(
+        "branch after the mismatch:\n{s}\nhead end:\n{}",
+        show(&h, "vpn-sip session detail")
+    );
+    assert!(s.contains("READY_TO_CONNECT"), "{s}");
+    assert!(
+        s.to_ascii_lowercase().contains("fingerprint")
+            || s.contains("AUTHENTICATION_FAILED")
+            || s.contains("authentication"),
+        "{s}"
+    );
+    assert!(!show(&a, "ip nat translations").contains("udp "));
 }
