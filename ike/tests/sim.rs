@@ -271,6 +271,24 @@ fn initiator_rejects_responder_whose_key_does_not_match_sdp_fingerprint() {
         p.ev_a
     );
     assert!(p.a.snapshot(p.now).ike_sas.is_empty());
+    // The responder learns it through an INFORMATIONAL AUTHENTICATION_FAILED and drops its SA too.
+    assert!(
+        p.ev_b.iter().any(|e| matches!(
+            e,
+            Event::AuthFailed {
+                reason: AuthFailure::PeerRejected,
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_b
+    );
+    assert!(
+        p.ev_b
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaDeleted { .. }))
+    );
+    assert!(p.b.snapshot(p.now).ike_sas.is_empty());
 }
 
 #[test]

@@ -1930,6 +1930,15 @@ impl IkeSa {
         ctx: &mut Ctx<'_>,
     ) {
         let x = ExchangeType::INFORMATIONAL;
+        if old.is_none() && notify_of(inner, NotifyType::AUTHENTICATION_FAILED).is_some() {
+            // The initiator did not accept our authentication (e.g. its SDP fingerprint does not match).
+            self.send_response(old, x, msg_id, vec![], ctx);
+            ctx.ev.push_back(Event::AuthFailed {
+                peer: self.remote,
+                reason: AuthFailure::PeerRejected,
+            });
+            return self.teardown(DeleteReason::AuthFailed(AuthFailure::PeerRejected), ctx);
+        }
         let deletes: Vec<&Delete> = inner
             .iter()
             .filter_map(|p| {
@@ -2080,6 +2089,18 @@ impl IkeSa {
                     peer: self.remote,
                     reason: reason.clone(),
                 });
+                //= https://www.rfc-editor.org/rfc/rfc7296#section-2.21.2
+                //# If the failure occurs on the initiator, the AUTHENTICATION_FAILED notification MAY be sent
+                //# in a separate INFORMATIONAL exchange
+                let n = Payload::Notify(Notify::new(NotifyType::AUTHENTICATION_FAILED, vec![]));
+                self.send_request(
+                    now,
+                    None,
+                    ExchangeType::INFORMATIONAL,
+                    vec![n],
+                    Pending::Dpd,
+                    ctx,
+                );
                 return self.fail(DeleteReason::AuthFailed(reason), ctx);
             }
         };
