@@ -275,3 +275,32 @@ fn secret_debug_prints_length_only() {
         "Secret(9 bytes)"
     );
 }
+
+#[test]
+fn aes_cbc_192_and_256_match_sp800_38a() {
+    // NIST SP 800-38A F.2.3 and F.2.5, first block (also checked with Python `cryptography`).
+    let iv = h("000102030405060708090a0b0c0d0e0f");
+    for (alg, key, ct) in [
+        (
+            EncrAlg::AesCbc192,
+            "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b",
+            "4f021db243bc633d7178183a9fa071e8",
+        ),
+        (
+            EncrAlg::AesCbc256,
+            "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
+            "f58c4c04d6e5f1ba779eabfb5f7bfbd6",
+        ),
+    ] {
+        let mut buf = h("6bc1bee22e409f96e93d7e117393172a");
+        alg.cbc_encrypt(&h(key), &iv, &mut buf).unwrap();
+        assert_eq!(buf, h(ct), "{alg:?}");
+        alg.cbc_decrypt(&h(key), &iv, &mut buf).unwrap();
+        assert_eq!(buf, h("6bc1bee22e409f96e93d7e117393172a"));
+    }
+    assert_eq!(
+        EncrAlg::AesCbc256.cbc_encrypt(&[0; 16], &iv, &mut [0; 16]),
+        Err(CryptoError::Malformed),
+        "wrong key size"
+    );
+}
