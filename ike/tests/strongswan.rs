@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TESTBED: &str = "/work/shared/testbed/strongswan";
+/// The shared strongSwan testbed scripts (up.sh/down.sh); override with `LIFELINE_SWAN_TESTBED`.
+fn testbed() -> String {
+    std::env::var("LIFELINE_SWAN_TESTBED")
+        .unwrap_or_else(|_| "/work/shared/testbed/strongswan".into())
+}
 const PSK: &[u8] = b"lifeline-interop-psk";
 const INNER_ENV: &str = "LIFELINE_IKE_INTEROP_INNER";
 const STATE: &str = "/run/lifeline-testbed/ikes";
@@ -38,7 +42,7 @@ fn is_root() -> bool {
 struct Testbed;
 impl Drop for Testbed {
     fn drop(&mut self) {
-        let _ = Command::new(format!("{TESTBED}/down.sh"))
+        let _ = Command::new(format!("{}/down.sh", testbed()))
             .args(["ikes", "ikel"])
             .stdout(Stdio::null())
             .status();
@@ -46,7 +50,7 @@ impl Drop for Testbed {
 }
 
 fn up(name: &str, underlay: &str, inner: &str, conf: Option<&Path>, creds: Option<&Path>) {
-    let mut c = Command::new(format!("{TESTBED}/up.sh"));
+    let mut c = Command::new(format!("{}/up.sh", testbed()));
     c.args([name, underlay, inner])
         .env("TB_SEGMENT", "ikebr")
         .env("TB_CHARON_EXTRA", "fragment_size = 576")
@@ -75,7 +79,7 @@ fn strongswan_interop_both_directions() {
         skip_or_fail("not root");
         return;
     }
-    if !Path::new("/usr/lib/ipsec/charon").exists() || !Path::new(TESTBED).exists() {
+    if !Path::new("/usr/lib/ipsec/charon").exists() || !Path::new(&testbed()).exists() {
         skip_or_fail("strongSwan (charon) or the testbed scripts are not installed");
         return;
     }
