@@ -3,6 +3,7 @@
 //! The daemon task owns the state; [`answer`] runs inside it with a shared reference, so no `show` can race
 //! a state change.
 
+pub mod crypto;
 pub mod vpnsip;
 
 use std::time::{Instant, SystemTime};
@@ -35,6 +36,8 @@ pub enum ShowCommand {
     VpnSipSipRegistrar,
     IpNatTranslations,
     CryptoIpsecSa,
+    CryptoIkev2Sa,
+    CryptoSession,
     Interfaces,
 }
 
@@ -69,6 +72,11 @@ const TABLE: &[(&[&str], ShowCommand)] = &[
         &["show", "crypto", "ipsec", "sa"],
         ShowCommand::CryptoIpsecSa,
     ),
+    (
+        &["show", "crypto", "ikev2", "sa"],
+        ShowCommand::CryptoIkev2Sa,
+    ),
+    (&["show", "crypto", "session"], ShowCommand::CryptoSession),
     (&["show", "interfaces"], ShowCommand::Interfaces),
 ];
 
@@ -172,6 +180,22 @@ pub fn answer(
                 out.push('\n');
             }
             out
+        }
+        ShowCommand::CryptoIkev2Sa => crypto::ikev2_sa(
+            &crypto::ikev2_sa_rows(node, now),
+            crypto::wants_detail(args),
+        ),
+        ShowCommand::CryptoSession => {
+            // `show crypto session [detail] [interface TunnelN]`
+            let mut views = crypto::session_views(node, now);
+            if let Some(w) = crypto::interface_filter(args) {
+                views.retain(|v| v.interface == w);
+            }
+            if json {
+                serde_json::to_string_pretty(&views).unwrap_or_default()
+            } else {
+                crypto::crypto_session(&views, crypto::wants_detail(args))
+            }
         }
         ShowCommand::IpNatTranslations => {
             let rows = node
