@@ -44,6 +44,8 @@ enum Command {
         #[arg(long, hide = true)]
         idle_override: Option<u64>,
     },
+    /// Benchmarks, e.g. `lifeline bench vpnsip --sessions 1000,10000` (build with --release).
+    Bench(crate::bench::BenchArgs),
     /// The main job on an embedded default: a complete VPN-SIP failover story on loopback, no root needed.
     Demo,
     /// Ask the running daemon a `show` command, e.g. `lifeline show running-config` or `lifeline sh run`.
@@ -73,6 +75,7 @@ pub fn main() -> ExitCode {
             let idle = idle_override.map(std::time::Duration::from_secs);
             daemon::run(&config, &control::socket_path(socket), idle)
         }
+        Command::Bench(args) => crate::bench::run(args),
         Command::Demo => {
             // Quiet by default: the demo prints its own timeline. `RUST_LOG=info` shows the IOS-style logs.
             if std::env::var_os("RUST_LOG").is_some() {

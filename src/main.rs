@@ -3,6 +3,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod bench;
 mod cli;
 mod control;
 mod daemon;
@@ -12,6 +13,7 @@ mod monitor;
 mod node;
 mod os;
 mod show;
+mod sim;
 mod vpnsip;
 
 fn main() -> std::process::ExitCode {

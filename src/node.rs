@@ -61,6 +61,8 @@ pub struct Svti {
     /// `tunnel destination dynamic`: the peer VPN-SIP learnt from SDP.
     pub peer: Option<Ipv4Addr>,
     pub ike_sa: Option<IkeSaId>,
+    /// `service-policy output` (VPN-SIP: the implicit shaper while a session is up).
+    pub egress: dataplane::qos::Egress,
     sa_template: SaTemplate,
 }
 
@@ -266,17 +268,43 @@ impl Node {
 
     /// An IP packet was routed into tunnel `idx` (read from its TUN device).
     pub fn handle_tun(&mut self, now: Instant, idx: usize, packet: &[u8]) {
+        let Some(t) = self.tunnels.get_mut(idx) else {
+            return;
+        };
+        if t.egress.is_attached() {
+            // Shaped tunnel: the scheduler owns the packet until the shaper lets it go.
+            let start = dataplane::HEADROOM;
+            let mut owned = vec![0u8; start + packet.len() + dataplane::TAILROOM];
+            owned[start..start + packet.len()].copy_from_slice(packet);
+            let pkt = dataplane::qos::Packet::new(owned, start..start + packet.len());
+            match t.egress.offer(now, pkt) {
+                dataplane::qos::Offer::Send(p) => self.encrypt(now, idx, p.bytes()),
+                dataplane::qos::Offer::Queued | dataplane::qos::Offer::Dropped(_) => {}
+            }
+            self.drain_egress(now, idx);
+        } else {
+            self.encrypt(now, idx, packet);
+        }
+        self.pump(now);
+    }
+
+    fn encrypt(&mut self, now: Instant, idx: usize, packet: &[u8]) {
         let start = dataplane::HEADROOM;
         let Some(slot) = self.buf.get_mut(start..start + packet.len()) else {
             return;
         };
         slot.copy_from_slice(packet);
-        let Some(t) = self.tunnels.get_mut(idx) else {
-            return;
-        };
-        let v = t.dp.send(now, &mut self.buf, start..start + packet.len());
+        let v = self.tunnels[idx]
+            .dp
+            .send(now, &mut self.buf, start..start + packet.len());
         self.verdict(idx, v);
-        self.pump(now);
+    }
+
+    /// Send what the tunnel's shaper releases now.
+    fn drain_egress(&mut self, now: Instant, idx: usize) {
+        while let Some(p) = self.tunnels[idx].egress.dequeue(now) {
+            self.encrypt(now, idx, p.bytes());
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -287,6 +315,11 @@ impl Node {
         self.ike.handle_timeout(now);
         for t in &mut self.tunnels {
             t.dp.handle_timeout(now);
+        }
+        for idx in 0..self.tunnels.len() {
+            if self.tunnels[idx].egress.is_attached() {
+                self.drain_egress(now, idx);
+            }
         }
         self.pump(now);
     }
@@ -302,6 +335,7 @@ impl Node {
         consider(self.sip_timeout());
         for t in &self.tunnels {
             consider(t.dp.poll_timeout());
+            consider(t.egress.poll_timeout());
         }
         next
     }
@@ -667,6 +701,7 @@ fn svti(cfg: &config::Config, i: &config::Interface) -> Result<Svti, String> {
         destination,
         peer: None,
         ike_sa: None,
+        egress: dataplane::qos::Egress::new(),
         sa_template,
     })
 }

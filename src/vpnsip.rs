@@ -26,6 +26,9 @@ use crate::show::vpnsip::{Role, SessionStatus, SessionView};
 
 /// SIP's port (RFC 3261 §19.1.2).
 pub const SIP_PORT: u16 = 5060;
+/// Bytes ESP in UDP adds to an inner packet, charged to the shaper: outer IPv4 (20) + UDP (8) + ESP header
+/// (8) + GCM IV (8) + padding and trailer (2..=5) + ICV (16).
+const ESP_OVERHEAD: usize = 64;
 /// First per-session IKE port offered in SDP (the seed's samples use 50001 and up).
 const FIRST_SESSION_PORT: u16 = 50001;
 
@@ -517,8 +520,20 @@ impl Node {
         if !matches!(s.status, SessionStatus::SessionUp(_)) {
             s.since = now;
         }
+        let first = !matches!(s.status, SessionStatus::SessionUp(_));
         s.status = SessionStatus::SessionUp(role);
         s.ike_sa = Some(ike_sa);
+        let kbps = s.negotiated_kbps;
+        // Shape the tunnel to the negotiated bandwidth: `VPN-SIP-TunnelN-Bandwidth`, CS4-marked.
+        if first && kbps > 0 {
+            let t = &mut self.tunnels[idx];
+            let id = t.dp.id();
+            if let Err(e) = t.egress.attach_vpn_sip(id, kbps, None, ESP_OVERHEAD) {
+                self.end_session(now, sidx, Some(format!("QoS: {e}")), true);
+                return;
+            }
+        }
+        let Some(v) = &mut self.vpnsip else { return };
         if v.logging {
             ios!(
                 VPN_SIP,
@@ -617,6 +632,10 @@ impl Node {
         let t = &mut self.tunnels[tunnel];
         t.ike_sa = None;
         t.peer = None;
+        // The implicit policy lives exactly as long as the session; queued packets go with it.
+        if t.egress.is_vpn_sip() {
+            let _ = t.egress.detach();
+        }
         let spis: Vec<u32> = t.dp.inbound_spis().collect();
         for s in spis {
             self.spis.remove(&s);

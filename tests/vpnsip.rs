@@ -371,6 +371,14 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
         assert!(show(&h, "vpn-sip session detail").contains("SESSION_UP (R)"));
         let nat = show(&a, "ip nat translations");
         assert!(nat.contains("udp 10.9.9.1:4500"), "{nat}");
+        // Shaped to the smaller b=AS (512 kbps) under the implicit VPN-SIP policy, marking CS4.
+        let qos = show(&a, "policy-map interface Tunnel0");
+        assert!(
+            qos.contains("Service-policy output: VPN-SIP-Tunnel0-Bandwidth"),
+            "{qos}"
+        );
+        assert!(qos.contains("shape (average) cir 512000"), "{qos}");
+        assert!(qos.contains("dscp cs4"), "{qos}");
 
         // The primary returns; the route moves back; the tunnel goes idle; the call ends.
         branch.run(&["nft", "delete", "table", "inet", "cut"]);
@@ -390,6 +398,11 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
         assert!(
             !nat.contains("udp "),
             "PAT entry outlived the session: {nat}"
+        );
+        let qos = show(&a, "policy-map interface Tunnel0");
+        assert!(
+            !qos.contains("VPN-SIP-Tunnel0-Bandwidth"),
+            "implicit policy outlived the session: {qos}"
         );
     }
     // The BYEs crossed Kamailio (seen on the registrar's wire, decoded by tshark).

@@ -39,6 +39,7 @@ pub enum ShowCommand {
     CryptoIkev2Sa,
     CryptoSession,
     Interfaces,
+    PolicyMapInterface,
 }
 
 /// The command table: words as IOS spells them. Input words may be any unique prefix, case-insensitive.
@@ -78,6 +79,10 @@ const TABLE: &[(&[&str], ShowCommand)] = &[
     ),
     (&["show", "crypto", "session"], ShowCommand::CryptoSession),
     (&["show", "interfaces"], ShowCommand::Interfaces),
+    (
+        &["show", "policy-map", "interface"],
+        ShowCommand::PolicyMapInterface,
+    ),
 ];
 
 /// Resolve the operator's words to a command and its trailing arguments.
@@ -178,6 +183,23 @@ pub fn answer(
                     dataplane::show::render_interface_tunnel(&snap, &ctx)
                 });
                 out.push('\n');
+            }
+            out
+        }
+        ShowCommand::PolicyMapInterface => {
+            let wanted = args.first().map(|a| config::canonicalize_interface(a));
+            let mut out = String::new();
+            for t in &node.tunnels {
+                if wanted.as_ref().is_some_and(|w| *w != t.ios_name) {
+                    continue;
+                }
+                if let Some(snap) = t.egress.snapshot(now) {
+                    out.push_str(&if json {
+                        dataplane::qos::show::policy_map_interface_json(&t.ios_name, &snap)
+                    } else {
+                        dataplane::qos::show::policy_map_interface(&t.ios_name, &snap)
+                    });
+                }
             }
             out
         }
