@@ -2,7 +2,7 @@
 //!
 //! Root only: skipped with a message when not root or strongSwan is missing, and FAILS instead when
 //! `LIFELINE_REQUIRE_NETNS=1`. The outer test builds two netns with the shared testbed scripts
-//! (`/work/shared/testbed/strongswan`, netns `llsw-ikes` runs charon at 192.0.2.1, `llsw-ikel` is ours at
+//! (the team's `shared/testbed/strongswan` beside the checkout, netns `llsw-ikes` runs charon at 192.0.2.1, `llsw-ikel` is ours at
 //! 192.0.2.2, own bridge `ikebr`), then re-runs this test binary inside `llsw-ikel` (the library may not
 //! do I/O; a test may) where [`inner_strongswan_peer`] drives an `Endpoint` over a real UDP socket on 4500:
 //! we initiate → IKE SA + CHILD_SA → we DELETE; charon initiates → IKE SA + CHILD_SA → charon DELETEs.
@@ -16,8 +16,13 @@ use std::time::{Duration, Instant};
 
 /// The shared strongSwan testbed scripts (up.sh/down.sh); override with `LIFELINE_SWAN_TESTBED`.
 fn testbed() -> String {
-    std::env::var("LIFELINE_SWAN_TESTBED")
-        .unwrap_or_else(|_| "/work/shared/testbed/strongswan".into())
+    std::env::var("LIFELINE_SWAN_TESTBED").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/testbed/strongswan"
+        )
+        .into()
+    })
 }
 const PSK: &[u8] = b"lifeline-interop-psk";
 const INNER_ENV: &str = "LIFELINE_IKE_INTEROP_INNER";
