@@ -1103,6 +1103,163 @@ Tunnel-id Local Remote fvrf/ivrf Status
         assert!(resolve(&w("sh cry i sa")).is_err());
     }
 
+    /// Two appliances with a static VTI to each other (the shape of tests/svti.rs), wired back to back
+    /// in memory: IKE over UDP, ESP as protocol 50.
+    mod live {
+        use super::*;
+        use crate::node::Output;
+
+        fn site(me: &str, peer: &str, wan: &str, peer_wan: &str, tunnel_ip: &str) -> Node {
+            let text = format!(
+                "hostname {me}
+crypto ikev2 keyring KR
+ peer {peer}
+  address {peer_wan}
+  identity key-id {peer}
+  pre-shared-key lifeline-test-key-0388
+crypto ikev2 profile PROF
+ match identity remote key-id {peer}
+ identity local key-id {me}
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local KR
+crypto ipsec transform-set TS esp-gcm 256
+ mode tunnel
+crypto ipsec profile IPS
+ set transform-set TS
+ set ikev2-profile PROF
+interface GigabitEthernet0
+ ip address {wan} 255.255.255.0
+interface Tunnel0
+ ip address {tunnel_ip} 255.255.255.252
+ tunnel source GigabitEthernet0
+ tunnel mode ipsec ipv4
+ tunnel destination {peer_wan}
+ tunnel protection ipsec profile IPS
+"
+            );
+            let parsed = config::parse(&text);
+            let (node, problems) = Node::new(Instant::now(), parsed.config, 7);
+            assert!(problems.is_empty(), "{problems:?}");
+            node
+        }
+
+        /// Move every output of `from` into `to`; returns how many packets `from` wrote to its TUN.
+        fn deliver(now: Instant, from: &mut Node, to: &mut Node, from_wan: Ipv4Addr) -> usize {
+            let mut tun = 0;
+            let mut moved = Vec::new();
+            while let Some(o) = from.poll_output() {
+                moved.push(o);
+            }
+            for o in moved {
+                match o {
+                    Output::Udp {
+                        local,
+                        remote,
+                        payload,
+                    } => to.handle_udp(now, remote, local, &payload, 0),
+                    Output::RawEsp { payload, .. } => to.handle_raw_esp(now, from_wan, &payload, 0),
+                    Output::Tun { .. } => tun += 1,
+                    Output::OpenPort(_) | Output::ClosePort(_) => {}
+                }
+            }
+            tun
+        }
+
+        fn ping(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+            let mut p = vec![0x45, 0, 0, 28, 0, 1, 0, 0, 64, 1, 0, 0];
+            p.extend_from_slice(&src);
+            p.extend_from_slice(&dst);
+            p.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+            let sum = |b: &[u8]| {
+                let mut s: u32 = b
+                    .chunks(2)
+                    .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                    .sum();
+                while s > 0xffff {
+                    s = (s & 0xffff) + (s >> 16);
+                }
+                !(s as u16)
+            };
+            let ip = sum(&p[..20]).to_be_bytes();
+            p[10..12].copy_from_slice(&ip);
+            let icmp = sum(&p[20..]).to_be_bytes();
+            p[22..24].copy_from_slice(&icmp);
+            p
+        }
+
+        #[test]
+        fn established_static_vti_shows_up_active_with_seed_invariants() {
+            let wan_a = Ipv4Addr::new(192, 0, 2, 1);
+            let wan_b = Ipv4Addr::new(192, 0, 2, 2);
+            let mut a = site("SITE-A", "SITE-B", "192.0.2.1", "192.0.2.2", "10.0.0.1");
+            let mut b = site("SITE-B", "SITE-A", "192.0.2.2", "192.0.2.1", "10.0.0.2");
+            let t0 = Instant::now();
+            a.start(t0);
+            for _ in 0..10 {
+                deliver(t0, &mut a, &mut b, wan_a);
+                deliver(t0, &mut b, &mut a, wan_b);
+            }
+            a.handle_tun(t0, 0, &ping([10, 0, 0, 1], [10, 0, 0, 2]));
+            deliver(t0, &mut a, &mut b, wan_a);
+            assert_eq!(
+                deliver(t0, &mut b, &mut a, wan_b),
+                1,
+                "the ping reached B's TUN"
+            );
+
+            // 00:02:32 later, as in the seed's Peer2 sample.
+            let now = t0 + Duration::from_secs(152);
+            let views = session_views(&a, now);
+            let text = crypto_session(&views, true);
+            println!("{text}");
+            let v = &views[0];
+            assert_eq!(v.status, CryptoSessionStatus::UpActive, "{text}");
+            assert_eq!(v.uptime, Some(Duration::from_secs(152)), "{text}");
+            assert!(text.contains("Uptime: 00:02:32\n"), "{text}");
+            assert!(text.contains("lifetime:23:57:28\n"), "{text}");
+            assert!(text.contains("Phase1_id: SITE-B\n"), "{text}");
+            assert!(
+                text.contains("Peer: 192.0.2.2 port 500 fvrf: (none) ivrf: (none)\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains("IKEv2 SA: local 192.0.2.1/500 remote 192.0.2.2/500 Active\n"),
+                "{text}"
+            );
+            assert!(text.contains("Capabilities:(none) connid:"), "{text}");
+            assert!(
+                text.contains("Active SAs: 2, origin: crypto map\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains("IPSEC FLOW: permit ip 0.0.0.0/0.0.0.0 0.0.0.0/0.0.0.0\n"),
+                "{text}"
+            );
+            // IPsec lifetime 3600 s: 3600 - 152 = 3448 left, as in the sample.
+            let out = v.sas.outbound.unwrap();
+            assert_eq!(
+                (out.packets, out.drops, out.secs_left),
+                (1, 0, 3448),
+                "{text}"
+            );
+            let inb = session_views(&b, now)[0].sas.inbound.unwrap();
+            assert_eq!((inb.packets, inb.drops), (1, 0));
+
+            let rows = ikev2_sa_rows(&a, now);
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].session_id, 1);
+            let sa = ikev2_sa(&rows, true);
+            println!("{sa}");
+            assert!(sa.contains("Life/Active Time: 86400/152 sec\n"), "{sa}");
+            assert!(sa.contains("Remote id: SITE-B\n"), "{sa}");
+            assert!(sa.contains("Initiator of SA : Yes\n"), "{sa}");
+            assert!(sa.contains(" READY\n"), "{sa}");
+            let sa_b = ikev2_sa(&ikev2_sa_rows(&b, now), true);
+            assert!(sa_b.contains("Initiator of SA : No\n"), "{sa_b}");
+        }
+    }
+
     #[test]
     fn mask_of_prefix_lengths() {
         assert_eq!(mask(0), Ipv4Addr::UNSPECIFIED);
