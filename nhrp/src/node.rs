@@ -13,7 +13,7 @@ use crate::wire::nhrp::{
     Addr, Cie, Code, ErrorCode, Extension, ExtensionBody, ExtensionType, Header, OpType, Packet,
     Repr, flags,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -161,6 +161,8 @@ pub struct Core {
     /// Server: who asked about a registered address (protocol -> requester (proto, NBMA)).
     requesters: HashMap<Ipv4Addr, BTreeSet<(Ipv4Addr, Ipv4Addr)>>,
     post_nat_nbma: Option<Ipv4Addr>,
+    /// Server: registered clients that set the Cisco NAT-capable flag.
+    nat_capable: HashSet<Ipv4Addr>,
 }
 
 fn v4(a: &Addr) -> Option<Ipv4Addr> {
@@ -217,6 +219,7 @@ impl Core {
             redirects: HashMap::new(),
             requesters: HashMap::new(),
             post_nat_nbma: None,
+            nat_capable: HashSet::new(),
         }
     }
 
@@ -869,6 +872,11 @@ impl Core {
             _ => Code::SUCCESS,
         };
         if code == Code::SUCCESS {
+            if r.flags() & flags::NAT != 0 {
+                self.nat_capable.insert(proto);
+            } else {
+                self.nat_capable.remove(&proto);
+            }
             let same = existing
                 .as_ref()
                 .is_some_and(|e| e.nbma == Some(nbma_from) && e.flags.registered);
@@ -1019,13 +1027,18 @@ impl Core {
             self.drops.malformed += 1;
             return;
         };
-        // Requester's reachable NBMA: its NAT extension, else the claimed source.
-        let requester_nbma = r
+        // Requester's reachable NBMA: its NAT extension; else, for a registered
+        // client that sent this itself, the outer source; else the claimed source.
+        let nat_ext = r
             .nat_cies()
             .iter()
             .find(|c| v4(&c.proto) == Some(src_proto))
-            .and_then(|c| v4(&c.nbma))
-            .unwrap_or(src_nbma);
+            .and_then(|c| v4(&c.nbma));
+        let direct = self
+            .cache
+            .get(&Prefix::host(src_proto))
+            .is_some_and(|e| e.flags.registered && e.nbma == Some(nbma_from));
+        let requester_nbma = nat_ext.unwrap_or(if direct { nbma_from } else { src_nbma });
 
         if let Some(prefix) = self.answer_prefix(dst) {
             self.answer_resolution(now, r, prefix, src_proto, src_nbma, requester_nbma);
@@ -1064,7 +1077,7 @@ impl Core {
                 });
             }
             r.hop_count = 255;
-            self.send(now, requester_nbma, &r);
+            self.send(now, nbma_from, &r);
             return;
         };
         //= https://www.rfc-editor.org/rfc/rfc2332#section-5.3.2
@@ -1091,7 +1104,7 @@ impl Core {
             }),
         }
         // seed 001:3110: the hub adds a NAT extension for a NATed requester.
-        if nbma_from == requester_nbma && src_nbma != nbma_from && r.nat_cies().is_empty() {
+        if direct && nat_ext.is_none() && src_nbma != nbma_from {
             r.extensions.push(Extension {
                 compulsory: false,
                 body: ExtensionBody::NatAddress(vec![Cie {
@@ -1101,6 +1114,18 @@ impl Core {
                     ..Cie::default()
                 }]),
             });
+        }
+        // seed 001:3110: when forwarding to a node that is not NAT-capable, the
+        // hub rewrites the source NBMA to the requester's post-NAT address.
+        let target_registered = self
+            .cache
+            .get(&Prefix::host(target_proto))
+            .is_some_and(|e| e.flags.registered);
+        if target_registered
+            && !self.nat_capable.contains(&target_proto)
+            && requester_nbma != src_nbma
+        {
+            r.src_nbma = requester_nbma.into();
         }
         self.requesters
             .entry(target_proto)

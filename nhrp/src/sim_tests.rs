@@ -895,3 +895,77 @@ fn tshark_decodes_every_packet_type_from_a_simulation() {
         assert!(text.contains(k), "{k}");
     }
 }
+
+/// seed 001:3110 (T19): a NATed requester without a NAT extension gets one
+/// from the hub, and a target that is not NAT-capable sees the post-NAT
+/// address as the source NBMA.
+#[test]
+fn hub_adds_nat_extension_and_rewrites_for_non_nat_capable_target() {
+    use crate::wire::nhrp::{Cie, Extension, ExtensionBody, Header};
+    let now = t0();
+    let mut hub = Nhs::new(hub_cfg(HUB.0, HUB.1), now);
+    let auth = || Extension {
+        compulsory: true,
+        body: ExtensionBody::Authentication {
+            auth_type: 1,
+            data: b"donttell".to_vec(),
+        },
+    };
+    // Two clients register by hand: A is behind NAT (172.16.2.1 -> 172.18.2.1),
+    // B does not set the NAT-capable flag.
+    for (proto, claimed, outer, fl) in [
+        ("10.0.0.21", "172.16.2.1", "172.18.2.1", 0x8002u16),
+        ("10.0.0.22", "172.17.0.22", "172.17.0.22", 0x8000u16),
+    ] {
+        let mut r = Repr::ipv4(
+            OpType::REGISTRATION_REQUEST,
+            Header::Common {
+                flags: fl,
+                request_id: 1,
+            },
+            ip(claimed),
+            ip(proto),
+            ip(HUB.0),
+        );
+        r.cies.push(Cie {
+            prefix_len: 0xFF,
+            holding_time: 300,
+            ..Cie::default()
+        });
+        r.extensions.push(auth());
+        hub.handle_input(now, ip(outer), &r.emit().unwrap());
+        let reply = Packet::parse(&hub.poll_transmit().unwrap().payload).unwrap();
+        assert_eq!(reply.cies[0].code, Code::SUCCESS);
+    }
+    // A asks for B without a NAT extension.
+    let mut q = Repr::ipv4(
+        OpType::RESOLUTION_REQUEST,
+        Header::Common {
+            flags: 0x8002,
+            request_id: 9,
+        },
+        ip("172.16.2.1"),
+        ip("10.0.0.21"),
+        ip("10.0.0.22"),
+    );
+    q.extensions.push(auth());
+    hub.handle_input(now, ip("172.18.2.1"), &q.emit().unwrap());
+    let t = hub.poll_transmit().unwrap();
+    assert_eq!(t.nbma_dst, ip("172.17.0.22"));
+    let fwd = Packet::parse(&t.payload).unwrap();
+    assert_eq!(fwd.nat_cies()[0].nbma.to_ipv4(), Some(ip("172.18.2.1")));
+    assert_eq!(
+        fwd.src_nbma.to_ipv4(),
+        Some(ip("172.18.2.1")),
+        "rewritten for a non-NAT-capable target"
+    );
+    // An unknown target: the negative reply goes back to A's post-NAT address.
+    q.dst_proto = ip("10.0.0.99").into();
+    hub.handle_input(now, ip("172.18.2.1"), &q.emit().unwrap());
+    let t = hub.poll_transmit().unwrap();
+    assert_eq!(t.nbma_dst, ip("172.18.2.1"));
+    assert_eq!(
+        Packet::parse(&t.payload).unwrap().cies[0].code,
+        Code::NO_BINDING
+    );
+}
