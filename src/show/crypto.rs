@@ -1260,6 +1260,72 @@ interface Tunnel0
         }
     }
 
+    /// A VPN-SIP session end to end in virtual time: the bench's topology (appliance + one far end + a
+    /// registrar) on the in-memory network `crate::sim::Sim`; the first packet into the idle tunnel places
+    /// the call and brings up IKE, then the crypto session shows the seed's VPN-SIP shape.
+    #[test]
+    fn vpn_sip_session_shows_capability_s_loopback_inside_and_sdp_port() {
+        use crate::bench::{Topology, echo_packet};
+        let topo = Topology::new(1);
+        let t0 = Instant::now();
+        let mut sim = topo.build_sim(t0).unwrap();
+        sim.start(t0);
+        let mut t = t0;
+        let run = |sim: &mut crate::sim::Sim,
+                   t: &mut Instant,
+                   done: &dyn Fn(&crate::sim::Sim) -> bool| {
+            for _ in 0..20_000 {
+                if done(sim) {
+                    return;
+                }
+                if sim.step(*t) == 0 {
+                    *t += Duration::from_millis(10);
+                }
+            }
+            panic!("not reached in virtual time");
+        };
+        run(&mut sim, &mut t, &|s| topo.all_registered(s));
+        let pkt = echo_packet(1, 1);
+        sim.handle_tun(t, 0, 0, &pkt);
+        run(&mut sim, &mut t, &|s| {
+            session_views(s.node(0), Instant::now())[0].status == CryptoSessionStatus::UpActive
+        });
+        // Let the first packet out and across.
+        for _ in 0..100 {
+            sim.step(t);
+        }
+        let up = t;
+        let now = up + Duration::from_secs(152);
+        let a = sim.node(0);
+        let text = crypto_session(&session_views(a, now), true);
+        println!("{text}");
+        let far_wan = topo.far_wan;
+        let inside = a.vpnsip.as_ref().unwrap().inside;
+        assert!(text.contains("Session status: UP-ACTIVE\n"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "Peer: {far_wan} port 50001 fvrf: (none) ivrf: (none)\n"
+            )),
+            "peer = far WAN : its SDP port: {text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "IKEv2 SA: local {inside}/4500 remote {far_wan}/50001 Active\n"
+            )),
+            "local = the VPN-SIP tunnel source inside the PAT: {text}"
+        );
+        assert!(text.contains("Capabilities:S connid:"), "{text}");
+        assert!(text.contains("Phase1_id: 0310000000\n"), "{text}");
+        assert!(
+            text.contains("Active SAs: 2, origin: crypto map\n"),
+            "{text}"
+        );
+        assert!(text.contains("#pkts enc'ed 1 drop 0"), "{text}");
+        let far = crypto_session(&session_views(sim.node(1), now), true);
+        assert!(far.contains("#pkts dec'ed 1 drop 0"), "{far}");
+        assert!(far.contains("Capabilities:S connid:"), "{far}");
+    }
+
     #[test]
     fn mask_of_prefix_lengths() {
         assert_eq!(mask(0), Ipv4Addr::UNSPECIFIED);
