@@ -254,6 +254,40 @@ fn exercise(label: &str, a: &Netns, b: &Netns) {
     assert!(ab > 1.0 && ba > 1.0, "[{label}] throughput too low");
 }
 
+/// Count the packets in a pcap that match a tcpdump filter.
+fn pcap_count(path: &std::path::Path, filter: &str) -> usize {
+    let out = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(path)
+        .arg(filter)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Site A's WAN carried the tunnel as ESP in UDP 4500 and never the LANs' packets in the clear.
+/// Prints how many outer IP fragments there were (a full-size CBC+SHA-256 packet does not fit in UDP).
+fn check_wire(label: &str, cap: Option<&Capture>) {
+    let Some(cap) = cap else {
+        println!("[{label}] no tcpdump: wire not checked");
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let esp_in_udp = pcap_count(&cap.path, "udp port 4500 and udp[8:4] != 0");
+    let clear = pcap_count(&cap.path, "net 10.1.0.0/24 or net 10.2.0.0/24");
+    let raw_esp = pcap_count(&cap.path, "ip proto 50");
+    let fragments = pcap_count(&cap.path, "ip[6:2] & 0x3fff != 0");
+    println!(
+        "[{label}] wire: {esp_in_udp} ESP-in-UDP packets, {raw_esp} raw ESP, {fragments} IP fragments, {clear} in the clear"
+    );
+    assert!(
+        esp_in_udp > 1000,
+        "[{label}] too little ESP in UDP on the wire"
+    );
+    assert_eq!(clear, 0, "[{label}] LAN packets in the clear on the wire");
+}
+
 /// What both sides must show once the tunnel is up.
 fn check_logs(label: &str, lifeline: &Lifeline, charon: &Charon, esp: &str) {
     let llog = lifeline.log();
@@ -282,7 +316,7 @@ fn lifeline_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let label = format!("Lifeline initiates, {transform}");
     let (a, b) = topology();
-    let _cap = Capture::start(&a, "eth0", "svti-strongswan");
+    let cap = Capture::start(&a, "eth0", "svti-strongswan");
     let charon = Charon::start(&b, &strongswan_conn(swan_esp).render());
     charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
     let ll = Lifeline::start(&a, &lifeline_config(transform, true));
@@ -295,6 +329,7 @@ fn lifeline_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
         "[{label}] charon did not respond:\n{clog}"
     );
     exercise(&label, &a, &b);
+    check_wire(&label, cap.as_ref());
 }
 
 /// charon initiates. Lifeline keeps `tunnel destination` (an SVTI needs it; a static tunnel without one
@@ -305,7 +340,7 @@ fn strongswan_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let label = format!("strongSwan initiates, {transform}");
     let (a, b) = topology();
-    let _cap = Capture::start(&a, "eth0", "svti-strongswan");
+    let cap = Capture::start(&a, "eth0", "svti-strongswan");
     let charon = Charon::start(&b, &strongswan_conn(swan_esp).render());
     charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
     let ll = Lifeline::start(&a, &lifeline_config(transform, true));
@@ -356,6 +391,7 @@ fn strongswan_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
         "[{label}] Lifeline log:\n{llog}"
     );
     exercise(&label, &a, &b);
+    check_wire(&label, cap.as_ref());
 }
 
 fn ready(test: &str) -> bool {
