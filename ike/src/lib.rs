@@ -43,6 +43,7 @@ mod endpoint;
 pub mod keys;
 pub mod proposal;
 pub mod sk;
+pub mod v1;
 pub mod wire;
 
 pub use auth::{AuthFailure, AuthVerified, CredentialError, RsaCredential};
