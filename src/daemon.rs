@@ -232,7 +232,7 @@ impl OsDrivers {
                 .as_deref()
                 .and_then(|i| cfg.interface(i))
                 .and_then(|i| i.linux_name());
-            match IcmpSocket::open(device, *source_ip, 0) {
+            match IcmpSocket::open(device, *source_ip, s.tos.unwrap_or(0)) {
                 Ok(sock) => {
                     let sock = Arc::new(sock);
                     tokio::spawn(icmp_reader(sock.clone(), tx.clone()));

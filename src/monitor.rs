@@ -50,6 +50,12 @@ impl Failover {
             if let Some(f) = s.frequency {
                 op.frequency = f;
             }
+            if let Some(n) = s.request_data_size {
+                op.data_size = n;
+            }
+            if let Some(t) = s.tos {
+                op.tos = t;
+            }
             op.schedule = match &s.schedule {
                 Some(sch) => Schedule {
                     start: match sch.start_time.as_deref() {

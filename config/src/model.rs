@@ -406,6 +406,10 @@ pub struct IpSla {
     pub timeout: Option<Duration>,
     /// `frequency S`.
     pub frequency: Option<Duration>,
+    /// `request-data-size BYTES` (IOS default 28 for icmp-echo).
+    pub request_data_size: Option<u16>,
+    /// `tos N`: the IPv4 ToS byte of the probes (IOS default 0).
+    pub tos: Option<u8>,
     pub tag: Option<String>,
     pub schedule: Option<SlaSchedule>,
     pub unsupported: Vec<Unsupported>,

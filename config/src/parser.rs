@@ -2881,6 +2881,26 @@ impl Parser {
                     _ => s.frequency = v,
                 }
             }
+            "request-data-size" => {
+                s.request_data_size = if neg {
+                    c.skip_all();
+                    None
+                } else {
+                    let v = c.num_in("request data size", 0u32, 16_384)?;
+                    end!(c);
+                    u16::try_from(v).ok()
+                };
+            }
+            "tos" => {
+                s.tos = if neg {
+                    c.skip_all();
+                    None
+                } else {
+                    let v = c.num_in("type of service", 0u32, 255)?;
+                    end!(c);
+                    u8::try_from(v).ok()
+                };
+            }
             "tag" => {
                 s.tag = if neg {
                     c.skip_all();

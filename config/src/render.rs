@@ -169,6 +169,30 @@ pub fn render(config: &Config) -> String {
         o.bang();
     }
 
+    // Blocks Lifeline does not implement (`router eigrp`, `ip vrf`, banners), verbatim, also before any
+    // interface: printed after the interfaces, an opener that is also an interface sub-command
+    // (`ip vrf forwarding X` vs `ip vrf X`) would be read back into the last interface.
+    for u in c
+        .unsupported
+        .iter()
+        .filter(|u| crate::parser::renders_as_block(u))
+    {
+        o.line(0, &u.text);
+        match crate::parser::banner_state(&u.text) {
+            Some((delim, false)) => {
+                // Banner text lines verbatim, then the delimiter if the text never closed it.
+                for ch in &u.children {
+                    o.line(0, &ch.text);
+                }
+                if !u.children.iter().any(|ch| ch.text.contains(delim.as_str())) {
+                    o.line(0, &delim);
+                }
+            }
+            _ => o.unsupported(1, &u.children),
+        }
+        o.bang();
+    }
+
     // PKI
     for t in &c.pki.trustpoints {
         o.line(0, format!("crypto pki trustpoint {}", t.name));
@@ -772,6 +796,12 @@ pub fn render(config: &Config) -> String {
         if let Some(t) = &s.frequency {
             o.line(1, format!("frequency {}", secs(t)));
         }
+        if let Some(n) = s.request_data_size {
+            o.line(1, format!("request-data-size {n}"));
+        }
+        if let Some(n) = s.tos {
+            o.line(1, format!("tos {n}"));
+        }
         if let Some(t) = &s.tag {
             o.line(1, format!("tag {t}"));
         }
@@ -812,27 +842,6 @@ pub fn render(config: &Config) -> String {
         o.bang();
     }
 
-    // Commands Lifeline does not implement, verbatim.
-    for u in c
-        .unsupported
-        .iter()
-        .filter(|u| crate::parser::renders_as_block(u))
-    {
-        o.line(0, &u.text);
-        match crate::parser::banner_state(&u.text) {
-            Some((delim, false)) => {
-                // Banner text lines verbatim, then the delimiter if the text never closed it.
-                for ch in &u.children {
-                    o.line(0, &ch.text);
-                }
-                if !u.children.iter().any(|ch| ch.text.contains(delim.as_str())) {
-                    o.line(0, &delim);
-                }
-            }
-            _ => o.unsupported(1, &u.children),
-        }
-        o.bang();
-    }
     o.line(0, "end");
     o.s
 }
