@@ -163,6 +163,8 @@ pub struct Core {
     post_nat_nbma: Option<Ipv4Addr>,
     /// Server: registered clients that set the Cisco NAT-capable flag.
     nat_capable: HashSet<Ipv4Addr>,
+    /// Local prefixes we answered for, and to whom (proto, NBMA).
+    answered: HashMap<Prefix, BTreeSet<(Ipv4Addr, Ipv4Addr)>>,
 }
 
 fn v4(a: &Addr) -> Option<Ipv4Addr> {
@@ -220,6 +222,7 @@ impl Core {
             requesters: HashMap::new(),
             post_nat_nbma: None,
             nat_capable: HashSet::new(),
+            answered: HashMap::new(),
         }
     }
 
@@ -759,24 +762,47 @@ impl Core {
             return;
         };
         for (req_proto, req_nbma) in reqs {
-            let id = self.alloc_request_id();
-            let mut r = Repr::ipv4(
-                OpType::PURGE_REQUEST,
-                Header::Common {
-                    flags: 0,
-                    request_id: id,
-                },
-                self.cfg.nbma_addr,
-                self.cfg.tunnel_addr,
-                req_proto,
-            );
-            r.cies.push(Cie {
-                prefix_len: 32,
-                proto: proto.into(),
-                ..Cie::default()
-            });
-            r.extensions.extend(self.auth_extension());
-            self.send(now, req_nbma, &r);
+            self.send_purge(now, req_proto, req_nbma, Prefix::host(proto));
+        }
+    }
+
+    fn send_purge(&mut self, now: Instant, to_proto: Ipv4Addr, to_nbma: Ipv4Addr, target: Prefix) {
+        let id = self.alloc_request_id();
+        let mut r = Repr::ipv4(
+            OpType::PURGE_REQUEST,
+            Header::Common {
+                flags: 0,
+                request_id: id,
+            },
+            self.cfg.nbma_addr,
+            self.cfg.tunnel_addr,
+            to_proto,
+        );
+        r.cies.push(Cie {
+            prefix_len: target.prefix_len(),
+            proto: target.addr().into(),
+            ..Cie::default()
+        });
+        r.extensions.extend(self.auth_extension());
+        self.send(now, to_nbma, &r);
+    }
+
+    /// A network behind this node appeared: answer resolutions for it.
+    pub fn add_local_prefix(&mut self, prefix: Prefix) {
+        if !self.cfg.local_prefixes.contains(&prefix) {
+            self.cfg.local_prefixes.push(prefix);
+        }
+    }
+
+    /// A network behind this node went away: purge it at every node we told
+    /// about it (seed-dmvpn §4.8.5, Phase 3).
+    pub fn remove_local_prefix(&mut self, now: Instant, prefix: Prefix) {
+        self.cfg.local_prefixes.retain(|p| *p != prefix);
+        let Some(reqs) = self.answered.remove(&prefix) else {
+            return;
+        };
+        for (req_proto, req_nbma) in reqs {
+            self.send_purge(now, req_proto, req_nbma, prefix);
         }
     }
 
@@ -1180,6 +1206,12 @@ impl Core {
                 protocol: src_proto,
                 nbma: requester_nbma,
             });
+        }
+        if !prefix.is_host() || prefix.addr() != self.cfg.tunnel_addr {
+            self.answered
+                .entry(prefix)
+                .or_default()
+                .insert((src_proto, requester_nbma));
         }
         // seed 001:3119: the responder sends an NHRP resolution reply directly
         r.op = OpType::RESOLUTION_REPLY;

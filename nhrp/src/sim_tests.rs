@@ -410,6 +410,26 @@ fn redirect_leads_to_shortcut_route() {
     let t = sim.nodes[0].snapshot().traffic;
     assert_eq!(t.sent[7], 1);
     assert_eq!(sim.nodes[1].snapshot().traffic.rcvd[7], 1);
+
+    // S2 loses 192.168.2.0/24: it purges the shortcut at S1, which replies.
+    let now = sim.now;
+    sim.nodes[2]
+        .core_mut()
+        .remove_local_prefix(now, Prefix::new(ip("192.168.2.0"), 24));
+    sim.deliver();
+    let purge = sim.sent(2, OpType::PURGE_REQUEST);
+    assert_eq!((purge.len(), purge[0].1), (1, ip("172.17.0.11")));
+    assert!(sim.events_of(1).contains(&&Event::Purge {
+        prefix: Prefix::new(ip("192.168.2.0"), 24)
+    }));
+    assert!(
+        sim.nodes[1]
+            .core()
+            .cache()
+            .lookup(ip("192.168.2.77"))
+            .is_none()
+    );
+    assert_eq!(sim.sent(1, OpType::PURGE_REPLY)[0].1, ip("172.17.0.12"));
 }
 
 #[test]
@@ -968,4 +988,92 @@ fn hub_adds_nat_extension_and_rewrites_for_non_nat_capable_target() {
         Packet::parse(&t.payload).unwrap().cies[0].code,
         Code::NO_BINDING
     );
+}
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Advance(u16),
+        Resolve(u8),
+        Garbage(Vec<u8>),
+        Mutate(usize, u8),
+        Hairpin(u8),
+        Kill(bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u16..400).prop_map(Op::Advance),
+            any::<u8>().prop_map(Op::Resolve),
+            proptest::collection::vec(any::<u8>(), 0..80).prop_map(Op::Garbage),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Op::Mutate(i, v)),
+            any::<u8>().prop_map(Op::Hairpin),
+            any::<bool>().prop_map(Op::Kill),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Peer bytes never panic a node, and timers always move forward.
+        #[test]
+        fn nodes_survive_arbitrary_input_and_timers_advance(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut sim = topology(|h| h.redirect = true, |s| {
+                s.shortcut = true;
+                s.local_prefixes.push(Prefix::new(s.tunnel_addr, 24));
+            });
+            for op in ops {
+                let now = sim.now;
+                match op {
+                    Op::Advance(s) => sim.run_for(Duration::from_secs(u64::from(s))),
+                    Op::Resolve(x) => {
+                        sim.nodes[1].core_mut().resolve(now, Ipv4Addr::new(10, 0, 0, x));
+                    }
+                    Op::Garbage(bytes) => {
+                        for n in 0..3 {
+                            sim.nodes[n].handle_input(now, ip("172.17.0.99"), &bytes);
+                        }
+                    }
+                    Op::Mutate(i, v) => {
+                        if let Some((_, _, r)) = sim.log.last().cloned() {
+                            let mut b = r.emit().unwrap();
+                            let at = i % b.len();
+                            b[at] = v;
+                            if at != 12 && at != 13 {
+                                b[12] = 0;
+                                b[13] = 0;
+                                let c = crate::wire::checksum(&b);
+                                b[12..14].copy_from_slice(&c.to_be_bytes());
+                            }
+                            for n in 0..3 {
+                                sim.nodes[n].handle_input(now, ip("172.17.0.11"), &b);
+                            }
+                        }
+                    }
+                    Op::Hairpin(x) => {
+                        let pkt = data_packet("10.0.0.11", &format!("10.0.0.{x}"));
+                        sim.nodes[0].core_mut().handle_hairpin(now, ip("172.17.0.11"), &pkt);
+                    }
+                    Op::Kill(down) => {
+                        if down { sim.down.insert(2); } else { sim.down.remove(&2); }
+                    }
+                }
+                sim.deliver();
+                for n in 0..3 {
+                    let now = sim.now;
+                    sim.nodes[n].handle_timeout(now);
+                    prop_assert!(sim.nodes[n].poll_timeout().is_none_or(|t| t > now));
+                    let snap = sim.nodes[n].snapshot();
+                    let _ = show::show_dmvpn(&[&snap], now);
+                    let _ = show::show_ip_nhrp(&[&snap], now);
+                    let _ = show::show_dmvpn_detail(&[&snap], now);
+                    let _ = show::show_ip_nhrp_brief(&[&snap]);
+                    let _ = show::show_ip_nhrp_traffic(&[&snap]);
+                }
+            }
+        }
+    }
 }
