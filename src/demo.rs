@@ -480,6 +480,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 print_show(b, "show vpn-sip session detail", now);
                 print_show(b, "show ip nat translations", now);
             }
+            print_show(&boxes[0], "show crypto session detail", now);
+            print_show(&boxes[0], "show crypto ikev2 sa", now);
             print_show(&boxes[0], "show policy-map interface Tunnel0", now);
             print_show(&boxes[0], "show vpn-sip registration-status", now);
             print_show(&boxes[0], "show crypto ipsec sa", now);

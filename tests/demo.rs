@@ -36,6 +36,7 @@ fn demo_tells_the_whole_failover_story() {
         "first ping answered through Tunnel0",
         "Configured/Negotiated bandwidth: 1000/512 kbps",
         "Service-policy output: VPN-SIP-Tunnel0-Bandwidth",
+        "Capabilities:S",
         "shape (average) cir 512000",
         "udp 10.9.9.1:4500",
         "route to 10.2.0.0/16 -> GigabitEthernet0 via 192.0.2.11",
