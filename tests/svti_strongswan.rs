@@ -469,3 +469,62 @@ fn strongswan_initiates_to_lifeline_without_tunnel_destination() {
     ping_until(&b, B_LAN, A_LAN, Duration::from_secs(10));
     check_logs("no tunnel destination", &ll, &charon, "AES_GCM_16_256");
 }
+
+/// Rekeying started by strongSwan on a tunnel Lifeline brought up: CHILD_SA (`swanctl --rekey --child`),
+/// then IKE SA (`swanctl --rekey --ike`), then the CHILD_SA again under the new IKE SA; pings keep being
+/// answered after each.
+#[test]
+fn strongswan_rekeys_child_and_ike_sa_of_lifeline_tunnel() {
+    if !ready("strongswan_rekeys_child_and_ike_sa_of_lifeline_tunnel") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let label = "rekey, esp-gcm 256";
+    let (a, b) = topology();
+    let _cap = Capture::start(&a, "eth0", "svti-strongswan-rekey");
+    let charon = Charon::start(&b, &strongswan_conn("aes256gcm16").render());
+    charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
+    let ll = Lifeline::start(&a, &lifeline_config("esp-gcm 256", true));
+    ping_until(&a, A_LAN, B_LAN, Duration::from_secs(20));
+    let ping = |ns: &Netns, src: &str, dst: &str| {
+        ns.run(&["ping", "-c", "5", "-i", "0.1", "-W", "1", "-I", src, dst]);
+    };
+    for (what, args) in [
+        ("CHILD_SA", ["--rekey", "--child", "svti"]),
+        ("IKE SA", ["--rekey", "--ike", "lifeline"]),
+        (
+            "CHILD_SA (under the new IKE SA)",
+            ["--rekey", "--child", "svti"],
+        ),
+    ] {
+        let out = charon.swanctl(&args);
+        assert!(
+            out.status.success(),
+            "[{label}] swanctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        ping(&a, A_LAN, B_LAN);
+        ping(&b, B_LAN, A_LAN);
+        println!("[{label}] {what} rekeyed by strongSwan, pings pass");
+    }
+    let clog = charon.log();
+    assert!(
+        clog.contains("CHILD_SA svti{2} established"),
+        "[{label}] no rekeyed CHILD_SA:\n{clog}"
+    );
+    assert!(
+        clog.contains("IKE_SA lifeline[2] rekeyed")
+            && clog.contains("CHILD_SA svti{3} established"),
+        "[{label}] no rekeyed IKE SA:\n{clog}"
+    );
+    let sas = charon.list_sas();
+    assert!(sas.contains("INSTALLED"), "[{label}] {sas}");
+    let llog = ll.log();
+    assert_eq!(
+        llog.matches("SA_INSTALLED: ").count(),
+        3,
+        "[{label}] Lifeline log:\n{llog}"
+    );
+    assert!(!llog.contains("SA_DOWN"), "[{label}] Lifeline log:\n{llog}");
+}
