@@ -37,7 +37,12 @@ fn can_run() -> Result<PathBuf, String> {
     }
     let bed = std::env::var("LIFELINE_SIP_TESTBED")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/kamailio")));
+        .unwrap_or_else(|_| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/peers/kamailio"
+            ))
+        });
     if !bed.join("kamailio.cfg").exists() {
         return Err(format!("no kamailio.cfg in {}", bed.display()));
     }
