@@ -6,7 +6,8 @@
 //! HMAC-SHA-256-128): a ping each way between the sites' LANs through the tunnel, then a 5 s iperf3 TCP
 //! stream each way (the figure is printed; run with `--nocapture`). kernel-libipsec only does ESP in UDP
 //! (charon fakes a NAT), so these tests also cover Lifeline's NAT-T path (IKE floating to 4500, ESP in
-//! UDP 4500) against another implementation.
+//! UDP 4500) against another implementation. Also: strongSwan rekeys CHILD_SA and IKE SA under traffic,
+//! and a wrong PSK or disjoint ESP proposals install nothing.
 //!
 //! Root and strongSwan are needed: skipped with a message otherwise, failed when `LIFELINE_REQUIRE_NETNS=1`.
 //! On failure Lifeline's log, charon's log and a pcap of site A's WAN are kept and their paths printed.
@@ -527,4 +528,61 @@ fn strongswan_rekeys_child_and_ike_sa_of_lifeline_tunnel() {
         "[{label}] Lifeline log:\n{llog}"
     );
     assert!(!llog.contains("SA_DOWN"), "[{label}] Lifeline log:\n{llog}");
+}
+
+/// Misconfigurations are refused, nothing is installed and no packet crosses: a PSK that differs (each
+/// side initiating once), then ESP proposals with nothing in common (IKE SA up, CHILD_SA refused).
+#[test]
+fn mismatched_psk_or_esp_proposal_installs_nothing() {
+    if !ready("mismatched_psk_or_esp_proposal_installs_nothing") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Wrong PSK on strongSwan's side; Lifeline initiates at start, then charon tries.
+    {
+        let label = "wrong PSK";
+        let (a, b) = topology();
+        let mut conn = strongswan_conn("aes256gcm16");
+        conn.psk = "not-the-same-key".into();
+        let charon = Charon::start(&b, &conn.render());
+        charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
+        let ll = Lifeline::start(&a, &lifeline_config("esp-gcm 256", true));
+        let t0 = Instant::now();
+        while !charon.log().contains("MAC mismatched") {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "[{label}] charon did not reject Lifeline's AUTH:\n{}",
+                charon.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = charon.initiate("svti", 10);
+        assert!(out.is_err(), "[{label}] charon's initiation succeeded");
+        assert!(!a.try_run(&["ping", "-c", "2", "-W", "1", "-I", A_LAN, B_LAN]));
+        let llog = ll.log();
+        println!("[{label}] Lifeline log:\n{llog}");
+        assert!(llog.contains("AUTH_FAILED"), "[{label}] {llog}");
+        assert!(!llog.contains("SA_INSTALLED: "), "[{label}] {llog}");
+    }
+    // ESP: Lifeline offers only AES-GCM-256, strongSwan accepts only AES-GCM-128.
+    {
+        let label = "ESP proposal mismatch";
+        let (a, b) = topology();
+        let charon = Charon::start(&b, &strongswan_conn("aes128gcm16").render());
+        charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
+        let ll = Lifeline::start(&a, &lifeline_config("esp-gcm 256", true));
+        let t0 = Instant::now();
+        while !charon.log().contains("no acceptable proposal found") {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "[{label}] charon did not refuse the CHILD_SA:\n{}",
+                charon.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!a.try_run(&["ping", "-c", "2", "-W", "1", "-I", A_LAN, B_LAN]));
+        let llog = ll.log();
+        println!("[{label}] Lifeline log:\n{llog}");
+        assert!(!llog.contains("SA_INSTALLED: "), "[{label}] {llog}");
+    }
 }
