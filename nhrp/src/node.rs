@@ -259,22 +259,22 @@ impl Core {
             .filter(|n| n.nbma.is_some())
             .map(|n| n.next_action);
         let pending = self.pending.values().map(|p| p.next_retry);
-        let refresh = self
-            .cache
-            .iter()
-            .filter(|e| Self::wants_refresh(e))
-            .filter_map(|e| {
-                e.expires
-                    .map(|t| t.checked_sub(REFRESH_LEAD).unwrap_or(e.created))
-            });
+        let refresh = self.cache.iter().filter_map(Self::refresh_at);
         nhs.chain(pending)
             .chain(refresh)
             .chain(self.cache.next_expiry())
             .min()
     }
 
-    fn wants_refresh(e: &Entry) -> bool {
-        e.kind == EntryType::Dynamic && !e.flags.registered && e.flags.used
+    /// When a used, resolved entry is re-resolved: [`REFRESH_LEAD`] before it
+    /// expires, or half its lifetime before for short holding times.
+    fn refresh_at(e: &Entry) -> Option<Instant> {
+        if e.kind != EntryType::Dynamic || e.flags.registered || !e.flags.used {
+            return None;
+        }
+        let t = e.expires?;
+        let lead = REFRESH_LEAD.min(t.saturating_duration_since(e.created) / 2);
+        Some(t.checked_sub(lead).unwrap_or(e.created))
     }
 
     /// Route oracle for the server role: `prefix` is reached via the tunnel
@@ -656,12 +656,14 @@ impl Core {
             self.send_registration(now, idx);
         }
 
-        let due: Vec<u32> = self
+        let mut due: Vec<u32> = self
             .pending
             .iter()
             .filter(|(_, p)| now >= p.next_retry)
             .map(|(id, _)| *id)
             .collect();
+        // Deterministic order (HashMap iteration is not).
+        due.sort_unstable();
         for id in due {
             let Some(p) = self.pending.get_mut(&id) else {
                 continue;
@@ -681,8 +683,7 @@ impl Core {
         let refresh: Vec<(Prefix, Ipv4Addr)> = self
             .cache
             .iter()
-            .filter(|e| Self::wants_refresh(e))
-            .filter(|e| e.expires.is_some_and(|t| now + REFRESH_LEAD >= t))
+            .filter(|e| Self::refresh_at(e).is_some_and(|t| now >= t))
             .map(|e| (e.prefix, e.prefix.addr()))
             .collect();
         for (prefix, target) in refresh {
