@@ -9,9 +9,11 @@
 //! - [`show`]: `show ip nhrp [brief]`, `show dmvpn [detail]`, `show ip nhrp traffic`.
 //!
 //! Absent: IPv6 overlay or NBMA, the NHRP group vendor extension (per-tunnel
-//! QoS), `ip nhrp nhs` priority/cluster/fallback, NAT rewriting for
-//! non-NAT-capable forwarders, IKE/ESP (the appliance brings SAs up on
-//! [`Event::Resolved`] / [`Event::PeerRegistered`]). No I/O, no clock reads.
+//! QoS), `ip nhrp nhs` priority/cluster/fallback, multi-hop NHS hierarchies
+//! (forwarding works, but replies are not relayed back along the reverse
+//! path), purge retransmission, the legacy NAT proxy mode, IKE/ESP (the
+//! appliance brings SAs up on [`Event::Resolved`] / [`Event::PeerRegistered`]).
+//! No I/O, no clock reads, no randomness (the first request ID is configured).
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
