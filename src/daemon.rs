@@ -54,6 +54,11 @@ enum DriverMsg {
         tunnel: usize,
         bytes: Vec<u8>,
     },
+    /// A Linux device's carrier changed (`RTM_NEWLINK`).
+    Link {
+        device: String,
+        up: bool,
+    },
 }
 
 type ControlMsg = (Request, oneshot::Sender<Reply>);
@@ -160,6 +165,7 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
                     DriverMsg::Udp { local, remote, bytes } => app.node.handle_udp(now, local, remote, &bytes, 0),
                     DriverMsg::RawEsp { from, tos, bytes } => app.node.handle_raw_esp(now, from, &bytes, tos),
                     DriverMsg::Tun { tunnel, bytes } => app.node.handle_tun(now, tunnel, &bytes),
+                    DriverMsg::Link { device, up } => app.node.handle_link(now, &device, up),
                 }
             },
             accepted = listener.accept() => {
@@ -203,6 +209,14 @@ impl OsDrivers {
                 None
             }
         };
+        if let Err(e) = watch_links(tx.clone()) {
+            ios!(
+                SYS,
+                Warning,
+                NO_LINK_EVENTS,
+                "interface state is not followed: {e}"
+            );
+        }
         let routes = match &handle {
             Some(h) if !cfg.ip_routes.is_empty() => match Routes::open(h.clone()).await {
                 Ok(r) => Some(r),
@@ -421,6 +435,42 @@ impl OsDrivers {
             let _ = r.flush().await;
         }
     }
+}
+
+/// Follow carrier changes of every device (`RTMGRP_LINK`), so routes through an interface that went down
+/// are withdrawn at once and `track N interface X line-protocol` objects follow the line.
+fn watch_links(tx: mpsc::Sender<DriverMsg>) -> std::io::Result<()> {
+    use futures::StreamExt;
+    use netlink_packet_route::link::{LinkAttribute, LinkFlags};
+    use rtnetlink::packet_core::NetlinkPayload;
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    let (mut conn, _handle, mut messages) = rtnetlink::new_connection()?;
+    let groups = rtnetlink::sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK);
+    {
+        use rtnetlink::sys::AsyncSocket;
+        conn.socket_mut().socket_mut().bind(&groups)?;
+    }
+    tokio::spawn(conn);
+    tokio::spawn(async move {
+        while let Some((msg, _)) = messages.next().await {
+            let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) = msg.payload
+            else {
+                continue;
+            };
+            let Some(device) = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let up = link.header.flags.contains(LinkFlags::Up)
+                && link.header.flags.contains(LinkFlags::LowerUp);
+            if tx.send(DriverMsg::Link { device, up }).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn tun_reader(tunnel: usize, dev: Arc<tun_rs::AsyncDevice>, tx: mpsc::Sender<DriverMsg>) {

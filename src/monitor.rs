@@ -18,6 +18,8 @@ pub struct Failover {
     pub tracker: Tracker,
     pub rib: Rib,
     route_changes: VecDeque<RibEvent>,
+    /// Last line-protocol state reported per interface.
+    link_up: std::collections::HashMap<String, bool>,
 }
 
 impl Failover {
@@ -138,6 +140,7 @@ impl Failover {
             tracker,
             rib,
             route_changes: VecDeque::new(),
+            link_up: std::collections::HashMap::new(),
         };
         f.pump(now);
         (f, problems)
@@ -156,6 +159,31 @@ impl Failover {
             self.sla.handle_reply(now, from, &echo);
             self.pump(now);
         }
+    }
+
+    /// An interface's line protocol changed (only changes are passed on, so repeated netlink
+    /// notifications of the same state cost nothing).
+    pub fn handle_interface(
+        &mut self,
+        now: Instant,
+        name: &str,
+        up: bool,
+        addr: Option<(Ipv4Addr, u8)>,
+    ) {
+        if self.link_up.get(name) == Some(&up) {
+            return;
+        }
+        self.link_up.insert(name.to_string(), up);
+        crate::ios!(
+            LINEPROTO,
+            Notice,
+            UPDOWN,
+            "Line protocol on Interface {name}, changed state to {}",
+            if up { "up" } else { "down" }
+        );
+        self.tracker.handle_interface(now, name, up);
+        self.rib.set_interface(name, up, addr);
+        self.pump(now);
     }
 
     pub fn poll_probe(&mut self) -> Option<Probe> {

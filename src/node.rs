@@ -307,6 +307,22 @@ impl Node {
         }
     }
 
+    /// A Linux device's line protocol changed: tell the RIB and the track objects of the IOS interface it is.
+    pub fn handle_link(&mut self, now: Instant, device: &str, up: bool) {
+        let Some(i) = self
+            .config
+            .interfaces
+            .iter()
+            .find(|i| i.linux_name() == Some(device))
+        else {
+            return;
+        };
+        let (name, addr) = (i.name.clone(), interface_address(&self.config, &i.name));
+        self.failover
+            .handle_interface(now, &name, up && !i.shutdown, addr);
+        self.pump(now);
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         self.failover.handle_timeout(now);
         if let Some(v) = &mut self.vpnsip {

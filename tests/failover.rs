@@ -44,6 +44,7 @@ track 1 ip sla 1 reachability
 ip route 203.0.113.1 255.255.255.255 192.0.2.11
 ip route 10.2.0.0 255.255.0.0 192.0.2.11 track 1
 ip route 10.2.0.0 255.255.0.0 198.51.100.11 250
+ip route 10.3.0.0 255.255.0.0 GigabitEthernet0
 ";
 
 struct Topology {
@@ -83,6 +84,17 @@ fn topology() -> Topology {
         "{ type filter hook input priority 0 ; }",
     ]);
     Topology { branch, hq }
+}
+
+/// The branch's kernel route to `prefix` in Lifeline's table, as `ip route` prints it.
+fn route_of(t: &Topology, prefix: &str) -> String {
+    let out = t
+        .branch
+        .cmd("ip")
+        .args(["-4", "route", "show", "table", "4711", prefix])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The branch's kernel route to the HQ LAN, as `ip route` prints it.
@@ -180,8 +192,25 @@ fn route_fails_over_to_backup_and_back() {
         // --- cut 2: the primary link goes down (HQ side, so the branch sees carrier loss).
         t.hq.run(&["ip", "link", "set", "eth-pri", "down"]);
         let failover = wait_route(&t, "198.51.100.11", limit_down + Duration::from_secs(2));
+        // The carrier loss withdraws the untracked interface route too (netlink link events).
+        let t0 = Instant::now();
+        while !route_of(&t, "10.3.0.0/16").is_empty() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(2),
+                "interface route survived the link going down"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         t.hq.run(&["ip", "link", "set", "eth-pri", "up"]);
         let fallback = wait_route(&t, "192.0.2.11", limit_up + Duration::from_secs(3));
+        let t0 = Instant::now();
+        while !route_of(&t, "10.3.0.0/16").contains("dev eth-pri") {
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "interface route not back after the link came up"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         println!("round {round} link down: failover {failover:?}, fallback {fallback:?}");
         report.push(("link down", failover, fallback));
     }
