@@ -120,7 +120,7 @@ impl Sim {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        self.rng % self.loss == 0
+        self.rng.is_multiple_of(self.loss)
     }
 
     fn events_of(&self, i: usize) -> Vec<&Event> {
