@@ -12,7 +12,8 @@
 //! the client: with no vendor class (option 120 encoding 1, addresses) and with vendor class
 //! `lifeline-sipnames` (encoding 0, compressed names). Each client run takes a lease from dnsmasq over a
 //! real socket, checks the lease and options 120/125, puts the address on the interface, registers a SIP
-//! number with Contact = leased address:5060, and releases the lease.
+//! number with Contact = leased address:5060, renews at T1 (unicast) and rebinds at T2 (broadcast) on a
+//! skewed client clock (same address and options back from dnsmasq), and releases the lease.
 //!
 //! Registrar address: in the address run it is the first option-120 address (port 5060). The names need
 //! DNS, which the test bed turns off (`port=0`), so the names run takes the domain from option 120 and the
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use common::dnsmasq::{self, DhcpServerConfig, Dnsmasq};
 use common::*;
-use monitors::dhcp::{Client, ClientConfig, DhcpEvent, Lease, SipServers};
+use monitors::dhcp::{Client, ClientConfig, DhcpEvent, Lease, SipServers, StateName};
 
 /// Marks an inner run: `client` or `registrar`.
 const INNER_ENV: &str = "LIFELINE_DHCP_INNER";
@@ -72,6 +73,26 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// An inner run under `timeout`, stopped with SIGTERM on drop: `timeout` passes it on to the test binary
+/// inside the namespace (a SIGKILL would orphan that one until its own deadline).
+struct Inner(std::process::Child);
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
 }
 
 /// Runs one client case in `cli`; returns the leased address it printed.
@@ -144,7 +165,7 @@ fn dnsmasq_options_120_125_reach_the_user_agent() {
         .stderr(std::fs::File::create(reg_out.with_extension("err")).unwrap())
         .spawn()
         .unwrap();
-    let mut reg = Daemon(reg);
+    let mut reg = Inner(reg);
     let read_reg = || {
         format!(
             "{}{}",
@@ -209,6 +230,12 @@ fn dnsmasq_options_120_125_reach_the_user_agent() {
     assert!(log.contains("option:120"), "{log}");
     assert!(log.contains("option:125"), "{log}");
     assert!(log.matches("DHCPRELEASE").count() >= 2, "{log}");
+    // and the release emptied dnsmasq's lease file
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while dns.leases().contains(&format!(" {lease_n} ")) {
+        assert!(Instant::now() < deadline, "lease kept:\n{}", dns.leases());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let elapsed = started.elapsed();
     eprintln!("dhcp_dnsmasq: done in {elapsed:?}");
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
@@ -256,7 +283,13 @@ fn inner_dhcp_client() {
                 let subs: Vec<String> = v
                     .suboptions
                     .iter()
-                    .map(|(c, d)| format!("{c}={}", String::from_utf8_lossy(d).escape_debug()))
+                    .map(|(c, d)| match std::str::from_utf8(d) {
+                        Ok(t) if t.bytes().all(|b| b.is_ascii_graphic()) => format!("{c}={t}"),
+                        _ => format!(
+                            "{c}=0x{}",
+                            d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                        ),
+                    })
                     .collect();
                 format!("enterprise {} [{}]", v.enterprise, subs.join(", "))
             })
@@ -311,6 +344,15 @@ fn inner_dhcp_client() {
     println!("REGISTERED {number}@{domain} via {registrar} contact {registered}");
     assert_eq!(registered, contact);
 
+    // renewing (T1: unicast to the server) and rebinding (T2: broadcast) against dnsmasq, on a skewed
+    // clock; the options come back unchanged
+    let t1 = lease.bound_at + lease.t1;
+    let renewed = renew_at(&mut client, &sock, &lease, t1, lease.server);
+    println!("RENEWED at T1 {}", renewed.addr);
+    let t2 = renewed.bound_at + renewed.t2;
+    let rebound = renew_at(&mut client, &sock, &renewed, t2, Ipv4Addr::BROADCAST);
+    println!("REBOUND at T2 {}", rebound.addr);
+
     client.release(Instant::now());
     while let Some(t) = client.poll_transmit() {
         sock.send_to(&t.payload, SocketAddrV4::new(t.dst, 67))
@@ -348,38 +390,73 @@ fn dhcp_socket(ifname: &str) -> UdpSocket {
 
 /// Drives the client over the socket until it is bound (10 s at most).
 fn acquire(client: &mut Client, sock: &UdpSocket) -> Lease {
-    let deadline = Instant::now() + Duration::from_secs(10);
     client.start(Instant::now());
+    match next_event(client, sock, Duration::ZERO).0 {
+        DhcpEvent::Bound(l) => l,
+        other => panic!("expected Bound, got {other:?}"),
+    }
+}
+
+/// Drives the client over the socket until it reports an event (10 s at most). The client's clock is
+/// the real one plus `skew`: a skew past T1 or T2 makes it renew or rebind now, against the real server.
+/// Also returns the destinations of the datagrams sent meanwhile.
+fn next_event(client: &mut Client, sock: &UdpSocket, skew: Duration) -> (DhcpEvent, Vec<Ipv4Addr>) {
+    let clock = || Instant::now() + skew;
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 1500];
+    let mut sent = Vec::new();
     loop {
         while let Some(t) = client.poll_transmit() {
             sock.send_to(&t.payload, SocketAddrV4::new(t.dst, 67))
                 .unwrap();
+            sent.push(t.dst);
         }
         if let Some(ev) = client.poll_event() {
-            match ev {
-                DhcpEvent::Bound(l) => return l,
-                other => panic!("unexpected {other:?}"),
-            }
+            return (ev, sent);
         }
         assert!(
             Instant::now() < deadline,
-            "no lease within 10 s (state {:?})",
+            "no DHCP event within 10 s (state {:?})",
             client.state()
         );
         match sock.recv_from(&mut buf) {
             Ok((n, from)) if from.port() == 67 => {
-                client.handle_input(Instant::now(), &buf[..n]);
+                client.handle_input(clock(), &buf[..n]);
             }
             Ok(_) => {}
             Err(e) if would_block(&e) => {}
             Err(e) => panic!("recv: {e}"),
         }
-        let now = Instant::now();
+        let now = clock();
         if client.poll_timeout().is_some_and(|t| t <= now) {
             client.handle_timeout(now);
         }
     }
+}
+
+/// Moves the client's clock past `at` (T1 or T2 of `lease`) and waits for the renewed lease; the
+/// last request went to `dst` (the server at T1, broadcast at T2).
+fn renew_at(
+    client: &mut Client,
+    sock: &UdpSocket,
+    lease: &Lease,
+    at: Instant,
+    dst: Ipv4Addr,
+) -> Lease {
+    let skew = at.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
+    let (renewed, sent) = match next_event(client, sock, skew) {
+        (DhcpEvent::Renewed(l), sent) => (l, sent),
+        (other, _) => panic!("expected Renewed, got {other:?}"),
+    };
+    assert_eq!(sent.last(), Some(&dst), "{sent:?}");
+    // same address, same options, a fresh lease timer
+    assert_eq!(renewed.addr, lease.addr);
+    assert_eq!(renewed.sip_servers, lease.sip_servers);
+    assert_eq!(renewed.vendor, lease.vendor);
+    assert_eq!(renewed.lease, lease.lease);
+    assert!(renewed.bound_at >= at);
+    assert_eq!(client.state(), StateName::Bound);
+    renewed
 }
 
 fn would_block(e: &std::io::Error) -> bool {
