@@ -13,7 +13,9 @@
 //! `lifeline-sipnames` (encoding 0, compressed names). Each client run takes a lease from dnsmasq over a
 //! real socket, checks the lease and options 120/125, puts the address on the interface, registers a SIP
 //! number with Contact = leased address:5060, renews at T1 (unicast) and rebinds at T2 (broadcast) on a
-//! skewed client clock (same address and options back from dnsmasq), and releases the lease.
+//! skewed client clock (same address and options back from dnsmasq), and releases the lease. The address
+//! run also changes the WAN address (a second lease under another client identifier): the UA moves its
+//! contact, and the registrar keeps only the new one.
 //!
 //! Registrar address: in the address run it is the first option-120 address (port 5060). The names need
 //! DNS, which the test bed turns off (`port=0`), so the names run takes the domain from option 120 and the
@@ -95,8 +97,18 @@ impl Drop for Inner {
     }
 }
 
-/// Runs one client case in `cli`; returns the leased address it printed.
-fn run_client(cli: &Netns, case: &str, number: &str, dns: &Dnsmasq) -> Ipv4Addr {
+/// The address after `tag` on the first line that has it (`LEASE a`, `MOVED n contact a:p -> b:p`).
+fn addr_after(log: &str, tag: &str) -> Option<Ipv4Addr> {
+    log.lines().find_map(|l| {
+        let rest = l.split_once(tag)?.1;
+        let word = rest.split_whitespace().last()?;
+        let ip = word.rsplit_once(':').map_or(word, |(ip, _)| ip);
+        ip.parse().ok()
+    })
+}
+
+/// Runs one client case in `cli`; returns its output and the leased address it printed.
+fn run_client(cli: &Netns, case: &str, number: &str, dns: &Dnsmasq) -> (String, Ipv4Addr) {
     let out = inner_cmd(cli, "inner_dhcp_client", 20)
         .env(INNER_ENV, "client")
         .env(CASE_ENV, case)
@@ -111,12 +123,9 @@ fn run_client(cli: &Netns, case: &str, number: &str, dns: &Dnsmasq) -> Ipv4Addr 
         dns.output()
     );
     eprintln!("--- client run `{case}` ---\n{log}");
-    log.lines()
-        .find_map(|l| {
-            l.split_once("LEASE ")
-                .and_then(|(_, a)| a.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("client run `{case}` printed no LEASE line:\n{log}"))
+    let lease = addr_after(&log, "LEASE ")
+        .unwrap_or_else(|| panic!("client run `{case}` printed no LEASE line:\n{log}"));
+    (log, lease)
 }
 
 #[test]
@@ -159,7 +168,7 @@ fn dnsmasq_options_120_125_reach_the_user_agent() {
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("dhcp-registrar-{}.out", srv.name));
     let reg = inner_cmd(&srv, "inner_registrar", 30)
         .env(INNER_ENV, "registrar")
-        .env(EXPECT_ENV, "2")
+        .env(EXPECT_ENV, "3")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&reg_out).unwrap())
         .stderr(std::fs::File::create(reg_out.with_extension("err")).unwrap())
@@ -183,12 +192,15 @@ fn dnsmasq_options_120_125_reach_the_user_agent() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let lease_a = run_client(&cli, "addrs", "1001", &dns);
-    let lease_n = run_client(&cli, "names", "1002", &dns);
-    assert!(cfg.in_pool(lease_a), "{lease_a} outside the dnsmasq range");
-    assert!(cfg.in_pool(lease_n), "{lease_n} outside the dnsmasq range");
+    let (log_a, lease_a) = run_client(&cli, "addrs", "1001", &dns);
+    let moved = addr_after(&log_a, "MOVED ")
+        .unwrap_or_else(|| panic!("client run `addrs` printed no MOVED line:\n{log_a}"));
+    let (_, lease_n) = run_client(&cli, "names", "1002", &dns);
+    for a in [lease_a, moved, lease_n] {
+        assert!(cfg.in_pool(a), "{a} outside the dnsmasq range");
+    }
 
-    // the registrar exits on its own once both bindings exist
+    // the registrar exits on its own once the three bindings were made
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
         if let Some(s) = reg.0.try_wait().unwrap() {
@@ -204,15 +216,20 @@ fn dnsmasq_options_120_125_reach_the_user_agent() {
     let reg_log = read_reg();
     assert!(status.success(), "registrar run failed:\n{reg_log}");
     eprintln!("--- registrar run ---\n{reg_log}");
-    for (number, lease) in [("1001", lease_a), ("1002", lease_n)] {
-        let contact = format!("sip:{number}@{lease}:{SIP_PORT}");
-        assert!(
-            reg_log
-                .lines()
-                .any(|l| l.contains("BINDING ") && l.contains(&contact)),
-            "no registrar binding for {contact}:\n{reg_log}"
-        );
+    let has = |tag: &str, number: &str, addr: Ipv4Addr| {
+        let contact = format!("sip:{number}@{addr}:{SIP_PORT}");
+        reg_log
+            .lines()
+            .any(|l| l.contains(tag) && l.contains(&contact))
+    };
+    // each registration reached the registrar with the leased address as its contact ...
+    for (number, addr) in [("1001", lease_a), ("1001", moved), ("1002", lease_n)] {
+        assert!(has("BINDING ", number, addr), "{number}@{addr}:\n{reg_log}");
     }
+    // ... and after the address change only the new contact of 1001 is left
+    assert!(has("FINAL ", "1001", moved), "{reg_log}");
+    assert!(!has("FINAL ", "1001", lease_a), "{reg_log}");
+    assert!(has("FINAL ", "1002", lease_n), "{reg_log}");
     let _ = std::fs::remove_file(&reg_out);
     let _ = std::fs::remove_file(reg_out.with_extension("err"));
 
@@ -229,10 +246,14 @@ fn dnsmasq_options_120_125_reach_the_user_agent() {
     assert!(log.contains("vendor class: lifeline-sipnames"), "{log}");
     assert!(log.contains("option:120"), "{log}");
     assert!(log.contains("option:125"), "{log}");
-    assert!(log.matches("DHCPRELEASE").count() >= 2, "{log}");
+    assert!(log.contains(&format!("DHCPACK({IF_SRV}) {moved}")), "{log}");
+    assert!(log.matches("DHCPRELEASE").count() >= 3, "{log}");
     // and the release emptied dnsmasq's lease file
     let deadline = Instant::now() + Duration::from_secs(2);
-    while dns.leases().contains(&format!(" {lease_n} ")) {
+    while [lease_n, moved]
+        .iter()
+        .any(|a| dns.leases().contains(&format!(" {a} ")))
+    {
         assert!(Instant::now() < deadline, "lease kept:\n{}", dns.leases());
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -340,9 +361,42 @@ fn inner_dhcp_client() {
     let prefix = u32::from(lease.mask).count_ones();
     let cidr = format!("{}/{prefix}", lease.addr);
     sh(Command::new("ip").args(["addr", "add", &cidr, "dev", IF_CLI]));
-    let registered = register(&number, &domain, registrar, contact);
+    let sip_sock = sip_socket(contact);
+    let cfg = sip::UaConfig::new(&number, &domain, registrar, contact);
+    let mut ua = sip::UserAgent::new(cfg, Box::new(sip::SeededRandom::new(0x5e1f)));
+    ua.register(Instant::now());
+    let registered = until_registered(&mut ua, &sip_sock);
     println!("REGISTERED {number}@{domain} via {registrar} contact {registered}");
     assert_eq!(registered, contact);
+
+    // the backup WAN's address changes (Cisco: "may change based on DHCP assignment"): a new lease under
+    // another client identifier while the first is still held, so dnsmasq picks another address; the
+    // UA re-registers from it and removes the old contact
+    let mut moved_lease = None;
+    if !names {
+        let mut client2 = Client::new(
+            ClientConfig {
+                mac,
+                client_id: Some(b"\0lifeline-wan-2".to_vec()),
+                vendor_class: None,
+                hostname: Some("lifeline-branch".into()),
+            },
+            0x22fe_22e0 ^ u64::from(std::process::id()),
+        );
+        let lease2 = acquire(&mut client2, &sock);
+        assert!(cfg_pool_contains(lease2.addr), "{}", lease2.addr);
+        assert_ne!(lease2.addr, lease.addr);
+        assert_eq!(lease2.sip_servers, lease.sip_servers);
+        let cidr2 = format!("{}/{prefix}", lease2.addr);
+        sh(Command::new("ip").args(["addr", "add", &cidr2, "dev", IF_CLI]));
+        let contact2 = SocketAddr::V4(SocketAddrV4::new(lease2.addr, SIP_PORT));
+        let sip_sock2 = sip_socket(contact2);
+        ua.set_contact(Instant::now(), contact2);
+        let registered2 = until_registered(&mut ua, &sip_sock2);
+        println!("\nMOVED {number} contact {registered} -> {registered2}");
+        assert_eq!(registered2, contact2);
+        moved_lease = Some((client2, lease2, cidr2));
+    }
 
     // renewing (T1: unicast to the server) and rebinding (T2: broadcast) against dnsmasq, on a skewed
     // clock; the options come back unchanged
@@ -362,7 +416,23 @@ fn inner_dhcp_client() {
         client.poll_event(),
         Some(DhcpEvent::Lost { addr }) if addr == lease.addr
     ));
+    if let Some((mut client2, lease2, cidr2)) = moved_lease {
+        client2.release(Instant::now());
+        while let Some(t) = client2.poll_transmit() {
+            sock.send_to(&t.payload, SocketAddrV4::new(t.dst, 67))
+                .unwrap();
+        }
+        assert!(matches!(
+            client2.poll_event(),
+            Some(DhcpEvent::Lost { addr }) if addr == lease2.addr
+        ));
+        sh(Command::new("ip").args(["addr", "del", &cidr2, "dev", IF_CLI]));
+    }
     sh(Command::new("ip").args(["addr", "del", &cidr, "dev", IF_CLI]));
+}
+
+fn cfg_pool_contains(a: Ipv4Addr) -> bool {
+    DhcpServerConfig::testbed("-").in_pool(a)
 }
 
 fn read_mac(ifname: &str) -> [u8; 6] {
@@ -466,15 +536,15 @@ fn would_block(e: &std::io::Error) -> bool {
     )
 }
 
-/// Registers `number` with the registrar from a socket on `contact`; returns the Contact the
-/// `Registered` event reports.
-fn register(number: &str, domain: &str, registrar: SocketAddr, contact: SocketAddr) -> SocketAddr {
+fn sip_socket(contact: SocketAddr) -> UdpSocket {
     let sock = UdpSocket::bind(contact).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    let cfg = sip::UaConfig::new(number, domain, registrar, contact);
-    let mut ua = sip::UserAgent::new(cfg, Box::new(sip::SeededRandom::new(0x5e1f)));
-    ua.register(Instant::now());
+    sock
+}
+
+/// Drives the user agent over `sock` until it reports `Registered`; returns the Contact it reports.
+fn until_registered(ua: &mut sip::UserAgent, sock: &UdpSocket) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 65536];
     loop {
@@ -553,5 +623,8 @@ fn inner_registrar() {
         if seen.len() >= expect && linger.is_none() {
             linger = Some(now + Duration::from_millis(300));
         }
+    }
+    for (aor, contact, _) in reg.snapshot(Instant::now()).bindings {
+        println!("FINAL {aor} {contact}");
     }
 }
