@@ -1,0 +1,554 @@
+//! IKEv1 in-process simulation: two endpoints back to back in virtual time, optionally through a NAT.
+#![allow(clippy::unwrap_used)]
+// Tests read the clock once for a base `Instant`; everything after is virtual time.
+#![allow(clippy::disallowed_methods)]
+
+use lifeline_ike::v1::wire::{self, Body, ExchangeType, Message, NotifyType, Payload};
+use lifeline_ike::v1::*;
+use lifeline_ike::{AuthFailure, DhGroup, Mode};
+use lifeline_ike::{ChildSaKeys, DeleteReason, Event, Rng};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+struct XorShift(u64);
+impl Rng for XorShift {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = (self.0 >> 24) as u8;
+        }
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+type DropFn = Box<dyn FnMut(bool, &[u8]) -> bool>;
+
+/// The NAT's public address for `a` (port p maps to 40000 + p % 10000).
+const NAT_IP: &str = "198.51.100.7";
+
+struct Pair {
+    a: Endpoint,
+    b: Endpoint,
+    a_addr: SocketAddr,
+    b_addr: SocketAddr,
+    now: Instant,
+    ev_a: Vec<Event>,
+    ev_b: Vec<Event>,
+    drop: DropFn,
+    nat: bool,
+    seen_a: Vec<Vec<u8>>,
+}
+
+fn cfg(key: &[u8]) -> Config {
+    Config::psk(PresharedKey::new(
+        key,
+        Ipv4Addr::UNSPECIFIED,
+        Some(Ipv4Addr::UNSPECIFIED),
+    ))
+}
+
+impl Pair {
+    fn new(ca: Config, cb: Config) -> Self {
+        Pair {
+            a: Endpoint::new(ca, Box::new(XorShift(0x1234_5678_9abc_def1))),
+            b: Endpoint::new(cb, Box::new(XorShift(0x0fed_cba9_8765_4321))),
+            a_addr: addr("10.0.0.1:500"),
+            b_addr: addr("192.0.2.2:500"),
+            now: Instant::now(),
+            ev_a: vec![],
+            ev_b: vec![],
+            drop: Box::new(|_, _| false),
+            nat: false,
+            seen_a: vec![],
+        }
+    }
+
+    fn nat_out(&self, src: SocketAddr) -> SocketAddr {
+        if self.nat {
+            SocketAddr::new(NAT_IP.parse().unwrap(), 40000 + src.port() % 10000)
+        } else {
+            src
+        }
+    }
+    fn nat_in(&self, dst: SocketAddr) -> SocketAddr {
+        if self.nat && dst.ip() == NAT_IP.parse::<std::net::IpAddr>().unwrap() {
+            let p = if dst.port() == 40500 { 500 } else { 4500 };
+            SocketAddr::new(self.a_addr.ip(), p)
+        } else {
+            dst
+        }
+    }
+
+    /// Delivers until both are quiet.
+    fn run(&mut self) {
+        for _ in 0..1000 {
+            let mut any = false;
+            while let Some(t) = self.a.poll_transmit() {
+                any = true;
+                self.seen_a.push(t.payload.clone());
+                if (self.drop)(true, &t.payload) {
+                    continue;
+                }
+                let src = self.nat_out(t.local);
+                self.b.handle_input(self.now, t.remote, src, &t.payload);
+            }
+            while let Some(t) = self.b.poll_transmit() {
+                any = true;
+                if (self.drop)(false, &t.payload) {
+                    continue;
+                }
+                let dst = self.nat_in(t.remote);
+                self.a.handle_input(self.now, dst, t.local, &t.payload);
+            }
+            while let Some(e) = self.a.poll_event() {
+                self.ev_a.push(e);
+            }
+            while let Some(e) = self.b.poll_event() {
+                self.ev_b.push(e);
+            }
+            if !any {
+                return;
+            }
+        }
+        panic!("no quiescence");
+    }
+
+    /// Advances virtual time to `until`, firing timers on the way.
+    fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        loop {
+            self.run();
+            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.a.handle_timeout(self.now);
+                    self.b.handle_timeout(self.now);
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+        self.a.handle_timeout(self.now);
+        self.b.handle_timeout(self.now);
+        self.run();
+    }
+
+    fn initiate(&mut self) {
+        self.a.initiate(self.now, self.a_addr, self.b_addr).unwrap();
+        self.run();
+    }
+}
+
+fn children(ev: &[Event]) -> Vec<ChildSaKeys> {
+    ev.iter()
+        .filter_map(|e| match e {
+            Event::ChildSaEstablished { child, .. } => Some(child.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assert_mirrored(a: &ChildSaKeys, b: &ChildSaKeys) {
+    assert_eq!(a.spi_in, b.spi_out);
+    assert_eq!(a.spi_out, b.spi_in);
+    assert_eq!(a.key_in, b.key_out);
+    assert_eq!(a.key_out, b.key_in);
+    assert_eq!(a.integ_key_in, b.integ_key_out);
+    assert_eq!(a.integ_key_out, b.integ_key_in);
+    assert_ne!(a.key_in, a.key_out);
+    assert_eq!(a.ts_local, b.ts_remote);
+    assert_eq!(a.ts_remote, b.ts_local);
+    assert_eq!(a.mode, b.mode);
+}
+
+fn diagnostics(e: &mut Endpoint) -> Vec<String> {
+    std::iter::from_fn(|| e.poll_diagnostic())
+        .map(|d| d.to_string())
+        .collect()
+}
+
+#[test]
+fn main_mode_psk_and_quick_mode_establish_any_any_tunnel() {
+    let mut p = Pair::new(cfg(b"cisco123"), cfg(b"cisco123"));
+    p.initiate();
+    assert!(
+        matches!(p.ev_a[0], Event::IkeSaEstablished { .. }),
+        "{:?}",
+        p.ev_a
+    );
+    assert!(
+        matches!(p.ev_b[0], Event::IkeSaEstablished { .. }),
+        "{:?}",
+        p.ev_b
+    );
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (1, 1));
+    assert_mirrored(&ca[0], &cb[0]);
+    assert_eq!(ca[0].mode, Mode::Tunnel);
+    assert_eq!(
+        ca[0].ts_local,
+        vec![lifeline_ike::wire::TrafficSelector::IPV4_ANY]
+    );
+    assert_eq!(ca[0].lifetime, Duration::from_secs(3600));
+    assert_eq!(ca[0].lifetime_kb, 4_608_000);
+    assert!(!ca[0].udp_encap);
+    let snap = p.a.snapshot(p.now);
+    assert_eq!(snap[0].state, "QM_IDLE");
+    assert_eq!(snap[0].children.len(), 1);
+    let shown = render_isakmp_sa(&p.b.snapshot(p.now));
+    assert!(
+        shown.contains("192.0.2.2       10.0.0.1        QM_IDLE           1001     ACTIVE"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn quick_mode_with_pfs_in_transport_mode_for_gre() {
+    let mk = || {
+        let mut c = cfg(b"k");
+        c.mode = Mode::Transport;
+        c.selectors = Selectors::Host { protocol: 47 };
+        c.pfs = Some(DhGroup::Ecp256);
+        c
+    };
+    let mut p = Pair::new(mk(), mk());
+    p.initiate();
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (1, 1));
+    assert_mirrored(&ca[0], &cb[0]);
+    assert_eq!(ca[0].mode, Mode::Transport);
+    assert_eq!(
+        ca[0].ts_local,
+        vec![lifeline_ike::wire::TrafficSelector::ipv4_host(
+            Ipv4Addr::new(10, 0, 0, 1),
+            47
+        )]
+    );
+    assert_eq!(
+        p.a.snapshot(p.now)[0].children[0].pfs,
+        Some(DhGroup::Ecp256)
+    );
+}
+
+#[test]
+fn pfs_mismatch_is_refused_with_no_proposal_chosen() {
+    let mut ca = cfg(b"k");
+    ca.pfs = None;
+    let mut cb = cfg(b"k");
+    cb.pfs = Some(DhGroup::Modp2048);
+    let mut p = Pair::new(ca, cb);
+    p.initiate();
+    assert!(children(&p.ev_a).is_empty());
+    let db = diagnostics(&mut p.b);
+    assert!(
+        db.iter().any(|d| d.contains("no acceptable proposal")),
+        "{db:?}"
+    );
+    let da = diagnostics(&mut p.a);
+    assert!(
+        da.iter().any(|d| d.contains("NO_PROPOSAL_CHOSEN")),
+        "{da:?}"
+    );
+}
+
+#[test]
+fn wrong_psk_fails_authentication_on_both_sides() {
+    let mut p = Pair::new(cfg(b"right"), cfg(b"wrong"));
+    p.initiate();
+    assert!(
+        p.ev_b.iter().any(|e| matches!(
+            e,
+            Event::AuthFailed {
+                reason: AuthFailure::BadPsk,
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_b
+    );
+    assert!(
+        p.ev_a.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDeleted {
+                reason: DeleteReason::AuthFailed(AuthFailure::PeerRejected),
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_a
+    );
+    assert!(
+        diagnostics(&mut p.b)
+            .iter()
+            .any(|d| d.contains("pre-shared key mismatch"))
+    );
+    assert!(p.a.snapshot(p.now).is_empty() && p.b.snapshot(p.now).is_empty());
+}
+
+#[test]
+fn aggressive_mode_is_refused_with_invalid_exchange_type_and_a_log_line() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    let am = Message {
+        cookie_i: 0x1111,
+        cookie_r: 0,
+        exchange: ExchangeType::AGGRESSIVE,
+        flags: 0,
+        message_id: 0,
+        body: Body::Plain(vec![Payload::Nonce(vec![1; 16])]),
+    }
+    .emit();
+    p.b.handle_input(p.now, p.b_addr, p.a_addr, &am);
+    let t = p.b.poll_transmit().unwrap();
+    let m = Message::parse(&t.payload).unwrap();
+    assert_eq!(m.exchange, ExchangeType::INFORMATIONAL);
+    assert!(
+        matches!(&m.payloads()[0], Payload::Notify(n) if n.kind == NotifyType::INVALID_EXCHANGE_TYPE)
+    );
+    let d = diagnostics(&mut p.b);
+    assert!(
+        d[0].contains("aggressive mode refused") && d[0].contains("10.0.0.1:500"),
+        "{d:?}"
+    );
+    assert!(p.b.snapshot(p.now).is_empty());
+}
+
+#[test]
+fn legacy_policies_are_refused_by_name_never_silently() {
+    // The seeds' 12.4 hub: only `authentication pre-share`, so DES / SHA / group 1 defaults.
+    let mut c = cfg(b"k");
+    c.policies = vec![IsakmpPolicy {
+        authentication: AuthMethod::PreShare,
+        ..IsakmpPolicy::ios_default(10)
+    }];
+    let mut e = Endpoint::new(c, Box::new(XorShift(1)));
+    let d = diagnostics(&mut e);
+    assert!(
+        d[0].contains("policy 10") && d[0].contains("encryption des") && d[0].contains("aes 256"),
+        "{d:?}"
+    );
+    assert_eq!(
+        e.initiate(Instant::now(), addr("10.0.0.1:500"), addr("192.0.2.2:500")),
+        Err(CommandError::NoUsablePolicy)
+    );
+
+    // A peer offering only legacy transforms gets NO-PROPOSAL-CHOSEN and the log names them.
+    let mut b = Endpoint::new(cfg(b"k"), Box::new(XorShift(2)));
+    let des = wire::Transform {
+        number: 1,
+        id: 1,
+        attributes: vec![
+            wire::Attribute::Basic(1, 1),
+            wire::Attribute::Basic(2, 1),
+            wire::Attribute::Basic(3, 1),
+            wire::Attribute::Basic(4, 2),
+        ],
+    };
+    let mm1 = Message {
+        cookie_i: 0x2222,
+        cookie_r: 0,
+        exchange: ExchangeType::IDENTITY_PROTECTION,
+        flags: 0,
+        message_id: 0,
+        body: Body::Plain(vec![Payload::Sa(wire::SaPayload {
+            doi: wire::DOI_IPSEC,
+            situation: 1,
+            proposals: vec![wire::Proposal {
+                number: 1,
+                protocol: wire::ProtocolId::ISAKMP,
+                spi: vec![],
+                transforms: vec![des],
+            }],
+        })]),
+    }
+    .emit();
+    b.handle_input(
+        Instant::now(),
+        addr("192.0.2.2:500"),
+        addr("10.0.0.1:500"),
+        &mm1,
+    );
+    let m = Message::parse(&b.poll_transmit().unwrap().payload).unwrap();
+    assert!(
+        matches!(&m.payloads()[0], Payload::Notify(n) if n.kind == NotifyType::NO_PROPOSAL_CHOSEN)
+    );
+    let d = diagnostics(&mut b);
+    assert!(
+        d.iter()
+            .any(|l| l.contains("encryption des") && l.contains("legacy")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn nat_is_detected_ports_float_to_4500_and_esp_is_udp_encapsulated() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.nat = true;
+    p.initiate();
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (1, 1), "{:?} {:?}", p.ev_a, p.ev_b);
+    assert!(ca[0].udp_encap && cb[0].udp_encap);
+    assert_eq!(ca[0].local, addr("10.0.0.1:4500"));
+    assert_eq!(ca[0].remote, addr("192.0.2.2:4500"));
+    assert_eq!(cb[0].remote, addr("198.51.100.7:44500"));
+    assert!(p.a.snapshot(p.now)[0].capabilities.contains('N'));
+    // The NATed side sends RFC 3948 keepalives.
+    p.seen_a.clear();
+    p.advance(Duration::from_secs(21));
+    assert!(p.seen_a.iter().any(|d| d == &[0xff]));
+}
+
+#[test]
+fn delete_removes_ipsec_and_isakmp_sas_on_both_sides() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.initiate();
+    let id = p.a.snapshot(p.now)[0].id;
+    p.a.delete_ike_sa(p.now, id).unwrap();
+    p.run();
+    assert!(
+        p.ev_b
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { .. }))
+    );
+    assert!(p.ev_b.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDeleted {
+            reason: DeleteReason::PeerRequest,
+            ..
+        }
+    )));
+    assert!(p.ev_a.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDeleted {
+            reason: DeleteReason::LocalRequest,
+            ..
+        }
+    )));
+    assert!(p.b.snapshot(p.now).is_empty());
+}
+
+#[test]
+fn dpd_is_answered_and_a_dead_peer_is_declared_after_retries() {
+    let mk = || {
+        let mut c = cfg(b"k");
+        c.keepalive = Some(Keepalive {
+            interval: Duration::from_secs(10),
+            retry: Duration::from_secs(2),
+            periodic: true,
+        });
+        c
+    };
+    let mut p = Pair::new(mk(), mk());
+    p.initiate();
+    p.advance(Duration::from_secs(60));
+    assert!(
+        !p.ev_a
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaDeleted { .. })),
+        "{:?}",
+        p.ev_a
+    );
+    assert_eq!(p.a.snapshot(p.now)[0].capabilities, "D");
+    p.drop = Box::new(|_, _| true);
+    p.advance(Duration::from_secs(60));
+    assert!(
+        p.ev_a.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDeleted {
+                reason: DeleteReason::PeerDead,
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_a
+    );
+}
+
+#[test]
+fn lost_messages_are_retransmitted_in_main_and_quick_mode() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    // Drop the first copy of every datagram in both directions.
+    let mut seen: Vec<Vec<u8>> = vec![];
+    p.drop = Box::new(move |_, d| {
+        if seen.iter().any(|s| s == d) {
+            false
+        } else {
+            seen.push(d.to_vec());
+            true
+        }
+    });
+    p.initiate();
+    p.advance(Duration::from_secs(60));
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (1, 1), "{:?} {:?}", p.ev_a, p.ev_b);
+    assert_mirrored(&ca[0], &cb[0]);
+}
+
+#[test]
+fn unanswered_main_mode_times_out() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.drop = Box::new(|_, _| true);
+    p.initiate();
+    p.advance(Duration::from_secs(300));
+    assert!(p.ev_a.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDeleted {
+            reason: DeleteReason::NegotiationTimeout,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn ipsec_sa_is_rekeyed_before_expiry_and_the_old_one_deleted() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.initiate();
+    p.advance(Duration::from_secs(3300));
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (2, 2));
+    assert_mirrored(&ca[1], &cb[1]);
+    assert!(
+        !p.ev_a
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { .. }))
+    );
+    p.advance(Duration::from_secs(400));
+    assert!(
+        p.ev_a
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == ca[0].spi_in))
+    );
+    assert!(
+        p.ev_b
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == cb[0].spi_in))
+    );
+    assert_eq!(p.a.snapshot(p.now)[0].children.len(), 1);
+}
+
+#[test]
+fn initial_contact_from_a_restarted_peer_clears_its_old_sas() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.initiate();
+    assert_eq!(p.b.snapshot(p.now).len(), 1);
+    // Reboot a: a fresh endpoint with other randomness.
+    p.a = Endpoint::new(cfg(b"k"), Box::new(XorShift(99)));
+    p.ev_b.clear();
+    p.initiate();
+    assert_eq!(p.b.snapshot(p.now).len(), 1);
+    assert!(p.ev_b.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDeleted {
+            reason: DeleteReason::PeerRequest,
+            ..
+        }
+    )));
+}
