@@ -515,7 +515,7 @@ impl Loopback {
                         let _ = s.send_to(&payload, remote);
                     }
                 }
-                Output::RawEsp { .. } => {}
+                Output::RawEsp { .. } | Output::Dhcp { .. } | Output::SetAddress { .. } => {}
                 Output::Tun { tunnel, packet } => self.delivered.push(TunPacket {
                     node: i,
                     tunnel,

@@ -54,6 +54,11 @@ enum DriverMsg {
         tunnel: usize,
         bytes: Vec<u8>,
     },
+    /// A DHCP message arrived on a device's UDP 68 socket.
+    Dhcp {
+        device: String,
+        bytes: Vec<u8>,
+    },
     /// A Linux device's carrier changed (`RTM_NEWLINK`).
     Link {
         device: String,
@@ -138,6 +143,12 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
     let (dtx, mut drx) = mpsc::channel::<DriverMsg>(1024);
     let mut os = OsDrivers::open(&app.node, &dtx).await;
+    for (ios, device, mac) in std::mem::take(&mut os.dhcp_macs) {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        app.node
+            .start_dhcp(Instant::now(), &ios, &device, mac, u64::from_ne_bytes(seed));
+    }
     app.node.start(Instant::now());
     ios!(
         SYS,
@@ -166,6 +177,7 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
                     DriverMsg::RawEsp { from, tos, bytes } => app.node.handle_raw_esp(now, from, &bytes, tos),
                     DriverMsg::Tun { tunnel, bytes } => app.node.handle_tun(now, tunnel, &bytes),
                     DriverMsg::Link { device, up } => app.node.handle_link(now, &device, up),
+                    DriverMsg::Dhcp { device, bytes } => app.node.handle_dhcp(now, &device, &bytes),
                 }
             },
             accepted = listener.accept() => {
@@ -194,6 +206,11 @@ struct OsDrivers {
     readers: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
     raw_esp: Option<Arc<RawEsp>>,
     tx: mpsc::Sender<DriverMsg>,
+    /// DHCP sockets (UDP 68, bound to their device) by device.
+    dhcp: HashMap<String, Arc<tokio::net::UdpSocket>>,
+    /// (IOS name, device, MAC) of the DHCP interfaces, for the node to start their clients.
+    dhcp_macs: Vec<(String, String, [u8; 6])>,
+    handle: Option<rtnetlink::Handle>,
 }
 
 impl OsDrivers {
@@ -311,6 +328,28 @@ impl OsDrivers {
                 }
             }
         };
+        let mut dhcp = HashMap::new();
+        let mut dhcp_macs = Vec::new();
+        for (ios, device) in node.dhcp_interfaces() {
+            let mac = std::fs::read_to_string(format!("/sys/class/net/{device}/address"))
+                .ok()
+                .and_then(|s| parse_mac(s.trim()));
+            let sock = crate::os::udp::bind_dhcp(&device);
+            match (mac, sock) {
+                (Some(mac), Ok(sock)) => {
+                    tokio::spawn(dhcp_reader(device.clone(), sock.clone(), tx.clone()));
+                    dhcp.insert(device.clone(), sock);
+                    dhcp_macs.push((ios, device, mac));
+                }
+                (None, _) => ios!(DHCP, Warning, NO_DEVICE, "{ios}: no device {device}"),
+                (_, Err(e)) => ios!(
+                    DHCP,
+                    Warning,
+                    NO_SOCKET,
+                    "{ios}: cannot open UDP 68 on {device}: {e}"
+                ),
+            }
+        }
         OsDrivers {
             routes,
             probes,
@@ -319,6 +358,9 @@ impl OsDrivers {
             readers: HashMap::new(),
             raw_esp,
             tx: tx.clone(),
+            dhcp,
+            dhcp_macs,
+            handle,
         }
     }
 
@@ -350,6 +392,29 @@ impl OsDrivers {
                 Output::Tun { tunnel, packet } => {
                     if let Some(Some(dev)) = self.tuns.get(tunnel) {
                         let _ = dev.send(&packet).await;
+                    }
+                }
+                Output::Dhcp {
+                    device,
+                    dst,
+                    payload,
+                } => {
+                    if let Some(s) = self.dhcp.get(&device) {
+                        let _ = s
+                            .send_to(&payload, SocketAddr::V4(SocketAddrV4::new(dst, 67)))
+                            .await;
+                    }
+                }
+                Output::SetAddress {
+                    device,
+                    addr,
+                    prefix,
+                    old,
+                } => {
+                    if let Some(h) = &self.handle
+                        && let Err(e) = set_address(h, &device, addr, prefix, old).await
+                    {
+                        ios!(DHCP, Error, ADDRESS_FAILED, "{device}: {e:#}");
                     }
                 }
                 Output::OpenPort(local) => {
@@ -471,6 +536,70 @@ fn watch_links(tx: mpsc::Sender<DriverMsg>) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+async fn set_address(
+    h: &rtnetlink::Handle,
+    device: &str,
+    addr: Ipv4Addr,
+    prefix: u8,
+    old: Option<(Ipv4Addr, u8)>,
+) -> anyhow::Result<()> {
+    let index = tun::link_index(h, device).await?;
+    if let Some((a, len)) = old {
+        let mut list = h.address().get().set_link_index_filter(index).execute();
+        use futures::TryStreamExt;
+        while let Some(msg) = list.try_next().await? {
+            let is_old = msg.header.prefix_len == len
+                && msg.attributes.iter().any(|at| {
+                    matches!(at, netlink_packet_route::address::AddressAttribute::Address(std::net::IpAddr::V4(x)) if *x == a)
+                });
+            if is_old {
+                let _ = h.address().del(msg).execute().await;
+            }
+        }
+    }
+    match h.address().add(index, addr.into(), prefix).execute().await {
+        Ok(()) => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn dhcp_reader(
+    device: String,
+    sock: Arc<tokio::net::UdpSocket>,
+    tx: mpsc::Sender<DriverMsg>,
+) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            // Only servers (port 67) talk to a DHCP client.
+            Ok((n, from)) if from.port() == 67 => {
+                let bytes = buf[..n].to_vec();
+                if tx
+                    .send(DriverMsg::Dhcp {
+                        device: device.clone(),
+                        bytes,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(_) | Err(_) => continue,
+        }
+    }
 }
 
 async fn tun_reader(tunnel: usize, dev: Arc<tun_rs::AsyncDevice>, tx: mpsc::Sender<DriverMsg>) {

@@ -39,11 +39,32 @@ pub enum Output {
     RawEsp { dst: Ipv4Addr, payload: Vec<u8> },
     /// An IP packet for the inside of tunnel `tunnel` (write it to its TUN device).
     Tun { tunnel: usize, packet: Vec<u8> },
+    /// A DHCP message to send from `device` (UDP 68 -> `dst`:67); see [`Node::handle_dhcp`].
+    Dhcp {
+        device: String,
+        dst: Ipv4Addr,
+        payload: Vec<u8>,
+    },
+    /// Give `device` this address (a DHCP lease), replacing the one it had (`old`).
+    SetAddress {
+        device: String,
+        addr: Ipv4Addr,
+        prefix: u8,
+        old: Option<(Ipv4Addr, u8)>,
+    },
     /// Open a UDP socket on this address and feed what it receives to [`Node::handle_udp`]
     /// (SIP, and each VPN-SIP session's WAN port).
     OpenPort(SocketAddr),
     /// Close it again (the session ended).
     ClosePort(SocketAddr),
+}
+
+/// An interface that takes its address from DHCP (`ip address dhcp`).
+pub struct DhcpIf {
+    pub ios_name: String,
+    pub device: String,
+    pub client: monitors::dhcp::Client,
+    pub lease: Option<monitors::dhcp::Lease>,
 }
 
 /// One static VTI (`interface TunnelN`, `tunnel mode ipsec ipv4`).
@@ -80,6 +101,8 @@ pub struct Node {
     pub ike: Endpoint,
     pub tunnels: Vec<Svti>,
     pub vpnsip: Option<VpnSip>,
+    /// DHCP clients of interfaces with `ip address dhcp`, once the driver gave their MAC.
+    pub dhcp: Vec<DhcpIf>,
     /// Inbound SPI -> tunnel index.
     pub(crate) spis: HashMap<u32, usize>,
     pub(crate) out: VecDeque<Output>,
@@ -119,10 +142,20 @@ impl Node {
                 Err(e) => problems.push(format!("interface {}: {e}", i.name)),
             }
         }
-        let vpnsip = match VpnSip::from_config(&config, &tunnels) {
-            Ok(v) => v,
-            Err(e) => {
-                problems.push(format!("vpn-sip: {e}"));
+        // With a static backup WAN the SIP side starts now; with `ip address dhcp` it starts on the lease.
+        let vpnsip = match VpnSip::static_wan(&config) {
+            Some(wan) => match VpnSip::from_config(&config, &tunnels, wan, None) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!("vpn-sip: {e}"));
+                    None
+                }
+            },
+            None => {
+                if config.vpn_sip.enabled && VpnSip::dhcp_wan(&config).is_none() {
+                    problems
+                        .push("vpn-sip: the local number's interface has no IPv4 address".into());
+                }
                 None
             }
         };
@@ -133,6 +166,7 @@ impl Node {
             ike,
             tunnels,
             vpnsip,
+            dhcp: Vec::new(),
             spis: HashMap::new(),
             out: VecDeque::new(),
             buf: vec![0; BUF_LEN],
@@ -307,6 +341,121 @@ impl Node {
         }
     }
 
+    /// Interfaces with `ip address dhcp`: (IOS name, Linux device), for the driver to open DHCP sockets on.
+    pub fn dhcp_interfaces(&self) -> Vec<(String, String)> {
+        self.config
+            .interfaces
+            .iter()
+            .filter(|i| matches!(i.ip, config::IpAddressing::Dhcp { .. }))
+            .filter_map(|i| Some((i.name.clone(), i.linux_name()?.to_string())))
+            .collect()
+    }
+
+    /// Start the DHCP client of `device` (the driver read its MAC address). Requests options 120 and 125.
+    pub fn start_dhcp(
+        &mut self,
+        now: Instant,
+        ios_name: &str,
+        device: &str,
+        mac: [u8; 6],
+        seed: u64,
+    ) {
+        let mut client = monitors::dhcp::Client::new(
+            monitors::dhcp::ClientConfig {
+                mac,
+                client_id: None,
+                vendor_class: None,
+                hostname: self.config.hostname.clone(),
+            },
+            seed,
+        );
+        client.start(now);
+        self.dhcp.push(DhcpIf {
+            ios_name: ios_name.to_string(),
+            device: device.to_string(),
+            client,
+            lease: None,
+        });
+        self.pump(now);
+    }
+
+    /// A datagram arrived on `device`'s DHCP socket (UDP 68).
+    pub fn handle_dhcp(&mut self, now: Instant, device: &str, payload: &[u8]) {
+        if let Some(d) = self.dhcp.iter_mut().find(|d| d.device == device) {
+            d.client.handle_input(now, payload);
+        }
+        self.pump(now);
+    }
+
+    fn dhcp_event(&mut self, now: Instant, idx: usize, ev: monitors::dhcp::DhcpEvent) {
+        use monitors::dhcp::DhcpEvent;
+        let (lease, lost) = match ev {
+            DhcpEvent::Bound(l) | DhcpEvent::Renewed(l) => (Some(l), None),
+            DhcpEvent::Lost { addr } => (None, Some(addr)),
+        };
+        let d = &mut self.dhcp[idx];
+        let old = d.lease.as_ref().map(|l| (l.addr, mask_len(l.mask)));
+        let ios = d.ios_name.clone();
+        let device = d.device.clone();
+        d.lease = lease.clone();
+        if let Some(addr) = lost {
+            ios!(DHCP, Warning, LOST, "{ios}: lease of {addr} lost");
+            return;
+        }
+        let Some(l) = lease else { return };
+        let prefix = mask_len(l.mask);
+        if old != Some((l.addr, prefix)) {
+            ios!(
+                DHCP,
+                Notice,
+                ADDRESS_ASSIGN,
+                "Interface {ios} assigned DHCP address {}, mask {}",
+                l.addr,
+                l.mask
+            );
+            self.out.push_back(Output::SetAddress {
+                device,
+                addr: l.addr,
+                prefix,
+                old,
+            });
+            self.failover
+                .handle_interface(now, &ios, true, Some((l.addr, prefix)));
+        }
+        // The VPN-SIP WAN: start the SIP side on the first lease, move the contact on a new address.
+        let is_vpnsip_wan = self
+            .config
+            .vpn_sip
+            .local_number()
+            .is_some_and(|n| n.wan_interface == ios);
+        if !is_vpnsip_wan {
+            return;
+        }
+        match &mut self.vpnsip {
+            None => match VpnSip::from_config(
+                &self.config,
+                &self.tunnels,
+                l.addr,
+                l.sip_servers.as_ref(),
+            ) {
+                Ok(v) => {
+                    self.vpnsip = v;
+                    self.vpnsip_start(now);
+                }
+                Err(e) => ios!(VPN_SIP, Error, NO_REGISTRAR, "{e}"),
+            },
+            Some(v) if v.wan != l.addr => {
+                let old_sip = SocketAddr::V4(SocketAddrV4::new(v.wan, crate::vpnsip::SIP_PORT));
+                let new_sip = SocketAddr::V4(SocketAddrV4::new(l.addr, crate::vpnsip::SIP_PORT));
+                v.wan = l.addr;
+                v.ua.set_contact(now, new_sip);
+                self.out.push_back(Output::ClosePort(old_sip));
+                self.out.push_back(Output::OpenPort(new_sip));
+            }
+            Some(_) => {}
+        }
+    }
+
     /// A Linux device's line protocol changed: tell the RIB and the track objects of the IOS interface it is.
     pub fn handle_link(&mut self, now: Instant, device: &str, up: bool) {
         let Some(i) = self
@@ -327,6 +476,9 @@ impl Node {
         self.failover.handle_timeout(now);
         if let Some(v) = &mut self.vpnsip {
             v.ua.handle_timeout(now);
+        }
+        for d in &mut self.dhcp {
+            d.client.handle_timeout(now);
         }
         self.ike.handle_timeout(now);
         for t in &mut self.tunnels {
@@ -349,6 +501,9 @@ impl Node {
         };
         consider(self.ike.poll_timeout());
         consider(self.sip_timeout());
+        for d in &self.dhcp {
+            consider(d.client.poll_timeout());
+        }
         for t in &self.tunnels {
             consider(t.dp.poll_timeout());
             consider(t.egress.poll_timeout());
@@ -404,6 +559,20 @@ impl Node {
                 progressed = true;
             }
             progressed |= self.pump_sip(now);
+            for idx in 0..self.dhcp.len() {
+                while let Some(tx) = self.dhcp[idx].client.poll_transmit() {
+                    self.out.push_back(Output::Dhcp {
+                        device: self.dhcp[idx].device.clone(),
+                        dst: tx.dst,
+                        payload: tx.payload,
+                    });
+                    progressed = true;
+                }
+                while let Some(ev) = self.dhcp[idx].client.poll_event() {
+                    self.dhcp_event(now, idx, ev);
+                    progressed = true;
+                }
+            }
             while let Some(ev) = self.ike.poll_event() {
                 self.ike_event(now, ev);
                 progressed = true;
@@ -488,7 +657,8 @@ impl Node {
     }
 
     /// Which tunnel a CHILD_SA belongs to: the one whose IKE SA it is, else the VPN-SIP tunnel whose SDP
-    /// named the peer, else the one whose `tunnel destination` is the peer.
+    /// named the peer, else the one whose `tunnel destination` is the peer, else a static VTI without a
+    /// destination and without an SA (never a VPN-SIP tunnel: those take peers only from SDP).
     fn tunnel_for(&self, ike_sa: IkeSaId, peer: IpAddr) -> Option<usize> {
         let peer = match peer {
             IpAddr::V4(a) => a,
@@ -502,6 +672,21 @@ impl Node {
                 self.tunnels
                     .iter()
                     .position(|t| t.destination == Some(peer))
+            })
+            .or_else(|| {
+                // A static VTI without `tunnel destination` answers whoever its profile authenticates.
+                let vpn_sip = |i: usize| {
+                    self.vpnsip
+                        .as_ref()
+                        .is_some_and(|v| v.sessions.iter().any(|s| s.tunnel == i))
+                };
+                (0..self.tunnels.len()).find(|&i| {
+                    let t = &self.tunnels[i];
+                    t.destination.is_none()
+                        && t.peer.is_none()
+                        && t.dp.outbound_spi().is_none()
+                        && !vpn_sip(i)
+                })
             })
     }
 
@@ -637,6 +822,10 @@ impl Node {
             }
         }
     }
+}
+
+fn mask_len(mask: Ipv4Addr) -> u8 {
+    u32::from(mask).leading_ones() as u8
 }
 
 fn map_encr(e: EncrAlg) -> Option<dataplane::Encr> {

@@ -69,6 +69,10 @@ pub struct Sim {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Nodes touched from outside (through [`Sim::node_mut`]) whose outputs are not drained yet.
     dirty: Vec<usize>,
+    /// Nodes whose timer must be re-read (once per step: `Node::poll_timeout` is O(tunnels)).
+    rearm: Vec<usize>,
+    rearm_flag: Vec<bool>,
+    rearm_registrar: bool,
     delivered: Vec<TunPacket>,
     pub stats: SimStats,
 }
@@ -89,6 +93,7 @@ impl Sim {
     pub fn add_node(&mut self, node: Node) -> usize {
         self.nodes.push(node);
         self.deadlines.push(None);
+        self.rearm_flag.push(false);
         self.nodes.len() - 1
     }
 
@@ -113,12 +118,14 @@ impl Sim {
             self.nodes[i].start(now);
             self.drain(i);
         }
+        self.rearm_timers();
     }
 
     /// An inner packet enters tunnel `tunnel` of node `node` (as if read from its TUN device).
     pub fn handle_tun(&mut self, now: Instant, node: usize, tunnel: usize, packet: &[u8]) {
         self.nodes[node].handle_tun(now, tunnel, packet);
         self.drain(node);
+        self.rearm_timers();
     }
 
     /// Packets nodes wrote to their tunnels since the last call.
@@ -140,6 +147,7 @@ impl Sim {
             work += 1;
             self.deliver(now, d);
         }
+        self.rearm_timers();
         let mut due = Vec::new();
         while let Some(Reverse((t, who))) = self.timers.peek().copied() {
             if t > now {
@@ -152,10 +160,12 @@ impl Sim {
                 self.deadlines.get(who).copied().flatten()
             };
             // Stale entries (the deadline moved since) are skipped; each participant fires once per step.
-            if current == Some(t) && !due.contains(&who) {
+            if current == Some(t) {
                 due.push(who);
             }
         }
+        due.sort_unstable();
+        due.dedup();
         for who in due {
             work += 1;
             self.stats.timeouts_fired += 1;
@@ -171,6 +181,7 @@ impl Sim {
                 self.drain(who);
             }
         }
+        self.rearm_timers();
         work
     }
 
@@ -192,7 +203,7 @@ impl Sim {
         }
     }
 
-    /// Move node `i`'s outputs onto the network and re-arm its timer.
+    /// Move node `i`'s outputs onto the network; its timer is re-armed at the end of the step.
     fn drain(&mut self, i: usize) {
         while let Some(o) = self.nodes[i].poll_output() {
             match o {
@@ -206,6 +217,8 @@ impl Sim {
                     payload,
                 }),
                 Output::RawEsp { .. } => self.stats.raw_esp_dropped += 1,
+                // No DHCP in the simulated network: configurations give static addresses.
+                Output::Dhcp { .. } | Output::SetAddress { .. } => {}
                 Output::Tun { tunnel, packet } => self.delivered.push(TunPacket {
                     node: i,
                     tunnel,
@@ -221,11 +234,24 @@ impl Sim {
                 }
             }
         }
-        let t = self.nodes[i].poll_timeout();
-        if t != self.deadlines[i] {
-            self.deadlines[i] = t;
-            if let Some(t) = t {
-                self.timers.push(Reverse((t, i)));
+        if !self.rearm_flag[i] {
+            self.rearm_flag[i] = true;
+            self.rearm.push(i);
+        }
+    }
+
+    fn rearm_timers(&mut self) {
+        if std::mem::take(&mut self.rearm_registrar) {
+            self.refresh_registrar_timer();
+        }
+        while let Some(i) = self.rearm.pop() {
+            self.rearm_flag[i] = false;
+            let t = self.nodes[i].poll_timeout();
+            if t != self.deadlines[i] {
+                self.deadlines[i] = t;
+                if let Some(t) = t {
+                    self.timers.push(Reverse((t, i)));
+                }
             }
         }
     }
@@ -240,7 +266,7 @@ impl Sim {
                 payload: tx.payload,
             });
         }
-        self.refresh_registrar_timer();
+        self.rearm_registrar = true;
     }
 
     fn refresh_registrar_timer(&mut self) {

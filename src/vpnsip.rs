@@ -78,9 +78,31 @@ impl sip::Random for OsRandom {
 
 impl VpnSip {
     /// Build the SIP side from the configuration, or say why VPN-SIP cannot run.
+    /// The backup WAN's address, when the configuration gives it (`ip address A M`); `None` when it comes
+    /// from DHCP (`ip address dhcp`) or is missing.
+    pub fn static_wan(cfg: &config::Config) -> Option<Ipv4Addr> {
+        let local = cfg.vpn_sip.local_number()?;
+        interface_address(cfg, &local.wan_interface).map(|(a, _)| a)
+    }
+
+    /// The interface VPN-SIP registers from, when it takes its address by DHCP.
+    pub fn dhcp_wan(cfg: &config::Config) -> Option<&config::Interface> {
+        if !cfg.vpn_sip.enabled {
+            return None;
+        }
+        let i = cfg.interface(&cfg.vpn_sip.local_number()?.wan_interface)?;
+        matches!(i.ip, config::IpAddressing::Dhcp { .. }).then_some(i)
+    }
+
+    /// Build the SIP side. `wan` is the backup WAN's address (configured or leased); `dhcp_sip_servers`
+    /// is DHCP option 120 when the WAN has a lease. The registrar is `vpn-sip registrar HOST` when HOST is
+    /// an address, else the first address of option 120 (`vpn-sip registrar dhcp` keeps only the
+    /// credentials of the line).
     pub fn from_config(
         cfg: &config::Config,
         tunnels: &[crate::node::Svti],
+        wan: Ipv4Addr,
+        dhcp_sip_servers: Option<&monitors::dhcp::SipServers>,
     ) -> Result<Option<VpnSip>, String> {
         if !cfg.vpn_sip.enabled {
             return Ok(None);
@@ -89,14 +111,6 @@ impl VpnSip {
             .vpn_sip
             .local_number()
             .ok_or("vpn-sip enable without vpn-sip local-number")?;
-        let wan = interface_address(cfg, &local.wan_interface)
-            .map(|(a, _)| a)
-            .ok_or_else(|| {
-                format!(
-                    "{} has no IPv4 address yet (DHCP is not wired in this build)",
-                    local.wan_interface
-                )
-            })?;
         let inside = cfg
             .vpn_sip
             .tunnel_source
@@ -104,25 +118,45 @@ impl VpnSip {
             .and_then(|i| interface_address(cfg, i))
             .map(|(a, _)| a)
             .unwrap_or(wan);
-        let reg = cfg
-            .vpn_sip
-            .registrar
-            .as_ref()
-            .ok_or("no SIP registrar: configure `vpn-sip registrar HOST` (DHCP option 120 is not wired yet)")?;
-        let reg_ip: Ipv4Addr = reg.host.parse().map_err(|_| {
-            format!(
-                "vpn-sip registrar {}: only IPv4 addresses are supported yet",
-                reg.host
-            )
-        })?;
-        let registrar = SocketAddr::V4(SocketAddrV4::new(reg_ip, reg.port.unwrap_or(SIP_PORT)));
+        let reg = cfg.vpn_sip.registrar.as_ref();
+        let configured: Option<Ipv4Addr> = reg.and_then(|r| r.host.parse().ok());
+        let (reg_ip, domain) = match (configured, dhcp_sip_servers) {
+            (Some(a), _) => (a, reg.map_or_else(|| a.to_string(), |r| r.host.clone())),
+            (None, Some(monitors::dhcp::SipServers::Addrs(a))) if !a.is_empty() => {
+                (a[0], a[0].to_string())
+            }
+            (None, Some(monitors::dhcp::SipServers::Domains(d))) => {
+                return Err(format!(
+                    "DHCP option 120 names the registrar by domain ({}); resolving it (RFC 3263) is not implemented yet",
+                    d.join(", ")
+                ));
+            }
+            (None, _) => match reg {
+                Some(r) if r.host != "dhcp" => {
+                    return Err(format!(
+                        "vpn-sip registrar {}: only IPv4 addresses are supported yet",
+                        r.host
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "no SIP registrar: {} got no DHCP option 120 and no `vpn-sip registrar ADDRESS` is configured",
+                        local.wan_interface
+                    ));
+                }
+            },
+        };
+        let registrar = SocketAddr::V4(SocketAddrV4::new(
+            reg_ip,
+            reg.and_then(|r| r.port).unwrap_or(SIP_PORT),
+        ));
         let mut ua_cfg = UaConfig::new(
             local.number.clone(),
-            reg.host.clone(),
+            domain,
             registrar,
             SocketAddr::V4(SocketAddrV4::new(wan, SIP_PORT)),
         );
-        if let (Some(u), Some(p)) = (&reg.username, &reg.password) {
+        if let Some((Some(u), Some(p))) = reg.map(|r| (&r.username, &r.password)) {
             ua_cfg.credentials = Some((u.clone(), sip::Secret::new(p.expose())));
         }
         let ua = UserAgent::new(ua_cfg, Box::new(OsRandom));

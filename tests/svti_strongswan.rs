@@ -447,12 +447,10 @@ fn strongswan_initiates_svti_to_lifeline_cbc256_sha256() {
     }
 }
 
-/// A static tunnel without `tunnel destination` answering a peer's IKE SA. IOS requires a destination
-/// for a static VTI, and Lifeline (working tree of 2026-11-23) logs `%IPSEC-4-NO_TUNNEL: CHILD_SA with
-/// 198.51.100.2:4500 matches no tunnel interface` and drops the CHILD_SA after answering the CREATE: charon has an
-/// installed CHILD_SA, Lifeline none, and traffic is black-holed. Kept to show it; run with `--ignored`.
+/// A static tunnel without `tunnel destination` answering a peer's IKE SA: the CHILD_SA lands in that
+/// tunnel. (Regression: a working tree of 2026-11-23 logged `%IPSEC-4-NO_TUNNEL ... matches no tunnel
+/// interface` after answering the CREATE, and black-holed the traffic.)
 #[test]
-#[ignore = "a static tunnel without `tunnel destination` takes no peer-initiated CHILD_SA (NO_TUNNEL)"]
 fn strongswan_initiates_to_lifeline_without_tunnel_destination() {
     if !ready("strongswan_initiates_to_lifeline_without_tunnel_destination") {
         return;

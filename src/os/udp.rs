@@ -17,6 +17,20 @@ pub fn bind_udp(addr: SocketAddrV4) -> io::Result<Arc<UdpSocket>> {
     Ok(Arc::new(UdpSocket::from_std(s.into())?))
 }
 
+/// The DHCP client's socket: UDP 0.0.0.0:68, broadcast allowed, bound to `device` (it has no address yet).
+pub fn bind_dhcp(device: &str) -> io::Result<Arc<UdpSocket>> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    s.bind_device(Some(device.as_bytes()))?;
+    s.set_nonblocking(true)?;
+    s.bind(&SockAddr::from(SocketAddrV4::new(
+        Ipv4Addr::UNSPECIFIED,
+        68,
+    )))?;
+    Ok(Arc::new(UdpSocket::from_std(s.into())?))
+}
+
 /// A raw IPv4 socket for ESP (protocol 50). Reads return the IP header too.
 pub struct RawEsp {
     fd: AsyncFd<Socket>,

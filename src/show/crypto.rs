@@ -1160,7 +1160,10 @@ interface Tunnel0
                     } => to.handle_udp(now, remote, local, &payload, 0),
                     Output::RawEsp { payload, .. } => to.handle_raw_esp(now, from_wan, &payload, 0),
                     Output::Tun { .. } => tun += 1,
-                    Output::OpenPort(_) | Output::ClosePort(_) => {}
+                    Output::OpenPort(_)
+                    | Output::ClosePort(_)
+                    | Output::Dhcp { .. }
+                    | Output::SetAddress { .. } => {}
                 }
             }
             tun

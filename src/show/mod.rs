@@ -34,6 +34,7 @@ pub enum ShowCommand {
     VpnSipSession,
     VpnSipRegistrationStatus,
     VpnSipSipRegistrar,
+    VpnSipSipDhcp,
     IpNatTranslations,
     CryptoIpsecSa,
     CryptoIkev2Sa,
@@ -64,6 +65,10 @@ const TABLE: &[(&[&str], ShowCommand)] = &[
     (
         &["show", "vpn-sip", "sip", "registrar"],
         ShowCommand::VpnSipSipRegistrar,
+    ),
+    (
+        &["show", "vpn-sip", "sip", "dhcp"],
+        ShowCommand::VpnSipSipDhcp,
     ),
     (
         &["show", "ip", "nat", "translations"],
@@ -218,6 +223,20 @@ pub fn answer(
             } else {
                 crypto::crypto_session(&views, crypto::wants_detail(args))
             }
+        }
+        ShowCommand::VpnSipSipDhcp => {
+            let wan = node
+                .config
+                .vpn_sip
+                .local_number()
+                .map(|n| n.wan_interface.clone());
+            let Some(d) = node.dhcp.iter().find(|d| Some(&d.ios_name) == wan.as_ref()) else {
+                return "% The VPN-SIP interface does not use DHCP\n".into();
+            };
+            monitors::show::vpn_sip_sip_dhcp(
+                &d.ios_name,
+                d.lease.as_ref().and_then(|l| l.sip_servers.as_ref()),
+            )
         }
         ShowCommand::IpNatTranslations => {
             let rows = node
