@@ -2249,7 +2249,15 @@ impl Endpoint {
                             continue;
                         };
                         let s = u32::from_be_bytes(s);
-                        if let Some(i) = sa.children.iter().position(|c| c.keys.spi_out == s) {
+                        //= https://www.rfc-editor.org/rfc/rfc2408#section-3.15
+                        //# SPIs (variable length) - Identifies the specific security association(s) to delete.
+                        // Normally the sender's inbound SPI (our outbound); strongSwan names our inbound SPI
+                        // when it failed to install the SA, so either identifies the pair.
+                        if let Some(i) = sa
+                            .children
+                            .iter()
+                            .position(|c| c.keys.spi_out == s || c.keys.spi_in == s)
+                        {
                             let c = sa.children.remove(i);
                             self.events.push_back(Event::ChildSaDeleted {
                                 ike_sa: sa.id,
