@@ -186,6 +186,22 @@ impl Failover {
         self.pump(now);
     }
 
+    /// A DHCP lease's router: IOS installs it as a static default route with distance 254, so any
+    /// configured default route wins.
+    pub fn set_dhcp_default(&mut self, now: Instant, interface: &str, router: Ipv4Addr) {
+        let Ok(default) = Ipv4Prefix::new(Ipv4Addr::UNSPECIFIED, 0) else {
+            return;
+        };
+        let mut route = StaticRoute::new(
+            default,
+            RouteTarget::InterfaceNextHop(interface.to_string(), router),
+        );
+        route.distance = 254;
+        route.name = Some("DHCP".into());
+        let _ = self.rib.add_static(route);
+        self.pump(now);
+    }
+
     pub fn poll_probe(&mut self) -> Option<Probe> {
         self.sla.poll_probe()
     }

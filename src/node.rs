@@ -421,6 +421,9 @@ impl Node {
             });
             self.failover
                 .handle_interface(now, &ios, true, Some((l.addr, prefix)));
+            if let Some(router) = l.router {
+                self.failover.set_dhcp_default(now, &ios, router);
+            }
         }
         // The VPN-SIP WAN: start the SIP side on the first lease, move the contact on a new address.
         let is_vpnsip_wan = self

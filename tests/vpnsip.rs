@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::dnsmasq;
 use common::kamailio::Kamailio;
 use common::*;
 
@@ -35,7 +36,14 @@ fn appliance_config(
     remote_lan: &str,
     bandwidth: u32,
     psk: &str,
+    registrar: &str,
 ) -> String {
+    // `wan` "dhcp": the backup WAN takes its address, and the registrar, from DHCP (options 120).
+    let wan_lines = if wan == "dhcp" {
+        " ip dhcp client request sip-server-address\n ip address dhcp".to_string()
+    } else {
+        format!(" ip address {wan} 255.255.255.0")
+    };
     format!(
         "\
 hostname {me}
@@ -59,7 +67,7 @@ crypto ipsec profile vpn-sip-ipsec
 vpn-sip enable
 vpn-sip local-number {number} address ipv4 GigabitEthernet1
 vpn-sip tunnel source Loopback11
-vpn-sip registrar 198.51.100.1 username {number} password {password}
+vpn-sip registrar {registrar} username {number} password {password}
 vpn-sip logging
 !
 interface Loopback11
@@ -72,7 +80,7 @@ interface GigabitEthernet0
 !
 interface GigabitEthernet1
  device eth-bak
- ip address {wan} 255.255.255.0
+{wan_lines}
  ip nat outside
 !
 interface Tunnel0
@@ -160,6 +168,7 @@ fn ping(ns: &Netns) -> bool {
 }
 
 struct Testbed {
+    _dnsmasq: Option<dnsmasq::Dnsmasq>,
     branch: Netns,
     hq: Netns,
     reg: Netns,
@@ -170,7 +179,14 @@ struct Testbed {
 }
 
 /// Three namespaces, Kamailio, and the two appliances (the head end with `hq_psk`), both registered.
-fn testbed(hq_psk: &str) -> Option<Testbed> {
+fn testbed(hq_psk: &str, dhcp: bool) -> Option<Testbed> {
+    // With `dhcp`, dnsmasq on the registrar's link hands the branch its backup-WAN address and option 120
+    // (198.51.100.10, .11), and Kamailio listens on 198.51.100.10.
+    let kam_ip = if dhcp {
+        "198.51.100.10"
+    } else {
+        "198.51.100.1"
+    };
     let branch = Netns::new("vbr");
     let hq = Netns::new("vhq");
     let reg = Netns::new("vrg");
@@ -206,6 +222,9 @@ fn testbed(hq_psk: &str) -> Option<Testbed> {
         "203.0.113.0/24",
         "via",
         "198.51.100.1",
+        "dev",
+        "eth-bak",
+        "onlink",
     ]);
     hq.run(&[
         "ip",
@@ -219,7 +238,24 @@ fn testbed(hq_psk: &str) -> Option<Testbed> {
     branch.run(&["ip", "addr", "add", "10.9.9.1/32", "dev", "lo"]);
     hq.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
     hq.run(&["ip", "addr", "add", "10.9.9.2/32", "dev", "lo"]);
-    let Some(kam) = Kamailio::start(&reg, "198.51.100.1") else {
+    let _dnsmasq = if dhcp {
+        branch.run(&["ip", "addr", "flush", "dev", "eth-bak"]);
+        reg.run(&["ip", "addr", "add", "198.51.100.10/24", "dev", "r-br"]);
+        let d = dnsmasq::Dnsmasq::start(&reg, &dnsmasq::DhcpServerConfig::testbed("r-br"));
+        if d.is_none() {
+            let required = std::env::var("LIFELINE_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "dnsmasq is not installed (scripts/install-deps installs it)"
+            );
+            eprintln!("SKIP: dnsmasq not installed");
+            return None;
+        }
+        d
+    } else {
+        None
+    };
+    let Some(kam) = Kamailio::start(&reg, kam_ip) else {
         let required = std::env::var("LIFELINE_REQUIRE_NETNS").is_ok_and(|v| v == "1");
         assert!(
             !required,
@@ -237,13 +273,14 @@ fn testbed(hq_psk: &str) -> Option<Testbed> {
             "1001",
             "1002",
             "secret1001",
-            "198.51.100.2",
+            if dhcp { "dhcp" } else { "198.51.100.2" },
             "192.0.2.1",
             "192.0.2.11",
             "10.9.9.1",
             "10.2.0.0",
             1000,
             "vpn-sip-netns-test-key",
+            if dhcp { "dhcp" } else { kam_ip },
         ),
     );
     let h = start(
@@ -261,6 +298,7 @@ fn testbed(hq_psk: &str) -> Option<Testbed> {
             "10.1.0.0",
             512,
             hq_psk,
+            kam_ip,
         ),
     );
     wait_for(
@@ -271,12 +309,19 @@ fn testbed(hq_psk: &str) -> Option<Testbed> {
                 .is_some_and(|d| d.contains("1001") && d.contains("1002"))
         },
     );
-    assert!(show(&a, "vpn-sip registration-status").contains("registered 198.51.100.2"));
+    let reg_status = show(&a, "vpn-sip registration-status");
+    let expected = if dhcp {
+        "registered 198.51.100.1"
+    } else {
+        "registered 198.51.100.2"
+    };
+    assert!(reg_status.contains(expected), "{reg_status}");
     wait_for("primary path answers", Duration::from_secs(10), || {
         ping(&branch)
     });
 
     Some(Testbed {
+        _dnsmasq,
         branch,
         hq,
         reg,
@@ -322,6 +367,7 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
         return;
     }
     let Some(Testbed {
+        _dnsmasq,
         branch,
         hq: _hq,
         reg: _reg,
@@ -329,7 +375,7 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
         a,
         h,
         cap,
-    }) = testbed("vpn-sip-netns-test-key")
+    }) = testbed("vpn-sip-netns-test-key", false)
     else {
         return;
     };
@@ -439,6 +485,7 @@ fn vpnsip_peer_with_another_key_fails_the_session_with_a_visible_reason() {
     // (A peer whose AUTH verifies but whose certificate differs from its SDP fingerprint is the `ike`
     // crate's FingerprintMismatch test; the appliance does not load certificates yet.)
     let Some(Testbed {
+        _dnsmasq,
         branch,
         hq: _hq,
         reg: _reg,
@@ -446,7 +493,7 @@ fn vpnsip_peer_with_another_key_fails_the_session_with_a_visible_reason() {
         a,
         h,
         cap: _cap,
-    }) = testbed("a-different-key-on-the-head-end")
+    }) = testbed("a-different-key-on-the-head-end", false)
     else {
         return;
     };
@@ -476,4 +523,47 @@ fn vpnsip_peer_with_another_key_fails_the_session_with_a_visible_reason() {
         "{s}"
     );
     assert!(!show(&a, "ip nat translations").contains("udp "));
+}
+
+#[test]
+fn vpnsip_registrar_from_dhcp_option_120_places_the_call() {
+    if !netns_available("vpnsip_registrar_from_dhcp_option_120_places_the_call") {
+        return;
+    }
+    // The branch's backup WAN has `ip address dhcp` and `ip dhcp client request sip-server-address`: its
+    // address and its registrar come from dnsmasq (option 120, encoding 1), as the seed describes.
+    let Some(Testbed {
+        _dnsmasq,
+        branch,
+        hq: _hq,
+        reg: _reg,
+        kam: _kam,
+        a,
+        h,
+        cap: _cap,
+    }) = testbed("vpn-sip-netns-test-key", true)
+    else {
+        return;
+    };
+    let dhcp = show(&a, "vpn-sip sip dhcp");
+    println!("{dhcp}");
+    assert!(
+        dhcp.contains("SIP-DHCP interface: GigabitEthernet1"),
+        "{dhcp}"
+    );
+    assert!(dhcp.contains("198.51.100.10"), "{dhcp}");
+    cut_primary(&branch);
+    wait_for("both routes to Tunnel0", Duration::from_secs(5), || {
+        show(&a, "ip route static").contains("is directly connected, Tunnel0")
+            && show(&h, "ip route static").contains("is directly connected, Tunnel0")
+    });
+    assert!(
+        branch.try_run(&["ping", "-c", "1", "-W", "5", "-I", "10.1.0.1", "10.2.0.1"]),
+        "no answer through the tunnel\nbranch: {}\nheadend: {}",
+        show(&a, "vpn-sip session detail"),
+        show(&h, "vpn-sip session detail")
+    );
+    let s = show(&a, "vpn-sip session detail");
+    assert!(s.contains("SESSION_UP (I)"), "{s}");
+    assert!(s.contains("Local address:port : 198.51.100.1"), "{s}");
 }
