@@ -552,3 +552,61 @@ fn initial_contact_from_a_restarted_peer_clears_its_old_sas() {
         }
     )));
 }
+
+#[test]
+fn isakmp_sa_is_replaced_before_expiry_and_ipsec_sas_survive() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.initiate();
+    let id = p.a.snapshot(p.now)[0].id;
+    let cky_before = p.b.snapshot(p.now)[0].id;
+    // 90 % of 86400 s (77 760 s, also when an IPsec SA rekeys), and past that old IPsec SA.
+    p.advance(Duration::from_secs(78_200));
+    let (sa, sb) = (p.a.snapshot(p.now), p.b.snapshot(p.now));
+    assert_eq!((sa.len(), sb.len()), (1, 1), "{sa:?} {sb:?}");
+    assert_eq!(
+        sa[0].id, id,
+        "the initiator's handle survives the phase-1 rekey"
+    );
+    assert_ne!(sb[0].id, cky_before, "the responder sees a new ISAKMP SA");
+    assert!(sa[0].remaining > Duration::from_secs(85_000));
+    assert_eq!(sa[0].children.len(), 1);
+    assert_eq!(sb[0].children.len(), 1);
+    assert!(
+        !p.ev_a
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaDeleted { .. })),
+        "{:?}",
+        p.ev_a
+    );
+    // Quick mode keeps working on the new ISAKMP SA.
+    let n = children(&p.ev_a).len();
+    p.advance(Duration::from_secs(3_600));
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert!(ca.len() > n);
+    assert_mirrored(ca.last().unwrap(), cb.last().unwrap());
+}
+
+#[test]
+fn show_crypto_isakmp_sa_matches_the_seed_layout() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.initiate();
+    let mut s = p.b.snapshot(p.now);
+    // The blog's hub (seed 003 lines 264-271): two spokes initiated to 192.168.1.3.
+    let mut x = s[0].clone();
+    s[0].dst = addr("192.168.1.3:500");
+    s[0].src = addr("192.168.1.2:500");
+    s[0].conn_id = 1002;
+    x.dst = addr("192.168.1.3:500");
+    x.src = addr("192.168.1.1:500");
+    x.conn_id = 1001;
+    s.push(x);
+    assert_eq!(
+        render_isakmp_sa(&s),
+        "IPv4 Crypto ISAKMP SA\n\
+         dst                    src                   state                     conn-id  status\n\
+         192.168.1.3     192.168.1.2     QM_IDLE           1002     ACTIVE\n\
+         192.168.1.3     192.168.1.1     QM_IDLE           1001     ACTIVE\n\
+         \n\
+         IPv6 Crypto ISAKMP SA\n"
+    );
+}

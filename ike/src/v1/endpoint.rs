@@ -245,6 +245,10 @@ struct Sa {
     dpd: Dpd,
     last_heard: Instant,
     next_nat_keepalive: Option<Instant>,
+    /// This main mode replaces the ISAKMP SA with that id (phase-1 rekey by the original initiator).
+    replaces: Option<IkeSaId>,
+    /// The replacement of this SA has been started.
+    p1_rekey_started: bool,
 }
 
 impl Sa {
@@ -573,6 +577,16 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<IkeSaId, CommandError> {
+        self.start_main_mode(now, local, remote, None)
+    }
+
+    fn start_main_mode(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        replaces: Option<IkeSaId>,
+    ) -> Result<IkeSaId, CommandError> {
         if !remote.is_ipv4() || !local.is_ipv4() {
             return Err(CommandError::Ipv6);
         }
@@ -606,6 +620,7 @@ impl Endpoint {
         sa.sai_b = sai_b;
         sa.psk = Some(psk);
         sa.state = P1State::I1;
+        sa.replaces = replaces;
         self.send_request(now, &mut sa, msg);
         self.sas.insert(id, sa);
         Ok(id)
@@ -659,6 +674,8 @@ impl Endpoint {
             },
             last_heard: now,
             next_nat_keepalive: None,
+            replaces: None,
+            p1_rekey_started: false,
         }
     }
 
@@ -938,7 +955,7 @@ impl Endpoint {
         sa.last_heard = now;
         let keep = self.on_message(now, &mut sa, local, remote, msg, data);
         if keep {
-            self.sas.insert(id, sa);
+            self.sas.insert(sa.id, sa);
         }
     }
 
@@ -1386,9 +1403,7 @@ impl Endpoint {
 
     fn take(&self, sa: &mut Sa, now: Instant) -> Sa {
         let (id, l, r) = (sa.id, sa.local, sa.remote);
-        let mut s = core::mem::replace(sa, self.new_sa(now, id, false, 0, 0, l, r));
-        s.children.retain(|_| true);
-        s
+        core::mem::replace(sa, self.new_sa(now, id, false, 0, 0, l, r))
     }
 
     fn has_other_sa(&self, sa: &Sa) -> bool {
@@ -1563,6 +1578,26 @@ impl Endpoint {
         sa.established = Some(now);
         if sa.nat_local {
             sa.next_nat_keepalive = self.config.nat_keepalive.map(|k| now + k);
+        }
+        if let Some(old_id) = sa.replaces.take()
+            && let Some(mut old) = self.sas.remove(&old_id)
+        {
+            // Phase-1 rekey done: the IPsec SAs and the handle move to the new ISAKMP SA; the old one
+            // is deleted (RFC 2409 leaves phase-2 SAs independent of the ISAKMP SA that made them).
+            sa.children.append(&mut old.children);
+            sa.id = old_id;
+            let ck = old.cookies();
+            self.send_info(
+                now,
+                &mut old,
+                vec![Payload::Delete(DeletePayload {
+                    doi: DOI_IPSEC,
+                    protocol: ProtocolId::ISAKMP,
+                    spi_size: 16,
+                    spis: vec![ck],
+                })],
+            );
+            return true;
         }
         self.events.push_back(Event::IkeSaEstablished {
             ike_sa: sa.id,
@@ -2271,7 +2306,19 @@ impl Endpoint {
                     if d.protocol == ProtocolId::ISAKMP
                         && d.spis.iter().any(|s| *s == sa.cookies()) =>
                 {
-                    let sa = self.take(sa, now);
+                    let mut sa = self.take(sa, now);
+                    // The peer replaced this ISAKMP SA (phase-1 rekey): its IPsec SAs live on under
+                    // the newest ISAKMP SA with the same peer.
+                    let heir = self
+                        .sas
+                        .values_mut()
+                        .filter(|o| {
+                            o.state == P1State::Established && o.remote.ip() == sa.remote.ip()
+                        })
+                        .max_by_key(|o| o.established);
+                    if let Some(heir) = heir {
+                        heir.children.append(&mut sa.children);
+                    }
                     self.finish(sa, DeleteReason::PeerRequest);
                     return false;
                 }
@@ -2291,7 +2338,7 @@ impl Endpoint {
                 continue;
             };
             if self.timeout_sa(now, &mut sa) {
-                self.sas.insert(id, sa);
+                self.sas.insert(sa.id, sa);
             }
         }
     }
@@ -2353,9 +2400,13 @@ impl Endpoint {
                 }
             }
         }
-        // ISAKMP lifetime.
+        // ISAKMP lifetime: the original initiator replaces the SA at 90 %; hard expiry at 100 %.
         let est = sa.established.unwrap_or(sa.started);
         let lifetime = sa.suite.map_or(Duration::from_secs(86400), |s| s.lifetime);
+        if sa.initiator && !sa.p1_rekey_started && now >= est + lifetime.mul_f64(0.9) {
+            sa.p1_rekey_started = true;
+            let _ = self.start_main_mode(now, sa.local, sa.remote, Some(sa.id));
+        }
         if now >= est + lifetime {
             let ck = sa.cookies();
             self.send_info(
@@ -2459,7 +2510,11 @@ impl Endpoint {
                 }
             }
             let est = sa.established.unwrap_or(sa.started);
-            add(est + sa.suite.map_or(Duration::from_secs(86400), |s| s.lifetime));
+            let lifetime = sa.suite.map_or(Duration::from_secs(86400), |s| s.lifetime);
+            add(est + lifetime);
+            if sa.initiator && !sa.p1_rekey_started {
+                add(est + lifetime.mul_f64(0.9));
+            }
             let life = self.config.ipsec_lifetime;
             for c in &sa.children {
                 add(c.created + life);
