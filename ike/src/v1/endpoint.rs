@@ -194,6 +194,8 @@ struct Qm {
     rekey_of: Option<u32>,
     keys: Option<ChildSaKeys>,
     pfs: Option<DhGroup>,
+    /// Start of the exchange (finished exchanges are forgotten after a while).
+    started: Instant,
 }
 
 #[derive(Debug)]
@@ -1726,6 +1728,7 @@ impl Endpoint {
                 rekey_of,
                 keys: None,
                 pfs,
+                started: now,
             },
         );
     }
@@ -2072,6 +2075,7 @@ impl Endpoint {
                 rekey_of: None,
                 keys: Some(keys),
                 pfs,
+                started: now,
             },
         );
     }
@@ -2374,6 +2378,10 @@ impl Endpoint {
         if sa.state != P1State::Established {
             return true;
         }
+        // Finished quick modes are kept only as long as the peer may still retransmit into them.
+        let keep = self.half_open_timeout();
+        sa.qms
+            .retain(|_, q| q.state != QmState::Done || now < q.started + keep);
         // Quick mode retransmissions.
         let mids: Vec<u32> = sa.qms.keys().copied().collect();
         for mid in mids {
