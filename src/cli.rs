@@ -46,6 +46,13 @@ enum Command {
     },
     /// Benchmarks, e.g. `lifeline bench vpnsip --sessions 1000,10000` (build with --release).
     Bench(crate::bench::BenchArgs),
+    /// Ask the running daemon a `clear` command: `lifeline clear crypto session`, `lifeline clear vpn-sip session`.
+    Clear {
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
     /// The main job on an embedded default: a complete VPN-SIP failover story on loopback, no root needed.
     Demo,
     /// Ask the running daemon a `show` command, e.g. `lifeline show running-config` or `lifeline sh run`.
@@ -82,6 +89,9 @@ pub fn main() -> ExitCode {
                 crate::log::init(false);
             }
             crate::demo::run()
+        }
+        Command::Clear { words, socket } => {
+            control::client_words(&control::socket_path(socket), "clear", &words)
         }
         Command::Show {
             words,

@@ -56,7 +56,16 @@ pub fn current_uid() -> u32 {
 
 /// `lifeline show ...` as a client.
 pub fn client_show(socket: &Path, words: &[String], json: bool) -> anyhow::Result<ExitCode> {
-    let mut all = vec!["show".to_string()];
+    client("show", socket, words, json)
+}
+
+/// `lifeline clear ...` (and other exec commands) as a client.
+pub fn client_words(socket: &Path, verb: &str, words: &[String]) -> anyhow::Result<ExitCode> {
+    client(verb, socket, words, false)
+}
+
+fn client(verb: &str, socket: &Path, words: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let mut all = vec![verb.to_string()];
     all.extend(words.iter().cloned());
     let reply = request(socket, &Request { words: all, json })?;
     print!("{}", reply.output);

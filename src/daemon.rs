@@ -186,7 +186,7 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
                 }
             }
             Some((req, reply)) = rx.recv() => {
-                let _ = reply.send(handle(&app, &req));
+                let _ = reply.send(handle(&mut app, &req));
             }
             _ = sigterm.recv() => { ios!(SYS, Notice, SHUTDOWN, "SIGTERM received, shutting down"); break; }
             _ = sigint.recv() => { ios!(SYS, Notice, SHUTDOWN, "SIGINT received, shutting down"); break; }
@@ -668,8 +668,34 @@ async fn icmp_reader(sock: Arc<IcmpSocket>, tx: mpsc::Sender<DriverMsg>) {
     }
 }
 
-fn handle(app: &Appliance, req: &Request) -> Reply {
+fn handle(app: &mut Appliance, req: &Request) -> Reply {
     match req.words.first().map(|w| w.to_ascii_lowercase()) {
+        Some(w) if w.len() >= 2 && "clear".starts_with(&w) => {
+            let words: Vec<String> = req.words.iter().map(|w| w.to_ascii_lowercase()).collect();
+            let is = |i: usize, full: &str| {
+                words
+                    .get(i)
+                    .is_some_and(|w| !w.is_empty() && full.starts_with(w.as_str()))
+            };
+            if is(1, "crypto") && is(2, "session") {
+                let n = app.node.clear_crypto_sessions(Instant::now());
+                Reply {
+                    ok: true,
+                    output: format!("{n} crypto session(s) cleared\n"),
+                }
+            } else if is(1, "vpn-sip") && is(2, "session") {
+                let n = app.node.clear_vpnsip_sessions(Instant::now());
+                Reply {
+                    ok: true,
+                    output: format!("{n} VPN-SIP session(s) cleared\n"),
+                }
+            } else {
+                Reply {
+                    ok: false,
+                    output: format!("% Invalid input detected: `{}`", req.words.join(" ")),
+                }
+            }
+        }
         Some(w) if !w.is_empty() && "show".starts_with(&w) => match show::resolve(&req.words) {
             Ok((cmd, args)) => Reply {
                 ok: true,

@@ -341,6 +341,58 @@ impl Node {
         }
     }
 
+    /// `clear crypto session`: delete every IKE SA (with DELETE notifications) and its CHILD_SAs. Static
+    /// tunnels with a destination initiate again at once; the others on their next packet.
+    pub fn clear_crypto_sessions(&mut self, now: Instant) -> usize {
+        let ids: Vec<IkeSaId> = self.tunnels.iter().filter_map(|t| t.ike_sa).collect();
+        let n = self.clear_vpnsip_sessions(now);
+        for id in &ids {
+            let _ = self.ike.delete_ike_sa(now, *id);
+        }
+        for t in &mut self.tunnels {
+            t.ike_sa = None;
+            for s in t.dp.inbound_spis().collect::<Vec<_>>() {
+                self.spis.remove(&s);
+            }
+            t.dp.remove_sa();
+        }
+        self.pump(now);
+        for idx in 0..self.tunnels.len() {
+            if self.tunnels[idx].destination.is_some() {
+                self.initiate(now, idx);
+            }
+        }
+        self.pump(now);
+        ios!(
+            CRYPTO,
+            Notice,
+            CLEARED,
+            "{} crypto session(s) cleared by the operator",
+            ids.len().max(n)
+        );
+        ids.len().max(n)
+    }
+
+    /// `clear vpn-sip session` (Lifeline extension): end every VPN-SIP session (BYE, SAs, PAT entry).
+    pub fn clear_vpnsip_sessions(&mut self, now: Instant) -> usize {
+        let active: Vec<usize> = self
+            .vpnsip
+            .as_ref()
+            .map(|v| {
+                v.sessions
+                    .iter()
+                    .filter(|s| s.status != crate::show::vpnsip::SessionStatus::ReadyToConnect)
+                    .map(|s| s.tunnel)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for idx in &active {
+            self.vpnsip_idle(now, *idx);
+        }
+        self.pump(now);
+        active.len()
+    }
+
     /// Interfaces with `ip address dhcp`: (IOS name, Linux device), for the driver to open DHCP sockets on.
     pub fn dhcp_interfaces(&self) -> Vec<(String, String)> {
         self.config

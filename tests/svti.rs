@@ -139,10 +139,23 @@ fn run_pair(transform: &str) {
     sb.ns.run(&[
         "ping", "-c", "10", "-i", "0.1", "-W", "1", "-I", "10.2.0.1", "10.1.0.1",
     ]);
-    // The wire carries ESP, not the inner ping.
-    let _ = Command::new("true").status();
-    let _ = &sb.sock;
-    let _ = &sa.sock;
+    // `clear crypto session` on site A: the SAs go (DELETE to the peer) and come back on their own.
+    let out = Command::new(BIN)
+        .args(["clear", "crypto", "session", "--socket"])
+        .arg(&sa.sock)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cleared"));
+    let back = ping_until(&sa.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    println!("[{transform}] traffic back {back:?} after clear crypto session");
+    sb.ns.run(&[
+        "ping", "-c", "5", "-i", "0.1", "-W", "1", "-I", "10.2.0.1", "10.1.0.1",
+    ]);
 }
 
 #[test]
