@@ -610,3 +610,54 @@ fn show_crypto_isakmp_sa_matches_the_seed_layout() {
          IPv6 Crypto ISAKMP SA\n"
     );
 }
+
+#[test]
+fn on_demand_dpd_probes_only_when_asked() {
+    let mk = || {
+        let mut c = cfg(b"k");
+        c.keepalive = Some(Keepalive {
+            interval: Duration::from_secs(10),
+            retry: Duration::from_secs(2),
+            periodic: false,
+        });
+        c
+    };
+    let mut p = Pair::new(mk(), mk());
+    p.initiate();
+    let id = p.a.snapshot(p.now)[0].id;
+    p.seen_a.clear();
+    p.advance(Duration::from_secs(120));
+    assert!(p.seen_a.is_empty(), "no periodic probes");
+    p.a.dpd_probe(p.now, id).unwrap();
+    p.advance(Duration::from_secs(30));
+    assert_eq!(p.seen_a.len(), 1, "one R-U-THERE, answered");
+    assert_eq!(p.a.snapshot(p.now).len(), 1);
+    p.drop = Box::new(|_, _| true);
+    p.a.dpd_probe(p.now, id).unwrap();
+    p.advance(Duration::from_secs(30));
+    assert!(p.ev_a.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDeleted {
+            reason: DeleteReason::PeerDead,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn retransmitted_mm1_is_answered_without_a_second_responder_sa() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    // Lose the responder's MM2 once.
+    let mut dropped = false;
+    p.drop = Box::new(move |a_to_b, _| {
+        if !a_to_b && !dropped {
+            dropped = true;
+            return true;
+        }
+        false
+    });
+    p.initiate();
+    p.advance(Duration::from_secs(10));
+    assert_eq!(p.b.snapshot(p.now).len(), 1);
+    assert_eq!(children(&p.ev_b).len(), 1);
+}
