@@ -3,9 +3,9 @@
 use super::config::{Config, Refusal, Selectors, Suite, encr_from, group_from, group_number};
 use super::keys::{self, HashAlg, Phase1Keys};
 use super::wire::{
-    Attribute, Body, DOI_IPSEC, DeletePayload, ExchangeType, FLAG_ENCRYPTION, HEADER_LEN,
-    IdPayload, IdType, Message, NotifyPayload, NotifyType, Payload, PayloadType, Proposal,
-    ProtocolId, SIT_IDENTITY_ONLY, SaPayload, Transform, emit_chain, parse_chain,
+    Attribute, Body, DOI_IPSEC, DeletePayload, ExchangeType, IdPayload, IdType, Message,
+    NotifyPayload, NotifyType, Payload, PayloadType, Proposal, ProtocolId, SIT_IDENTITY_ONLY,
+    SaPayload, Transform, emit_chain, parse_chain,
 };
 use crate::auth::AuthFailure;
 use crate::config::{EspProposal, Identity, Mode};
@@ -2678,6 +2678,3 @@ fn id_to_ts(id: &IdPayload) -> TrafficSelector {
         end,
     }
 }
-
-#[allow(dead_code)]
-const _: usize = HEADER_LEN + FLAG_ENCRYPTION as usize;
