@@ -661,3 +661,53 @@ fn retransmitted_mm1_is_answered_without_a_second_responder_sa() {
     assert_eq!(p.b.snapshot(p.now).len(), 1);
     assert_eq!(children(&p.ev_b).len(), 1);
 }
+
+#[test]
+fn endpoint_survives_mutated_and_truncated_datagrams() {
+    // Capture a whole setup (both directions), then replay corrupted copies into fresh and
+    // established endpoints: nothing may panic, and the established SA must survive.
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    let mut log: Vec<(bool, Vec<u8>)> = vec![];
+    let rec = std::rc::Rc::new(std::cell::RefCell::new(vec![]));
+    let r2 = rec.clone();
+    p.drop = Box::new(move |ab, d| {
+        r2.borrow_mut().push((ab, d.to_vec()));
+        false
+    });
+    p.initiate();
+    log.extend(rec.borrow().iter().cloned());
+    assert!(log.len() >= 9, "MM1-6 + QM1-3");
+    let mut rng = XorShift(7);
+    let mut fresh = Endpoint::new(cfg(b"k"), Box::new(XorShift(3)));
+    for round in 0..3000 {
+        let (ab, d) = &log[round % log.len()];
+        let mut m = d.clone();
+        let mut b = [0u8; 3];
+        rng.fill(&mut b);
+        match b[0] % 3 {
+            0 => {
+                let i = b[1] as usize % m.len();
+                m[i] ^= b[2] | 1;
+            }
+            1 => m.truncate(b[1] as usize % m.len()),
+            _ => {
+                let i = 28 + b[1] as usize % (m.len() - 28).max(1);
+                if i < m.len() {
+                    m[i] = b[2];
+                }
+            }
+        }
+        if *ab {
+            p.b.handle_input(p.now, p.b_addr, p.a_addr, &m);
+            fresh.handle_input(p.now, p.b_addr, p.a_addr, &m);
+        } else {
+            p.a.handle_input(p.now, p.a_addr, p.b_addr, &m);
+        }
+        while p.a.poll_transmit().is_some() {}
+        while p.b.poll_transmit().is_some() {}
+        while fresh.poll_transmit().is_some() {}
+    }
+    p.a.handle_timeout(p.now + Duration::from_secs(1));
+    assert_eq!(p.a.snapshot(p.now)[0].state, "QM_IDLE");
+    assert_eq!(p.b.snapshot(p.now)[0].state, "QM_IDLE");
+}
