@@ -711,3 +711,70 @@ fn endpoint_survives_mutated_and_truncated_datagrams() {
     assert_eq!(p.a.snapshot(p.now)[0].state, "QM_IDLE");
     assert_eq!(p.b.snapshot(p.now)[0].state, "QM_IDLE");
 }
+
+fn rsa_cfg(me: &str, peer: &str, trust_peer: bool) -> Config {
+    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let rd = |f: &str| std::fs::read(data.join(f)).unwrap();
+    let mut c = Config::psk(PresharedKey::new(b"unused", Ipv4Addr::UNSPECIFIED, None));
+    c.keys.clear();
+    c.policies = vec![IsakmpPolicy {
+        priority: 5,
+        encryption: PolicyEncryption::Aes(256),
+        hash: PolicyHash::Hash(HashAlg::Sha256),
+        authentication: AuthMethod::RsaSig,
+        group: 14,
+        lifetime: Duration::from_secs(86400),
+    }];
+    let peer_cert = rd(&format!("cert{peer}.der"));
+    c.rsa = Some(RsaSig {
+        key_pkcs8: lifeline_ike::Secret::new(rd(&format!("key{me}.pk8.der"))),
+        cert_der: rd(&format!("cert{me}.der")),
+        trusted_certs: if trust_peer {
+            vec![lifeline_ike::Fingerprint::of_cert(&peer_cert)]
+        } else {
+            vec![]
+        },
+    });
+    c
+}
+
+#[test]
+fn main_mode_with_rsa_signatures_and_pinned_certificates() {
+    let mut p = Pair::new(rsa_cfg("1000", "2000", true), rsa_cfg("2000", "1000", true));
+    p.initiate();
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (1, 1), "{:?} {:?}", p.ev_a, p.ev_b);
+    assert_mirrored(&ca[0], &cb[0]);
+    match &p.ev_b[0] {
+        Event::IkeSaEstablished { peer_id, .. } => {
+            assert_eq!(peer_id.to_string(), "CN=branch1000")
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(p.a.snapshot(p.now)[0].auth, "rsig");
+}
+
+#[test]
+fn rsa_peer_with_an_unpinned_certificate_is_rejected() {
+    let mut p = Pair::new(
+        rsa_cfg("1000", "2000", true),
+        rsa_cfg("2000", "1000", false),
+    );
+    p.initiate();
+    assert!(
+        p.ev_b.iter().any(|e| matches!(
+            e,
+            Event::AuthFailed {
+                reason: AuthFailure::UntrustedCertificate(_),
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_b
+    );
+    assert!(children(&p.ev_a).is_empty());
+    assert!(
+        p.a.snapshot(p.now).is_empty(),
+        "a heard AUTHENTICATION-FAILED"
+    );
+}

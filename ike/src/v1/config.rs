@@ -7,7 +7,7 @@
 //! so there is no extension that enables them (see the crate report).
 
 use super::keys::HashAlg;
-use crate::config::{EspProposal, Mode, Retransmit};
+use crate::config::{EspProposal, Fingerprint, Mode, Retransmit};
 use crate::crypto::{DhGroup, EncrAlg, Secret};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -90,12 +90,6 @@ impl IsakmpPolicy {
             PolicyHash::Hash(h) => h,
         };
         let group = group_from(self.group)?;
-        if self.authentication == AuthMethod::RsaSig {
-            return Err(Refusal::Unsupported(
-                "authentication rsa-sig (IKEv1 signatures are not implemented yet; use authentication pre-share)"
-                    .into(),
-            ));
-        }
         Ok(Suite {
             encr,
             hash,
@@ -224,6 +218,29 @@ impl PresharedKey {
     }
 }
 
+/// `authentication rsa-sig`: our key and certificate (IOS trustpoint) and the peer certificates we
+/// trust (pinned by SHA-1; no CA path validation yet).
+#[derive(Clone)]
+pub struct RsaSig {
+    /// PKCS#8 DER private key.
+    pub key_pkcs8: Secret,
+    /// Our DER certificate (sent in CERT; its subject is our ID_DER_ASN1_DN).
+    pub cert_der: Vec<u8>,
+    /// SHA-1 fingerprints of the peer certificates we accept.
+    pub trusted_certs: Vec<Fingerprint>,
+}
+
+impl core::fmt::Debug for RsaSig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "RsaSig(cert {}, {} trusted)",
+            Fingerprint::of_cert(&self.cert_der),
+            self.trusted_certs.len()
+        )
+    }
+}
+
 /// Which traffic quick mode protects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selectors {
@@ -274,6 +291,8 @@ pub struct Config {
     pub initial_contact: bool,
     /// Retransmission schedule.
     pub retransmit: Retransmit,
+    /// Certificate authentication (for `authentication rsa-sig` policies).
+    pub rsa: Option<RsaSig>,
 }
 
 impl Config {
@@ -303,6 +322,7 @@ impl Config {
             nat_keepalive: Some(Duration::from_secs(20)),
             initial_contact: true,
             retransmit: Retransmit::default(),
+            rsa: None,
         }
     }
 
@@ -323,6 +343,12 @@ impl Config {
         let mut bad = Vec::new();
         for p in ps {
             match p.suite() {
+                Ok(s) if s.auth == AuthMethod::RsaSig && self.rsa.is_none() => bad.push((
+                    p.priority,
+                    Refusal::Unsupported(
+                        "authentication rsa-sig without a certificate and key".into(),
+                    ),
+                )),
                 Ok(s) => ok.push(s),
                 Err(r) => bad.push((p.priority, r)),
             }

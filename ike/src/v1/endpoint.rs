@@ -1,6 +1,8 @@
 //! The sans-io IKEv1 endpoint: main mode (PSK), quick mode, informational (DELETE, DPD), NAT-T.
 
-use super::config::{Config, Refusal, Selectors, Suite, encr_from, group_from, group_number};
+use super::config::{
+    AuthMethod, Config, Refusal, Selectors, Suite, encr_from, group_from, group_number,
+};
 use super::keys::{self, HashAlg, Phase1Keys};
 use super::wire::{
     Attribute, Body, DOI_IPSEC, DeletePayload, ExchangeType, IdPayload, IdType, Message,
@@ -8,7 +10,7 @@ use super::wire::{
     SaPayload, Transform, emit_chain, parse_chain,
 };
 use crate::auth::AuthFailure;
-use crate::config::{EspProposal, Identity, Mode};
+use crate::config::{EspProposal, Fingerprint, Identity, Mode};
 use crate::crypto::{DhGroup, DhKeyPair, EncrAlg, IntegAlg, Rng, Secret};
 use crate::endpoint::{
     ChildSaKeys, ChildSaSnapshot, DeleteReason, Event, IkeSaId, NAT_T_PORT, Transmit,
@@ -30,6 +32,30 @@ pub const VID_NAT_T: [u8; 16] = [
 pub const VID_DPD: [u8; 16] = [
     0xaf, 0xca, 0xd7, 0x13, 0x68, 0xa1, 0xf1, 0xc9, 0x6b, 0x86, 0x96, 0xfc, 0x77, 0x57, 0x01, 0x00,
 ];
+
+/// CERT / CR encoding: X.509 certificate - signature (RFC 2408 §3.9).
+const CERT_X509_SIG: u8 = 4;
+
+/// Adapts the injected [`Rng`] to `rand_core` for RSA blinding.
+struct BlindingRng<'a>(&'a mut (dyn Rng + Send));
+impl rand_core::TryRng for BlindingRng<'_> {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.0.fill(&mut b);
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.0.fill(&mut b);
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.fill(dst);
+        Ok(())
+    }
+}
+impl rand_core::TryCryptoRng for BlindingRng<'_> {}
 
 /// Nonce length we send.
 const NONCE_LEN: usize = 32;
@@ -293,7 +319,7 @@ pub struct IsakmpSaSnapshot {
     pub hash: Option<HashAlg>,
     /// DH group number.
     pub dh_group: Option<u16>,
-    /// `Auth`: `psk`.
+    /// `Auth`: `psk` or `rsig`.
     pub auth: &'static str,
     /// Remaining lifetime (`Lifetime` in detail, hh:mm:ss).
     pub remaining: Duration,
@@ -326,6 +352,8 @@ pub fn render_isakmp_sa(sas: &[IsakmpSaSnapshot]) -> String {
 /// One IKEv1 endpoint (one configuration; many ISAKMP SAs behind UDP 500 and 4500).
 pub struct Endpoint {
     config: Config,
+    /// `authentication rsa-sig`: our key, certificate and its subject (DER).
+    rsa: Option<(rsa::RsaPrivateKey, Vec<u8>, Vec<u8>)>,
     suites: Vec<Suite>,
     rng: Box<dyn Rng + Send>,
     nat_t_port: u16,
@@ -379,18 +407,43 @@ fn raw_bodies(first: PayloadType, bytes: &[u8]) -> (Vec<(PayloadType, &[u8])>, u
 impl Endpoint {
     /// A new endpoint. Policies that cannot be used are reported through [`Endpoint::poll_diagnostic`].
     pub fn new(config: Config, mut rng: Box<dyn Rng + Send>) -> Self {
-        let (suites, bad) = config.suites();
-        let diagnostics = bad
+        let (mut suites, bad) = config.suites();
+        let mut diagnostics: VecDeque<Diagnostic> = bad
             .into_iter()
             .map(|(priority, refusal)| Diagnostic {
                 peer: None,
                 reason: DiagnosticReason::PolicySkipped { priority, refusal },
             })
             .collect();
+        let rsa = config.rsa.as_ref().and_then(|r| {
+            use rsa::pkcs8::DecodePrivateKey;
+            let checked = crate::auth::RsaCredential::from_der(r.key_pkcs8.as_bytes(), &r.cert_der)
+                .map_err(|e| e.to_string());
+            let key = rsa::RsaPrivateKey::from_pkcs8_der(r.key_pkcs8.as_bytes())
+                .map_err(|e| e.to_string());
+            let subject = match crate::auth::cert_subject(&r.cert_der) {
+                Some(Identity::Dn(d)) => Ok(d),
+                _ => Err("certificate has no subject".to_string()),
+            };
+            match (checked, key, subject) {
+                (Ok(_), Ok(k), Ok(d)) => Some((k, r.cert_der.clone(), d)),
+                (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+                    diagnostics.push_back(Diagnostic {
+                        peer: None,
+                        reason: DiagnosticReason::Auth(AuthFailure::BadCertificate(e)),
+                    });
+                    None
+                }
+            }
+        });
+        if rsa.is_none() {
+            suites.retain(|s| s.auth != AuthMethod::RsaSig);
+        }
         let mut b = [0u8; 1];
         rng.fill(&mut b);
         Endpoint {
             config,
+            rsa,
             suites,
             rng,
             nat_t_port: NAT_T_PORT,
@@ -595,11 +648,10 @@ impl Endpoint {
         if self.suites.is_empty() {
             return Err(CommandError::NoUsablePolicy);
         }
-        let psk = self
-            .config
-            .lookup_key(ipv4(remote))
-            .cloned()
-            .ok_or(CommandError::NoKey(remote.ip()))?;
+        let psk = self.config.lookup_key(ipv4(remote)).cloned();
+        if psk.is_none() && self.suites.iter().all(|s| s.auth == AuthMethod::PreShare) {
+            return Err(CommandError::NoKey(remote.ip()));
+        }
         let id = IkeSaId(self.next_id);
         self.next_id += 1;
         let cky_i = self.random_u64();
@@ -620,7 +672,7 @@ impl Endpoint {
         .emit();
         let mut sa = self.new_sa(now, id, true, cky_i, 0, local, remote);
         sa.sai_b = sai_b;
-        sa.psk = Some(psk);
+        sa.psk = psk;
         sa.state = P1State::I1;
         sa.replaces = replaces;
         self.send_request(now, &mut sa, msg);
@@ -1036,7 +1088,8 @@ impl Endpoint {
             );
             return;
         };
-        let Some(psk) = self.config.lookup_key(ipv4(remote)).cloned() else {
+        let psk = self.config.lookup_key(ipv4(remote)).cloned();
+        if psk.is_none() && suite.auth == AuthMethod::PreShare {
             self.diag(
                 Some(remote),
                 DiagnosticReason::Auth(AuthFailure::NoKey(remote.ip().to_string())),
@@ -1049,14 +1102,14 @@ impl Endpoint {
                 NotifyType::AUTHENTICATION_FAILED,
             );
             return;
-        };
+        }
         let id = IkeSaId(self.next_id);
         self.next_id += 1;
         let cky_r = self.random_u64();
         let mut sa = self.new_sa(now, id, false, msg.cookie_i, cky_r, local, remote);
         sa.sai_b = Payload::Sa(offer.clone()).body();
         sa.suite = Some(suite);
-        sa.psk = Some(psk);
+        sa.psk = psk;
         sa.state = P1State::R1;
         for p in ps {
             if let Payload::VendorId(v) = p {
@@ -1288,6 +1341,9 @@ impl Endpoint {
                 sa.dh = Some(dh);
                 sa.ni = self.random(NONCE_LEN);
                 let mut out = vec![Payload::Ke(sa.gxi.clone()), Payload::Nonce(sa.ni.clone())];
+                if suite.auth == AuthMethod::RsaSig {
+                    out.push(Payload::CertReq(CERT_X509_SIG, vec![]));
+                }
                 if sa.peer_nat_t {
                     out.extend(self.nat_d_payloads(sa));
                 }
@@ -1329,6 +1385,9 @@ impl Endpoint {
                 Self::detect_nat(sa, ps);
                 self.derive_p1(sa, &gxy);
                 let mut out = vec![Payload::Ke(sa.gxr.clone()), Payload::Nonce(sa.nr.clone())];
+                if suite.auth == AuthMethod::RsaSig {
+                    out.push(Payload::CertReq(CERT_X509_SIG, vec![]));
+                }
                 if sa.peer_nat_t {
                     out.extend(self.nat_d_payloads(sa));
                 }
@@ -1367,20 +1426,7 @@ impl Endpoint {
                     sa.local.set_port(self.nat_t_port);
                     sa.remote.set_port(NAT_T_PORT);
                 }
-                let id = self.local_id(sa);
-                let id_b = Payload::Id(id.clone()).body();
-                let k = sa.keys.as_ref().map_or(&[][..], |k| k.skeyid.as_bytes());
-                let h = keys::hash_i(
-                    sa.hash().prf(),
-                    k,
-                    &sa.gxi,
-                    &sa.gxr,
-                    sa.cky_i,
-                    sa.cky_r,
-                    &sa.sai_b,
-                    &id_b,
-                );
-                let mut out = vec![Payload::Id(id), Payload::Hash(h)];
+                let mut out = self.auth_payloads(sa, true);
                 if self.config.initial_contact && !self.has_other_sa(sa) {
                     out.push(Payload::Notify(NotifyPayload {
                         doi: DOI_IPSEC,
@@ -1425,6 +1471,114 @@ impl Endpoint {
         }
     }
 
+    /// ID and HASH (pre-shared key) or ID, CERT and SIG (signatures) for MM5 / MM6.
+    fn auth_payloads(&mut self, sa: &Sa, initiator: bool) -> Vec<Payload> {
+        let rsa = sa.suite.is_some_and(|s| s.auth == AuthMethod::RsaSig);
+        let id = match (&self.rsa, rsa) {
+            (Some((_, _, dn)), true) => IdPayload {
+                id_type: IdType::DER_ASN1_DN,
+                protocol: 0,
+                port: 0,
+                data: dn.clone(),
+            },
+            _ => self.local_id(sa),
+        };
+        let id_b = Payload::Id(id.clone()).body();
+        let k = sa.keys.as_ref().map_or(&[][..], |k| k.skeyid.as_bytes());
+        let prf = sa.hash().prf();
+        let h = if initiator {
+            keys::hash_i(
+                prf, k, &sa.gxi, &sa.gxr, sa.cky_i, sa.cky_r, &sa.sai_b, &id_b,
+            )
+        } else {
+            keys::hash_r(
+                prf, k, &sa.gxi, &sa.gxr, sa.cky_i, sa.cky_r, &sa.sai_b, &id_b,
+            )
+        };
+        match (&self.rsa, rsa) {
+            (Some((key, cert, _)), true) => {
+                //= https://www.rfc-editor.org/rfc/rfc2409#section-5.1
+                //# SIG_I and SIG_R are the result of applying the negotiated digital signature
+                //# algorithm to HASH_I and HASH_R respectively.
+                // RSA: PKCS#1 v1.5 over the raw hash, no DigestInfo (what IOS and strongSwan do).
+                let mut r = BlindingRng(&mut *self.rng);
+                let sig = key
+                    .sign_with_rng(&mut r, rsa::Pkcs1v15Sign::new_unprefixed(), &h)
+                    .unwrap_or_default();
+                vec![
+                    Payload::Id(id),
+                    Payload::Cert(CERT_X509_SIG, cert.clone()),
+                    Payload::Sig(sig),
+                ]
+            }
+            _ => vec![Payload::Id(id), Payload::Hash(h)],
+        }
+    }
+
+    /// Checks HASH (PSK) or CERT + SIG (signatures, with a pinned certificate whose subject is the ID).
+    fn verify_peer(
+        &self,
+        sa: &Sa,
+        ps: &[Payload],
+        id: &IdPayload,
+        want: &[u8],
+    ) -> Result<IdPayload, AuthFailure> {
+        use subtle::ConstantTimeEq;
+        if !sa.suite.is_some_and(|s| s.auth == AuthMethod::RsaSig) {
+            let hash = ps
+                .iter()
+                .find_map(|p| {
+                    if let Payload::Hash(h) = p {
+                        Some(h)
+                    } else {
+                        None
+                    }
+                })
+                .ok_or(AuthFailure::Missing("HASH"))?;
+            return if want.len() == hash.len() && bool::from(want.ct_eq(hash)) {
+                Ok(id.clone())
+            } else {
+                Err(AuthFailure::BadPsk)
+            };
+        }
+        let cert = ps
+            .iter()
+            .find_map(|p| match p {
+                Payload::Cert(CERT_X509_SIG, c) => Some(c),
+                _ => None,
+            })
+            .ok_or(AuthFailure::Missing("CERT"))?;
+        let sig = ps
+            .iter()
+            .find_map(|p| {
+                if let Payload::Sig(s) = p {
+                    Some(s)
+                } else {
+                    None
+                }
+            })
+            .ok_or(AuthFailure::Missing("SIG"))?;
+        let key = crate::auth::cert_public_key(cert)
+            .map_err(|e| AuthFailure::BadCertificate(e.to_string()))?;
+        key.verify(rsa::Pkcs1v15Sign::new_unprefixed(), want, sig)
+            .map_err(|_| AuthFailure::BadSignature)?;
+        let fp = Fingerprint::of_cert(cert);
+        let trusted = self
+            .config
+            .rsa
+            .as_ref()
+            .is_some_and(|r| r.trusted_certs.iter().any(|t| t.ct_eq(&fp)));
+        if !trusted {
+            return Err(AuthFailure::UntrustedCertificate(fp));
+        }
+        let subject = crate::auth::cert_subject(cert);
+        let claimed = Identity::Dn(id.data.clone());
+        if id.id_type == IdType::DER_ASN1_DN && !subject.is_some_and(|s| s.matches(&claimed)) {
+            return Err(AuthFailure::IdentityMismatch(claimed.to_string()));
+        }
+        Ok(id.clone())
+    }
+
     fn plain_msg(sa: &Sa, payloads: Vec<Payload>) -> Vec<u8> {
         Message {
             cookie_i: sa.cky_i,
@@ -1440,8 +1594,12 @@ impl Endpoint {
     fn derive_p1(&mut self, sa: &mut Sa, gxy: &Secret) {
         let Some(suite) = sa.suite else { return };
         let prf = suite.hash.prf();
-        let psk = sa.psk.as_ref().map_or(&[][..], |p| p.as_bytes());
-        let skeyid = keys::skeyid_psk(prf, psk, &sa.ni, &sa.nr);
+        let skeyid = if suite.auth == AuthMethod::RsaSig {
+            keys::skeyid_sig(prf, &sa.ni, &sa.nr, gxy.as_bytes())
+        } else {
+            let psk = sa.psk.as_ref().map_or(&[][..], |p| p.as_bytes());
+            keys::skeyid_psk(prf, psk, &sa.ni, &sa.nr)
+        };
         sa.keys = Some(keys::phase1_keys(
             prf,
             skeyid,
@@ -1476,13 +1634,6 @@ impl Endpoint {
         let ok = parsed.as_ref().and_then(|(ps, pt)| {
             let (raw, _) = raw_bodies(first, pt);
             let id_b = raw.iter().find(|(t, _)| *t == PayloadType::ID)?.1.to_vec();
-            let hash = ps.iter().find_map(|p| {
-                if let Payload::Hash(h) = p {
-                    Some(h.clone())
-                } else {
-                    None
-                }
-            })?;
             let Payload::Id(id) = ps.iter().find(|p| p.kind() == PayloadType::ID)? else {
                 return None;
             };
@@ -1497,15 +1648,21 @@ impl Endpoint {
                     prf, k, &sa.gxi, &sa.gxr, sa.cky_i, sa.cky_r, &sa.sai_b, &id_b,
                 )
             };
-            use subtle::ConstantTimeEq;
-            (want.len() == hash.len() && bool::from(want.ct_eq(&hash))).then(|| id.clone())
+            Some(self.verify_peer(sa, ps, id, &want))
         });
-        let Some(peer_id) = ok else {
+        let rsa = sa.suite.is_some_and(|s| s.auth == AuthMethod::RsaSig);
+        let (peer_id, failure) = match ok {
+            Some(Ok(id)) => (Some(id), AuthFailure::BadPsk),
+            Some(Err(f)) => (None, f),
+            None if rsa => (None, AuthFailure::BadSignature),
+            None => (None, AuthFailure::BadPsk),
+        };
+        let Some(peer_id) = peer_id else {
             //= https://www.rfc-editor.org/rfc/rfc2409#section-5
             //# the pre-shared key ... a mismatch shows as a HASH that does not verify
             self.events.push_back(Event::AuthFailed {
                 peer: remote,
-                reason: AuthFailure::BadPsk,
+                reason: failure.clone(),
             });
             if expect_i {
                 self.send_plain_notify(
@@ -1519,8 +1676,8 @@ impl Endpoint {
             let sa = self.take(sa, now);
             self.fail(
                 sa,
-                DeleteReason::AuthFailed(AuthFailure::BadPsk),
-                DiagnosticReason::Auth(AuthFailure::BadPsk),
+                DeleteReason::AuthFailed(failure.clone()),
+                DiagnosticReason::Auth(failure),
             );
             return false;
         };
@@ -1551,21 +1708,9 @@ impl Endpoint {
             if initial_contact {
                 self.initial_contact_from(now, sa);
             }
-            let id = self.local_id(sa);
-            let id_b = Payload::Id(id.clone()).body();
-            let k = sa.keys.as_ref().map_or(&[][..], |k| k.skeyid.as_bytes());
-            let h = keys::hash_r(
-                sa.hash().prf(),
-                k,
-                &sa.gxi,
-                &sa.gxr,
-                sa.cky_i,
-                sa.cky_r,
-                &sa.sai_b,
-                &id_b,
-            );
+            let out = self.auth_payloads(sa, false);
             let mut iv = sa.iv.clone();
-            let (first, ct) = Self::encrypt(sa, &mut iv, &[Payload::Id(id), Payload::Hash(h)]);
+            let (first, ct) = Self::encrypt(sa, &mut iv, &out);
             sa.p1_last_block = iv.clone();
             sa.iv = iv;
             let m = Self::encrypted_msg(sa, ExchangeType::IDENTITY_PROTECTION, 0, first, ct);
@@ -2591,7 +2736,10 @@ impl Endpoint {
                     encr: sa.suite.map(|s| s.encr),
                     hash: sa.suite.map(|s| s.hash),
                     dh_group: sa.suite.map(|s| group_number(s.group)),
-                    auth: "psk",
+                    auth: match sa.suite.map(|s| s.auth) {
+                        Some(AuthMethod::RsaSig) => "rsig",
+                        _ => "psk",
+                    },
                     remaining: (est + lifetime).saturating_duration_since(now),
                     capabilities: cap,
                     children: sa
