@@ -9,7 +9,10 @@
 //!    remote number) against N one-tunnel far-end nodes and the registrar, all in one [`Sim`] in real time.
 //!    The appliance is the SIP caller for every session; at most `--window` setups are in progress at once.
 //!    Memory is VmRSS (/proc/self/status) after registration and after every session is up, divided by N;
-//!    it covers both ends of each session (the appliance's and its far end's).
+//!    it covers both ends of each session (the appliance's and its far end's). `KiB idle/N` is the cost of
+//!    the idle network per tunnel (appliance tunnel + far-end node + registration); `KiB appl./N` is the
+//!    appliance alone (configuration and idle tunnels) per configured tunnel. Session latencies under load
+//!    reflect the window: [`Sim::step`] moves all sessions in lockstep, a batch of datagrams at a time.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -92,7 +95,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.window
     );
     println!(
-        "{:>6} {:>7} {:>9} {:>10} {:>9} {:>9} {:>11} {:>12} {:>12}",
+        "{:>6} {:>7} {:>9} {:>10} {:>9} {:>9} {:>11} {:>12} {:>12} {:>12}",
         "N",
         "up",
         "build s",
@@ -101,12 +104,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "p50 ms",
         "p99 ms",
         "KiB/session",
-        "KiB idle/N"
+        "KiB idle/N",
+        "KiB appl./N"
     );
     for &n in &args.sessions {
         let r = bring_up(n, args.window.max(1))?;
         println!(
-            "{:>6} {:>7} {:>9.2} {:>10.2} {:>9.0} {:>9.2} {:>11.2} {:>12.1} {:>12.1}",
+            "{:>6} {:>7} {:>9.2} {:>10.2} {:>9.0} {:>9.2} {:>11.2} {:>12.1} {:>12.1} {:>12.1}",
             r.tunnels,
             r.up,
             r.build.as_secs_f64(),
@@ -116,6 +120,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             ms(r.p99),
             r.kib_per_session,
             r.kib_idle_per_tunnel,
+            r.kib_appliance_per_tunnel,
         );
         if r.up < r.tunnels {
             println!(
@@ -599,15 +604,21 @@ struct ScaleResult {
     p99: Duration,
     kib_per_session: f64,
     kib_idle_per_tunnel: f64,
+    kib_appliance_per_tunnel: f64,
 }
 
 fn bring_up(n: usize, window: usize) -> anyhow::Result<ScaleResult> {
     // The appliance cannot hold more concurrent sessions than it has session ports (it would spin looking for
     // a free one): bring up at most that many.
     let target = n.min(SESSION_PORTS);
+    let topo = Topology::new(n);
+    // The appliance alone first: its configuration and idle tunnels, per configured tunnel.
+    let rss_empty = rss_kib();
+    let appliance = node(&topo.appliance_config(), Instant::now(), "appliance")?;
+    let kib_appliance_per_tunnel = rss_kib().saturating_sub(rss_empty) as f64 / n as f64;
+    drop(appliance);
     let rss_empty = rss_kib();
     let t_build = Instant::now();
-    let topo = Topology::new(n);
     let mut sim = topo.build_sim(Instant::now())?;
     sim.start(Instant::now());
     wait_registered(&topo, &mut sim, Duration::from_secs(120))?;
@@ -664,6 +675,7 @@ fn bring_up(n: usize, window: usize) -> anyhow::Result<ScaleResult> {
         p99: percentile(&lat, 99),
         kib_per_session: rss_up.saturating_sub(rss_idle) as f64 / target as f64,
         kib_idle_per_tunnel: rss_idle.saturating_sub(rss_empty) as f64 / n as f64,
+        kib_appliance_per_tunnel,
     })
 }
 
