@@ -11,16 +11,22 @@
 //! 2. charon initiates, we respond; charon deletes;
 //! 3. we initiate transport mode for GRE (protocol 47, host to host) with PFS (ECP-256); the testbed's
 //!    kernel-libipsec cannot install transport mode, so charon deletes that IPsec SA again, which we
-//!    must process.
+//!    must process;
+//! 4. RSA signatures (charon's `v1rsa` at a second address 192.0.2.3, DN identities, self-signed test
+//!    certificates from `tests/data`, ours pinned there as CA, charon's pinned here): we initiate;
+//! 5. the same, charon initiates and terminates.
 //!
 //! kernel-libipsec also makes charon fake a NAT (it only does UDP-encapsulated ESP), so every run
 //! exercises NAT-D detection and the float to 4500.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use lifeline_ike::v1::{Config, Endpoint, Keepalive, PresharedKey, Selectors};
+use lifeline_ike::v1::{
+    AuthMethod, Config, Endpoint, HashAlg, IsakmpPolicy, Keepalive, PolicyEncryption, PolicyHash,
+    PresharedKey, RsaSig, Selectors,
+};
 use lifeline_ike::{ChildSaKeys, DeleteReason, DhGroup, Event, Mode, Rng};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -73,6 +79,33 @@ connections {
             }
         }
     }
+    v1rsa {
+        version = 1
+        aggressive = no
+        local_addrs = 192.0.2.3
+        remote_addrs = 192.0.2.2
+        proposals = aes256-sha256-modp2048
+        dpd_delay = 0
+        send_cert = always
+        local {
+            auth = pubkey
+            certs = cert2000.der
+            id = "CN=branch2000"
+        }
+        remote {
+            auth = pubkey
+            id = "CN=branch1000"
+        }
+        children {
+            net2 {
+                mode = tunnel
+                local_ts = 0.0.0.0/0
+                remote_ts = 0.0.0.0/0
+                esp_proposals = aes256-sha256
+                start_action = none
+            }
+        }
+    }
 }
 secrets {
     ike-v1 {
@@ -108,11 +141,14 @@ impl Drop for Testbed {
     }
 }
 
-fn up(name: &str, underlay: &str, inner: &str, conf: Option<&Path>) {
+fn up(name: &str, underlay: &str, inner: &str, conf: Option<&Path>, creds: Option<&Path>) {
     let mut c = Command::new(format!("{}/up.sh", testbed()));
     c.args([name, underlay, inner])
         .env("TB_SEGMENT", "ik1br")
         .env("TB_LOGLEVEL", "2");
+    if let Some(d) = creds {
+        c.env("TB_CREDS", d);
+    }
     if let Some(f) = conf {
         c.arg(f);
     }
@@ -141,9 +177,42 @@ fn strongswan_ikev1_interop_both_roles() {
     let conf = std::env::temp_dir().join(format!("lifeline-ikev1-{}.conf", std::process::id()));
     std::fs::write(&conf, CHARON_CONF).unwrap();
     let _guard = Testbed;
-    up("ik1s", "192.0.2.1/24", "10.1.0.1/24", Some(&conf));
+    // Credentials for `v1rsa`, in the layout up.sh copies (TB_CREDS); Lifeline's self-signed cert1000 is
+    // charon's CA.
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let creds = std::env::temp_dir().join(format!("lifeline-ikev1-creds-{}", std::process::id()));
+    for (sub, file) in [
+        ("x509", "cert2000.der"),
+        ("x509ca", "cert1000.der"),
+        ("private", "key2000.pk8.der"),
+    ] {
+        std::fs::create_dir_all(creds.join(sub)).unwrap();
+        std::fs::copy(data.join(file), creds.join(sub).join(file)).unwrap();
+    }
+    up(
+        "ik1s",
+        "192.0.2.1/24",
+        "10.1.0.1/24",
+        Some(&conf),
+        Some(&creds),
+    );
     let _ = std::fs::remove_file(&conf);
-    up("ik1l", "192.0.2.2/24", "10.2.0.1/24", None);
+    let _ = std::fs::remove_dir_all(&creds);
+    // A second charon address for the RSA connection (its own IKE config by address).
+    let st = Command::new("ip")
+        .args([
+            "-n",
+            "llsw-ik1s",
+            "addr",
+            "add",
+            "192.0.2.3/24",
+            "dev",
+            "eth0",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    up("ik1l", "192.0.2.2/24", "10.2.0.1/24", None, None);
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("timeout")
         .args(["120", "ip", "netns", "exec", "llsw-ik1l"])
@@ -195,6 +264,13 @@ fn strongswan_ikev1_interop_both_roles() {
         "{log}"
     );
     assert!(log.contains("IPsec SA: unsupported mode"), "{log}");
+    // RSA signatures, both roles.
+    assert_eq!(
+        log.matches("] established between 192.0.2.3[CN=branch2000]...192.0.2.2[CN=branch1000]")
+            .count(),
+        2,
+        "{log}"
+    );
 }
 
 struct OsRng(std::fs::File);
@@ -412,4 +488,63 @@ fn inner_strongswan_v1_peer() {
     });
     let t = Instant::now() + Duration::from_millis(500);
     drive(&mut ep, &sock, &mut seen, |_| Instant::now() > t);
+
+    // 4. RSA signatures (pinned certificate), we initiate to charon's second address; 5. charon initiates.
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let rd = |f: &str| std::fs::read(data.join(f)).unwrap();
+    let mut cfg = config();
+    cfg.keys.clear();
+    cfg.keepalive = None;
+    cfg.policies = vec![IsakmpPolicy {
+        priority: 1,
+        encryption: PolicyEncryption::Aes(256),
+        hash: PolicyHash::Hash(HashAlg::Sha256),
+        authentication: AuthMethod::RsaSig,
+        group: 14,
+        lifetime: Duration::from_secs(86400),
+    }];
+    cfg.transform_sets[0].encr = lifeline_ike::EncrAlg::AesCbc256;
+    cfg.transform_sets[0].integ = Some(lifeline_ike::IntegAlg::HmacSha256_128);
+    cfg.rsa = Some(RsaSig {
+        key_pkcs8: lifeline_ike::Secret::new(rd("key1000.pk8.der")),
+        cert_der: rd("cert1000.der"),
+        trusted_certs: vec![lifeline_ike::Fingerprint::of_cert(&rd("cert2000.der"))],
+    });
+    let mut ep = Endpoint::new(cfg, rng());
+    let id = ep
+        .initiate(
+            Instant::now(),
+            sock.local(),
+            "192.0.2.3:500".parse().unwrap(),
+        )
+        .unwrap();
+    let mut seen = Vec::new();
+    drive(&mut ep, &sock, &mut seen, |e| !child_keys(e).is_empty());
+    assert!(
+        matches!(&seen[0], Event::IkeSaEstablished { peer_id, .. } if peer_id.to_string() == "CN=branch2000"),
+        "{seen:?}"
+    );
+    ep.delete_ike_sa(Instant::now(), id).unwrap();
+    drive(&mut ep, &sock, &mut seen, |e| {
+        e.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
+    });
+    let t = Instant::now() + Duration::from_millis(500);
+    drive(&mut ep, &sock, &mut seen, |_| Instant::now() > t);
+    let mut seen = Vec::new();
+    let init = swanctl(&[
+        "--initiate",
+        "--ike",
+        "v1rsa",
+        "--child",
+        "net2",
+        "--timeout",
+        "15",
+    ]);
+    drive(&mut ep, &sock, &mut seen, |e| !child_keys(e).is_empty());
+    assert!(init.wait_with_output().unwrap().status.success());
+    let term = swanctl(&["--terminate", "--ike", "v1rsa", "--timeout", "10"]);
+    drive(&mut ep, &sock, &mut seen, |e| {
+        e.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
+    });
+    assert!(term.wait_with_output().unwrap().status.success());
 }
