@@ -55,6 +55,11 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let Scenario::Vpnsip = args.scenario;
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    anyhow::ensure!(
+        args.sessions.iter().all(|&n| n > 0),
+        "--sessions counts must be at least 1"
+    );
     println!(
         "lifeline bench vpnsip (release build expected; figures are wall-clock on this machine)\n"
     );
