@@ -14,7 +14,9 @@
 //!    must process;
 //! 4. RSA signatures (charon's `v1rsa` at a second address 192.0.2.3, DN identities, self-signed test
 //!    certificates from `tests/data`, ours pinned there as CA, charon's pinned here): we initiate;
-//! 5. the same, charon initiates and terminates.
+//! 5. the same, charon initiates and terminates;
+//! 6. charon (at .4) tries aggressive mode: refused with INVALID-EXCHANGE-TYPE and a log line;
+//! 7. charon (at .5) has the wrong PSK: AUTHENTICATION-FAILED, `AuthFailed { BadPsk }` here.
 //!
 //! kernel-libipsec also makes charon fake a NAT (it only does UDP-encapsulated ESP), so every run
 //! exercises NAT-D detection and the float to 4500.
@@ -106,8 +108,63 @@ connections {
             }
         }
     }
+    v1am {
+        version = 1
+        aggressive = yes
+        local_addrs = 192.0.2.4
+        remote_addrs = 192.0.2.2
+        proposals = aes256-sha1-modp2048
+        local {
+            auth = psk
+            id = 192.0.2.4
+        }
+        remote {
+            auth = psk
+            id = 192.0.2.2
+        }
+        children {
+            am {
+                local_ts = 0.0.0.0/0
+                remote_ts = 0.0.0.0/0
+                esp_proposals = aes128-sha1
+                start_action = none
+            }
+        }
+    }
+    v1bad {
+        version = 1
+        local_addrs = 192.0.2.5
+        remote_addrs = 192.0.2.2
+        proposals = aes256-sha1-modp2048
+        local {
+            auth = psk
+            id = 192.0.2.5
+        }
+        remote {
+            auth = psk
+            id = 192.0.2.2
+        }
+        children {
+            bad {
+                local_ts = 0.0.0.0/0
+                remote_ts = 0.0.0.0/0
+                esp_proposals = aes128-sha1
+                start_action = none
+            }
+        }
+    }
 }
 secrets {
+    ike-am {
+        id-1 = 192.0.2.4
+        id-2 = 192.0.2.2
+        secret = "lifeline-ikev1-interop-psk"
+    }
+    ike-bad {
+        id-1 = 192.0.2.5
+        id-2 = 192.0.2.2
+        secret = "not-the-lifeline-psk"
+    }
     ike-v1 {
         id-1 = 192.0.2.1
         id-2 = 192.0.2.2
@@ -198,20 +255,15 @@ fn strongswan_ikev1_interop_both_roles() {
     );
     let _ = std::fs::remove_file(&conf);
     let _ = std::fs::remove_dir_all(&creds);
-    // A second charon address for the RSA connection (its own IKE config by address).
-    let st = Command::new("ip")
-        .args([
-            "-n",
-            "llsw-ik1s",
-            "addr",
-            "add",
-            "192.0.2.3/24",
-            "dev",
-            "eth0",
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    // More charon addresses, one per connection below (charon picks its IKE config by address):
+    // .3 RSA, .4 aggressive mode, .5 wrong PSK.
+    for a in ["192.0.2.3/24", "192.0.2.4/24", "192.0.2.5/24"] {
+        let st = Command::new("ip")
+            .args(["-n", "llsw-ik1s", "addr", "add", a, "dev", "eth0"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
     up("ik1l", "192.0.2.2/24", "10.2.0.1/24", None, None);
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("timeout")
@@ -246,6 +298,10 @@ fn strongswan_ikev1_interop_both_roles() {
                 || l.contains("discard"))
                 && !l.contains("[knl]")
                 && !l.contains("[esp]")
+                // the refusals we provoke on purpose (scenarios 6 and 7)
+                && !l.contains("<v1am|")
+                && !l.contains("<v1bad|")
+                && !l.contains("initiate failed")
         })
         .collect();
     eprintln!("charon complaints: {complaints:#?}");
@@ -264,6 +320,17 @@ fn strongswan_ikev1_interop_both_roles() {
         "{log}"
     );
     assert!(log.contains("IPsec SA: unsupported mode"), "{log}");
+    // 6. Aggressive mode refused with INVALID-EXCHANGE-TYPE (RFC 2408 value 7; charon 5.9 prints the
+    // IKEv2 name of 7, INVALID_SYNTAX). 7. Wrong PSK answered AUTHENTICATION-FAILED (charon, holding keys
+    // by then, rightly ignores it as unprotected and times out).
+    assert!(
+        log.contains("parsed INFORMATIONAL_V1 request 0 [ N(INVAL_SYN) ]"),
+        "{log}"
+    );
+    assert!(
+        log.contains("parsed INFORMATIONAL_V1 request 0 [ N(AUTH_FAILED) ]"),
+        "{log}"
+    );
     // RSA signatures, both roles.
     assert_eq!(
         log.matches("] established between 192.0.2.3[CN=branch2000]...192.0.2.2[CN=branch1000]")
@@ -547,4 +614,67 @@ fn inner_strongswan_v1_peer() {
         e.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
     });
     assert!(term.wait_with_output().unwrap().status.success());
+
+    // 6. charon tries aggressive mode: refused with a notify and a log line.
+    let mut cfg = config();
+    cfg.keys.push(PresharedKey::new(
+        PSK.as_bytes(),
+        Ipv4Addr::UNSPECIFIED,
+        None,
+    ));
+    let mut ep = Endpoint::new(cfg, rng());
+    let init = swanctl(&[
+        "--initiate",
+        "--ike",
+        "v1am",
+        "--child",
+        "am",
+        "--timeout",
+        "5",
+    ]);
+    let mut diags = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while diags.is_empty() && Instant::now() < deadline {
+        if let Ok((n, from)) = sock.s500.recv_from(&mut buf) {
+            ep.handle_input(Instant::now(), sock.local(), from, &buf[..n]);
+        }
+        while let Some(t) = ep.poll_transmit() {
+            sock.s500.send_to(&t.payload, t.remote).unwrap();
+        }
+        while let Some(d) = ep.poll_diagnostic() {
+            println!("diagnostic: {d}");
+            diags.push(d.to_string());
+        }
+    }
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.contains("aggressive mode refused") && d.contains("192.0.2.4")),
+        "{diags:?}"
+    );
+    assert!(!init.wait_with_output().unwrap().status.success());
+    // 7. charon with the wrong PSK: we reject it and say why.
+    let init = swanctl(&[
+        "--initiate",
+        "--ike",
+        "v1bad",
+        "--child",
+        "bad",
+        "--timeout",
+        "5",
+    ]);
+    let mut seen = Vec::new();
+    drive(&mut ep, &sock, &mut seen, |e| {
+        e.iter().any(|e| {
+            matches!(
+                e,
+                Event::AuthFailed {
+                    reason: lifeline_ike::AuthFailure::BadPsk,
+                    ..
+                }
+            )
+        })
+    });
+    assert!(!init.wait_with_output().unwrap().status.success());
 }
