@@ -43,6 +43,9 @@ enum Command {
         /// Test hook: IPsec idle timer in seconds for every tunnel, below IOS's 60 s minimum.
         #[arg(long, hide = true)]
         idle_override: Option<u64>,
+        /// Test hook: IPsec SA lifetime in seconds for every IPsec profile, below IOS's 120 s minimum.
+        #[arg(long, hide = true)]
+        lifetime_override: Option<u32>,
     },
     /// Benchmarks, e.g. `lifeline bench vpnsip --sessions 1000,10000` (build with --release).
     Bench(crate::bench::BenchArgs),
@@ -77,10 +80,14 @@ pub fn main() -> ExitCode {
             socket,
             log_json,
             idle_override,
+            lifetime_override,
         } => {
             crate::log::init(log_json);
-            let idle = idle_override.map(std::time::Duration::from_secs);
-            daemon::run(&config, &control::socket_path(socket), idle)
+            let hooks = daemon::TestHooks {
+                idle: idle_override.map(std::time::Duration::from_secs),
+                lifetime_s: lifetime_override,
+            };
+            daemon::run(&config, &control::socket_path(socket), hooks)
         }
         Command::Bench(args) => crate::bench::run(args),
         Command::Demo => {

@@ -68,11 +68,14 @@ enum DriverMsg {
 
 type ControlMsg = (Request, oneshot::Sender<Reply>);
 
-pub fn run(
-    config_path: &Path,
-    socket: &Path,
-    idle_override: Option<Duration>,
-) -> anyhow::Result<ExitCode> {
+/// Hidden `lifeline run` options that compress IOS timers for tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TestHooks {
+    pub idle: Option<Duration>,
+    pub lifetime_s: Option<u32>,
+}
+
+pub fn run(config_path: &Path, socket: &Path, hooks: TestHooks) -> anyhow::Result<ExitCode> {
     let text = crate::cli::read_config(config_path)?;
     let parsed = config::parse(&text);
     for d in &parsed.diagnostics {
@@ -105,8 +108,14 @@ pub fn run(
     let mut seed = [0u8; 4];
     getrandom::fill(&mut seed)
         .map_err(|e| anyhow::anyhow!("the OS random number generator failed: {e}"))?;
-    let (mut node, problems) = Node::new(now, parsed.config, u32::from_ne_bytes(seed));
-    if let Some(idle) = idle_override {
+    let mut cfg = parsed.config;
+    if let Some(s) = hooks.lifetime_s {
+        for p in &mut cfg.ipsec.profiles {
+            p.sa.lifetime_seconds = Some(s);
+        }
+    }
+    let (mut node, problems) = Node::new(now, cfg, u32::from_ne_bytes(seed));
+    if let Some(idle) = hooks.idle {
         node.set_idle_timeout(idle);
     }
     for p in problems {

@@ -756,6 +756,43 @@ impl Node {
             );
             return;
         };
+        // Both ends of a static VTI initiate at once and may end up with two IKE SAs for one tunnel.
+        // Keep exactly one, the same on both ends: the one initiated by the lower address.
+        if let Some(existing) = self.tunnels[idx].ike_sa
+            && existing != ike_sa
+            && self.tunnels[idx].dp.outbound_spi().is_some()
+            && self.tunnels[idx].destination.is_some()
+        {
+            let snap = self.ike.snapshot(now);
+            let we_initiated = snap
+                .ike_sas
+                .iter()
+                .find(|s| s.id == ike_sa)
+                .map(|s| s.initiator);
+            let local_is_lower = child.local.ip() < child.remote.ip();
+            if we_initiated == Some(local_is_lower) {
+                ios!(
+                    IKEV2,
+                    Informational,
+                    DUPLICATE,
+                    "duplicate IKE SA {} replaces {}",
+                    ike_sa.0,
+                    existing.0
+                );
+                let _ = self.ike.delete_ike_sa(now, existing);
+            } else {
+                ios!(
+                    IKEV2,
+                    Informational,
+                    DUPLICATE,
+                    "duplicate IKE SA {} deleted, keeping {}",
+                    ike_sa.0,
+                    existing.0
+                );
+                let _ = self.ike.delete_ike_sa(now, ike_sa);
+                return;
+            }
+        }
         let tpl = self.tunnels[idx].sa_template;
         let (Some(encr), integ) = (map_encr(child.encr), child.integ.map(map_integ)) else {
             return;
@@ -765,6 +802,9 @@ impl Node {
             ike::Mode::Transport => dataplane::Mode::Transport,
         };
         let mut lifetime = Lifetime::from_ios(child.lifetime_kb, child.lifetime.as_secs());
+        // IKE rekeys by time on its own (at 90 % of the lifetime); the data plane's soft limit only asks
+        // for a rekey by volume, or both would rekey the same SA.
+        lifetime.soft_time = None;
         if child.lifetime_kb == 0 {
             // `lifetime kilobytes disable`
             lifetime.soft_bytes = None;

@@ -29,6 +29,8 @@ pub const SIP_PORT: u16 = 5060;
 /// Bytes ESP in UDP adds to an inner packet, charged to the shaper: outer IPv4 (20) + UDP (8) + ESP header
 /// (8) + GCM IV (8) + padding and trailer (2..=5) + ICV (16).
 const ESP_OVERHEAD: usize = 64;
+/// Last per-session port (the range holds 9 999 concurrent sessions).
+const LAST_SESSION_PORT: u16 = 59999;
 /// First per-session IKE port offered in SDP (the seed's samples use 50001 and up).
 const FIRST_SESSION_PORT: u16 = 50001;
 
@@ -196,18 +198,20 @@ impl VpnSip {
         }))
     }
 
-    fn alloc_port(&mut self) -> u16 {
-        loop {
+    /// A free per-session WAN port, or `None` when all of 50001..=59999 are in use.
+    fn alloc_port(&mut self) -> Option<u16> {
+        for _ in FIRST_SESSION_PORT..=LAST_SESSION_PORT {
             let p = self.next_port;
-            self.next_port = if p >= 59999 {
+            self.next_port = if p >= LAST_SESSION_PORT {
                 FIRST_SESSION_PORT
             } else {
                 p + 1
             };
             if !self.sessions.iter().any(|s| s.port == p) {
-                return p;
+                return Some(p);
             }
         }
+        None
     }
 
     pub fn views(&self, now: Instant, ios_names: impl Fn(usize) -> String) -> Vec<SessionView> {
@@ -298,7 +302,12 @@ impl Node {
             self.tunnels[idx].dp.acquire_failed();
             return true;
         }
-        let port = v.alloc_port();
+        let Some(port) = v.alloc_port() else {
+            v.sessions[sidx].last_failure =
+                Some("no free session port (50001-59999 all in use)".into());
+            self.tunnels[idx].dp.acquire_failed();
+            return true;
+        };
         let offer = IkeSdp {
             addr: v.wan,
             port,
@@ -493,7 +502,10 @@ impl Node {
                 v.ua.reject(now, call, 488, Some("fingerprint must be SHA-1"));
             return;
         };
-        let port = v.alloc_port();
+        let Some(port) = v.alloc_port() else {
+            let _ = v.ua.reject(now, call, 503, Some("no free session port"));
+            return;
+        };
         let bw = v.sessions[sidx].configured_kbps;
         let (answer, n) = match sip::answer_for(offer, v.wan, port, to_sip_fp(fp), bw, true) {
             Ok(a) => a,

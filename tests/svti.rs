@@ -64,10 +64,16 @@ ip route {remote_lan} 255.255.255.0 Tunnel0
 struct Site {
     ns: Netns,
     sock: PathBuf,
+    /// The daemon's log (stderr).
+    log: PathBuf,
     _daemon: Daemon,
 }
 
 fn start_site(ns: Netns, name: &str, config: &str) -> Site {
+    start_site_with(ns, name, config, &[])
+}
+
+fn start_site_with(ns: Netns, name: &str, config: &str, extra: &[&str]) -> Site {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("svti-{}", ns.name));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join(format!("{name}.cfg"));
@@ -75,17 +81,20 @@ fn start_site(ns: Netns, name: &str, config: &str) -> Site {
     let sock = dir.join("ctl.sock");
     let child = ns
         .cmd(BIN)
-        .args(["run", "-c"])
+        .arg("run")
+        .args(extra)
+        .arg("-c")
         .arg(&cfg)
         .arg("--socket")
         .arg(&sock)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(std::fs::File::create(dir.join("lifeline.log")).unwrap())
         .spawn()
         .unwrap();
     Site {
         ns,
         sock,
+        log: dir.join("lifeline.log"),
         _daemon: Daemon(child),
     }
 }
@@ -172,4 +181,106 @@ fn svti_ikev2_psk_cbc_sha_carries_traffic_between_lifeline_sites() {
         return;
     }
     run_pair("esp-aes 256 esp-sha256-hmac");
+}
+
+#[test]
+#[ignore = "open: 28-60 of 1000 pings are lost across CHILD_SA rekeys (the responder switches its outbound SA before the initiator installed the new inbound one); see the closing note of the SVTI issue"]
+fn svti_child_sa_rekeys_under_load_and_loses_at_most_a_handful_of_packets() {
+    if !netns_available("svti_child_sa_rekeys_under_load_and_loses_at_most_a_handful_of_packets") {
+        return;
+    }
+    let a = Netns::new("rA");
+    let b = Netns::new("rB");
+    veth(&a, "eth0", "198.51.100.1/24", &b, "eth0", "198.51.100.2/24");
+    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    let t = "esp-gcm 256";
+    let ca = site_config(
+        "siteA",
+        "siteB",
+        "198.51.100.1",
+        "198.51.100.2",
+        "172.16.0.1",
+        "10.2.0.0",
+        t,
+    );
+    let cb = site_config(
+        "siteB",
+        "siteA",
+        "198.51.100.2",
+        "198.51.100.1",
+        "172.16.0.2",
+        "10.1.0.0",
+        t,
+    );
+    // IPsec SA lifetime 10 s (hidden test hook; IOS's minimum is 120 s): IKE rekeys the CHILD_SA at 90 %.
+    let hook = ["--lifetime-override", "10"];
+    let sa = start_site_with(a, "siteA", &ca, &hook);
+    let sb = start_site_with(b, "siteB", &cb, &hook);
+    ping_until(&sa.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    // An iperf3 TCP stream and a counted ping run together across at least three rekeys.
+    let _server = Daemon(
+        sb.ns
+            .cmd("iperf3")
+            .args(["-s", "-B", "10.2.0.1", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let iperf = sa
+        .ns
+        .cmd("iperf3")
+        .args(["-c", "10.2.0.1", "-B", "10.1.0.1", "-t", "20", "-b", "50M"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ping = sa
+        .ns
+        .cmd("ping")
+        .args([
+            "-q", "-c", "1000", "-i", "0.02", "-W", "1", "-I", "10.1.0.1", "10.2.0.1",
+        ])
+        .output()
+        .unwrap();
+    let iperf = iperf.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&ping.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("")
+        .to_string();
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (sent, received) = (
+        nums.first().copied().unwrap_or(0),
+        nums.get(1).copied().unwrap_or(0),
+    );
+    let rekeys = std::fs::read_to_string(&sa.log)
+        .unwrap_or_default()
+        .matches("SA_INSTALLED")
+        .count();
+    println!(
+        "rekey under load: {sent} pings sent, {received} answered, {} lost; {rekeys} CHILD_SAs installed on site A; iperf3: {}",
+        sent - received,
+        String::from_utf8_lossy(&iperf.stdout)
+            .lines()
+            .filter(|l| l.contains("receiver"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    assert_eq!(sent, 1000, "{text}");
+    assert!(
+        rekeys >= 3,
+        "expected at least two rekeys in 20 s, saw {rekeys} SAs installed"
+    );
+    assert!(
+        sent - received <= 5,
+        "{} pings lost across rekeys",
+        sent - received
+    );
 }
