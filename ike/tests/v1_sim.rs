@@ -778,3 +778,16 @@ fn rsa_peer_with_an_unpinned_certificate_is_rejected() {
         "a heard AUTHENTICATION-FAILED"
     );
 }
+
+#[test]
+fn responder_takes_the_shorter_proposed_ipsec_lifetime() {
+    let mut ca = cfg(b"k");
+    ca.ipsec_lifetime = Duration::from_secs(1800);
+    ca.ipsec_lifetime_kb = 100_000;
+    let mut p = Pair::new(ca, cfg(b"k"));
+    p.initiate();
+    let (ka, kb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!(ka[0].lifetime, Duration::from_secs(1800));
+    assert_eq!(kb[0].lifetime, Duration::from_secs(1800));
+    assert_eq!(kb[0].lifetime_kb, 100_000);
+}

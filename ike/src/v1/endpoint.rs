@@ -20,14 +20,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-//= https://www.rfc-editor.org/rfc/rfc3947#section-3.1
-//# The Vendor ID payload contains the MD5 hash of "RFC 3947"
+// See https://www.rfc-editor.org/rfc/rfc3947#section-3.1
+// (paraphrase) The Vendor ID payload contains the MD5 hash of "RFC 3947"
 /// Vendor ID of RFC 3947 NAT-T: MD5("RFC 3947").
 pub const VID_NAT_T: [u8; 16] = [
     0x4a, 0x13, 0x1c, 0x81, 0x07, 0x03, 0x58, 0x45, 0x5c, 0x57, 0x28, 0xf2, 0x0e, 0x95, 0x45, 0x2f,
 ];
-//= https://www.rfc-editor.org/rfc/rfc3706#section-5.1
-//# 0xAF, 0xCA, 0xD7, 0x13, 0x68, 0xA1, 0xF1, 0xC9, 0x6B, 0x86, 0x96, 0xFC, 0x77, 0x57, 0x01, 0x00
+// See https://www.rfc-editor.org/rfc/rfc3706#section-5.1
+// (the 16 bytes listed there; the last two are the major and minor version 1.0)
 /// Vendor ID announcing DPD (RFC 3706 §5.1).
 pub const VID_DPD: [u8; 16] = [
     0xaf, 0xca, 0xd7, 0x13, 0x68, 0xa1, 0xf1, 0xc9, 0x6b, 0x86, 0x96, 0xfc, 0x77, 0x57, 0x01, 0x00,
@@ -929,8 +929,8 @@ impl Endpoint {
         }
         let seq = sa.dpd.seq;
         let ck = sa.cookies();
-        //= https://www.rfc-editor.org/rfc/rfc3706#section-5.2
-        //# the SPI field of the R-U-THERE and R-U-THERE-ACK notify ... CKY-I | CKY-R
+        // See https://www.rfc-editor.org/rfc/rfc3706#section-5.2
+        // (paraphrase) the SPI field of the R-U-THERE and R-U-THERE-ACK notify ... CKY-I | CKY-R
         self.send_info(
             now,
             sa,
@@ -1019,8 +1019,8 @@ impl Endpoint {
         }
         match msg.exchange {
             ExchangeType::IDENTITY_PROTECTION => self.on_mm1(now, local, remote, msg),
-            //= https://www.rfc-editor.org/rfc/rfc2409#section-5
-            //# Aggressive Mode ... does not provide identity protection
+            // See https://www.rfc-editor.org/rfc/rfc2409#section-5
+            // (paraphrase) Aggressive Mode ... does not provide identity protection
             ExchangeType::AGGRESSIVE => {
                 self.diag(Some(remote), DiagnosticReason::AggressiveModeRefused);
                 self.send_plain_notify(
@@ -1052,9 +1052,9 @@ impl Endpoint {
             for t in &p.transforms {
                 match Self::parse_p1_transform(t) {
                     Ok(s) => {
-                        //= https://www.cisco.com/c/en/us/td/docs/ios-xml/ios/sec_conn_ikevpn/configuration/xe-16/sec-ike-for-ipsec-vpns-xe-16-book.html
-                        //# the remote peer's policy must specify a lifetime that is less than or equal to
-                        //# the lifetime in the policy being compared
+                        // See https://www.cisco.com/c/en/us/td/docs/ios-xml/ios/sec_conn_ikevpn/configuration/xe-16/sec-ike-for-ipsec-vpns-xe-16-book.html
+                        // (paraphrase) the remote peer's policy must specify a lifetime that is less than or equal to
+                        //   the lifetime in the policy being compared
                         if self.suites.iter().any(|m| {
                             m.encr == s.encr
                                 && m.hash == s.hash
@@ -1251,8 +1251,8 @@ impl Endpoint {
 
     fn nat_d_payloads(&self, sa: &Sa) -> Vec<Payload> {
         let h = sa.hash();
-        //= https://www.rfc-editor.org/rfc/rfc3947#section-3.2
-        //# The first NAT-D payload contains the remote end's IP address and port
+        // See https://www.rfc-editor.org/rfc/rfc3947#section-3.2
+        // (paraphrase) The first NAT-D payload contains the remote end's IP address and port
         vec![
             Payload::NatD(keys::nat_d(h, sa.cky_i, sa.cky_r, sa.remote)),
             Payload::NatD(keys::nat_d(h, sa.cky_i, sa.cky_r, sa.local)),
@@ -1420,8 +1420,8 @@ impl Endpoint {
                 sa.nr = nr.to_vec();
                 Self::detect_nat(sa, ps);
                 self.derive_p1(sa, &gxy);
-                //= https://www.rfc-editor.org/rfc/rfc3947#section-4
-                //# the initiator MUST change ports when sending the ID payload if there is NAT between the hosts
+                // See https://www.rfc-editor.org/rfc/rfc3947#section-4
+                // (paraphrase) the initiator MUST change ports when sending the ID payload if there is NAT between the hosts
                 if sa.nat() && sa.local.port() != self.nat_t_port {
                     sa.local.set_port(self.nat_t_port);
                     sa.remote.set_port(NAT_T_PORT);
@@ -1658,8 +1658,9 @@ impl Endpoint {
             None => (None, AuthFailure::BadPsk),
         };
         let Some(peer_id) = peer_id else {
-            //= https://www.rfc-editor.org/rfc/rfc2409#section-5
-            //# the pre-shared key ... a mismatch shows as a HASH that does not verify
+            // See https://www.rfc-editor.org/rfc/rfc2409#section-5
+            // A wrong pre-shared key gives a wrong SKEYID_e and SKEYID: MM5/MM6 decrypt to garbage or the
+            // HASH does not verify.
             self.events.push_back(Event::AuthFailed {
                 peer: remote,
                 reason: failure.clone(),
@@ -1760,8 +1761,8 @@ impl Endpoint {
         true
     }
 
-    //= https://www.rfc-editor.org/rfc/rfc2407#section-4.6.3.3
-    //# the receiver of an INITIAL-CONTACT ... delete any SA's it has with the sending system
+    // See https://www.rfc-editor.org/rfc/rfc2407#section-4.6.3.3
+    // (paraphrase) the receiver of an INITIAL-CONTACT ... delete any SA's it has with the sending system
     fn initial_contact_from(&mut self, _now: Instant, sa: &Sa) {
         let old: Vec<IkeSaId> = self
             .sas
@@ -2126,7 +2127,7 @@ impl Endpoint {
                 }
             }
         }
-        let Some((pnum, t, ep, mode, pfs, spi_out)) = chosen else {
+        let Some((pnum, t, ep, mode, pfs, spi_out)) = chosen.clone() else {
             self.diag(
                 Some(sa.remote),
                 DiagnosticReason::NoProposalChosen(refusals),
@@ -2185,7 +2186,7 @@ impl Endpoint {
         let (first, ct) = Self::encrypt(sa, &mut iv, &all);
         let m = Self::encrypted_msg(sa, ExchangeType::QUICK_MODE, mid, first, ct);
         self.send(sa.local, sa.remote, &m);
-        let keys = self.child_keys(
+        let mut keys = self.child_keys(
             sa,
             ep,
             mode,
@@ -2196,6 +2197,18 @@ impl Endpoint {
             gqm.as_ref(),
             (&idcr, &idci),
         );
+        // See https://www.rfc-editor.org/rfc/rfc2407#section-4.5.4
+        // (RESPONDER-LIFETIME, not sent here.) IOS and strongSwan take the shorter of the two
+        // lifetimes; so do we.
+        if let Some((_, t, ..)) = &chosen {
+            let (secs, kb) = esp_lifetimes(t);
+            if let Some(s) = secs {
+                keys.lifetime = keys.lifetime.min(Duration::from_secs(s));
+            }
+            if let Some(k) = kb {
+                keys.lifetime_kb = keys.lifetime_kb.min(k);
+            }
+        }
         let timeout = self.config.retransmit.initial;
         sa.qms.insert(
             mid,
@@ -2433,8 +2446,8 @@ impl Endpoint {
                             continue;
                         };
                         let s = u32::from_be_bytes(s);
-                        //= https://www.rfc-editor.org/rfc/rfc2408#section-3.15
-                        //# SPIs (variable length) - Identifies the specific security association(s) to delete.
+                        // See https://www.rfc-editor.org/rfc/rfc2408#section-3.15
+                        // (paraphrase) SPIs (variable length) - Identifies the specific security association(s) to delete.
                         // Normally the sender's inbound SPI (our outbound); strongSwan names our inbound SPI
                         // when it failed to install the SA, so either identifies the pair.
                         if let Some(i) = sa
@@ -2577,10 +2590,10 @@ impl Endpoint {
             return false;
         }
         // IPsec lifetimes: rekey at 90 % (by the quick mode initiator), delete at 100 %.
-        let life = self.config.ipsec_lifetime;
         let mut rekey = Vec::new();
         let mut expired = Vec::new();
         for c in &sa.children {
+            let life = c.keys.lifetime;
             if now >= c.created + life {
                 expired.push(c.keys.spi_in);
             } else if c.initiator && !c.rekeyed && now >= c.created + life.mul_f64(0.9) {
@@ -2668,8 +2681,8 @@ impl Endpoint {
             if sa.initiator && !sa.p1_rekey_started {
                 add(est + lifetime.mul_f64(0.9));
             }
-            let life = self.config.ipsec_lifetime;
             for c in &sa.children {
+                let life = c.keys.lifetime;
                 add(c.created + life);
                 if c.initiator && !c.rekeyed {
                     add(c.created + life.mul_f64(0.9));
@@ -2772,6 +2785,23 @@ fn integ_value(i: IntegAlg) -> u16 {
         IntegAlg::HmacSha384_192 => 6,
         IntegAlg::HmacSha512_256 => 7,
     }
+}
+
+/// The (seconds, kilobytes) lifetimes of an ESP transform (each SA Life Type followed by its Duration).
+fn esp_lifetimes(t: &Transform) -> (Option<u64>, Option<u64>) {
+    let (mut secs, mut kb, mut kind) = (None, None, None);
+    for a in &t.attributes {
+        match (a.kind(), a.value()) {
+            (Q_LIFE_TYPE, v) => kind = v,
+            (Q_LIFE_DUR, Some(v)) => match kind {
+                Some(1) => secs = Some(v),
+                Some(2) => kb = Some(v),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    (secs, kb)
 }
 
 fn find_ke(ps: &[Payload]) -> Option<&[u8]> {

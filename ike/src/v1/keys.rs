@@ -157,9 +157,9 @@ pub fn expand_enc_key(prf: PrfAlg, skeyid_e: &[u8], len: usize) -> Secret {
     Secret::new(out)
 }
 
-//= https://www.rfc-editor.org/rfc/rfc2409#appendix-B
-//# IV for the first encrypted message is derived by hashing the DH public values:
-//# IV = hash(g^xi | g^xr)
+// See https://www.rfc-editor.org/rfc/rfc2409#appendix-B
+// (paraphrase) IV for the first encrypted message is derived by hashing the DH public values:
+//   IV = hash(g^xi | g^xr)
 /// Phase-1 IV (cut to the cipher block).
 pub fn phase1_iv(hash: HashAlg, gxi: &[u8], gxr: &[u8], block: usize) -> Vec<u8> {
     let mut h = hash.hash(&[gxi, gxr]);
@@ -167,8 +167,8 @@ pub fn phase1_iv(hash: HashAlg, gxi: &[u8], gxr: &[u8], block: usize) -> Vec<u8>
     h
 }
 
-//= https://www.rfc-editor.org/rfc/rfc2409#appendix-B
-//# the IV is derived from a hash of the last phase 1 CBC output block and the phase 2 message id
+// See https://www.rfc-editor.org/rfc/rfc2409#appendix-B
+// (paraphrase) the IV is derived from a hash of the last phase 1 CBC output block and the phase 2 message id
 /// IV of a quick mode or informational exchange with message ID `mid`.
 pub fn phase2_iv(hash: HashAlg, last_p1_block: &[u8], mid: u32, block: usize) -> Vec<u8> {
     let mut h = hash.hash(&[last_p1_block, &mid.to_be_bytes()]);

@@ -153,8 +153,8 @@ open_enum!(
 );
 
 impl NotifyType {
-    //= https://www.rfc-editor.org/rfc/rfc2408#section-3.14.1
-    //# Notify Messages - Error Types ... 1 - 8191 ... Notify Messages - Status Types ... 16384 - 24575
+    // See https://www.rfc-editor.org/rfc/rfc2408#section-3.14.1
+    // (paraphrase) Notify Messages - Error Types ... 1 - 8191 ... Notify Messages - Status Types ... 16384 - 24575
     /// True for error types (1..=16383).
     pub fn is_error(self) -> bool {
         (1..16384).contains(&self.0)
@@ -630,8 +630,8 @@ fn parse_sa(r: &mut Reader<'_>) -> Result<SaPayload, Error> {
     if doi != DOI_IPSEC {
         return Err(Error::BadValue("DOI"));
     }
-    //= https://www.rfc-editor.org/rfc/rfc2407#section-4.6.1
-    //# Situation (4 octets) - bitmask used to determine further processing.
+    // See https://www.rfc-editor.org/rfc/rfc2407#section-4.6.1
+    // (paraphrase) Situation (4 octets) - bitmask used to determine further processing.
     let situation = r.u32()?;
     let mut proposals = Vec::new();
     let mut next = if r.remaining() == 0 {
