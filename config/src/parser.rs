@@ -816,6 +816,17 @@ impl Parser {
             self.stack.get(1),
             Some(Frame { mode: Mode::Unsupported(p), .. }) if p.first() == Some(&last)
         );
+        // A mode opened after the router block (`interface X`) owns the line: only a router block
+        // that is still the latest open block may take it back (fuzz reproducer
+        // `config_render_fixpoint-interface-line-moves-into-router-block`).
+        if !open
+            && self
+                .stack
+                .get(1)
+                .is_some_and(|f| !matches!(f.mode, Mode::Unsupported(_)))
+        {
+            return false;
+        }
         if !open {
             self.stack.truncate(1);
             self.stack.push(Frame {
