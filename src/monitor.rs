@@ -22,6 +22,35 @@ pub struct Failover {
     link_up: std::collections::HashMap<String, bool>,
 }
 
+/// `ip sla schedule N start-time {now | pending | after hh:mm:ss | hh:mm[:ss]}`. A wall-clock start
+/// (`hh:mm`) is not converted yet and stays pending, as an unscheduled operation would.
+fn start_time(words: Option<&str>) -> StartTime {
+    let Some(w) = words else {
+        return StartTime::Pending;
+    };
+    let mut it = w.split_whitespace();
+    match it.next() {
+        Some("now") => StartTime::Now,
+        Some("after") => {
+            let secs = it.next().and_then(|t| {
+                let f: Vec<u64> = t
+                    .split(':')
+                    .map(|p| p.parse().ok())
+                    .collect::<Option<_>>()?;
+                match f.as_slice() {
+                    [h, m, s] => Some(h * 3600 + m * 60 + s),
+                    [m, s] => Some(m * 60 + s),
+                    _ => None,
+                }
+            });
+            secs.map_or(StartTime::Pending, |s| {
+                StartTime::After(std::time::Duration::from_secs(s))
+            })
+        }
+        _ => StartTime::Pending,
+    }
+}
+
 impl Failover {
     /// Build the cores from the configuration. Problems that the configuration validator lets through (a
     /// route the RIB refuses) are returned as messages for the log.
@@ -60,10 +89,7 @@ impl Failover {
             }
             op.schedule = match &s.schedule {
                 Some(sch) => Schedule {
-                    start: match sch.start_time.as_deref() {
-                        Some("now") => StartTime::Now,
-                        _ => StartTime::Pending,
-                    },
+                    start: start_time(sch.start_time.as_deref()),
                     life: match sch.life {
                         None => Life::Forever,
                         Some(d) => Life::For(d),
@@ -236,5 +262,22 @@ impl Failover {
         while let Some(ev) = self.rib.poll_event() {
             self.route_changes.push_back(ev);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sla_start_time_words_map_to_the_schedule() {
+        assert_eq!(start_time(Some("now")), StartTime::Now);
+        assert_eq!(start_time(Some("pending")), StartTime::Pending);
+        assert_eq!(start_time(None), StartTime::Pending);
+        assert_eq!(
+            start_time(Some("after 00:01:30")),
+            StartTime::After(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(start_time(Some("after garbage")), StartTime::Pending);
     }
 }
