@@ -144,3 +144,18 @@ fn check_rejects_a_broken_configuration_with_a_diagnostic() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON diagnostics");
     assert!(v.as_array().is_some_and(|a| !a.is_empty()));
 }
+
+#[test]
+fn example_configurations_pass_check() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in ["site-a.cfg", "site-b.cfg"] {
+        let out = Command::new(BIN)
+            .args(["check", "-c"])
+            .arg(dir.join(name))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {text}");
+        assert!(text.contains("0 error(s), 0 warning(s)"), "{name}: {text}");
+    }
+}
