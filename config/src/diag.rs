@@ -42,11 +42,13 @@ impl Diagnostic {
         message: impl Into<String>,
         suggestion: Option<String>,
     ) -> Self {
+        // Diagnostics are logged and printed: the secrets of the line they quote never are. (Messages and
+        // suggestions are Lifeline's own words.)
         Diagnostic {
             severity: Severity::Error,
             line: pos.line,
             column: pos.column,
-            words: pos.words.clone(),
+            words: redact_secrets(&pos.words),
             message: message.into(),
             suggestion,
         }
@@ -67,6 +69,37 @@ impl Diagnostic {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+}
+
+/// Replace the secret in an IOS command line with `<hidden>`: the word after `pre-shared-key [local|remote]
+/// [0|6|7]`, `password [0|7]`, `secret [0|5|7]`, `crypto isakmp key`, `ip nhrp authentication`.
+pub fn redact_secrets(text: &str) -> String {
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut out: Vec<&str> = Vec::with_capacity(words.len());
+    let mut hide_next = false;
+    for (i, w) in words.iter().enumerate() {
+        let lw = w.to_ascii_lowercase();
+        if hide_next && !w.is_empty() {
+            let qualifier = matches!(lw.as_str(), "local" | "remote" | "0" | "5" | "6" | "7");
+            if !qualifier {
+                out.push("<hidden>");
+                hide_next = false;
+                continue;
+            }
+        }
+        out.push(w);
+        let prev = i
+            .checked_sub(1)
+            .and_then(|p| words.get(p))
+            .map(|p| p.to_ascii_lowercase());
+        hide_next |= match lw.as_str() {
+            "pre-shared-key" | "password" | "secret" => true,
+            "key" => prev.as_deref() == Some("isakmp"),
+            "authentication" => prev.as_deref() == Some("nhrp"),
+            _ => false,
+        };
+    }
+    out.join(" ")
 }
 
 impl fmt::Display for Diagnostic {

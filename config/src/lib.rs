@@ -91,7 +91,7 @@ mod validate;
 
 use std::time::Duration;
 
-pub use diag::{Diagnostic, Severity};
+pub use diag::{Diagnostic, Severity, redact_secrets};
 pub use model::*;
 pub use names::{canonicalize_interface, valid_linux_ifname};
 pub use render::render;

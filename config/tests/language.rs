@@ -210,7 +210,7 @@ fn registrar_password_without_username_is_an_error() {
     assert_eq!(
         e,
         [
-            "1:1: error: a registrar password needs a username: `vpn-sip registrar 192.0.2.5 password x` (suggestion: add `username USER` before `password`)"
+            "1:1: error: a registrar password needs a username: `vpn-sip registrar 192.0.2.5 password <hidden>` (suggestion: add `username USER` before `password`)"
         ]
     );
 }
@@ -457,4 +457,29 @@ fn ip_sla_request_data_size_and_tos_are_modelled_and_rendered() {
     assert!(text.contains(" tos 160\n"), "{text}");
     let bad = lifeline_config::parse("ip sla 7\n tos 300\n");
     assert!(bad.has_errors());
+}
+
+#[test]
+fn diagnostics_never_quote_secrets() {
+    let text = "crypto ikev2 keyring KR\n peer x\n  pre-shared-key local topsecret1 extra words\n\
+                crypto isakmp key topsecret2 address 0.0.0.0 0.0.0.0 junk\n\
+                vpn-sip registrar 192.0.2.1 username u password 7 topsecret3 junk\n\
+                interface Tunnel0\n ip nhrp authentication topsecret4 junk\n";
+    let p = lifeline_config::parse(text);
+    assert!(!p.diagnostics.is_empty());
+    for d in &p.diagnostics {
+        let shown = format!("{d} {}", serde_json::to_string(d).unwrap());
+        assert!(
+            !shown.contains("topsecret"),
+            "secret in a diagnostic: {shown}"
+        );
+    }
+    assert_eq!(
+        lifeline_config::redact_secrets("pre-shared-key local 0 abc"),
+        "pre-shared-key local 0 <hidden>"
+    );
+    assert_eq!(
+        lifeline_config::redact_secrets("tunnel key 100"),
+        "tunnel key 100"
+    );
 }
