@@ -505,8 +505,10 @@ impl OsDrivers {
     }
 
     async fn shutdown(self) {
-        if let Some(r) = self.routes {
-            let _ = r.flush().await;
+        if let Some(r) = self.routes
+            && let Err(e) = r.remove_all().await
+        {
+            ios!(IP, Error, ROUTE_FAILED, "cleaning up at shutdown: {e:#}");
         }
     }
 }

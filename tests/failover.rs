@@ -159,7 +159,7 @@ fn route_fails_over_to_backup_and_back() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let _daemon = Daemon(child);
+    let mut daemon = Daemon(child);
 
     // Start: probes succeed, the tracked primary is installed.
     let up = wait_route(&t, "192.0.2.11", Duration::from_secs(5));
@@ -240,4 +240,28 @@ fn route_fails_over_to_backup_and_back() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Track 1"), "{text}");
     assert!(text.contains("is Up"), "{text}");
+
+    // A clean stop leaves the kernel as Lifeline found it: no routes in table 4711, no ip rules of its own.
+    let pid = daemon.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t0 = Instant::now();
+    while daemon.0.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "daemon did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(hq_route(&t), "", "routes left in table 4711 after shutdown");
+    let rules = String::from_utf8_lossy(&t.branch.run(&["ip", "rule"]).stdout).to_string();
+    assert!(
+        !rules.contains("4711") && !rules.contains("4710"),
+        "ip rules left after shutdown: {rules}"
+    );
 }

@@ -89,6 +89,26 @@ impl Routes {
         Ok(())
     }
 
+    /// Shutdown: remove Lifeline's routes and its two `ip rule`s, leaving the kernel as it found it.
+    pub async fn remove_all(&self) -> anyhow::Result<()> {
+        self.flush().await?;
+        let mut rules = self.handle.rule().get(rtnetlink::IpVersion::V4).execute();
+        let mut ours = Vec::new();
+        while let Some(rule) = rules.try_next().await? {
+            let prio = rule.attributes.iter().find_map(|a| match a {
+                RuleAttribute::Priority(p) => Some(*p),
+                _ => None,
+            });
+            if matches!(prio, Some(p) if p == RULE_PRIORITY || p == RULE_PRIORITY - 1) {
+                ours.push(rule);
+            }
+        }
+        for rule in ours {
+            let _ = self.handle.rule().del(rule).execute().await;
+        }
+        Ok(())
+    }
+
     /// Remove every route from [`TABLE`].
     pub async fn flush(&self) -> anyhow::Result<()> {
         let filter = RouteMessageBuilder::<Ipv4Addr>::new()
