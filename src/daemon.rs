@@ -421,7 +421,8 @@ impl OsDrivers {
                     old,
                 } => {
                     if let Some(h) = &self.handle
-                        && let Err(e) = set_address(h, &device, addr, prefix, old).await
+                        && let Err(e) =
+                            crate::os::link::set_address(h, &device, addr, prefix, old).await
                     {
                         ios!(DHCP, Error, ADDRESS_FAILED, "{device}: {e:#}");
                     }
@@ -556,34 +557,6 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
         *b = u8::from_str_radix(parts.next()?, 16).ok()?;
     }
     parts.next().is_none().then_some(mac)
-}
-
-async fn set_address(
-    h: &rtnetlink::Handle,
-    device: &str,
-    addr: Ipv4Addr,
-    prefix: u8,
-    old: Option<(Ipv4Addr, u8)>,
-) -> anyhow::Result<()> {
-    let index = tun::link_index(h, device).await?;
-    if let Some((a, len)) = old {
-        let mut list = h.address().get().set_link_index_filter(index).execute();
-        use futures::TryStreamExt;
-        while let Some(msg) = list.try_next().await? {
-            let is_old = msg.header.prefix_len == len
-                && msg.attributes.iter().any(|at| {
-                    matches!(at, netlink_packet_route::address::AddressAttribute::Address(std::net::IpAddr::V4(x)) if *x == a)
-                });
-            if is_old {
-                let _ = h.address().del(msg).execute().await;
-            }
-        }
-    }
-    match h.address().add(index, addr.into(), prefix).execute().await {
-        Ok(()) => Ok(()),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 async fn dhcp_reader(

@@ -2,6 +2,7 @@
 //! Everything here is a thin, safe wrapper; protocol decisions live in the library crates.
 
 pub mod icmp;
+pub mod link;
 pub mod route;
 pub mod tun;
 pub mod udp;

@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use futures::TryStreamExt;
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::rule::{RuleAction, RuleAttribute};
@@ -127,21 +127,6 @@ impl Routes {
         Ok(())
     }
 
-    async fn link_index(&self, name: &str) -> anyhow::Result<u32> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        let link = links
-            .try_next()
-            .await
-            .with_context(|| format!("no such device {name}"))?
-            .ok_or_else(|| anyhow!("no such device {name}"))?;
-        Ok(link.header.index)
-    }
-
     async fn message(&self, r: &KernelRoute) -> anyhow::Result<RouteMessage> {
         let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(r.prefix, r.len)
@@ -152,7 +137,9 @@ impl Routes {
         // device is given only for routes without one (point-to-point tunnels).
         match (r.gateway, &r.device) {
             (Some(gw), _) => b = b.gateway(gw),
-            (None, Some(dev)) => b = b.output_interface(self.link_index(dev).await?),
+            (None, Some(dev)) => {
+                b = b.output_interface(super::link::link_index(&self.handle, dev).await?)
+            }
             (None, None) => {}
         }
         let mut msg = b.build();

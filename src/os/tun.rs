@@ -4,7 +4,6 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use futures::TryStreamExt;
 use rtnetlink::{Handle, LinkUnspec};
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
@@ -20,7 +19,7 @@ pub async fn open(
         .mtu(mtu)
         .build_async()
         .with_context(|| format!("cannot create TUN device {name}"))?;
-    let index = link_index(handle, name).await?;
+    let index = super::link::link_index(handle, name).await?;
     if let Some((a, len)) = address {
         // Re-adding an address that is already there (a restart) is not an error worth stopping for.
         let _ = handle.address().add(index, a.into(), len).execute().await;
@@ -34,14 +33,4 @@ pub async fn open(
     // Kernel IPv6 chatter (router solicitations, MLD) would only be dropped by the data plane.
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
     Ok(Arc::new(dev))
-}
-
-pub async fn link_index(handle: &Handle, name: &str) -> anyhow::Result<u32> {
-    let mut links = handle.link().get().match_name(name.to_string()).execute();
-    let link = links
-        .try_next()
-        .await
-        .with_context(|| format!("no such device {name}"))?
-        .with_context(|| format!("no such device {name}"))?;
-    Ok(link.header.index)
 }
