@@ -477,14 +477,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
             showed_up = true;
             println!();
             for b in &boxes {
-                print_show(b, "show vpn-sip session detail", now);
-                print_show(b, "show ip nat translations", now);
+                print_show(b, "show vpn-sip session detail");
+                print_show(b, "show ip nat translations");
             }
-            print_show(&boxes[0], "show crypto session detail", now);
-            print_show(&boxes[0], "show crypto ikev2 sa", now);
-            print_show(&boxes[0], "show policy-map interface Tunnel0", now);
-            print_show(&boxes[0], "show vpn-sip registration-status", now);
-            print_show(&boxes[0], "show crypto ipsec sa", now);
+            print_show(&boxes[0], "show crypto session detail");
+            print_show(&boxes[0], "show crypto ikev2 sa");
+            print_show(&boxes[0], "show policy-map interface Tunnel0");
+            print_show(&boxes[0], "show vpn-sip registration-status");
+            print_show(&boxes[0], "show crypto ipsec sa");
         }
         if showed_up
             && restored_at.is_some()
@@ -498,10 +498,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
     let now = Instant::now();
     println!();
-    print_show(&boxes[0], "show vpn-sip session detail", now);
-    print_show(&boxes[0], "show ip nat translations", now);
-    print_show(&boxes[0], "show track", now);
-    print_show(&boxes[0], "show ip route static", now);
+    print_show(&boxes[0], "show vpn-sip session detail");
+    print_show(&boxes[0], "show ip nat translations");
+    print_show(&boxes[0], "show track");
+    print_show(&boxes[0], "show ip route static");
     let counters = boxes[0].node.tunnels[0].dp.snapshot(now).counters;
     println!(
         "Summary: pings via the primary {via_primary}, through the VPN-SIP tunnel {via_tunnel}, lost while the route moved {lost}; \
@@ -514,18 +514,12 @@ pub fn run() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_show(b: &Box_, cmd: &str, _now: Instant) {
+fn print_show(b: &Box_, cmd: &str) {
     let words: Vec<String> = cmd.split_whitespace().map(String::from).collect();
     let out = match crate::show::resolve(&words) {
-        Ok((c, args)) => crate::show::answer(&b.node, b.node_started(), c, &args, false),
+        Ok((c, args)) => crate::show::answer(&b.node, b.node.started, c, &args, false),
         Err(e) => e,
     };
     println!("{}# {cmd}\n{}", b.name, out.trim_end());
     println!();
-}
-
-impl Box_ {
-    fn node_started(&self) -> Instant {
-        self.node.started
-    }
 }

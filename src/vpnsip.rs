@@ -536,11 +536,9 @@ impl Node {
         s.since = now;
         s.last_failure = None;
         let tunnel = s.tunnel;
-        let wan = v.wan;
         self.tunnels[tunnel].peer = Some(offer.addr);
         self.out.push_back(Output::OpenPort(outside));
         self.ike.expect_peer(Identity::key_id(from), expected);
-        let _ = wan;
         ios!(
             VPN_SIP,
             Informational,
