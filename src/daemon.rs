@@ -220,6 +220,8 @@ struct OsDrivers {
     /// (IOS name, device, MAC) of the DHCP interfaces, for the node to start their clients.
     dhcp_macs: Vec<(String, String, [u8; 6])>,
     handle: Option<rtnetlink::Handle>,
+    /// Addresses of Loopback interfaces that Lifeline put on `lo` (removed at shutdown).
+    loopback_added: Vec<(Ipv4Addr, u8)>,
 }
 
 impl OsDrivers {
@@ -287,6 +289,35 @@ impl OsDrivers {
                 ),
             }
         }
+        // Loopback interfaces without `device` live on the host's `lo`.
+        let loopbacks: Vec<(Ipv4Addr, u8)> = cfg
+            .interfaces
+            .iter()
+            .filter(|i| i.kind == Some(config::InterfaceKind::Loopback) && i.device.is_none())
+            .filter_map(|i| match &i.ip {
+                config::IpAddressing::Static { primary, .. } => {
+                    Some((primary.addr, primary.prefix_len))
+                }
+                _ => None,
+            })
+            .collect();
+        let loopback_added = match (&handle, loopbacks.is_empty()) {
+            (Some(h), false) => {
+                match crate::os::link::add_loopback_addresses(h, &loopbacks).await {
+                    Ok(added) => added,
+                    Err(e) => {
+                        ios!(
+                            SYS,
+                            Warning,
+                            NO_LOOPBACK,
+                            "loopback addresses not configured: {e:#}"
+                        );
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
         let mut tuns = Vec::new();
         for (idx, t) in node.tunnels.iter().enumerate() {
             let dev = match &handle {
@@ -370,6 +401,7 @@ impl OsDrivers {
             dhcp,
             dhcp_macs,
             handle,
+            loopback_added,
         }
     }
 
@@ -506,6 +538,11 @@ impl OsDrivers {
     }
 
     async fn shutdown(self) {
+        if let Some(h) = &self.handle
+            && !self.loopback_added.is_empty()
+        {
+            let _ = crate::os::link::remove_loopback_addresses(h, &self.loopback_added).await;
+        }
         if let Some(r) = self.routes
             && let Err(e) = r.remove_all().await
         {

@@ -23,6 +23,9 @@ const SLACK: Duration = Duration::from_millis(700);
 const BRANCH_CONFIG: &str = "\
 hostname branch
 !
+interface Loopback0
+ ip address 10.1.255.1 255.255.255.255
+!
 interface GigabitEthernet0
  description primary WAN
  device eth-pri
@@ -240,6 +243,18 @@ fn route_fails_over_to_backup_and_back() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Track 1"), "{text}");
     assert!(text.contains("is Up"), "{text}");
+
+    // `interface Loopback0` (no `device`) lives on the host's lo.
+    let lo = String::from_utf8_lossy(
+        &t.branch
+            .run(&["ip", "-4", "addr", "show", "dev", "lo"])
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        lo.contains("10.1.255.1/32"),
+        "Loopback0's address is not on lo: {lo}"
+    );
 
     // A clean stop leaves the kernel as Lifeline found it: no routes in table 4711, no ip rules of its own.
     let pid = daemon.0.id().to_string();

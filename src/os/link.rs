@@ -44,3 +44,40 @@ pub async fn set_address(
         Err(e) => Err(e.into()),
     }
 }
+
+/// `interface LoopbackN` without `device`: Lifeline puts its addresses on the host's `lo` (this kernel has
+/// no dummy devices). Returns the addresses added, for [`remove_loopback_addresses`] at shutdown.
+pub async fn add_loopback_addresses(
+    h: &Handle,
+    addrs: &[(Ipv4Addr, u8)],
+) -> anyhow::Result<Vec<(Ipv4Addr, u8)>> {
+    let index = link_index(h, "lo").await?;
+    let mut added = Vec::new();
+    for &(a, len) in addrs {
+        match h.address().add(index, a.into(), len).execute().await {
+            Ok(()) => added.push((a, len)),
+            // Already there (configured by the host): not ours to remove later.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
+            Err(e) => return Err(e).with_context(|| format!("adding {a}/{len} to lo")),
+        }
+    }
+    Ok(added)
+}
+
+/// Remove the loopback addresses Lifeline added.
+pub async fn remove_loopback_addresses(h: &Handle, addrs: &[(Ipv4Addr, u8)]) -> anyhow::Result<()> {
+    let index = link_index(h, "lo").await?;
+    let mut list = h.address().get().set_link_index_filter(index).execute();
+    while let Some(msg) = list.try_next().await? {
+        let ours = addrs.iter().any(|(a, len)| {
+            msg.header.prefix_len == *len
+                && msg.attributes.iter().any(|at| {
+                    matches!(at, netlink_packet_route::address::AddressAttribute::Address(std::net::IpAddr::V4(x)) if x == a)
+                })
+        });
+        if ours {
+            let _ = h.address().del(msg).execute().await;
+        }
+    }
+    Ok(())
+}
