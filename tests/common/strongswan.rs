@@ -90,6 +90,12 @@ pub struct Charon {
 impl Charon {
     /// Start charon in `ns` with `swanctl_conf` loaded; panics (with charon's log) if that fails.
     pub fn start(ns: &Netns, swanctl_conf: &str) -> Charon {
+        Charon::start_with_ports(ns, swanctl_conf, 500, 4500)
+    }
+
+    /// [`Charon::start`] with charon's IKE port and NAT-T port (`charon.port`, `charon.port_nat_t`) set,
+    /// e.g. to the port a VPN-SIP head end names in its SDP.
+    pub fn start_with_ports(ns: &Netns, swanctl_conf: &str, port: u16, port_nat_t: u16) -> Charon {
         let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sw-{}", ns.name));
         let _ = std::fs::remove_dir_all(&state);
         let swanctl_dir = state.join("swanctl");
@@ -102,7 +108,12 @@ impl Charon {
         }
         let conf = std::fs::read_to_string(fixture("strongswan/strongswan.conf"))
             .expect("tests/fixtures/strongswan/strongswan.conf")
-            .replace("@LEVEL@", "2");
+            .replace("@LEVEL@", "2")
+            .replace("port = 500\n", &format!("port = {port}\n"))
+            .replace(
+                "port_nat_t = 4500\n",
+                &format!("port_nat_t = {port_nat_t}\n"),
+            );
         std::fs::write(state.join("strongswan.conf"), conf).unwrap();
         std::fs::write(swanctl_dir.join("swanctl.conf"), swanctl_conf).unwrap();
         // `ip netns exec`, `unshare` and `sh -c exec` all exec: the child's PID is charon's.
