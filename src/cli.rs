@@ -46,6 +46,18 @@ enum Command {
         /// Test hook: IPsec SA lifetime in seconds for every IPsec profile, below IOS's 120 s minimum.
         #[arg(long, hide = true)]
         lifetime_override: Option<u32>,
+        /// Where generated RSA key pairs and self-signed certificates are kept (`crypto pki trustpoint`).
+        #[arg(long, default_value = crate::pki::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Test hook: advertise this SHA-1 fingerprint (AB:CD:...) in VPN-SIP SDP instead of our own.
+        #[arg(long, hide = true)]
+        sdp_fingerprint_override: Option<String>,
+    },
+    /// `lifeline pki enroll -c FILE`: create (or load) the key pairs and self-signed certificates of the
+    /// configuration's trustpoints, as `lifeline run` does at start, and print their fingerprints.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
     },
     /// Benchmarks, e.g. `lifeline bench vpnsip --sessions 1000,10000` (build with --release).
     Bench(crate::bench::BenchArgs),
@@ -71,6 +83,17 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum PkiCommand {
+    /// IOS `crypto pki enroll` for every `enrollment selfsigned` trustpoint (non-interactive).
+    Enroll {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long, default_value = crate::pki::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -81,14 +104,29 @@ pub fn main() -> ExitCode {
             log_json,
             idle_override,
             lifetime_override,
+            state_dir,
+            sdp_fingerprint_override,
         } => {
             crate::log::init(log_json);
-            let hooks = daemon::TestHooks {
-                idle: idle_override.map(std::time::Duration::from_secs),
-                lifetime_s: lifetime_override,
-            };
-            daemon::run(&config, &control::socket_path(socket), hooks)
+            let sdp_fingerprint = sdp_fingerprint_override
+                .map(|s| {
+                    ike::Fingerprint::parse(&s).ok_or_else(|| {
+                        anyhow::anyhow!("--sdp-fingerprint-override: not AB:CD:... (SHA-1)")
+                    })
+                })
+                .transpose();
+            sdp_fingerprint.and_then(|sdp_fingerprint| {
+                let hooks = daemon::TestHooks {
+                    idle: idle_override.map(std::time::Duration::from_secs),
+                    lifetime_s: lifetime_override,
+                    sdp_fingerprint,
+                };
+                daemon::run(&config, &control::socket_path(socket), &state_dir, hooks)
+            })
         }
+        Command::Pki {
+            command: PkiCommand::Enroll { config, state_dir },
+        } => pki_enroll(&config, &state_dir),
         Command::Bench(args) => crate::bench::run(args),
         Command::Demo => {
             // Quiet by default: the demo prints its own timeline. `RUST_LOG=info` shows the IOS-style logs.
@@ -142,6 +180,39 @@ fn check(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `lifeline pki enroll`: what `crypto pki enroll` prints, for every trustpoint that has a credential.
+fn pki_enroll(path: &std::path::Path, state_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let parsed = config::parse(&read_config(path)?);
+    if parsed.has_errors() {
+        anyhow::bail!(
+            "configuration {} has errors (see `lifeline check`)",
+            path.display()
+        );
+    }
+    let store = crate::pki::enroll(&parsed.config, state_dir)?;
+    if store.trustpoints.is_empty() {
+        println!(
+            "no trustpoint needs a key pair (enrollment selfsigned or pki trustpoint with rsa-sig)"
+        );
+    }
+    for e in store.trustpoints.values() {
+        println!(
+            "Trustpoint {}: {} certificate {}\n  Key pair {} ({} bits)\n  Fingerprint SHA1: {}",
+            e.trustpoint,
+            if e.generated {
+                "Router Self Signed Certificate successfully created,"
+            } else {
+                "existing"
+            },
+            e.cert_path.display(),
+            e.key_label,
+            e.key_bits,
+            crate::pki::ios_fingerprint(&e.credential.fingerprint())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn read_config(path: &std::path::Path) -> anyhow::Result<String> {

@@ -73,9 +73,16 @@ type ControlMsg = (Request, oneshot::Sender<Reply>);
 pub struct TestHooks {
     pub idle: Option<Duration>,
     pub lifetime_s: Option<u32>,
+    /// Advertise this SDP fingerprint instead of our own (VPN-SIP mismatch tests).
+    pub sdp_fingerprint: Option<ike::Fingerprint>,
 }
 
-pub fn run(config_path: &Path, socket: &Path, hooks: TestHooks) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config_path: &Path,
+    socket: &Path,
+    state_dir: &Path,
+    hooks: TestHooks,
+) -> anyhow::Result<ExitCode> {
     let text = crate::cli::read_config(config_path)?;
     let parsed = config::parse(&text);
     for d in &parsed.diagnostics {
@@ -114,7 +121,14 @@ pub fn run(config_path: &Path, socket: &Path, hooks: TestHooks) -> anyhow::Resul
             p.sa.lifetime_seconds = Some(s);
         }
     }
+    // `crypto pki trustpoint`: keys and certificates before the IKE profiles that sign with them.
+    let store = crate::pki::enroll(&cfg, state_dir)?;
     let (mut node, problems) = Node::new(now, cfg, u32::from_ne_bytes(seed));
+    let pki_problems = crate::pki::install(&mut node, &store);
+    if !pki_problems.is_empty() {
+        anyhow::bail!("{}; not starting", pki_problems.join("; "));
+    }
+    node.sdp_fingerprint_override = hooks.sdp_fingerprint;
     if let Some(idle) = hooks.idle {
         node.set_idle_timeout(idle);
     }

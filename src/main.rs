@@ -12,6 +12,7 @@ mod log;
 mod monitor;
 mod node;
 mod os;
+mod pki;
 mod show;
 mod sim;
 mod vpnsip;

@@ -107,6 +107,8 @@ pub struct Node {
     pub(crate) spis: HashMap<u32, usize>,
     pub(crate) out: VecDeque<Output>,
     buf: Vec<u8>,
+    /// Test hook (`lifeline run --sdp-fingerprint-override`): the VPN-SIP fingerprint we advertise.
+    pub(crate) sdp_fingerprint_override: Option<ike::Fingerprint>,
 }
 
 /// The appliance's randomness: the OS generator.
@@ -170,6 +172,7 @@ impl Node {
             spis: HashMap::new(),
             out: VecDeque::new(),
             buf: vec![0; BUF_LEN],
+            sdp_fingerprint_override: None,
         };
         (node, problems)
     }
@@ -1007,7 +1010,10 @@ fn svti(cfg: &config::Config, i: &config::Interface) -> Result<Svti, String> {
 }
 
 /// `crypto ikev2 profile` + the IPsec profile that uses it -> an `ike::Profile`.
-fn ike_profile(cfg: &config::Config, p: &config::Ikev2Profile) -> Result<Profile, String> {
+pub(crate) fn ike_profile(
+    cfg: &config::Config,
+    p: &config::Ikev2Profile,
+) -> Result<Profile, String> {
     let mut keyring = Keyring::default();
     if let Some(name) = &p.keyring_local {
         let kr = cfg

@@ -276,7 +276,7 @@ impl Node {
         let fp = self
             .ike
             .local_fingerprint_for(&profile, &Identity::key_id(&s.remote_number))?;
-        Some((profile, fp))
+        Some((profile, self.sdp_fingerprint_override.unwrap_or(fp)))
     }
 
     /// The data plane asked for an SA on tunnel `idx`. Returns false if it is not a VPN-SIP tunnel.

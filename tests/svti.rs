@@ -61,16 +61,107 @@ ip route {remote_lan} 255.255.255.0 Tunnel0
     )
 }
 
+/// The same sites authenticated by RSA signatures with self-signed certificates: each signs with its own
+/// `enrollment selfsigned` trustpoint and pins the peer's certificate with a verify trustpoint's
+/// `fingerprint` (what `lifeline pki enroll` printed on the peer).
+fn site_config_rsa(
+    me: &str,
+    peer: &str,
+    wan: &str,
+    peer_wan: &str,
+    tunnel_ip: &str,
+    remote_lan: &str,
+    peer_fingerprint: &str,
+) -> String {
+    format!(
+        "\
+hostname {me}
+!
+{self_tp}crypto pki trustpoint PEER
+ enrollment terminal
+ revocation-check none
+ fingerprint {peer_fingerprint}
+!
+crypto ikev2 profile PROF
+ match identity remote fqdn {peer}.example
+ identity local fqdn {me}.example
+ authentication local rsa-sig
+ authentication remote rsa-sig
+ pki trustpoint SELF sign
+ pki trustpoint PEER verify
+!
+crypto ipsec transform-set TS esp-gcm 256
+ mode tunnel
+!
+crypto ipsec profile IPS
+ set transform-set TS
+ set ikev2-profile PROF
+!
+interface GigabitEthernet0
+ device eth0
+ ip address {wan} 255.255.255.0
+!
+interface Tunnel0
+ ip address {tunnel_ip} 255.255.255.252
+ tunnel source GigabitEthernet0
+ tunnel mode ipsec ipv4
+ tunnel destination {peer_wan}
+ tunnel protection ipsec profile IPS
+!
+ip route {remote_lan} 255.255.255.0 Tunnel0
+",
+        self_tp = self_trustpoint(me)
+    )
+}
+
+fn self_trustpoint(me: &str) -> String {
+    format!(
+        "crypto pki trustpoint SELF\n enrollment selfsigned\n subject-name CN={me},O=Lifeline test\n          revocation-check none\n rsakeypair {me}-rsa 2048\n!\n"
+    )
+}
+
+/// `lifeline pki enroll` with only the site's own trustpoint: creates its key pair and self-signed
+/// certificate in `state` and returns the printed SHA-1 fingerprint.
+fn enroll(me: &str, state: &std::path::Path) -> String {
+    let _ = std::fs::remove_dir_all(state);
+    std::fs::create_dir_all(state).unwrap();
+    let cfg = state.join("enroll.cfg");
+    std::fs::write(&cfg, format!("hostname {me}\n!\n{}", self_trustpoint(me))).unwrap();
+    let out = Command::new(BIN)
+        .args(["pki", "enroll", "-c"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("successfully created"), "{text}");
+    let fp = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Fingerprint SHA1: "))
+        .unwrap_or_else(|| panic!("no fingerprint in {text}"))
+        .to_string();
+    // The key file is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(state.join(format!("pki/{me}-rsa.key")))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    fp
+}
+
 struct Site {
     ns: Netns,
     sock: PathBuf,
     /// The daemon's log (stderr).
     log: PathBuf,
     _daemon: Daemon,
-}
-
-fn start_site(ns: Netns, name: &str, config: &str) -> Site {
-    start_site_with(ns, name, config, &[])
 }
 
 fn start_site_with(ns: Netns, name: &str, config: &str, extra: &[&str]) -> Site {
@@ -113,12 +204,6 @@ fn ping_until(ns: &Netns, src: &str, dst: &str, limit: Duration) -> Duration {
 }
 
 fn run_pair(transform: &str) {
-    let a = Netns::new("sA");
-    let b = Netns::new("sB");
-    veth(&a, "eth0", "198.51.100.1/24", &b, "eth0", "198.51.100.2/24");
-    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
-    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
-    let _cap = Capture::start(&a, "eth0", "svti");
     let ca = site_config(
         "siteA",
         "siteB",
@@ -137,8 +222,27 @@ fn run_pair(transform: &str) {
         "10.1.0.0",
         transform,
     );
-    let sa = start_site(a, "siteA", &ca);
-    let sb = start_site(b, "siteB", &cb);
+    run_configs(transform, &ca, &cb, &[], &[]);
+}
+
+/// Two namespaces on one veth, each site's LAN on its loopback; ping, an iperf3 stream, and
+/// `clear crypto session` through the tunnel. Returns the sites for further checks.
+fn run_configs(
+    label: &str,
+    ca: &str,
+    cb: &str,
+    extra_a: &[&str],
+    extra_b: &[&str],
+) -> (Site, Site) {
+    let transform = label;
+    let a = Netns::new("sA");
+    let b = Netns::new("sB");
+    veth(&a, "eth0", "198.51.100.1/24", &b, "eth0", "198.51.100.2/24");
+    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    let _cap = Capture::start(&a, "eth0", "svti");
+    let sa = start_site_with(a, "siteA", ca, extra_a);
+    let sb = start_site_with(b, "siteB", cb, extra_b);
     let took = ping_until(&sa.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
     println!("[{transform}] first answer through Tunnel0 after {took:?}");
     // Steady state: ten pings, every one answered, both directions.
@@ -148,6 +252,10 @@ fn run_pair(transform: &str) {
     sb.ns.run(&[
         "ping", "-c", "10", "-i", "0.1", "-W", "1", "-I", "10.2.0.1", "10.1.0.1",
     ]);
+    // An iperf3 TCP stream through the tunnel.
+    let (mbits, retr) = iperf(&sa, &sb, 3);
+    println!("[{transform}] iperf3 through Tunnel0: {mbits:.0} Mbit/s, {retr} retransmissions");
+    assert!(mbits > 1.0, "iperf3 carried {mbits} Mbit/s");
     // `clear crypto session` on site A: the SAs go (DELETE to the peer) and come back on their own.
     let out = Command::new(BIN)
         .args(["clear", "crypto", "session", "--socket"])
@@ -165,6 +273,140 @@ fn run_pair(transform: &str) {
     sb.ns.run(&[
         "ping", "-c", "5", "-i", "0.1", "-W", "1", "-I", "10.2.0.1", "10.1.0.1",
     ]);
+    (sa, sb)
+}
+
+/// iperf3 from site A's LAN to site B's for `secs` seconds: (receiver Mbit/s, sender retransmissions).
+fn iperf(sa: &Site, sb: &Site, secs: u32) -> (f64, u64) {
+    let _server = Daemon(
+        sb.ns
+            .cmd("iperf3")
+            .args(["-s", "-B", "10.2.0.1", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = sa
+        .ns
+        .cmd("iperf3")
+        .args(["-J", "-c", "10.2.0.1", "-B", "10.1.0.1", "-t"])
+        .arg(secs.to_string())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3 -J: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let end = &v["end"];
+    (
+        end["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 1e6,
+        end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn svti_ikev2_rsa_self_signed_certificates_carry_traffic_between_lifeline_sites() {
+    if !netns_available(
+        "svti_ikev2_rsa_self_signed_certificates_carry_traffic_between_lifeline_sites",
+    ) {
+        return;
+    }
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("svti-rsa-{}", std::process::id()));
+    let (state_a, state_b) = (dir.join("stateA"), dir.join("stateB"));
+    let fp_a = enroll("siteA", &state_a);
+    let fp_b = enroll("siteB", &state_b);
+    assert_ne!(fp_a, fp_b);
+    let ca = site_config_rsa(
+        "siteA",
+        "siteB",
+        "198.51.100.1",
+        "198.51.100.2",
+        "172.16.0.1",
+        "10.2.0.0",
+        &fp_b,
+    );
+    let cb = site_config_rsa(
+        "siteB",
+        "siteA",
+        "198.51.100.2",
+        "198.51.100.1",
+        "172.16.0.2",
+        "10.1.0.0",
+        &fp_a,
+    );
+    let arg = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (sa_dir, sb_dir) = (arg(&state_a), arg(&state_b));
+    let (sa, _sb) = run_configs(
+        "rsa-sig esp-gcm 256",
+        &ca,
+        &cb,
+        &["--state-dir", &sa_dir],
+        &["--state-dir", &sb_dir],
+    );
+    // The daemons used the enrolled certificates (loaded, not regenerated) and never logged key material.
+    let log = std::fs::read_to_string(&sa.log).unwrap();
+    assert!(log.contains("CERT_LOADED"), "{log}");
+    assert!(!log.contains("CERT_ENROLL"), "{log}");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+    // The session shows the peer authenticated by certificate.
+    let out = Command::new(BIN)
+        .args(["show", "crypto", "ikev2", "sa", "detail", "--socket"])
+        .arg(&sa.sock)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(text.contains("READY"), "{text}");
+    assert!(text.to_ascii_uppercase().contains("RSA"), "{text}");
+}
+
+#[test]
+fn svti_ikev2_rsa_with_a_wrong_pinned_fingerprint_does_not_come_up() {
+    if !netns_available("svti_ikev2_rsa_with_a_wrong_pinned_fingerprint_does_not_come_up") {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("svti-rsa-bad-{}", std::process::id()));
+    let (state_a, state_b) = (dir.join("stateA"), dir.join("stateB"));
+    let fp_a = enroll("siteA", &state_a);
+    let _fp_b = enroll("siteB", &state_b);
+    let a = Netns::new("xA");
+    let b = Netns::new("xB");
+    veth(&a, "eth0", "198.51.100.1/24", &b, "eth0", "198.51.100.2/24");
+    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    // Site A pins its own certificate instead of site B's.
+    let ca = site_config_rsa(
+        "siteA",
+        "siteB",
+        "198.51.100.1",
+        "198.51.100.2",
+        "172.16.0.1",
+        "10.2.0.0",
+        &fp_a,
+    );
+    let cb = site_config_rsa(
+        "siteB",
+        "siteA",
+        "198.51.100.2",
+        "198.51.100.1",
+        "172.16.0.2",
+        "10.1.0.0",
+        &fp_a,
+    );
+    let sa = start_site_with(a, "siteA", &ca, &["--state-dir", state_a.to_str().unwrap()]);
+    let _sb = start_site_with(b, "siteB", &cb, &["--state-dir", state_b.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !sa.ns
+            .try_run(&["ping", "-c", "1", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"])
+    );
+    let log = std::fs::read_to_string(&sa.log).unwrap();
+    assert!(log.to_ascii_lowercase().contains("untrusted"), "{log}");
 }
 
 #[test]

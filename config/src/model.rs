@@ -799,6 +799,9 @@ pub struct Trustpoint {
     pub revocation_check: Vec<String>,
     /// `rsakeypair LABEL [SIZE ...]` as written.
     pub rsakeypair: Option<String>,
+    /// `fingerprint HEX`: the CA certificate's fingerprint as written (for a self-signed peer, its own
+    /// certificate: Lifeline pins the peer certificate whose SHA-1 this is).
+    pub fingerprint: Option<String>,
     pub unsupported: Vec<Unsupported>,
 }
 

@@ -3741,6 +3741,10 @@ impl Parser {
                 t.rsakeypair = if neg { None } else { Some(c.rest()) };
                 c.skip_all();
             }
+            "fingerprint" => {
+                t.fingerprint = if neg { None } else { Some(c.rest()) };
+                c.skip_all();
+            }
             _ => return Ok(Outcome::NotMine),
         }
         Ok(Outcome::Done)

@@ -219,6 +219,9 @@ pub fn render(config: &Config) -> String {
         if let Some(r) = &t.rsakeypair {
             o.line(1, format!("rsakeypair {r}"));
         }
+        if let Some(f) = &t.fingerprint {
+            o.line(1, format!("fingerprint {f}"));
+        }
         o.unsupported(1, &t.unsupported);
         o.bang();
     }

@@ -154,9 +154,13 @@ impl Endpoint {
         Fingerprint::of_cert(der)
     }
 
-    /// The local SDP fingerprint for a VPN-SIP call to `remote` (the PSK of profile's keyring entry for it).
+    /// The local SDP fingerprint for a VPN-SIP call to `remote`: the certificate's with `rsa-sig`, else the PSK
+    /// of the profile's keyring entry for it.
     pub fn local_fingerprint_for(&self, profile: &str, remote: &Identity) -> Option<Fingerprint> {
         let p = self.profiles.iter().find(|p| p.name == profile)?;
+        if let crate::config::LocalAuth::Rsa(c) = &p.local_auth {
+            return Some(c.fingerprint());
+        }
         p.keyring
             .lookup(remote)
             .map(|k| Fingerprint::of_psk(k.as_bytes()))
