@@ -1,152 +1,267 @@
-//! Interop with a real strongSwan (charon 5.9, kernel-libipsec) in a network namespace.
+//! Interop with a real strongSwan (charon 5.9, kernel-libipsec) in network namespaces.
 //!
 //! Root only: skipped with a message when not root or strongSwan is missing, and FAILS instead when
-//! `LIFELINE_REQUIRE_NETNS=1`. The outer test builds two netns with the shared testbed scripts
-//! (the team's `shared/testbed/strongswan` beside the checkout, netns `llsw-ikes` runs charon at 192.0.2.1, `llsw-ikel` is ours at
-//! 192.0.2.2, own bridge `ikebr`), then re-runs this test binary inside `llsw-ikel` (the library may not
-//! do I/O; a test may) where [`inner_strongswan_peer`] drives an `Endpoint` over a real UDP socket on 4500:
-//! we initiate → IKE SA + CHILD_SA → we DELETE; charon initiates → IKE SA + CHILD_SA → charon DELETEs.
+//! `LIFELINE_REQUIRE_NETNS=1`. Everything comes from this crate (harness `tests/swan/mod.rs`, charon
+//! configuration `tests/interop/`, credentials `tests/data/`), so it runs from any checkout. Each outer
+//! test builds its namespaces (charon at 192.0.2.1, ours at 192.0.2.2 over a veth, or behind a NAT
+//! namespace), starts a private charon, then re-runs this test binary inside our namespace, where an
+//! `inner_*` test drives an `Endpoint` over real UDP sockets (the library may not do I/O; a test may):
+//! * `strongswan_interop_both_directions`: PSK with key-id identities and RSA with DN identities
+//!   (self-signed), IKE_AUTH fragmented both ways, CHILD_SA and IKE SA rekeys and DELETE, both roles;
+//! * `strongswan_each_dh_group`: groups 14, 19, 20, 21, 31, each in both roles (AES-GCM and CBC+SHA2);
+//! * `strongswan_dpd_detects_killed_charon`: `dpd 10 2 periodic`, charon killed with SIGKILL;
+//! * `strongswan_fragments_4096_bit_certificates_over_1280_mtu`: RSA-4096 both ways on a 1280-byte veth;
+//! * `strongswan_nat_traversal_through_masquerade`: we sit behind an nftables masquerade namespace;
+//! * `strongswan_ca_issued_certificates`: both certificates issued by a test CA; we validate the chain
+//!   to our CA trustpoint with a CRL, and refuse charon's revoked certificate.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod swan;
 
 use lifeline_ike::*;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use swan::{Charon, Cred, Netns};
 
-/// The shared strongSwan testbed scripts (up.sh/down.sh); override with `LIFELINE_SWAN_TESTBED`.
-fn testbed() -> String {
-    std::env::var("LIFELINE_SWAN_TESTBED").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/testbed/strongswan"
-        )
-        .into()
-    })
-}
 const PSK: &[u8] = b"lifeline-interop-psk";
-const INNER_ENV: &str = "LIFELINE_IKE_INTEROP_INNER";
-const STATE: &str = "/run/lifeline-testbed/ikes";
 
-fn skip_or_fail(why: &str) -> bool {
-    if std::env::var("LIFELINE_REQUIRE_NETNS").as_deref() == Ok("1") {
-        panic!("strongSwan interop required (LIFELINE_REQUIRE_NETNS=1) but {why}");
-    }
-    eprintln!("SKIPPED strongswan interop: {why}");
-    true
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// Tears the namespaces down whatever happens.
-struct Testbed;
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(format!("{}/down.sh", testbed()))
-            .args(["ikes", "ikel"])
-            .stdout(Stdio::null())
-            .status();
+struct OsRng(std::fs::File);
+impl Rng for OsRng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        use std::io::Read;
+        self.0.read_exact(buf).unwrap();
     }
 }
 
-fn up(name: &str, underlay: &str, inner: &str, conf: Option<&Path>, creds: Option<&Path>) {
-    let mut c = Command::new(format!("{}/up.sh", testbed()));
-    c.args([name, underlay, inner])
-        .env("TB_SEGMENT", "ikebr")
-        .env("TB_CHARON_EXTRA", "fragment_size = 576")
-        .env("TB_LOGLEVEL", "2");
-    if let Some(d) = creds {
-        c.env("TB_CREDS", d);
+fn endpoint() -> Endpoint {
+    Endpoint::new(Box::new(OsRng(
+        std::fs::File::open("/dev/urandom").unwrap(),
+    )))
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(swan::data(name)).unwrap()
+}
+
+fn cred(dir: &'static str, name: &'static str) -> Cred<'static> {
+    Cred {
+        dir,
+        name,
+        der: read(name),
     }
-    if let Some(f) = conf {
-        c.arg(f);
+}
+
+/// Two namespaces on one veth: charon's (192.0.2.1/24, 10.1.0.1 on lo) and ours (192.0.2.2/24).
+fn pair(mtu: Option<u32>) -> (Netns, Netns) {
+    let sw = Netns::new("sw");
+    let ll = Netns::new("ll");
+    swan::veth(&sw, "eth0", "192.0.2.1/24", &ll, "eth0", "192.0.2.2/24");
+    sw.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    if let Some(m) = mtu {
+        let m = m.to_string();
+        sw.run(&["ip", "link", "set", "eth0", "mtu", &m]);
+        ll.run(&["ip", "link", "set", "eth0", "mtu", &m]);
     }
-    let out = c.output().unwrap();
+    (sw, ll)
+}
+
+/// Runs inner test `inner` in `ll`; panics with its output and charon's log unless it passed.
+fn run_inner(ll: &Netns, charon: &Charon, inner: &str, env: &[(&str, &str)], secs: u64) -> String {
+    let (ok, out) = ll.rerun(inner, Some(&charon.state), env, Duration::from_secs(secs));
     assert!(
-        out.status.success(),
-        "up.sh {name}: {}{}",
+        ok,
+        "inner test {inner} failed:\n{out}\n--- charon.log ---\n{}",
+        charon.log()
+    );
+    eprintln!("{out}");
+    out
+}
+
+/// Our side in the inner process: the endpoint, its sockets on 500 and 4500 and what it reported.
+struct Peer {
+    ep: Endpoint,
+    s500: UdpSocket,
+    s4500: UdpSocket,
+    seen: Vec<Event>,
+    /// Largest IKE datagram (UDP payload) sent and received.
+    max_tx: usize,
+    max_rx: usize,
+    /// NAT keepalives (RFC 3948) sent.
+    keepalives: usize,
+}
+
+impl Peer {
+    fn bind(ip: &str, ep: Endpoint) -> Peer {
+        let s500 = UdpSocket::bind(format!("{ip}:500")).unwrap();
+        let s4500 = UdpSocket::bind(format!("{ip}:4500")).unwrap();
+        for s in [&s500, &s4500] {
+            s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        }
+        Peer {
+            ep,
+            s500,
+            s4500,
+            seen: Vec::new(),
+            max_tx: 0,
+            max_rx: 0,
+            keepalives: 0,
+        }
+    }
+
+    fn addr(&self, port: u16) -> SocketAddr {
+        if port == 4500 {
+            self.s4500.local_addr().unwrap()
+        } else {
+            self.s500.local_addr().unwrap()
+        }
+    }
+
+    fn initiate(
+        &mut self,
+        from_port: u16,
+        remote: &str,
+        profile: &str,
+        remote_id: Identity,
+        fp: Option<Fingerprint>,
+    ) -> IkeSaId {
+        let local = self.addr(from_port);
+        self.ep
+            .initiate(
+                Instant::now(),
+                InitiateParams {
+                    local,
+                    remote: remote.parse().unwrap(),
+                    profile: profile.into(),
+                    remote_id: Some(remote_id),
+                    expected_fingerprint: fp,
+                },
+            )
+            .unwrap()
+    }
+
+    /// Runs until `done` holds (or `secs` pass: panic).
+    fn drive(&mut self, secs: u64, done: impl Fn(&Endpoint, &[Event]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut buf = [0u8; 65536];
+        loop {
+            while let Some(t) = self.ep.poll_transmit() {
+                let s = if t.local.port() == 4500 {
+                    &self.s4500
+                } else {
+                    &self.s500
+                };
+                self.max_tx = self.max_tx.max(t.payload.len());
+                self.keepalives += usize::from(t.payload == [0xff]);
+                s.send_to(&t.payload, t.remote).unwrap();
+            }
+            while let Some(e) = self.ep.poll_event() {
+                println!("event: {e:?}");
+                self.seen.push(e);
+            }
+            if done(&self.ep, &self.seen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out; events so far: {:?}",
+                self.seen
+            );
+            for s in [&self.s500, &self.s4500] {
+                match s.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        self.max_rx = self.max_rx.max(n);
+                        self.ep.handle_input(
+                            Instant::now(),
+                            s.local_addr().unwrap(),
+                            from,
+                            &buf[..n],
+                        )
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+            if self.ep.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+                self.ep.handle_timeout(Instant::now());
+            }
+        }
+    }
+
+    /// Drives for `d` whatever happens.
+    fn idle(&mut self, d: Duration) {
+        let t = Instant::now() + d;
+        self.drive(d.as_secs() + 5, |_, _| Instant::now() > t);
+    }
+
+    fn children(&self) -> Vec<ChildSaKeys> {
+        child_keys(&self.seen)
+    }
+}
+
+fn child_keys(ev: &[Event]) -> Vec<ChildSaKeys> {
+    ev.iter()
+        .filter_map(|e| {
+            if let Event::ChildSaEstablished { child, .. } = e {
+                Some(child.clone())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn deleted(ev: &[Event]) -> bool {
+    ev.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
+}
+
+fn swanctl(args: &[&str]) -> std::process::Child {
+    swan::inner_swanctl(args)
+}
+
+/// swanctl, waited for; panics unless it succeeded.
+fn swanctl_ok(args: &[&str]) -> String {
+    let out = swanctl(args).wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.status.success(), "swanctl {args:?}: {text}");
+    text
 }
+
+// ------------------------------------------------------------------ PSK + RSA, rekeys, both roles
 
 #[test]
 fn strongswan_interop_both_directions() {
-    if std::env::var(INNER_ENV).is_ok() {
+    if !swan::available("strongswan_interop_both_directions", &[]) {
         return;
     }
-    if !is_root() {
-        skip_or_fail("not root");
-        return;
-    }
-    if !Path::new("/usr/lib/ipsec/charon").exists() || !Path::new(&testbed()).exists() {
-        skip_or_fail("strongSwan (charon) or the testbed scripts are not installed");
-        return;
-    }
-    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/charon.conf");
-    let _guard = Testbed;
-    // Credentials for the RSA connection, in the layout up.sh copies (TB_CREDS).
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let creds = std::env::temp_dir().join(format!("lifeline-ike-creds-{}", std::process::id()));
-    for (sub, file) in [
-        ("x509", "cert2000.der"),
-        ("x509ca", "cert1000.der"),
-        ("private", "key2000.pk8.der"),
-    ] {
-        std::fs::create_dir_all(creds.join(sub)).unwrap();
-        std::fs::copy(data.join(file), creds.join(sub).join(file)).unwrap();
-    }
-    up(
-        "ikes",
-        "192.0.2.1/24",
-        "10.1.0.1/24",
-        Some(&conf),
-        Some(&creds),
+    let (sw, ll) = pair(None);
+    let conf = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/charon.conf"),
+    )
+    .unwrap();
+    // Lifeline's self-signed cert1000 is installed as charon's CA (pinned).
+    let charon = Charon::start(
+        &sw,
+        &conf,
+        &[
+            cred("x509", "cert2000.der"),
+            cred("x509ca", "cert1000.der"),
+            cred("private", "key2000.pk8.der"),
+        ],
+        "fragment_size = 576",
+        2,
     );
-    let _ = std::fs::remove_dir_all(&creds);
-    up("ikel", "192.0.2.2/24", "10.2.0.1/24", None, None);
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("timeout")
-        .args(["90", "ip", "netns", "exec", "llsw-ikel"])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "inner_strongswan_peer",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(INNER_ENV, "1")
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(format!("{STATE}/charon.log")).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "inner test failed:\n{}\n{}\n--- charon.log ---\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    run_inner(&ll, &charon, "inner_strongswan_peer", &[], 90);
+    let log = charon.log();
     // charon must not have complained about anything we sent.
-    let complaints: Vec<&str> = log
-        .lines()
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            (l.contains("error")
-                || l.contains("invalid")
-                || l.contains("failed")
-                || l.contains("discard"))
-                && !l.contains("[knl]")
-                && !l.contains("[esp]")
-        })
-        .collect();
-    eprintln!("charon complaints: {complaints:#?}");
+    let complaints = swan::complaints(&log, &[]);
     assert!(complaints.is_empty(), "{complaints:#?}");
     // One IKE SA each way (charon numbers them; an INVALID_KE round may take a number).
     let established = log
@@ -168,28 +283,8 @@ fn strongswan_interop_both_directions() {
     );
 }
 
-struct OsRng(std::fs::File);
-impl Rng for OsRng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        use std::io::Read;
-        self.0.read_exact(buf).unwrap();
-    }
-}
-
-fn swanctl(args: &[&str]) -> Child {
-    Command::new("swanctl")
-        .args(args)
-        .args(["--uri", &format!("unix://{STATE}/charon.vici")])
-        .env("STRONGSWAN_CONF", format!("{STATE}/strongswan.conf"))
-        .env("SWANCTL_DIR", format!("{STATE}/swanctl"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Runs the endpoint over `sock` until `done` sees the event it waits for (or 20 s pass).
-fn drive(
+fn drive1(
     ep: &mut Endpoint,
     sock: &UdpSocket,
     seen: &mut Vec<Event>,
@@ -228,30 +323,16 @@ fn drive(
     }
 }
 
-fn child_keys(ev: &[Event]) -> Vec<ChildSaKeys> {
-    ev.iter()
-        .filter_map(|e| {
-            if let Event::ChildSaEstablished { child, .. } = e {
-                Some(child.clone())
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
 #[test]
 #[ignore = "runs inside the netns, started by strongswan_interop_both_directions"]
 fn inner_strongswan_peer() {
-    if std::env::var(INNER_ENV).is_err() {
+    if !swan::is_inner("inner_strongswan_peer") {
         return;
     }
     let sock = UdpSocket::bind("192.0.2.2:4500").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    let mut ep = Endpoint::new(Box::new(OsRng(
-        std::fs::File::open("/dev/urandom").unwrap(),
-    )));
+    let mut ep = endpoint();
     let charon = Identity::key_id("2000");
     let mut p = Profile::psk(
         "IPROF",
@@ -265,13 +346,8 @@ fn inner_strongswan_peer() {
     ep.expect_peer(charon.clone(), Fingerprint::of_psk(PSK));
     ep.set_fragment_mtu(Some(576));
     // RSA profile: DN identities (strongSwan checks them against the certificates).
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let cred = RsaCredential::from_der(
-        &std::fs::read(data.join("key1000.pk8.der")).unwrap(),
-        &std::fs::read(data.join("cert1000.der")).unwrap(),
-    )
-    .unwrap();
-    let charon_cert = std::fs::read(data.join("cert2000.der")).unwrap();
+    let cred = RsaCredential::from_der(&read("key1000.pk8.der"), &read("cert1000.der")).unwrap();
+    let charon_cert = read("cert2000.der");
     let charon_dn = lifeline_ike::auth::cert_subject(&charon_cert).unwrap();
     let mut r = Profile::psk("RSA", cred.subject_identity().unwrap(), Keyring::default());
     r.local_auth = LocalAuth::Rsa(Box::new(cred));
@@ -297,7 +373,7 @@ fn inner_strongswan_peer() {
         )
         .unwrap();
     let mut seen = Vec::new();
-    drive(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
+    drive1(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
     assert!(matches!(&seen[0], Event::IkeSaEstablished { peer_id, .. } if *peer_id == charon));
     let c = &child_keys(&seen)[0];
     println!(
@@ -318,19 +394,19 @@ fn inner_strongswan_peer() {
     );
     // Rekey the CHILD_SA (no PFS) and then the IKE SA, both initiated by us.
     ep.rekey_child(Instant::now(), id, c.spi_in).unwrap();
-    drive(&mut ep, &sock, &mut seen, |_, e| {
+    drive1(&mut ep, &sock, &mut seen, |_, e| {
         e.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. }))
     });
     assert_eq!(child_keys(&seen).len(), 2);
     let spi_before = ep.snapshot(Instant::now()).ike_sas[0].spi_i;
     ep.rekey_ike_sa(Instant::now(), id).unwrap();
-    drive(&mut ep, &sock, &mut seen, |ep, _| {
+    drive1(&mut ep, &sock, &mut seen, |ep, _| {
         let s = ep.snapshot(Instant::now());
         s.ike_sas.len() == 1 && s.ike_sas[0].spi_i != spi_before
     });
     // Let the DELETE of the old IKE SA complete.
     let t = Instant::now() + Duration::from_millis(300);
-    drive(&mut ep, &sock, &mut seen, |_, _| Instant::now() > t);
+    drive1(&mut ep, &sock, &mut seen, |_, _| Instant::now() > t);
     let list = swanctl(&["--list-sas"]).wait_with_output().unwrap();
     let list = String::from_utf8_lossy(&list.stdout).to_string();
     println!("after our rekeys:\n{list}");
@@ -347,7 +423,7 @@ fn inner_strongswan_peer() {
     let c2 = &child_keys(&seen)[1];
     assert!(list.contains(&format!("{:08x}", c2.spi_out)), "{list}");
     ep.delete_ike_sa(Instant::now(), id).unwrap();
-    drive(&mut ep, &sock, &mut seen, |_, e| {
+    drive1(&mut ep, &sock, &mut seen, |_, e| {
         e.iter().any(|e| {
             matches!(
                 e,
@@ -370,7 +446,7 @@ fn inner_strongswan_peer() {
         "--timeout",
         "15",
     ]);
-    drive(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
+    drive1(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
     let out = init.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -384,21 +460,21 @@ fn inner_strongswan_peer() {
     );
     // charon rekeys the CHILD_SA, then the IKE SA.
     let rk = swanctl(&["--rekey", "--child", "net"]);
-    drive(&mut ep, &sock, &mut seen, |_, e| {
+    drive1(&mut ep, &sock, &mut seen, |_, e| {
         e.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. }))
     });
     assert!(rk.wait_with_output().unwrap().status.success());
     assert_eq!(child_keys(&seen).len(), 2);
     let spi_before = ep.snapshot(Instant::now()).ike_sas[0].spi_i;
     let rk = swanctl(&["--rekey", "--ike", "lifeline"]);
-    drive(&mut ep, &sock, &mut seen, |ep, _| {
+    drive1(&mut ep, &sock, &mut seen, |ep, _| {
         ep.snapshot(Instant::now()).ike_sas[0].spi_i != spi_before
     });
     let t = Instant::now() + Duration::from_millis(300);
-    drive(&mut ep, &sock, &mut seen, |_, _| Instant::now() > t);
+    drive1(&mut ep, &sock, &mut seen, |_, _| Instant::now() > t);
     assert!(rk.wait_with_output().unwrap().status.success());
     let term = swanctl(&["--terminate", "--ike", "lifeline", "--timeout", "10"]);
-    drive(&mut ep, &sock, &mut seen, |_, e| {
+    drive1(&mut ep, &sock, &mut seen, |_, e| {
         e.iter().any(|e| {
             matches!(
                 e,
@@ -431,10 +507,10 @@ fn inner_strongswan_peer() {
             },
         )
         .unwrap();
-    drive(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
+    drive1(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
     assert_eq!(ep.snapshot(Instant::now()).ike_sas[0].auth, "RSA");
     ep.delete_ike_sa(Instant::now(), id).unwrap();
-    drive(&mut ep, &sock, &mut seen, |_, e| {
+    drive1(&mut ep, &sock, &mut seen, |_, e| {
         e.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
     });
     let mut seen = Vec::new();
@@ -447,11 +523,504 @@ fn inner_strongswan_peer() {
         "--timeout",
         "15",
     ]);
-    drive(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
+    drive1(&mut ep, &sock, &mut seen, |_, e| !child_keys(e).is_empty());
     assert!(init.wait_with_output().unwrap().status.success());
     let term = swanctl(&["--terminate", "--ike", "lifeline-rsa", "--timeout", "10"]);
-    drive(&mut ep, &sock, &mut seen, |_, e| {
+    drive1(&mut ep, &sock, &mut seen, |_, e| {
         e.iter().any(|e| matches!(e, Event::IkeSaDeleted { .. }))
     });
     assert!(term.wait_with_output().unwrap().status.success());
+}
+
+// ------------------------------------------------------------------ helpers for the scenarios below
+
+/// A charon connection `name` with PSK key-id identities (charon 2000, Lifeline 1000).
+fn psk_conn(name: &str, local: &str, remote: &str, ike: &str, esp: &str, extra: &str) -> String {
+    format!(
+        r#"
+    {name} {{
+        version = 2
+        local_addrs = {local}
+        remote_addrs = {remote}
+        proposals = {ike}
+        dpd_delay = 0
+        {extra}
+        local {{
+            auth = psk
+            id = keyid:2000
+        }}
+        remote {{
+            auth = psk
+            id = keyid:1000
+        }}
+        children {{
+            net {{
+                mode = tunnel
+                local_ts = 10.1.0.0/24
+                remote_ts = 0.0.0.0/0
+                esp_proposals = {esp}
+                start_action = none
+            }}
+        }}
+    }}"#
+    )
+}
+
+fn psk_swanctl(conns: &[String]) -> String {
+    format!(
+        "connections {{{}\n}}\nsecrets {{\n    ike-lifeline {{\n        id-1 = keyid:1000\n        \
+         id-2 = keyid:2000\n        secret = \"{}\"\n    }}\n}}\n",
+        conns.concat(),
+        String::from_utf8_lossy(PSK)
+    )
+}
+
+/// Our PSK profile `name` (key-id 1000, charon is 2000) with one IKE proposal.
+fn psk_profile(name: &str, ike: IkeProposal) -> Profile {
+    let charon = Identity::key_id("2000");
+    let mut p = Profile::psk(
+        name,
+        Identity::key_id("1000"),
+        Keyring::default().with(Some(charon.clone()), PSK),
+    );
+    p.remote_id = Some(charon);
+    p.ike_proposals = vec![ike];
+    p
+}
+
+/// (group, IANA number, strongSwan keyword, strongSwan's log name, IKE cipher: GCM when true).
+const GROUPS: [(DhGroup, u16, &str, &str, bool); 5] = [
+    (DhGroup::Modp2048, 14, "modp2048", "MODP_2048", false),
+    (DhGroup::Ecp256, 19, "ecp256", "ECP_256", true),
+    (DhGroup::Ecp384, 20, "ecp384", "ECP_384", false),
+    (DhGroup::Ecp521, 21, "ecp521", "ECP_521", false),
+    (DhGroup::Curve25519, 31, "curve25519", "CURVE_25519", true),
+];
+
+// ------------------------------------------------------------------ each DH group, both roles
+
+#[test]
+fn strongswan_each_dh_group() {
+    if !swan::available("strongswan_each_dh_group", &[]) {
+        return;
+    }
+    let (sw, ll) = pair(None);
+    // One charon address per group (charon picks its IKE config by address): 192.0.2.<group>.
+    let mut conns = Vec::new();
+    for (_, n, kw, _, gcm) in GROUPS {
+        sw.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("192.0.2.{n}/24"),
+            "dev",
+            "eth0",
+        ]);
+        let (ike, esp) = if gcm {
+            (format!("aes256gcm16-prfsha256-{kw}"), "aes128gcm16")
+        } else {
+            (format!("aes256-sha256-{kw}"), "aes256-sha256")
+        };
+        conns.push(psk_conn(
+            &format!("dh{n}"),
+            &format!("192.0.2.{n}"),
+            "192.0.2.2",
+            &ike,
+            esp,
+            "",
+        ));
+    }
+    let charon = Charon::start(&sw, &psk_swanctl(&conns), &[], "", 2);
+    run_inner(&ll, &charon, "inner_each_dh_group", &[], 55);
+    let log = charon.log();
+    let complaints = swan::complaints(&log, &[]);
+    assert!(complaints.is_empty(), "{complaints:#?}");
+    for (_, n, _, name, gcm) in GROUPS {
+        let ike = if gcm {
+            format!("IKE:AES_GCM_16_256/PRF_HMAC_SHA2_256/{name}")
+        } else {
+            format!("IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/{name}")
+        };
+        let selected = log
+            .lines()
+            .filter(|l| l.contains(&format!("selected proposal: {ike}")))
+            .count();
+        assert_eq!(
+            selected, 2,
+            "group {n}: one IKE SA each way with {ike}:\n{log}"
+        );
+        let up = log
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("<dh{n}|"))
+                    && l.contains("CHILD_SA net{")
+                    && l.contains("established")
+            })
+            .count();
+        assert_eq!(up, 2, "group {n}: {log}");
+    }
+}
+
+#[test]
+#[ignore = "runs inside the netns, started by strongswan_each_dh_group"]
+fn inner_each_dh_group() {
+    if !swan::is_inner("inner_each_dh_group") {
+        return;
+    }
+    let mut ep = endpoint();
+    for (g, n, _, _, gcm) in GROUPS {
+        let base = if gcm {
+            IkeProposal::gcm_default()
+        } else {
+            IkeProposal::ios_default()
+        };
+        ep.add_profile(psk_profile(
+            &format!("DH{n}"),
+            IkeProposal {
+                dh: vec![g],
+                ..base
+            },
+        ));
+    }
+    let mut p = Peer::bind("192.0.2.2", ep);
+    let charon = Identity::key_id("2000");
+    for (g, n, _, _, _) in GROUPS {
+        // We initiate.
+        p.seen.clear();
+        let id = p.initiate(
+            500,
+            &format!("192.0.2.{n}:500"),
+            &format!("DH{n}"),
+            charon.clone(),
+            None,
+        );
+        p.drive(20, |_, e| !child_keys(e).is_empty());
+        let s = p.ep.snapshot(Instant::now());
+        assert_eq!(s.ike_sas[0].dh, Some(g), "group {n} as initiator");
+        let spi = format!("{:08x}", p.children()[0].spi_out);
+        let list = swanctl_ok(&["--list-sas", "--ike", &format!("dh{n}")]);
+        assert!(
+            list.contains("ESTABLISHED") && list.contains(&spi),
+            "{list}"
+        );
+        p.ep.delete_ike_sa(Instant::now(), id).unwrap();
+        p.drive(10, |_, e| deleted(e));
+        println!("group {n}: initiator OK ({})", s.ike_sas[0].remote);
+        // charon initiates.
+        p.seen.clear();
+        let init = swanctl(&[
+            "--initiate",
+            "--ike",
+            &format!("dh{n}"),
+            "--child",
+            "net",
+            "--timeout",
+            "15",
+        ]);
+        p.drive(20, |_, e| !child_keys(e).is_empty());
+        let s = p.ep.snapshot(Instant::now());
+        assert_eq!(s.ike_sas[0].dh, Some(g), "group {n} as responder");
+        assert!(init.wait_with_output().unwrap().status.success());
+        let term = swanctl(&["--terminate", "--ike", &format!("dh{n}"), "--timeout", "10"]);
+        p.drive(10, |_, e| deleted(e));
+        assert!(term.wait_with_output().unwrap().status.success());
+        println!("group {n}: responder OK");
+    }
+}
+
+// ------------------------------------------------------------------ DPD against a killed charon
+
+/// `dpd 10 2 periodic`: a check after 10 s of silence, then retries every 2 s, six sends in all (IOS).
+const DPD: Dpd = Dpd {
+    interval: Duration::from_secs(10),
+    retry: Duration::from_secs(2),
+    periodic: true,
+};
+
+#[test]
+fn strongswan_dpd_detects_killed_charon() {
+    if !swan::available("strongswan_dpd_detects_killed_charon", &["kill"]) {
+        return;
+    }
+    let (sw, ll) = pair(None);
+    let conf = psk_swanctl(&[psk_conn(
+        "lifeline",
+        "192.0.2.1",
+        "192.0.2.2",
+        "aes256-sha256-ecp256",
+        "aes256gcm16",
+        "",
+    )]);
+    let charon = Charon::start(&sw, &conf, &[], "", 1);
+    let pid = charon.pid().unwrap().to_string();
+    let out = run_inner(
+        &ll,
+        &charon,
+        "inner_dpd_killed",
+        &[("LIFELINE_CHARON_PID", &pid)],
+        55,
+    );
+    assert!(out.contains("peer dead after"), "{out}");
+}
+
+#[test]
+#[ignore = "runs inside the netns, started by strongswan_dpd_detects_killed_charon"]
+fn inner_dpd_killed() {
+    if !swan::is_inner("inner_dpd_killed") {
+        return;
+    }
+    let mut ep = endpoint();
+    let mut prof = psk_profile("DPD", IkeProposal::ios_default());
+    prof.dpd = Some(DPD);
+    ep.add_profile(prof);
+    let mut p = Peer::bind("192.0.2.2", ep);
+    let id = p.initiate(500, "192.0.2.1:500", "DPD", Identity::key_id("2000"), None);
+    p.drive(20, |_, e| !child_keys(e).is_empty());
+    // DPD answered while charon lives: 12 s of silence from us needs at least one check.
+    p.idle(Duration::from_secs(12));
+    assert!(!deleted(&p.seen), "{:?}", p.seen);
+    assert_eq!(p.ep.snapshot(Instant::now()).ike_sas[0].status, "READY");
+    let log = swan::inner_charon_log();
+    assert!(
+        log.contains("parsed INFORMATIONAL request")
+            && log.contains("generating INFORMATIONAL response"),
+        "charon answered our liveness check: {log}"
+    );
+    let pid = std::env::var("LIFELINE_CHARON_PID").unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let killed = Instant::now();
+    p.drive(40, |_, e| {
+        e.iter().any(|e| {
+            matches!(
+                e,
+                Event::IkeSaDeleted {
+                    reason: DeleteReason::PeerDead,
+                    ..
+                }
+            )
+        })
+    });
+    let took = killed.elapsed();
+    // At most: the interval of silence, then six sends 2 s apart (plus scheduling slack).
+    let bound = DPD.interval + DPD.retry * 6 + Duration::from_secs(1);
+    println!("peer dead after {took:?} (bound {bound:?})");
+    assert!(took <= bound, "{took:?} > {bound:?}");
+    assert!(took >= DPD.retry * 5, "declared dead too early: {took:?}");
+    assert!(p.ep.snapshot(Instant::now()).ike_sas.is_empty());
+    let _ = id;
+}
+
+// ------------------------------------------------------------------ RSA-4096 over a 1280-byte MTU
+
+#[test]
+fn strongswan_fragments_4096_bit_certificates_over_1280_mtu() {
+    if !swan::available(
+        "strongswan_fragments_4096_bit_certificates_over_1280_mtu",
+        &[],
+    ) {
+        return;
+    }
+    let (sw, ll) = pair(Some(1280));
+    let conf = r#"
+connections {
+    rsa4096 {
+        version = 2
+        local_addrs = 192.0.2.1
+        remote_addrs = 192.0.2.2
+        proposals = aes256-sha256-ecp256
+        fragmentation = yes
+        send_cert = always
+        dpd_delay = 0
+        local {
+            auth = pubkey
+            certs = swan4096.der
+            id = "CN=swan4096.lifeline.test"
+        }
+        remote {
+            auth = pubkey
+            id = "CN=branch4096.lifeline.test"
+        }
+        children {
+            net {
+                local_ts = 10.1.0.0/24
+                remote_ts = 0.0.0.0/0
+                esp_proposals = aes256gcm16
+                start_action = none
+            }
+        }
+    }
+}
+"#;
+    // Lifeline's self-signed certificate is pinned at charon as a CA; charon's is pinned here.
+    let charon = Charon::start(
+        &sw,
+        conf,
+        &[
+            cred("x509", "swan4096.der"),
+            cred("x509ca", "lifeline4096.der"),
+            cred("private", "swan4096.pk8.der"),
+        ],
+        "fragment_size = 1280",
+        2,
+    );
+    run_inner(&ll, &charon, "inner_rsa4096_1280", &[], 55);
+    let log = charon.log();
+    let complaints = swan::complaints(&log, &[]);
+    assert!(complaints.is_empty(), "{complaints:#?}");
+    assert_eq!(
+        log.matches("established between 192.0.2.1[CN=swan4096.lifeline.test]...192.0.2.2[CN=branch4096.lifeline.test]")
+            .count(),
+        2,
+        "{log}"
+    );
+    // Both IKE_AUTH requests and responses went as RFC 7383 fragments, each way.
+    for pat in [
+        "parsed IKE_AUTH request 1 [ EF(1/",
+        "generating IKE_AUTH response 1 [ EF(1/",
+        "generating IKE_AUTH request 1 [ EF(1/",
+        "parsed IKE_AUTH response 1 [ EF(1/",
+    ] {
+        assert!(log.contains(pat), "{pat}: {log}");
+    }
+}
+
+#[test]
+#[ignore = "runs inside the netns, started by strongswan_fragments_4096_bit_certificates_over_1280_mtu"]
+fn inner_rsa4096_1280() {
+    if !swan::is_inner("inner_rsa4096_1280") {
+        return;
+    }
+    let mut ep = endpoint();
+    ep.set_fragment_mtu(Some(1280));
+    let cred =
+        RsaCredential::from_der(&read("lifeline4096.pk8.der"), &read("lifeline4096.der")).unwrap();
+    let theirs = read("swan4096.der");
+    let their_dn = lifeline_ike::auth::cert_subject(&theirs).unwrap();
+    let mut r = Profile::psk("RSA", cred.subject_identity().unwrap(), Keyring::default());
+    r.local_auth = LocalAuth::Rsa(Box::new(cred));
+    r.remote_auth = RemoteAuth::RsaSig;
+    r.remote_id = Some(their_dn.clone());
+    r.trusted_certs = vec![Fingerprint::of_cert(&theirs)];
+    ep.add_profile(r);
+    let mut p = Peer::bind("192.0.2.2", ep);
+    let id = p.initiate(500, "192.0.2.1:500", "RSA", their_dn, None);
+    p.drive(20, |_, e| !child_keys(e).is_empty());
+    assert_eq!(p.ep.snapshot(Instant::now()).ike_sas[0].auth, "RSA");
+    p.ep.delete_ike_sa(Instant::now(), id).unwrap();
+    p.drive(10, |_, e| deleted(e));
+    p.seen.clear();
+    let init = swanctl(&[
+        "--initiate",
+        "--ike",
+        "rsa4096",
+        "--child",
+        "net",
+        "--timeout",
+        "15",
+    ]);
+    p.drive(20, |_, e| !child_keys(e).is_empty());
+    assert!(init.wait_with_output().unwrap().status.success());
+    let term = swanctl(&["--terminate", "--ike", "rsa4096", "--timeout", "10"]);
+    p.drive(10, |_, e| deleted(e));
+    assert!(term.wait_with_output().unwrap().status.success());
+    // Every datagram fit the 1280-byte link (IPv4 20 + UDP 8); a certificate alone is > 1300 bytes.
+    println!(
+        "largest IKE datagram: sent {} received {}",
+        p.max_tx, p.max_rx
+    );
+    assert!(p.max_tx + 28 <= 1280 && p.max_rx + 28 <= 1280);
+}
+
+// ------------------------------------------------------------------ NAT traversal through a real NAT
+
+#[test]
+fn strongswan_nat_traversal_through_masquerade() {
+    if !swan::available("strongswan_nat_traversal_through_masquerade", &["nft"]) {
+        return;
+    }
+    // charon 192.0.2.1 --- 192.0.2.254 [nat: masquerade] 198.51.100.1 --- 198.51.100.2 us
+    let sw = Netns::new("sw");
+    let nat = Netns::new("nat");
+    let ll = Netns::new("ll");
+    swan::veth(&sw, "eth0", "192.0.2.1/24", &nat, "wan0", "192.0.2.254/24");
+    swan::veth(
+        &nat,
+        "lan0",
+        "198.51.100.1/24",
+        &ll,
+        "eth0",
+        "198.51.100.2/24",
+    );
+    sw.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    ll.run(&["ip", "route", "add", "default", "via", "198.51.100.1"]);
+    nat.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let mut nft = nat.cmd("nft");
+    nft.args(["add table ip llnat; \
+         add chain ip llnat post { type nat hook postrouting priority srcnat; policy accept; }; \
+         add rule ip llnat post oifname \"wan0\" masquerade"]);
+    swan::sh(&mut nft);
+    let conf = psk_swanctl(&[psk_conn(
+        "lifeline",
+        "192.0.2.1",
+        "%any",
+        "aes256-sha256-curve25519",
+        "aes256gcm16",
+        "",
+    )]);
+    let charon = Charon::start(&sw, &conf, &[], "", 2);
+    run_inner(&ll, &charon, "inner_nat", &[], 55);
+    let log = charon.log();
+    let complaints = swan::complaints(&log, &[]);
+    assert!(complaints.is_empty(), "{complaints:#?}");
+    // charon saw us at the NAT's address, floated to 4500.
+    assert!(
+        log.contains("established between 192.0.2.1[2000]...192.0.2.254[1000]"),
+        "{log}"
+    );
+    assert!(log.contains("192.0.2.254[4500]"), "{log}");
+}
+
+#[test]
+#[ignore = "runs inside the netns, started by strongswan_nat_traversal_through_masquerade"]
+fn inner_nat() {
+    if !swan::is_inner("inner_nat") {
+        return;
+    }
+    let mut ep = endpoint();
+    ep.add_profile(psk_profile("NAT", IkeProposal::ios_default()));
+    let mut p = Peer::bind("198.51.100.2", ep);
+    let id = p.initiate(500, "192.0.2.1:500", "NAT", Identity::key_id("2000"), None);
+    p.drive(20, |_, e| !child_keys(e).is_empty());
+    let c = &p.children()[0];
+    assert!(c.udp_encap);
+    let s = &p.ep.snapshot(Instant::now()).ike_sas[0];
+    assert_eq!(s.local.port(), 4500, "floated to 4500: {s:?}");
+    assert_eq!(s.remote, "192.0.2.1:4500".parse().unwrap());
+    assert!(s.nat_t);
+    let list = swanctl_ok(&["--list-sas"]);
+    println!("{list}");
+    assert!(
+        list.contains("192.0.2.254[1000]") || list.contains("192.0.2.254"),
+        "{list}"
+    );
+    // charon's requests reach us through the NAT's mapping: it rekeys the CHILD_SA.
+    let rk = swanctl(&["--rekey", "--child", "net"]);
+    p.drive(20, |_, e| {
+        e.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. }))
+    });
+    assert!(rk.wait_with_output().unwrap().status.success());
+    assert_eq!(p.children().len(), 2);
+    // We are behind a NAT: RFC 3948 keepalives every 20 s keep the mapping.
+    let t = Instant::now() + Duration::from_secs(21);
+    let before = p.keepalives;
+    p.drive(25, |_, _| Instant::now() > t);
+    assert!(p.keepalives > before, "no NAT keepalive in 21 s");
+    p.ep.delete_ike_sa(Instant::now(), id).unwrap();
+    p.drive(10, |_, e| deleted(e));
 }

@@ -1,10 +1,9 @@
 //! IKEv1 interop with a real strongSwan (charon 5.9, `version = 1`) in a network namespace.
 //!
 //! Root only: skipped with a message when not root or strongSwan is missing, and FAILS instead when
-//! `LIFELINE_REQUIRE_NETNS=1`. Modelled on `strongswan.rs`: the outer test builds two netns with the
-//! team's testbed scripts (`shared/testbed/strongswan` beside the checkout, or `LIFELINE_SWAN_TESTBED`):
-//! `llsw-ik1s` runs charon at 192.0.2.1, `llsw-ik1l` is ours at 192.0.2.2 (own bridge `ik1br`); the
-//! charon config is written by this test (below). It then re-runs this binary inside `llsw-ik1l`, where
+//! `LIFELINE_REQUIRE_NETNS=1`. Uses the crate's own harness (`tests/swan/mod.rs`, shared with
+//! `strongswan.rs`): one namespace runs charon at 192.0.2.1, ours is 192.0.2.2 (a veth between them);
+//! the charon config is written by this test (below). It then re-runs this binary inside ours, where
 //! [`inner_strongswan_v1_peer`] drives a `v1::Endpoint` over a real UDP socket on port 500:
 //! 1. we initiate main mode + quick mode (tunnel 0.0.0.0/0, no PFS), check charon's SAs, DPD runs,
 //!    then we DELETE;
@@ -22,28 +21,20 @@
 //! exercises NAT-D detection and the float to 4500.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
+mod swan;
+
 use lifeline_ike::v1::{
     AuthMethod, Config, Endpoint, HashAlg, IsakmpPolicy, Keepalive, PolicyEncryption, PolicyHash,
     PresharedKey, RsaSig, Selectors,
 };
 use lifeline_ike::{ChildSaKeys, DeleteReason, DhGroup, Event, Mode, Rng};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
+use swan::{Charon, Cred, Netns};
 
-fn testbed() -> String {
-    std::env::var("LIFELINE_SWAN_TESTBED").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/testbed/strongswan"
-        )
-        .into()
-    })
-}
 const PSK: &str = "lifeline-ikev1-interop-psk";
-const INNER_ENV: &str = "LIFELINE_IKEV1_INTEROP_INNER";
-const STATE: &str = "/run/lifeline-testbed/ik1s";
 
 /// charon's side: main mode PSK with IP identities; child `gre` (transport, GRE, PFS ecp256) first so
 /// that a 0.0.0.0/0 proposal cannot match it, then `net` (tunnel 0.0.0.0/0).
@@ -173,121 +164,46 @@ secrets {
 }
 "#;
 
-fn skip_or_fail(why: &str) -> bool {
-    if std::env::var("LIFELINE_REQUIRE_NETNS").as_deref() == Ok("1") {
-        panic!("strongSwan IKEv1 interop required (LIFELINE_REQUIRE_NETNS=1) but {why}");
-    }
-    eprintln!("SKIPPED strongswan IKEv1 interop: {why}");
-    true
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-struct Testbed;
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = Command::new(format!("{}/down.sh", testbed()))
-            .args(["ik1s", "ik1l"])
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
-fn up(name: &str, underlay: &str, inner: &str, conf: Option<&Path>, creds: Option<&Path>) {
-    let mut c = Command::new(format!("{}/up.sh", testbed()));
-    c.args([name, underlay, inner])
-        .env("TB_SEGMENT", "ik1br")
-        .env("TB_LOGLEVEL", "2");
-    if let Some(d) = creds {
-        c.env("TB_CREDS", d);
-    }
-    if let Some(f) = conf {
-        c.arg(f);
-    }
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "up.sh {name}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn strongswan_ikev1_interop_both_roles() {
-    if std::env::var(INNER_ENV).is_ok() {
+    if !swan::available("strongswan_ikev1_interop_both_roles", &[]) {
         return;
     }
-    if !is_root() {
-        skip_or_fail("not root");
-        return;
-    }
-    if !Path::new("/usr/lib/ipsec/charon").exists() || !Path::new(&testbed()).exists() {
-        skip_or_fail("strongSwan (charon) or the testbed scripts are not installed");
-        return;
-    }
-    let conf = std::env::temp_dir().join(format!("lifeline-ikev1-{}.conf", std::process::id()));
-    std::fs::write(&conf, CHARON_CONF).unwrap();
-    let _guard = Testbed;
-    // Credentials for `v1rsa`, in the layout up.sh copies (TB_CREDS); Lifeline's self-signed cert1000 is
-    // charon's CA.
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let creds = std::env::temp_dir().join(format!("lifeline-ikev1-creds-{}", std::process::id()));
-    for (sub, file) in [
-        ("x509", "cert2000.der"),
-        ("x509ca", "cert1000.der"),
-        ("private", "key2000.pk8.der"),
-    ] {
-        std::fs::create_dir_all(creds.join(sub)).unwrap();
-        std::fs::copy(data.join(file), creds.join(sub).join(file)).unwrap();
-    }
-    up(
-        "ik1s",
-        "192.0.2.1/24",
-        "10.1.0.1/24",
-        Some(&conf),
-        Some(&creds),
-    );
-    let _ = std::fs::remove_file(&conf);
-    let _ = std::fs::remove_dir_all(&creds);
+    let sw = Netns::new("sw1");
+    let ll = Netns::new("ll1");
+    swan::veth(&sw, "eth0", "192.0.2.1/24", &ll, "eth0", "192.0.2.2/24");
+    sw.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
     // More charon addresses, one per connection below (charon picks its IKE config by address):
     // .3 RSA, .4 aggressive mode, .5 wrong PSK.
     for a in ["192.0.2.3/24", "192.0.2.4/24", "192.0.2.5/24"] {
-        let st = Command::new("ip")
-            .args(["-n", "llsw-ik1s", "addr", "add", a, "dev", "eth0"])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        sw.run(&["ip", "addr", "add", a, "dev", "eth0"]);
     }
-    up("ik1l", "192.0.2.2/24", "10.2.0.1/24", None, None);
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("timeout")
-        .args(["120", "ip", "netns", "exec", "llsw-ik1l"])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "inner_strongswan_v1_peer",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(INNER_ENV, "1")
-        .output()
-        .unwrap();
-    let log = std::fs::read_to_string(format!("{STATE}/charon.log")).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "inner test failed:\n{}\n{}\n--- charon.log ---\n{log}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    // Credentials for `v1rsa`; Lifeline's self-signed cert1000 is charon's CA.
+    let cred = |dir, name| Cred {
+        dir,
+        name,
+        der: std::fs::read(swan::data(name)).unwrap(),
+    };
+    let charon = Charon::start(
+        &sw,
+        CHARON_CONF,
+        &[
+            cred("x509", "cert2000.der"),
+            cred("x509ca", "cert1000.der"),
+            cred("private", "key2000.pk8.der"),
+        ],
+        "",
+        2,
     );
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    let (ok, out) = ll.rerun(
+        "inner_strongswan_v1_peer",
+        Some(&charon.state),
+        &[],
+        Duration::from_secs(120),
+    );
+    let log = charon.log();
+    assert!(ok, "inner test failed:\n{out}\n--- charon.log ---\n{log}");
+    eprintln!("{out}");
     let complaints: Vec<&str> = log
         .lines()
         .filter(|l| {
@@ -349,15 +265,7 @@ impl Rng for OsRng {
 }
 
 fn swanctl(args: &[&str]) -> Child {
-    Command::new("swanctl")
-        .args(args)
-        .args(["--uri", &format!("unix://{STATE}/charon.vici")])
-        .env("STRONGSWAN_CONF", format!("{STATE}/strongswan.conf"))
-        .env("SWANCTL_DIR", format!("{STATE}/swanctl"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    swan::inner_swanctl(args)
 }
 
 fn list_sas() -> String {
@@ -453,7 +361,7 @@ fn config() -> Config {
 #[test]
 #[ignore = "runs inside the netns, started by strongswan_ikev1_interop_both_roles"]
 fn inner_strongswan_v1_peer() {
-    if std::env::var(INNER_ENV).is_err() {
+    if !swan::is_inner("inner_strongswan_v1_peer") {
         return;
     }
     let sock = Socks::bind();
