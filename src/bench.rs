@@ -525,7 +525,10 @@ impl Loopback {
                         let _ = s.send_to(&payload, remote);
                     }
                 }
-                Output::RawEsp { .. } | Output::Dhcp { .. } | Output::SetAddress { .. } => {}
+                Output::RawEsp { .. }
+                | Output::Dhcp { .. }
+                | Output::SetAddress { .. }
+                | Output::Sip(_) => {}
                 Output::Tun { tunnel, packet } => self.delivered.push(TunPacket {
                     node: i,
                     tunnel,

@@ -64,6 +64,8 @@ enum DriverMsg {
         device: String,
         up: bool,
     },
+    /// SIP over TCP/TLS and RFC 3263 results (`os::sip_transport`).
+    Sip(crate::sipnet::SipIn),
 }
 
 type ControlMsg = (Request, oneshot::Sender<Reply>);
@@ -201,6 +203,7 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
                     DriverMsg::Tun { tunnel, bytes } => app.node.handle_tun(now, tunnel, &bytes),
                     DriverMsg::Link { device, up } => app.node.handle_link(now, &device, up),
                     DriverMsg::Dhcp { device, bytes } => app.node.handle_dhcp(now, &device, &bytes),
+                    DriverMsg::Sip(ev) => app.node.handle_sip(now, ev),
                 }
             },
             accepted = listener.accept() => {
@@ -236,6 +239,8 @@ struct OsDrivers {
     handle: Option<rtnetlink::Handle>,
     /// Addresses of Loopback interfaces that Lifeline put on `lo` (removed at shutdown).
     loopback_added: Vec<(Ipv4Addr, u8)>,
+    /// SIP over TCP/TLS connections and the RFC 3263 resolver.
+    sip: crate::os::sip_transport::SipStreams<DriverMsg>,
 }
 
 impl OsDrivers {
@@ -416,6 +421,7 @@ impl OsDrivers {
             dhcp_macs,
             handle,
             loopback_added,
+            sip: crate::os::sip_transport::SipStreams::new(tx.clone(), DriverMsg::Sip),
         }
     }
 
@@ -491,6 +497,7 @@ impl OsDrivers {
                         r.abort();
                     }
                 }
+                Output::Sip(o) => self.sip.handle(o),
             }
         }
         while let Some(p) = app.node.failover.poll_probe() {
@@ -551,7 +558,8 @@ impl OsDrivers {
         }
     }
 
-    async fn shutdown(self) {
+    async fn shutdown(mut self) {
+        self.sip.shutdown();
         if let Some(h) = &self.handle
             && !self.loopback_added.is_empty()
         {

@@ -416,7 +416,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
                             let _ = s.send_to(&payload, remote);
                         }
                     }
-                    Output::RawEsp { .. } | Output::Dhcp { .. } | Output::SetAddress { .. } => {}
+                    Output::RawEsp { .. }
+                    | Output::Dhcp { .. }
+                    | Output::SetAddress { .. }
+                    | Output::Sip(_) => {}
                     Output::Tun { tunnel, packet } => {
                         if bi == 1 {
                             // The head end's LAN host answers the ping.

@@ -13,8 +13,10 @@ mod monitor;
 mod node;
 mod os;
 mod pki;
+mod resolve;
 mod show;
 mod sim;
+mod sipnet;
 mod vpnsip;
 
 fn main() -> std::process::ExitCode {

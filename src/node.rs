@@ -57,6 +57,8 @@ pub enum Output {
     OpenPort(SocketAddr),
     /// Close it again (the session ended).
     ClosePort(SocketAddr),
+    /// SIP over TCP/TLS, and RFC 3263 lookups (see `sipnet.rs`); answers come to [`Node::handle_sip`].
+    Sip(crate::sipnet::SipOut),
 }
 
 /// An interface that takes its address from DHCP (`ip address dhcp`).
@@ -604,7 +606,7 @@ impl Node {
     }
 
     /// Move facts between the cores until nothing is left to move.
-    fn pump(&mut self, now: Instant) {
+    pub(crate) fn pump(&mut self, now: Instant) {
         loop {
             let mut progressed = false;
             while let Some(tx) = self.ike.poll_transmit() {

@@ -218,7 +218,7 @@ impl Sim {
                 }),
                 Output::RawEsp { .. } => self.stats.raw_esp_dropped += 1,
                 // No DHCP in the simulated network: configurations give static addresses.
-                Output::Dhcp { .. } | Output::SetAddress { .. } => {}
+                Output::Dhcp { .. } | Output::SetAddress { .. } | Output::Sip(_) => {}
                 Output::Tun { tunnel, packet } => self.delivered.push(TunPacket {
                     node: i,
                     tunnel,

@@ -60,6 +60,12 @@ pub struct Session {
 /// The SIP side of one appliance: the user agent, the sessions and the PAT table.
 pub struct VpnSip {
     pub ua: UserAgent,
+    /// Where the registrar comes from (host, port, transport, TLS trust anchors).
+    pub discovery: crate::sipnet::Discover,
+    /// The host is a domain that RFC 3263 has not resolved yet.
+    pub resolve_pending: bool,
+    /// RFC 3263's targets, best first; a failed registration moves to the next one.
+    pub targets: Vec<sip::discovery::Target>,
     pub wan: Ipv4Addr,
     /// Inside IKE/ESP address (`vpn-sip tunnel source`).
     pub inside: Ipv4Addr,
@@ -121,43 +127,51 @@ impl VpnSip {
             .map(|(a, _)| a)
             .unwrap_or(wan);
         let reg = cfg.vpn_sip.registrar.as_ref();
-        let configured: Option<Ipv4Addr> = reg.and_then(|r| r.host.parse().ok());
-        let (reg_ip, domain) = match (configured, dhcp_sip_servers) {
-            (Some(a), _) => (a, reg.map_or_else(|| a.to_string(), |r| r.host.clone())),
-            (None, Some(monitors::dhcp::SipServers::Addrs(a))) if !a.is_empty() => {
-                (a[0], a[0].to_string())
-            }
-            (None, Some(monitors::dhcp::SipServers::Domains(d))) => {
+        let transport = reg.and_then(|r| r.transport).map(|t| match t {
+            config::SipTransport::Udp => sip::Transport::Udp,
+            config::SipTransport::Tcp => sip::Transport::Tcp,
+            config::SipTransport::Tls => sip::Transport::Tls,
+        });
+        let port = reg.and_then(|r| r.port);
+        // The registrar: `vpn-sip registrar HOST` (an address or a domain), else DHCP option 120.
+        let host = match (reg.map(|r| r.host.as_str()), dhcp_sip_servers) {
+            (Some(h), _) if h != "dhcp" => h.to_string(),
+            (_, Some(monitors::dhcp::SipServers::Addrs(a))) if !a.is_empty() => a[0].to_string(),
+            (_, Some(monitors::dhcp::SipServers::Domains(d))) if !d.is_empty() => d[0].clone(),
+            _ => {
                 return Err(format!(
-                    "DHCP option 120 names the registrar by domain ({}); resolving it (RFC 3263) is not implemented yet",
-                    d.join(", ")
+                    "no SIP registrar: {} got no DHCP option 120 and no `vpn-sip registrar HOST` is configured",
+                    local.wan_interface
                 ));
             }
-            (None, _) => match reg {
-                Some(r) if r.host != "dhcp" => {
-                    return Err(format!(
-                        "vpn-sip registrar {}: only IPv4 addresses are supported yet",
-                        r.host
-                    ));
-                }
-                _ => {
-                    return Err(format!(
-                        "no SIP registrar: {} got no DHCP option 120 and no `vpn-sip registrar ADDRESS` is configured",
-                        local.wan_interface
-                    ));
-                }
-            },
         };
-        let registrar = SocketAddr::V4(SocketAddrV4::new(
-            reg_ip,
-            reg.and_then(|r| r.port).unwrap_or(SIP_PORT),
-        ));
+        let discovery = crate::sipnet::Discover {
+            host: host.clone(),
+            port,
+            transport,
+            ca_file: reg.and_then(|r| r.ca_file.clone()),
+        };
+        // An address needs no DNS; a domain waits for RFC 3263 ([`Node::vpnsip_start`]).
+        let (registrar, transport, pending) = match host.parse::<Ipv4Addr>() {
+            Ok(ip) => {
+                let t = transport.unwrap_or(sip::Transport::Udp);
+                let port = port.unwrap_or(t.default_port());
+                (SocketAddr::V4(SocketAddrV4::new(ip, port)), t, false)
+            }
+            Err(_) => (
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+                transport.unwrap_or(sip::Transport::Udp),
+                true,
+            ),
+        };
+        let domain = host;
         let mut ua_cfg = UaConfig::new(
             local.number.clone(),
             domain,
             registrar,
             SocketAddr::V4(SocketAddrV4::new(wan, SIP_PORT)),
         );
+        ua_cfg.transport = transport;
         if let Some((Some(u), Some(p))) = reg.map(|r| (&r.username, &r.password)) {
             ua_cfg.credentials = Some((u.clone(), sip::Secret::new(p.expose())));
         }
@@ -189,6 +203,9 @@ impl VpnSip {
         }
         Ok(Some(VpnSip {
             ua,
+            discovery,
+            resolve_pending: pending,
+            targets: Vec::new(),
             wan,
             inside,
             sessions,
@@ -256,8 +273,8 @@ impl Node {
                 .push_back(Output::OpenPort(SocketAddr::V4(SocketAddrV4::new(
                     v.wan, SIP_PORT,
                 ))));
-            v.ua.register(now);
         }
+        self.sip_discover_or_register(now);
     }
 
     fn session_index(&self, tunnel: usize) -> Option<usize> {
@@ -353,7 +370,8 @@ impl Node {
                 )
             }
             sip::Event::RegistrationFailed { reason } => {
-                ios!(VPN_SIP, Warning, REGISTRATION_FAILED, "{reason}")
+                ios!(VPN_SIP, Warning, REGISTRATION_FAILED, "{reason}");
+                self.sip_next_target();
             }
             sip::Event::Unregistered => ios!(VPN_SIP, Notice, UNREGISTERED, "registration ended"),
             sip::Event::CallAnswered {
@@ -735,11 +753,7 @@ impl Node {
         let mut events = Vec::new();
         if let Some(v) = &mut self.vpnsip {
             while let Some(tx) = v.ua.poll_transmit() {
-                self.out.push_back(Output::Udp {
-                    local: SocketAddr::V4(SocketAddrV4::new(v.wan, SIP_PORT)),
-                    remote: tx.to,
-                    payload: tx.payload,
-                });
+                self.out.push_back(crate::sipnet::transmit(v, tx));
                 progressed = true;
             }
             while let Some(ev) = v.ua.poll_event() {

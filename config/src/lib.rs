@@ -51,7 +51,7 @@
 //!   (IOS names such as `GigabitEthernet0/0/1` do not fit Linux's 15-byte limit). Tunnel and
 //!   Loopback interfaces without `device` are created by Lifeline under their IOS names. See
 //!   [`Interface::linux_name`].
-//! - Global: `vpn-sip registrar HOST [port N] [transport udp|tcp|tls] [username U password P]`,
+//! - Global: `vpn-sip registrar HOST [port N] [transport udp|tcp|tls] [ca-file PATH] [username U password P]`,
 //!   a fixed SIP registrar instead of DHCP option 120. The password is a [`Secret`].
 //!
 //! ## What is kept verbatim

@@ -458,14 +458,17 @@ pub enum SipTransport {
     Tls,
 }
 
-/// Lifeline extension: `vpn-sip registrar HOST [port N] [transport udp|tcp|tls]
+/// Lifeline extension: `vpn-sip registrar HOST [port N] [transport udp|tcp|tls] [ca-file PATH]
 /// [username U password P]`: a fixed SIP registrar instead of the one learnt from DHCP
-/// option 120. The password is a [`Secret`].
+/// option 120. HOST is an IPv4 address or a domain (resolved as RFC 3263 says: NAPTR, SRV, A);
+/// `dhcp` keeps option 120 as the registrar and takes the rest of the line. `ca-file` names a PEM
+/// file of trust anchors for SIP over TLS (default: the system's). The password is a [`Secret`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct VpnSipRegistrar {
     pub host: String,
     pub port: Option<u16>,
     pub transport: Option<SipTransport>,
+    pub ca_file: Option<String>,
     pub username: Option<String>,
     pub password: Option<Secret>,
 }

@@ -1499,11 +1499,12 @@ impl Parser {
                     host,
                     port: None,
                     transport: None,
+                    ca_file: None,
                     username: None,
                     password: None,
                 };
                 while !c.at_end() {
-                    match c.kw(&["port", "transport", "username", "password"]) {
+                    match c.kw(&["port", "transport", "ca-file", "username", "password"]) {
                         Some("port") => r.port = Some(c.num_in("port", 1u16, 65535)?),
                         Some("transport") => {
                             r.transport = Some(match c.kw(&["udp", "tcp", "tls"]) {
@@ -1518,6 +1519,7 @@ impl Parser {
                                 }
                             })
                         }
+                        Some("ca-file") => r.ca_file = Some(c.need("CA file path")?.to_string()),
                         Some("username") => r.username = Some(c.need("user name")?.to_string()),
                         Some("password") => {
                             let sp = c.span_here();
@@ -1526,7 +1528,7 @@ impl Parser {
                                 ("0" | "6" | "7", Some(p))
                                     if !matches!(
                                         p.to_ascii_lowercase().as_str(),
-                                        "port" | "transport" | "username"
+                                        "port" | "transport" | "ca-file" | "username"
                                     ) =>
                                 {
                                     c.i += 1;

@@ -656,6 +656,9 @@ pub fn render(config: &Config) -> String {
             Some(SipTransport::Tls) => s.push_str(" transport tls"),
             None => {}
         }
+        if let Some(f) = &r.ca_file {
+            let _ = write!(s, " ca-file {f}");
+        }
         if let Some(u) = &r.username {
             let _ = write!(s, " username {u}");
         }

@@ -483,3 +483,19 @@ fn diagnostics_never_quote_secrets() {
         "tunnel key 100"
     );
 }
+
+#[test]
+fn registrar_extension_takes_a_tls_trust_anchor_file() {
+    let line = "vpn-sip registrar sip.example.net transport tls ca-file /etc/lifeline/sip-ca.pem username b1 password 0 s3cret\n";
+    let p = parse(line);
+    assert!(!p.has_errors(), "{:?}", p.diagnostics);
+    let r = p.config.vpn_sip.registrar.clone().unwrap();
+    assert_eq!(r.transport, Some(SipTransport::Tls));
+    assert_eq!(r.port, None);
+    assert_eq!(r.ca_file.as_deref(), Some("/etc/lifeline/sip-ca.pem"));
+    assert!(render(&p.config).contains(
+        "vpn-sip registrar sip.example.net transport tls ca-file /etc/lifeline/sip-ca.pem username b1 password 0 s3cret\n"
+    ));
+    let bad = parse("vpn-sip registrar 192.0.2.5 transport sctp\n");
+    assert!(bad.has_errors());
+}

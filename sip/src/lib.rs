@@ -11,11 +11,13 @@
 //! No sockets, threads or clock reads: time comes in as `now`, randomness through
 //! [`random::Random`]. [`stream::StreamFramer`] frames TCP/TLS byte streams for a driver that owns
 //! the connection (and TLS). Absent: connection management and TLS themselves,
-//! re-INVITE (answered 488), forking, DNS (RFC 3263), SIP Identity, PRACK.
+//! re-INVITE (answered 488), forking, SIP Identity, PRACK. DNS itself is the driver's:
+//! [`discovery::Discovery`] is the RFC 3263 selection logic (NAPTR -> SRV -> A) as a state machine.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod digest;
+pub mod discovery;
 pub mod msg;
 pub mod random;
 pub mod registrar;

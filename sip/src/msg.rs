@@ -485,10 +485,24 @@ impl SipUri {
         })
     }
 
-    /// The address this URI points at when the host is an IP literal.
+    /// The address this URI points at when the host is an IP literal (default port 5061 for
+    /// `sips:` and `;transport=tls`, else 5060).
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         let ip: IpAddr = self.host.trim_matches(['[', ']']).parse().ok()?;
-        Some(SocketAddr::new(ip, self.port.unwrap_or(5060)))
+        let tls = self.scheme == "sips"
+            || self
+                .param("transport")
+                .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+        let default = if tls { 5061 } else { 5060 };
+        Some(SocketAddr::new(ip, self.port.unwrap_or(default)))
+    }
+
+    /// A URI parameter's value (`None` when absent or valueless).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_deref())
     }
 
     pub fn has_param(&self, name: &str) -> bool {

@@ -17,8 +17,10 @@ use crate::random::{Random, hex};
 use crate::sdp::{IkeSdp, Negotiated, Rejection, negotiate};
 use crate::transaction::{State as TxState, Transaction, Transmit, TxEvent};
 
-/// SIP transport. Only UDP framing is implemented; `Tcp`/`Tls` change the timer rules
-/// (reliable transport) for a driver that frames messages itself.
+/// SIP transport. The UA builds messages the same way for each; over `Tcp`/`Tls` (reliable) the
+/// retransmission timers A, E and G are off and timers D, I, K are zero (RFC 3261 §17), the Contact
+/// carries `;transport=tcp|tls`, and the driver frames the byte stream
+/// ([`crate::stream::StreamFramer`]) and owns the connection (and TLS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,
@@ -35,8 +37,25 @@ impl Transport {
         }
     }
 
-    fn reliable(self) -> bool {
+    pub fn reliable(self) -> bool {
         self != Transport::Udp
+    }
+
+    /// RFC 3261 §19.1.2: 5060 for UDP and TCP, 5061 for TLS.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
+
+    /// The URI `transport` parameter value.
+    pub fn param(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
     }
 }
 
@@ -397,7 +416,17 @@ impl UserAgent {
     }
 
     fn contact_uri(&self, addr: SocketAddr) -> String {
-        format!("sip:{}@{}", self.cfg.local_number, addr)
+        let t = self.cfg.transport;
+        if t.reliable() {
+            format!(
+                "sip:{}@{};transport={}",
+                self.cfg.local_number,
+                addr,
+                t.param()
+            )
+        } else {
+            format!("sip:{}@{}", self.cfg.local_number, addr)
+        }
     }
 
     fn via(&mut self) -> String {
@@ -498,6 +527,37 @@ impl UserAgent {
 
     /// Stop registering without sending anything (the backup WAN lost its address): forget the
     /// binding, cancel the REGISTER in flight and the retries. [`UserAgent::register`] restarts.
+    /// Send to another registrar (RFC 3263 chose it, or the next target after a failure) over
+    /// `transport`. Takes effect with the next request; call [`UserAgent::register`] to
+    /// register there now.
+    pub fn set_registrar(&mut self, registrar: SocketAddr, transport: Transport) {
+        self.cfg.registrar = registrar;
+        self.cfg.transport = transport;
+    }
+
+    /// The driver could not deliver to `remote` (connection refused, reset or closed, TLS
+    /// failure). Client transactions waiting on it end at once as if they had timed out
+    /// (RFC 3261 §8.1.3.1 treats a transport error like a 503; for us both mean "try later").
+    pub fn transport_error(&mut self, now: Instant, remote: SocketAddr) {
+        let mut fired = Vec::new();
+        for (tx, owner) in self.txs.iter_mut() {
+            if tx.is_client()
+                && tx.peer == remote
+                && matches!(
+                    tx.state,
+                    TxState::Calling | TxState::Trying | TxState::Proceeding
+                )
+            {
+                tx.state = TxState::Terminated;
+                fired.push((*owner, tx.method.clone()));
+            }
+        }
+        for (owner, method) in fired {
+            self.tx_events(now, owner, method, VecDeque::from([TxEvent::Timeout]));
+        }
+        self.reap();
+    }
+
     pub fn stop_registration(&mut self) {
         self.txs.retain(|(_, o)| *o != Owner::Register);
         self.reg.state = RegState::Idle;

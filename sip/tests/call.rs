@@ -812,3 +812,161 @@ fn callee_hangup_before_ack_waits_for_the_ack_to_send_bye() {
     );
     assert!(n.uas.iter().all(|u| u.snapshot(n.now).calls.is_empty()));
 }
+
+fn tcp_ua(number: &str, contact: &str, password: &str, seed: u64) -> UserAgent {
+    let mut cfg = UaConfig::new(number, "lifeline.test", addr(REG), addr(contact));
+    cfg.credentials = Some((number.to_owned(), Secret::new(password)));
+    cfg.transport = Transport::Tcp;
+    UserAgent::new(cfg, Box::new(SeededRandom::new(seed)))
+}
+
+/// RFC 3261 §17.1.2.2 over a reliable transport: no Timer E retransmissions, Timer F still ends the
+/// REGISTER at 64*T1; the Via and Contact name the transport.
+#[test]
+fn tcp_register_is_not_retransmitted_and_times_out_at_timer_f() {
+    let mut n = Network::new(
+        origin(),
+        registrar(true, false),
+        vec![tcp_ua("1001", A, "secret1001", 1)],
+    );
+    n.keep_log = true;
+    n.loss = Some(Box::new(|d| d.to == addr(REG)));
+    let t0 = n.now;
+    n.uas[0].register(t0);
+    let first = n.uas[0].poll_transmit().unwrap();
+    let text = String::from_utf8(first.payload.clone()).unwrap();
+    assert!(text.contains("Via: SIP/2.0/TCP 10.0.0.2:5060;"), "{text}");
+    assert!(
+        text.contains("Contact: <sip:1001@10.0.0.2:5060;transport=tcp>;expires="),
+        "{text}"
+    );
+    n.run_for(Duration::from_millis(31_999));
+    assert!(n.log.is_empty(), "retransmitted over TCP: {:?}", n.log);
+    assert!(n.take_events().is_empty());
+    n.run_for(Duration::from_millis(1));
+    assert!(matches!(
+        &n.take_events()[..],
+        [(0, Event::RegistrationFailed { .. })]
+    ));
+}
+
+/// INVITE over a reliable transport: sent once, no Timer A; Timer B still fails the call at 64*T1.
+#[test]
+fn tcp_invite_is_not_retransmitted_and_times_out_at_timer_b() {
+    let mut n = Network::new(
+        origin(),
+        registrar(true, false),
+        vec![
+            tcp_ua("1001", A, "secret1001", 1),
+            tcp_ua("1002", B, "secret1002", 2),
+        ],
+    );
+    let now = n.now;
+    for u in n.uas.iter_mut() {
+        u.register(now);
+    }
+    n.run_for(Duration::from_secs(1));
+    assert!(n.uas.iter().all(|u| u.is_registered()));
+    n.take_events();
+    n.keep_log = true;
+    // the callee's side of the proxy is gone
+    n.loss = Some(Box::new(|d| d.to == addr(B)));
+    let now = n.now;
+    let call = n.uas[0].invite(now, "1002", offer([10, 0, 0, 2], 50001, 64));
+    n.run_for(Duration::from_millis(31_999));
+    let invites = n
+        .log
+        .iter()
+        .filter(|d| d.first_line.starts_with("INVITE") && d.from == addr(A))
+        .count();
+    assert_eq!(invites, 1, "{:?}", n.log);
+    assert!(
+        !n.take_events()
+            .iter()
+            .any(|(_, e)| matches!(e, Event::CallFailed { .. }))
+    );
+    n.run_for(Duration::from_millis(1));
+    let ev = n.take_events();
+    assert!(
+        ev.iter().any(|(i, e)| *i == 0
+            && matches!(e, Event::CallFailed { call: c, status: 408, .. } if *c == call)),
+        "{ev:?}"
+    );
+}
+
+/// Two user agents over TCP register (the binding keeps `;transport=tcp`), call and hang up.
+#[test]
+fn call_over_tcp_through_the_proxy() {
+    let mut n = Network::new(
+        origin(),
+        registrar(true, false),
+        vec![
+            tcp_ua("1001", A, "secret1001", 1),
+            tcp_ua("1002", B, "secret1002", 2),
+        ],
+    );
+    let now = n.now;
+    for u in n.uas.iter_mut() {
+        u.register(now);
+    }
+    n.run_for(Duration::from_secs(1));
+    assert!(n.uas.iter().all(|u| u.is_registered()));
+    n.take_events();
+    let (a_call, b_call, got) = place_call(&mut n, 64);
+    let (answer, _) = answer_for(
+        &got,
+        Ipv4Addr::new(10, 0, 0, 3),
+        50002,
+        Fingerprint::new(HashFunc::Sha1, vec![0xCD; 20]),
+        64,
+        true,
+    )
+    .unwrap();
+    let now = n.now;
+    n.uas[1].answer(now, b_call, &answer).unwrap();
+    n.run_for(Duration::from_millis(10));
+    assert!(
+        n.take_events()
+            .iter()
+            .any(|(i, e)| *i == 0
+                && matches!(e, Event::CallAnswered { call, .. } if *call == a_call))
+    );
+    let now = n.now;
+    n.uas[0].hangup(now, a_call).unwrap();
+    n.run_for(Duration::from_millis(10));
+    assert!(n.take_events().iter().any(|(i, e)| *i == 1
+        && matches!(
+            e,
+            Event::CallEnded {
+                by: EndedBy::Remote,
+                ..
+            }
+        )));
+}
+
+/// A connection failure reported by the driver fails the REGISTER at once (no 32 s wait) and the
+/// UA backs off; `set_registrar` moves it to the next target.
+#[test]
+fn transport_error_fails_the_register_now_and_set_registrar_moves_on() {
+    let mut n = Network::new(
+        origin(),
+        registrar(true, false),
+        vec![tcp_ua("1001", A, "secret1001", 1)],
+    );
+    let dead = addr("10.0.0.9:5060");
+    n.uas[0].set_registrar(dead, Transport::Tcp);
+    let t0 = n.now;
+    n.uas[0].register(t0);
+    n.run_for(Duration::from_millis(5));
+    let now = n.now;
+    n.uas[0].transport_error(now, dead);
+    n.run_for(Duration::from_millis(1));
+    let ev = n.take_events();
+    assert!(
+        matches!(&ev[..], [(0, Event::RegistrationFailed { .. })]),
+        "{ev:?}"
+    );
+    n.uas[0].set_registrar(addr(REG), Transport::Tcp);
+    n.run_for(Duration::from_secs(3));
+    assert!(n.uas[0].is_registered());
+}

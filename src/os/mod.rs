@@ -4,5 +4,6 @@
 pub mod icmp;
 pub mod link;
 pub mod route;
+pub mod sip_transport;
 pub mod tun;
 pub mod udp;

@@ -1163,7 +1163,8 @@ interface Tunnel0
                     Output::OpenPort(_)
                     | Output::ClosePort(_)
                     | Output::Dhcp { .. }
-                    | Output::SetAddress { .. } => {}
+                    | Output::SetAddress { .. }
+                    | Output::Sip(_) => {}
                 }
             }
             tun
