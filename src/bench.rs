@@ -25,8 +25,9 @@ use crate::node::{Node, Output};
 use crate::show::vpnsip::SessionStatus;
 use crate::sim::{Sim, TunPacket};
 
-/// `vpn-sip` allocates session ports 50001..=59999: at most this many concurrent sessions per appliance.
-const SESSION_PORTS: usize = 9_999;
+/// `vpn-sip` allocates session ports 50001..=65535: at most this many concurrent sessions per appliance.
+const SESSION_PORTS: usize =
+    (crate::vpnsip::LAST_SESSION_PORT - crate::vpnsip::FIRST_SESSION_PORT) as usize + 1;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum Scenario {
@@ -129,7 +130,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
         if r.up < r.tunnels {
             println!(
-                "       note: {} of {} tunnels brought up: an appliance has {SESSION_PORTS} VPN-SIP session ports (50001-59999)",
+                "       note: {} of {} tunnels brought up: an appliance has {SESSION_PORTS} VPN-SIP session ports (50001-65535)",
                 r.up, r.tunnels
             );
         }
@@ -275,7 +276,7 @@ impl Topology {
         c
     }
 
-    fn registrar(&self) -> sip::Registrar {
+    pub(crate) fn registrar(&self) -> sip::Registrar {
         let addr = SocketAddr::V4(SocketAddrV4::new(self.registrar, crate::vpnsip::SIP_PORT));
         sip::Registrar::new(
             sip::RegistrarConfig::new(self.registrar.to_string(), addr),
@@ -312,7 +313,7 @@ impl Topology {
     }
 }
 
-fn node(cfg: &str, now: Instant, what: &str) -> anyhow::Result<Node> {
+pub(crate) fn node(cfg: &str, now: Instant, what: &str) -> anyhow::Result<Node> {
     let parsed = config::parse(cfg);
     if parsed.has_errors() {
         let errs: Vec<String> = parsed

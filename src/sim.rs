@@ -324,6 +324,128 @@ mod tests {
         assert_eq!(sim.stats.unroutable, 0);
     }
 
+    /// The per-session port pool: with two ports, the third concurrent session is refused with the reason
+    /// shown (no loop, no shared port); once sessions end their ports serve the next one.
+    #[test]
+    fn session_port_pool_exhaustion_refuses_the_extra_session_and_reuses_freed_ports() {
+        let t0 = Instant::now();
+        let topo = Topology::new(3);
+        let mut sim = topo.build_sim(t0).unwrap();
+        sim.node_mut(0)
+            .vpnsip
+            .as_mut()
+            .unwrap()
+            .set_port_range(50001, 50002);
+        let mut now = t0;
+        sim.start(now);
+        while !topo.all_registered(&sim) {
+            now += Duration::from_millis(1);
+            sim.step(now);
+            assert!(now < t0 + Duration::from_secs(5), "registration stalled");
+        }
+        let run = |sim: &mut Sim, now: &mut Instant, want: usize| {
+            let mut got = Vec::new();
+            let until = *now + Duration::from_secs(2);
+            while *now < until {
+                *now += Duration::from_millis(1);
+                sim.step(*now);
+                got.extend(sim.take_delivered());
+            }
+            assert_eq!(got.len(), want, "{:?}", sim.stats);
+        };
+        for far in 0..3 {
+            sim.handle_tun(now, 0, far, &echo_packet(far as u16, 1));
+        }
+        run(&mut sim, &mut now, 2);
+        let v = sim.node(0).vpnsip.as_ref().unwrap();
+        let up: Vec<u16> = v
+            .sessions
+            .iter()
+            .filter(|s| matches!(s.status, SessionStatus::SessionUp(_)))
+            .map(|s| s.port)
+            .collect();
+        assert_eq!(up.len(), 2);
+        assert_ne!(up[0], up[1]);
+        assert!(up.iter().all(|p| (50001..=50002).contains(p)), "{up:?}");
+        let refused = &v.sessions[2];
+        assert_eq!(refused.status, SessionStatus::ReadyToConnect);
+        assert_eq!(refused.port, 0);
+        assert_eq!(
+            refused.last_failure.as_deref(),
+            Some("no free session port (50001-50002 all in use)")
+        );
+        // End every session: the ports come back and the refused tunnel gets one on its next packet.
+        sim.node_mut(0).clear_vpnsip_sessions(now);
+        run(&mut sim, &mut now, 0);
+        sim.handle_tun(now, 0, 2, &echo_packet(2, 2));
+        run(&mut sim, &mut now, 1);
+        let s = &sim.node(0).vpnsip.as_ref().unwrap().sessions[2];
+        assert!(matches!(s.status, SessionStatus::SessionUp(_)));
+        assert!((50001..=50002).contains(&s.port));
+    }
+
+    /// A failed session is retried with backoff, visibly: the far end holds another key, so every IKE
+    /// attempt fails; packets during the backoff place no call; after it, the next packet calls again and
+    /// the delay doubles. `show vpn-sip session detail` shows the count and the next attempt.
+    #[test]
+    fn failed_sessions_are_retried_with_backoff_and_shown() {
+        let t0 = Instant::now();
+        let topo = Topology::new(1);
+        let mut sim = Sim::new();
+        sim.set_registrar(topo.registrar());
+        sim.add_node(crate::bench::node(&topo.appliance_config(), t0, "appliance").unwrap());
+        let far = topo
+            .far_config(0)
+            .replace("pre-shared-key bench-key-0", "pre-shared-key another-key");
+        sim.add_node(crate::bench::node(&far, t0, "far end").unwrap());
+        let mut now = t0;
+        sim.start(now);
+        while !topo.all_registered(&sim) {
+            now += Duration::from_millis(1);
+            sim.step(now);
+            assert!(now < t0 + Duration::from_secs(5), "registration stalled");
+        }
+        let session = |sim: &Sim| {
+            let s = &sim.node(0).vpnsip.as_ref().unwrap().sessions[0];
+            (s.calls, s.failures, s.last_failure.clone())
+        };
+        let detail = |sim: &Sim, now: Instant| {
+            let v = sim.node(0).vpnsip.as_ref().unwrap();
+            crate::show::vpnsip::session(&v.views(now, |_| "Tunnel0".into()), true)
+        };
+        let run = |sim: &mut Sim, now: &mut Instant, ms: u64| {
+            for _ in 0..ms {
+                *now += Duration::from_millis(1);
+                sim.step(*now);
+            }
+        };
+        sim.handle_tun(now, 0, 0, &echo_packet(0, 1));
+        run(&mut sim, &mut now, 100);
+        let (calls, failures, failure) = session(&sim);
+        assert_eq!((calls, failures), (1, 1));
+        assert!(failure.is_some_and(|f| f.contains("IKE")), "first attempt");
+        let shown = detail(&sim, now);
+        assert!(
+            shown.contains("  Retries: 1, next attempt in 1 s"),
+            "{shown}"
+        );
+        // Within the 1 s backoff: no call.
+        sim.handle_tun(now, 0, 0, &echo_packet(0, 2));
+        run(&mut sim, &mut now, 100);
+        assert_eq!(session(&sim).0, 1, "a call was placed during the backoff");
+        // After it: a second call, which fails too; now 2 s.
+        run(&mut sim, &mut now, 900);
+        sim.handle_tun(now, 0, 0, &echo_packet(0, 3));
+        run(&mut sim, &mut now, 100);
+        assert_eq!((session(&sim).0, session(&sim).1), (2, 2));
+        let shown = detail(&sim, now);
+        assert!(
+            shown.contains("  Retries: 2, next attempt in 2 s"),
+            "{shown}"
+        );
+        assert_eq!(sim.node(0).tunnels[0].dp.snapshot(now).counters.encaps, 0);
+    }
+
     #[test]
     fn datagram_to_unowned_address_is_counted_and_dropped() {
         let now = Instant::now();

@@ -29,10 +29,11 @@ pub const SIP_PORT: u16 = 5060;
 /// Bytes ESP in UDP adds to an inner packet, charged to the shaper: outer IPv4 (20) + UDP (8) + ESP header
 /// (8) + GCM IV (8) + padding and trailer (2..=5) + ICV (16).
 const ESP_OVERHEAD: usize = 64;
-/// Last per-session port (the range holds 9 999 concurrent sessions).
-const LAST_SESSION_PORT: u16 = 59999;
 /// First per-session IKE port offered in SDP (the seed's samples use 50001 and up).
-const FIRST_SESSION_PORT: u16 = 50001;
+pub const FIRST_SESSION_PORT: u16 = 50001;
+/// Last per-session port: 50001..=65535 holds 15 535 concurrent sessions (Lifeline's goal is 10 000 per
+/// appliance; the seed's router holds 300).
+pub const LAST_SESSION_PORT: u16 = 65535;
 
 /// One VPN-SIP tunnel's session.
 pub struct Session {
@@ -55,6 +56,23 @@ pub struct Session {
     pub last_failure: Option<String>,
     /// How many sessions this tunnel has had (`SIP callID` grows with it).
     pub calls: u32,
+    /// Failed attempts in a row (SIP call or IKE failures); reset when a session comes up.
+    pub failures: u32,
+    /// After a failure, no new call before this time (packets routed into the tunnel meanwhile are dropped
+    /// and counted, as without an SA): 1 s, doubling per failure, at most [`RETRY_MAX`].
+    pub retry_at: Option<Instant>,
+}
+
+/// First delay before a new call after a failed session.
+pub const RETRY_BASE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest delay between attempts.
+pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The delay after `failures` failed attempts in a row (1 s, 2 s, 4 s, ... at most 60 s).
+pub fn retry_delay(failures: u32) -> std::time::Duration {
+    RETRY_BASE
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
 }
 
 /// The SIP side of one appliance: the user agent, the sessions and the PAT table.
@@ -73,6 +91,15 @@ pub struct VpnSip {
     pub pat: PatTable,
     pub logging: bool,
     next_port: u16,
+    /// The per-session port range (inclusive).
+    ports: (u16, u16),
+    /// Ports held by a session (`Session::port`).
+    used_ports: std::collections::HashSet<u16>,
+    /// Tunnel index -> session index, and SIP call -> session index (O(1) lookups per event).
+    by_tunnel: std::collections::HashMap<usize, usize>,
+    by_call: std::collections::HashMap<CallId, usize>,
+    /// Remote number -> session index (incoming calls).
+    by_number: std::collections::HashMap<String, usize>,
 }
 
 /// The user agent's randomness: the OS generator.
@@ -199,7 +226,19 @@ impl VpnSip {
                 sip_call_seq: 0,
                 last_failure: None,
                 calls: 0,
+                failures: 0,
+                retry_at: None,
             });
+        }
+        let by_tunnel = sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.tunnel, i))
+            .collect();
+        // (The first tunnel with a number answers its calls, as the linear search did.)
+        let mut by_number = std::collections::HashMap::new();
+        for (i, s) in sessions.iter().enumerate() {
+            by_number.entry(s.remote_number.clone()).or_insert(i);
         }
         Ok(Some(VpnSip {
             ua,
@@ -212,23 +251,55 @@ impl VpnSip {
             pat: PatTable::new(),
             logging: cfg.vpn_sip.logging,
             next_port: FIRST_SESSION_PORT,
+            ports: (FIRST_SESSION_PORT, LAST_SESSION_PORT),
+            used_ports: Default::default(),
+            by_tunnel,
+            by_call: Default::default(),
+            by_number,
         }))
     }
 
-    /// A free per-session WAN port, or `None` when all of 50001..=59999 are in use.
+    /// Use `first..=last` for per-session ports (tests exhaust a small pool). Panics if the range is empty.
+    #[cfg(test)]
+    pub fn set_port_range(&mut self, first: u16, last: u16) {
+        assert!(first <= last, "empty session port range {first}-{last}");
+        self.ports = (first, last);
+        self.next_port = first;
+    }
+
+    /// Session `sidx` holds `port` and `call` (0 / `None`: releases them).
+    fn bind(&mut self, sidx: usize, port: u16, call: Option<CallId>) {
+        let s = &mut self.sessions[sidx];
+        if s.port != 0 {
+            self.used_ports.remove(&s.port);
+        }
+        if let Some(c) = s.call {
+            self.by_call.remove(&c);
+        }
+        s.port = port;
+        s.call = call;
+        if port != 0 {
+            self.used_ports.insert(port);
+        }
+        if let Some(c) = call {
+            self.by_call.insert(c, sidx);
+        }
+    }
+
+    /// A free per-session WAN port (round robin over the range, so a port just released is reused last), or
+    /// `None` when every port of the range is held by a session. O(1) unless the range is nearly full.
     fn alloc_port(&mut self) -> Option<u16> {
-        for _ in FIRST_SESSION_PORT..=LAST_SESSION_PORT {
+        let (first, last) = self.ports;
+        if self.used_ports.len() > usize::from(last - first) {
+            return None;
+        }
+        loop {
             let p = self.next_port;
-            self.next_port = if p >= LAST_SESSION_PORT {
-                FIRST_SESSION_PORT
-            } else {
-                p + 1
-            };
-            if !self.sessions.iter().any(|s| s.port == p) {
+            self.next_port = if p >= last { first } else { p + 1 };
+            if !self.used_ports.contains(&p) {
                 return Some(p);
             }
         }
-        None
     }
 
     pub fn views(&self, now: Instant, ios_names: impl Fn(usize) -> String) -> Vec<SessionView> {
@@ -251,6 +322,11 @@ impl VpnSip {
                 negotiated_kbps: s.negotiated_kbps,
                 service_policy: s.service_policy.clone(),
                 last_failure: s.last_failure.clone(),
+                retries: s.failures,
+                next_attempt: s
+                    .retry_at
+                    .filter(|&t| t > now)
+                    .map(|t| t.saturating_duration_since(now)),
             })
             .collect()
     }
@@ -278,11 +354,7 @@ impl Node {
     }
 
     fn session_index(&self, tunnel: usize) -> Option<usize> {
-        self.vpnsip
-            .as_ref()?
-            .sessions
-            .iter()
-            .position(|s| s.tunnel == tunnel)
+        self.vpnsip.as_ref()?.by_tunnel.get(&tunnel).copied()
     }
 
     /// The IKEv2 profile of a VPN-SIP tunnel, and our fingerprint towards its remote number.
@@ -308,21 +380,31 @@ impl Node {
         if v.sessions[sidx].status != SessionStatus::ReadyToConnect {
             return true;
         }
+        if v.sessions[sidx].retry_at.is_some_and(|t| t > now) {
+            // Backing off after a failure: no new call yet (the packet is dropped, as without an SA).
+            self.tunnels[idx].dp.acquire_failed();
+            self.touch(idx);
+            return true;
+        }
         let Some((_, fp)) = creds else {
             v.sessions[sidx].last_failure =
                 Some("no pre-shared key for the remote number (keyring key-id)".into());
             self.tunnels[idx].dp.acquire_failed();
+            self.touch(idx);
             return true;
         };
         if !v.ua.is_registered() {
             v.sessions[sidx].last_failure = Some("SIP not registered".into());
             self.tunnels[idx].dp.acquire_failed();
+            self.touch(idx);
             return true;
         }
         let Some(port) = v.alloc_port() else {
+            let (first, last) = v.ports;
             v.sessions[sidx].last_failure =
-                Some("no free session port (50001-59999 all in use)".into());
+                Some(format!("no free session port ({first}-{last} all in use)"));
             self.tunnels[idx].dp.acquire_failed();
+            self.touch(idx);
             return true;
         };
         let offer = IkeSdp {
@@ -335,9 +417,8 @@ impl Node {
         };
         let remote = v.sessions[sidx].remote_number.clone();
         let call = v.ua.invite(now, &remote, offer);
+        v.bind(sidx, port, Some(call));
         let s = &mut v.sessions[sidx];
-        s.call = Some(call);
-        s.port = port;
         s.calls += 1;
         s.sip_call_seq = 1550 + s.calls;
         s.status = SessionStatus::NegotiatingSip(Role::Initiator);
@@ -430,11 +511,7 @@ impl Node {
     }
 
     fn session_by_call(&self, call: CallId) -> Option<usize> {
-        self.vpnsip
-            .as_ref()?
-            .sessions
-            .iter()
-            .position(|s| s.call == Some(call))
+        self.vpnsip.as_ref()?.by_call.get(&call).copied()
     }
 
     fn call_answered(&mut self, now: Instant, call: CallId, answer: &IkeSdp, n: &sip::Negotiated) {
@@ -492,7 +569,7 @@ impl Node {
         let Some(sidx) = self
             .vpnsip
             .as_ref()
-            .and_then(|v| v.sessions.iter().position(|s| s.remote_number == from))
+            .and_then(|v| v.by_number.get(from).copied())
         else {
             if let Some(v) = &mut self.vpnsip {
                 let _ =
@@ -543,9 +620,8 @@ impl Node {
         let _ = v
             .pat
             .insert(sidx as u64, inside, outside, SocketAddr::V4(peer));
+        v.bind(sidx, port, Some(call));
         let s = &mut v.sessions[sidx];
-        s.call = Some(call);
-        s.port = port;
         s.remote = Some(peer);
         s.negotiated_kbps = n.bandwidth_kbps;
         s.calls += 1;
@@ -582,12 +658,15 @@ impl Node {
         if !matches!(s.status, SessionStatus::SessionUp(_)) {
             s.since = now;
         }
+        s.failures = 0;
+        s.retry_at = None;
         let first = !matches!(s.status, SessionStatus::SessionUp(_));
         s.status = SessionStatus::SessionUp(role);
         s.ike_sa = Some(ike_sa);
         let kbps = s.negotiated_kbps;
         // Shape the tunnel to the negotiated bandwidth: `VPN-SIP-TunnelN-Bandwidth`, CS4-marked.
         if first && kbps > 0 {
+            self.touch(idx);
             let t = &mut self.tunnels[idx];
             let id = t.dp.id();
             if let Err(e) = t.egress.attach_vpn_sip(id, kbps, None, ESP_OVERHEAD) {
@@ -668,13 +747,15 @@ impl Node {
             return;
         }
         let was_up = matches!(s.status, SessionStatus::SessionUp(_));
-        if let Some(call) = s.call.take()
+        let (call, port) = (s.call, s.port);
+        v.bind(sidx, 0, None);
+        if let Some(call) = call
             && hangup
         {
             let _ = v.ua.hangup(now, call);
         }
+        let s = &mut v.sessions[sidx];
         let tunnel = s.tunnel;
-        let port = std::mem::take(&mut s.port);
         let remote_number = s.remote_number.clone();
         s.status = SessionStatus::ReadyToConnect;
         s.remote = None;
@@ -682,6 +763,8 @@ impl Node {
         s.since = now;
         if failure.is_some() {
             s.last_failure = failure.clone();
+            s.failures = s.failures.saturating_add(1);
+            s.retry_at = Some(now + retry_delay(s.failures));
         }
         let ike_sa = s.ike_sa.take().or(self.tunnels[tunnel].ike_sa);
         v.pat.remove_session(sidx as u64);
@@ -691,6 +774,7 @@ impl Node {
         if let Some(id) = ike_sa {
             let _ = self.ike.delete_ike_sa(now, id);
         }
+        self.touch(tunnel);
         let t = &mut self.tunnels[tunnel];
         t.ike_sa = None;
         t.peer = None;

@@ -9,6 +9,22 @@ use crate::ua::{RegistrationStatus, Snapshot};
 /// `show vpn-sip registration-status`:
 /// `SIP registration of local number <n> : registered <ip>` or `: not registered`.
 pub fn registration_status(s: &Snapshot) -> String {
+    let mut out = registration_line(s);
+    // Lifeline extension (not in the seed): the registration retries while the registrar is away.
+    if s.registration_failures > 0 {
+        let _ = write!(out, "  Retries: {}", s.registration_failures);
+        if let Some(d) = s.registration_retry_in {
+            let _ = write!(out, ", next attempt in {} s", d.as_secs_f64().ceil() as u64);
+        }
+        if let Some(r) = &s.registration_failure {
+            let _ = write!(out, " (last failure: {r})");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn registration_line(s: &Snapshot) -> String {
     match &s.registration {
         RegistrationStatus::Registered { contact, .. } => format!(
             "SIP registration of local number {} : registered {}\n",

@@ -196,6 +196,8 @@ struct Registration {
     auth_sent_for: Option<String>,
     nc: u32,
     failures: u32,
+    /// Why the last REGISTER failed (cleared on success).
+    last_failure: Option<String>,
     /// Refresh (when registered) or retry (after a failure) at this time.
     next: Option<Instant>,
     expires_req: u32,
@@ -291,6 +293,11 @@ pub struct Snapshot {
     pub domain: String,
     pub transport: Transport,
     pub registration: RegistrationStatus,
+    /// Failed REGISTERs in a row, the last one's reason, and when the next attempt goes out (backoff:
+    /// `retry_base` doubling up to `retry_max`). Zero / `None` while registrations succeed.
+    pub registration_failures: u32,
+    pub registration_failure: Option<String>,
+    pub registration_retry_in: Option<Duration>,
     pub calls: Vec<CallSnapshot>,
     /// Datagrams that failed to parse.
     pub parse_errors: u64,
@@ -355,6 +362,7 @@ impl UserAgent {
                 auth_sent_for: None,
                 nc: 0,
                 failures: 0,
+                last_failure: None,
                 next: None,
                 expires_req: cfg.expires,
                 unregistering: false,
@@ -579,6 +587,7 @@ impl UserAgent {
             .min(self.cfg.retry_max);
         self.reg.failures += 1;
         self.reg.next = Some(now + delay);
+        self.reg.last_failure = Some(reason.clone());
         self.events.push_back(Event::RegistrationFailed { reason });
     }
 
@@ -588,6 +597,7 @@ impl UserAgent {
         }
         if resp.status < 300 {
             self.reg.failures = 0;
+            self.reg.last_failure = None;
             self.reg.auth_sent_for = None;
             self.reg.old_contact = None;
             if self.reg.unregistering {
@@ -1516,6 +1526,12 @@ impl UserAgent {
             domain: self.cfg.domain.clone(),
             transport: self.cfg.transport,
             registration,
+            registration_failures: self.reg.failures,
+            registration_failure: self.reg.last_failure.clone(),
+            registration_retry_in: match self.reg.state {
+                RegState::Backoff => self.reg.next.map(|t| t.saturating_duration_since(now)),
+                _ => None,
+            },
             calls: self
                 .calls
                 .iter()

@@ -206,6 +206,12 @@ fn retries_with_backoff_while_registrar_is_away() {
     assert!(
         matches!(&ev[..], [(0, Event::RegistrationFailed { reason })] if reason.contains("did not answer"))
     );
+    // Visible to the operator (Lifeline extension line under the seed's one).
+    assert_eq!(
+        show::registration_status(&n.uas[0].snapshot(n.now)),
+        "SIP registration of local number 1001 : not registered\n  \
+         Retries: 1, next attempt in 2 s (last failure: registrar did not answer)\n"
+    );
     // retries: +2 s, then (after another 32 s timeout) +4 s, ...
     let starts = |n: &Network| -> Vec<u64> {
         let mut v: Vec<u64> = n
@@ -225,6 +231,8 @@ fn retries_with_backoff_while_registrar_is_away() {
     n.loss = None;
     n.run_for(Duration::from_secs(200));
     assert!(n.uas[0].is_registered());
+    let shown = show::registration_status(&n.uas[0].snapshot(n.now));
+    assert!(!shown.contains("Retries"), "{shown}");
     assert!(
         n.take_events()
             .iter()
@@ -747,7 +755,9 @@ fn failed_refresh_keeps_the_binding_until_it_lapses() {
     let ev = n.take_events();
     assert!(ev.contains(&(0, Event::Unregistered)), "{ev:?}");
     assert!(!n.uas[0].is_registered());
-    assert!(show::registration_status(&n.uas[0].snapshot(n.now)).ends_with(": not registered\n"));
+    // (with the retries shown under the seed's line while the registrar stays away)
+    let shown = show::registration_status(&n.uas[0].snapshot(n.now));
+    assert!(shown.contains(": not registered\n  Retries: "), "{shown}");
     // back again: re-registers on the next retry
     n.loss = None;
     n.run_for(Duration::from_secs(400));

@@ -58,6 +58,9 @@ pub struct SessionView {
     pub service_policy: Option<String>,
     /// Why the last attempt failed, if it did (Lifeline addition, shown with `detail`).
     pub last_failure: Option<String>,
+    /// Failed attempts in a row, and how long until the next call may be placed (Lifeline addition).
+    pub retries: u32,
+    pub next_attempt: Option<Duration>,
 }
 
 pub fn hms(d: Duration) -> String {
@@ -98,6 +101,21 @@ pub fn session(views: &[SessionView], detail: bool) -> String {
             if let Some(r) = &v.last_failure {
                 let _ = writeln!(out, "  Last failure: {r}");
             }
+            if v.retries > 0 {
+                let _ = match v.next_attempt {
+                    Some(d) => writeln!(
+                        out,
+                        "  Retries: {}, next attempt in {} s",
+                        v.retries,
+                        d.as_secs_f64().ceil() as u64
+                    ),
+                    None => writeln!(
+                        out,
+                        "  Retries: {}, next attempt on the next packet",
+                        v.retries
+                    ),
+                };
+            }
         }
     }
     out
@@ -132,7 +150,24 @@ mod tests {
             negotiated_kbps: 64,
             service_policy: None,
             last_failure: None,
+            retries: 0,
+            next_attempt: None,
         }
+    }
+
+    #[test]
+    fn session_detail_shows_retries_after_failures() {
+        let mut v = peer1_up();
+        v.status = SessionStatus::ReadyToConnect;
+        v.last_failure = Some("SIP call failed: 486 Busy Here".into());
+        v.retries = 3;
+        v.next_attempt = Some(Duration::from_millis(3200));
+        let out = session(std::slice::from_ref(&v), true);
+        assert!(out.contains("  Last failure: SIP call failed: 486 Busy Here\n  Retries: 3, next attempt in 4 s\n"), "{out}");
+        // Not in the seed's summary view, and not without failures.
+        assert!(!session(std::slice::from_ref(&v), false).contains("Retries"));
+        v.retries = 0;
+        assert!(!session(&[v], true).contains("Retries"));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use crate::config::{Fingerprint, Identity, InitiateParams, Profile};
 use crate::crypto::Rng;
 use crate::wire::{ExchangeType, FLAG_INITIATOR, Message};
 use sa::{Ctx, IkeSa};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +42,10 @@ pub struct Endpoint {
     profiles: Vec<Arc<Profile>>,
     expectations: HashMap<Identity, Fingerprint>,
     sas: BTreeMap<IkeSaId, IkeSa>,
+    /// Each SA's next deadline, as last computed, and a min-heap of them. Heap entries whose time differs
+    /// from `deadlines` are stale and skipped, so timers cost O(log n) per SA touched, not O(SAs) per call.
+    deadlines: HashMap<IkeSaId, Instant>,
+    timers: BinaryHeap<Reverse<(Instant, IkeSaId)>>,
     by_spi: HashMap<u64, IkeSaId>,
     half_open: HashMap<(SocketAddr, u64), IkeSaId>,
     next_id: u64,
@@ -73,6 +78,8 @@ impl Endpoint {
             profiles: Vec::new(),
             expectations: HashMap::new(),
             sas: BTreeMap::new(),
+            deadlines: HashMap::new(),
+            timers: BinaryHeap::new(),
             by_spi: HashMap::new(),
             half_open: HashMap::new(),
             next_id: 1,
@@ -205,6 +212,7 @@ impl Endpoint {
         ctx.fragment_mtu = self.fragment_mtu;
         let sa = IkeSa::initiate(now, id, spi, profile, &params, &mut ctx);
         self.sas.insert(id, sa);
+        self.rearm(id);
         Ok(id)
     }
 
@@ -354,10 +362,38 @@ impl Endpoint {
             self.by_spi.insert(spi, id);
             self.half_open.insert(key, id);
             self.sas.insert(id, sa);
+            self.rearm(id);
         }
     }
 
+    /// After an SA was touched: its timer entry follows its next deadline.
+    fn rearm(&mut self, id: IkeSaId) {
+        match self.sas.get(&id).and_then(IkeSa::next_deadline) {
+            Some(t) => {
+                if self.deadlines.insert(id, t) != Some(t) {
+                    self.timers.push(Reverse((t, id)));
+                }
+            }
+            None => {
+                self.deadlines.remove(&id);
+            }
+        }
+        self.drop_stale_timers();
+    }
+
+    /// Pops stale entries off the top of the timer heap, so that its top is always a live deadline.
+    fn drop_stale_timers(&mut self) {
+        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+            if self.deadlines.get(&id) == Some(&t) {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    /// Every SA touch ends here: the SA is removed if dead, and its timer rearmed.
     fn reap(&mut self, id: IkeSaId) {
+        self.rearm(id);
         let dead = self.sas.get(&id).is_none_or(|s| s.is_dead());
         if dead {
             if let Some(sa) = self.sas.remove(&id) {
@@ -371,7 +407,18 @@ impl Endpoint {
 
     /// Advances timers (retransmissions, DPD, rekeys, lifetimes, keepalives).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let ids: Vec<IkeSaId> = self.sas.keys().copied().collect();
+        // Only the SAs whose deadline has come (O(log n) each), in deadline order.
+        let mut ids = Vec::new();
+        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if self.deadlines.get(&id) == Some(&t) {
+                self.deadlines.remove(&id);
+                ids.push(id);
+            }
+        }
         for id in ids {
             let Some(sa) = self.sas.get_mut(&id) else {
                 continue;
@@ -394,6 +441,7 @@ impl Endpoint {
             }
             self.reap(id);
         }
+        self.drop_stale_timers();
     }
 
     fn with_sa<T>(
@@ -471,7 +519,8 @@ impl Endpoint {
 
     /// Earliest deadline of any timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(IkeSa::next_deadline).min()
+        // The heap's top is live (stale entries are dropped whenever the top changes).
+        self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
     /// Plain data for `show crypto ikev2 sa` and `show crypto session detail`.

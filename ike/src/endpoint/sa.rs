@@ -2596,37 +2596,40 @@ impl IkeSa {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        let mut v: Vec<Instant> = Vec::new();
-        v.extend(self.chan.out.as_ref().map(|o| o.next_at));
-        v.extend(
-            self.retired
-                .iter()
-                .filter_map(|c| c.out.as_ref())
-                .map(|o| o.next_at),
-        );
+        // A running minimum (this runs after every touch of the SA: no allocation).
+        let mut min: Option<Instant> = None;
+        let mut v = |t: Option<Instant>| {
+            if let Some(t) = t {
+                min = Some(min.map_or(t, |m| m.min(t)));
+            }
+        };
+        v(self.chan.out.as_ref().map(|o| o.next_at));
+        for o in self.retired.iter().filter_map(|c| c.out.as_ref()) {
+            v(Some(o.next_at));
+        }
         match self.phase {
             Phase::Dead => return None,
-            Phase::RespInitDone { .. } => v.push(self.created + HALF_OPEN_TIMEOUT),
+            Phase::RespInitDone { .. } => v(Some(self.created + HALF_OPEN_TIMEOUT)),
             Phase::Established(_) => {
-                v.extend(self.ike_rekey_at);
-                v.extend(self.ike_expire_at);
-                v.extend(self.keepalive_at);
+                v(self.ike_rekey_at);
+                v(self.ike_expire_at);
+                v(self.keepalive_at);
                 for c in &self.children {
                     if !c.rekeyed {
-                        v.extend(c.rekey_at);
+                        v(c.rekey_at);
                     }
-                    v.extend(c.expire_at);
+                    v(c.expire_at);
                 }
                 if let Some(d) = self.profile.dpd
                     && d.periodic
                     && self.chan.out.is_none()
                 {
-                    v.push(self.last_rx + d.interval);
+                    v(Some(self.last_rx + d.interval));
                 }
             }
             _ => {}
         }
-        v.into_iter().min()
+        min
     }
 
     fn fail(&mut self, reason: DeleteReason, ctx: &mut Ctx<'_>) {
