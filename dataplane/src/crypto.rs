@@ -300,6 +300,7 @@ impl Cipher {
     }
 
     /// IV length on the wire.
+    #[inline]
     pub fn iv_len(&self) -> usize {
         match self.inner {
             Inner::Gcm { .. } => 8,
@@ -308,6 +309,7 @@ impl Cipher {
     }
 
     /// ICV length on the wire.
+    #[inline]
     pub fn icv_len(&self) -> usize {
         match &self.inner {
             Inner::Gcm { .. } => 16,
@@ -316,6 +318,7 @@ impl Cipher {
     }
 
     /// The alignment the ciphertext (payload ‖ padding ‖ pad length ‖ next header) must reach.
+    #[inline]
     pub fn block_len(&self) -> usize {
         match self.inner {
             //= https://www.rfc-editor.org/rfc/rfc4106#section-3.2
@@ -329,6 +332,7 @@ impl Cipher {
     /// Seals an ESP packet in place. `pkt` is `header(8) ‖ IV ‖ plaintext-with-trailer ‖ ICV space`;
     /// the header must already hold SPI and low sequence number; the IV is written here.
     /// `seq` is the full 64-bit sequence number; `esn` says whether its high half is authenticated.
+    #[inline]
     pub(crate) fn seal(&self, pkt: &mut [u8], seq: u64, esn: bool) -> Result<(), AuthFailed> {
         let iv_len = self.iv_len();
         let icv_len = self.icv_len();
@@ -371,6 +375,7 @@ impl Cipher {
 
     /// Opens an ESP packet in place (same layout as [`Self::seal`]); on success the plaintext is in
     /// `pkt[8 + iv_len .. len - icv_len]`. On failure the buffer content is unspecified.
+    #[inline]
     pub(crate) fn open(&self, pkt: &mut [u8], seq: u64, esn: bool) -> Result<(), AuthFailed> {
         let iv_len = self.iv_len();
         let icv_len = self.icv_len();

@@ -41,8 +41,8 @@ pub use crypto::{Encr, Integ};
 pub use pat::{PatEntry, PatTable, render_ip_nat_translations};
 pub use replay::ReplayWindow;
 pub use sa::{
-    DropReason, Expiry, InboundSa, Lifetime, Mode, OutboundSa, SaCounters, SaDb, SaError, SaParams,
-    UnknownSpi,
+    DropReason, Expiry, InboundSa, Lifetime, Mode, OutboundSa, PREFERRED_ALIGN, SaCounters, SaDb,
+    SaError, SaParams, UnknownSpi,
 };
 pub use tunnel::{
     DfBit, Event, RecvMeta, Transmit, Tunnel, TunnelConfig, TunnelSnapshot, UdpPorts, Verdict,

@@ -395,13 +395,18 @@ impl Tunnel {
         n
     }
 
+    /// Bytes of ESP (SPI to ICV) one outer packet can carry within the path MTU.
+    fn esp_room(&self) -> usize {
+        let outer_ip = if self.cfg.source.is_ipv4() { 20 } else { 40 };
+        let udp = if self.cfg.udp_encap.is_some() { 8 } else { 0 };
+        usize::from(self.cfg.path_mtu).saturating_sub(outer_ip + udp)
+    }
+
     /// Plaintext MTU for the installed transform (or the IOS default `esp-aes esp-sha-hmac` before
     /// any SA), per the seed's formula:
     /// `floor((path_mtu − outer IP − [UDP] − 8 − IV − ICV) / block) × block − 2`.
     pub fn plaintext_mtu(&self) -> u16 {
-        let outer_ip = if self.cfg.source.is_ipv4() { 20 } else { 40 };
-        let udp = if self.cfg.udp_encap.is_some() { 8 } else { 0 };
-        let room = usize::from(self.cfg.path_mtu).saturating_sub(outer_ip + udp);
+        let room = self.esp_room();
         let mtu = match &self.outbound {
             Some(sa) => sa.max_payload(room),
             None => {
@@ -497,10 +502,11 @@ impl Tunnel {
         } else {
             IpProtocol::IPV6
         };
+        let room = self.esp_room();
         let Some(sa) = self.outbound.as_mut() else {
             return self.drop_packet(DropReason::SaExpired);
         };
-        match sa.encapsulate(now, buf, pkt, next_header.0) {
+        match sa.encapsulate_within(now, buf, pkt, next_header.0, room) {
             Ok(range) => {
                 self.counters.encaps += 1;
                 self.last_tx = Some(now);
