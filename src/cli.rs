@@ -52,6 +52,10 @@ enum Command {
         /// Test hook: advertise this SHA-1 fingerprint (AB:CD:...) in VPN-SIP SDP instead of our own.
         #[arg(long, hide = true)]
         sdp_fingerprint_override: Option<String>,
+        /// Test hook: append every CHILD_SA's ESP keys to this file in Wireshark's `esp_sa` format, so
+        /// tests can have tshark decrypt a capture. Never use it on a production appliance.
+        #[arg(long, hide = true)]
+        debug_esp_keys: Option<PathBuf>,
     },
     /// `lifeline pki enroll -c FILE`: create (or load) the key pairs and self-signed certificates of the
     /// configuration's trustpoints, as `lifeline run` does at start, and print their fingerprints.
@@ -106,6 +110,7 @@ pub fn main() -> ExitCode {
             lifetime_override,
             state_dir,
             sdp_fingerprint_override,
+            debug_esp_keys,
         } => {
             crate::log::init(log_json);
             let sdp_fingerprint = sdp_fingerprint_override
@@ -120,6 +125,7 @@ pub fn main() -> ExitCode {
                     idle: idle_override.map(std::time::Duration::from_secs),
                     lifetime_s: lifetime_override,
                     sdp_fingerprint,
+                    esp_keys: debug_esp_keys,
                 };
                 daemon::run(&config, &control::socket_path(socket), &state_dir, hooks)
             })

@@ -71,12 +71,14 @@ enum DriverMsg {
 type ControlMsg = (Request, oneshot::Sender<Reply>);
 
 /// Hidden `lifeline run` options that compress IOS timers for tests.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct TestHooks {
     pub idle: Option<Duration>,
     pub lifetime_s: Option<u32>,
     /// Advertise this SDP fingerprint instead of our own (VPN-SIP mismatch tests).
     pub sdp_fingerprint: Option<ike::Fingerprint>,
+    /// `--debug-esp-keys`: where to append ESP keys for tshark (tests only).
+    pub esp_keys: Option<std::path::PathBuf>,
 }
 
 pub fn run(
@@ -134,6 +136,7 @@ pub fn run(
     if let Some(idle) = hooks.idle {
         node.set_idle_timeout(idle);
     }
+    node.esp_key_log = hooks.esp_keys;
     for p in problems {
         ios!(PARSER, Warning, CONFIG_WARNING, "{p}");
     }

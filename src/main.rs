@@ -8,6 +8,7 @@ mod cli;
 mod control;
 mod daemon;
 mod demo;
+mod keylog;
 mod log;
 mod monitor;
 mod node;

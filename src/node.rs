@@ -121,6 +121,8 @@ pub struct Node {
     tunnel_deadlines: Vec<Option<Instant>>,
     /// Min-heap of (deadline, tunnel); entries that differ from `tunnel_deadlines` are stale and skipped.
     tunnel_timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Test hook (`run --debug-esp-keys FILE`): append each CHILD_SA's keys to FILE for tshark.
+    pub esp_key_log: Option<std::path::PathBuf>,
 }
 
 /// The appliance's randomness: the OS generator.
@@ -187,6 +189,7 @@ impl Node {
             vpnsip,
             dhcp: Vec::new(),
             spis: HashMap::new(),
+            esp_key_log: None,
             out: VecDeque::new(),
             buf: vec![0; BUF_LEN],
             sdp_fingerprint_override: None,
@@ -920,6 +923,29 @@ impl Node {
                 ..base.clone()
             },
         );
+        if let Some(path) = &self.esp_key_log {
+            crate::keylog::append(
+                path,
+                encr,
+                integ,
+                [
+                    crate::keylog::Direction {
+                        src: child.local,
+                        dst: child.remote,
+                        spi: child.spi_out,
+                        enc_key: child.key_out.as_bytes(),
+                        integ_key: child.integ_key_out.as_bytes(),
+                    },
+                    crate::keylog::Direction {
+                        src: child.remote,
+                        dst: child.local,
+                        spi: child.spi_in,
+                        enc_key: child.key_in.as_bytes(),
+                        integ_key: child.integ_key_in.as_bytes(),
+                    },
+                ],
+            );
+        }
         let (Ok(out), Ok(inb)) = (out, inb) else {
             ios!(
                 IPSEC,

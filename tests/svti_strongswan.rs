@@ -97,6 +97,8 @@ fn strongswan_conn(esp: &str) -> RouteConn {
 /// The Lifeline daemon with its stderr in a file.
 struct Lifeline {
     log: PathBuf,
+    /// Wireshark `esp_sa` records of every CHILD_SA (the hidden `--debug-esp-keys` test hook).
+    keys: PathBuf,
     _daemon: Daemon,
 }
 
@@ -107,12 +109,16 @@ impl Lifeline {
         let cfg = dir.join("siteA.cfg");
         std::fs::write(&cfg, config).unwrap();
         let log = dir.join("lifeline.log");
+        let keys = dir.join("esp_sa");
+        let _ = std::fs::remove_file(&keys);
         let child = ns
             .cmd(BIN)
             .args(["run", "-c"])
             .arg(&cfg)
             .arg("--socket")
             .arg(dir.join("ctl.sock"))
+            .arg("--debug-esp-keys")
+            .arg(&keys)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -120,6 +126,7 @@ impl Lifeline {
             .unwrap();
         Lifeline {
             log,
+            keys,
             _daemon: Daemon(child),
         }
     }
@@ -239,20 +246,99 @@ fn iperf3(client: &Netns, src: &str, server: &Netns, dst: &str) -> f64 {
 }
 
 /// Ping both ways and an iperf3 stream each way, through the tunnel.
-fn exercise(label: &str, a: &Netns, b: &Netns) {
-    // Steady state: ten pings each way, every one answered.
+fn exercise(label: &str, a: &Netns, b: &Netns, ll: &Lifeline) {
+    // Steady state: ten pings each way, every one answered; captured on their own for tshark.
+    let pings = Capture::start(a, "eth0", "svti-strongswan-pings");
+    std::thread::sleep(Duration::from_millis(300));
     a.run(&[
         "ping", "-c", "10", "-i", "0.1", "-W", "1", "-I", A_LAN, B_LAN,
     ]);
     b.run(&[
         "ping", "-c", "10", "-i", "0.1", "-W", "1", "-I", B_LAN, A_LAN,
     ]);
+    if let Some(cap) = pings {
+        std::thread::sleep(Duration::from_millis(200));
+        let pcap = cap.finish();
+        tshark_decrypts(label, &pcap, &ll.keys);
+        let _ = std::fs::remove_file(pcap);
+    } else {
+        println!("[{label}] no tcpdump: tshark decryption not checked");
+    }
     let ab = iperf3(a, A_LAN, b, B_LAN);
     let ba = iperf3(b, B_LAN, a, A_LAN);
     println!(
         "[{label}] iperf3 TCP 5 s: Lifeline->strongSwan {ab:.0} Mbit/s, strongSwan->Lifeline {ba:.0} Mbit/s"
     );
     assert!(ab > 1.0 && ba > 1.0, "[{label}] throughput too low");
+}
+
+/// An independent ESP implementation reads the wire: tshark, given the SAs' keys (Lifeline's
+/// `--debug-esp-keys` file in Wireshark's `esp_sa` format), dissects the capture as ESP in UDP 4500 and
+/// decrypts the pings inside, both the ones Lifeline sealed and the ones strongSwan sealed.
+fn tshark_decrypts(label: &str, pcap: &std::path::Path, keys: &std::path::Path) {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("LIFELINE_REQUIRE_NETNS").is_ok_and(|v| v != "1")
+                || std::env::var("LIFELINE_REQUIRE_NETNS").is_err(),
+            "[{label}] LIFELINE_REQUIRE_NETNS=1 but tshark is not installed"
+        );
+        println!("[{label}] no tshark: decryption not checked");
+        return;
+    }
+    let records = std::fs::read_to_string(keys).unwrap_or_default();
+    assert!(
+        records.lines().count() >= 2,
+        "[{label}] no ESP keys in {}",
+        keys.display()
+    );
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"])
+        .arg(pcap)
+        .args(["-o", "esp.enable_encryption_decode:TRUE"]);
+    for r in records.lines() {
+        cmd.arg("-o").arg(format!("uat:esp_sa:{r}"));
+    }
+    let out = cmd
+        .args([
+            "-Y",
+            "udp.port == 4500 && esp",
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+            "-e",
+            "ip.src",
+            "-e",
+            "esp.spi",
+            "-e",
+            "icmp.type",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "[{label}] tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Outer source, then the decrypted inner source, SPI, ICMP type: "198.51.100.1,10.1.0.1;0x...;8".
+    // Every ESP packet in the capture must decrypt to ICMP (nothing else crossed the tunnel meanwhile).
+    let esp = text.lines().count();
+    let decrypted = |from: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{from},")))
+            .filter(|l| l.rsplit(';').next().is_some_and(|t| t == "0" || t == "8"))
+            .count()
+    };
+    let (from_lifeline, from_strongswan) = (decrypted(A_WAN), decrypted(B_WAN));
+    println!(
+        "[{label}] tshark: {esp} ESP-in-UDP packets, decrypted ICMP: {from_lifeline} sealed by Lifeline, {from_strongswan} by strongSwan"
+    );
+    // 20 pings each way: tcpdump may miss the first few while it starts.
+    assert!(
+        from_lifeline + from_strongswan == esp && from_lifeline >= 10 && from_strongswan >= 10,
+        "[{label}] tshark did not decrypt every ESP packet to ICMP ({from_lifeline} from Lifeline, {from_strongswan} from strongSwan, of {esp}):\n{text}"
+    );
 }
 
 /// Count the packets in a pcap that match a tcpdump filter.
@@ -329,7 +415,7 @@ fn lifeline_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
         clog.contains("IKE_SA lifeline[1] established") && !clog.contains("initiating IKE_SA"),
         "[{label}] charon did not respond:\n{clog}"
     );
-    exercise(&label, &a, &b);
+    exercise(&label, &a, &b, &ll);
     check_wire(&label, cap.as_ref());
 }
 
@@ -391,7 +477,7 @@ fn strongswan_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
         2,
         "[{label}] Lifeline log:\n{llog}"
     );
-    exercise(&label, &a, &b);
+    exercise(&label, &a, &b, &ll);
     check_wire(&label, cap.as_ref());
 }
 
