@@ -14,6 +14,7 @@ mod monitor;
 mod node;
 mod os;
 mod pki;
+mod qos;
 mod resolve;
 mod show;
 mod sim;

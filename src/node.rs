@@ -154,7 +154,12 @@ impl Node {
                 continue;
             }
             match svti(&config, i) {
-                Ok(t) => tunnels.push(t),
+                Ok(mut t) => {
+                    if let Err(e) = crate::qos::attach_static(&config, i, &mut t) {
+                        problems.push(format!("interface {}: {e}", i.name));
+                    }
+                    tunnels.push(t)
+                }
                 Err(e) => problems.push(format!("interface {}: {e}", i.name)),
             }
         }
@@ -975,6 +980,7 @@ impl Node {
             child.remote,
             child.udp_encap,
         );
+        crate::qos::refresh_encap(t);
         self.spis.insert(child.spi_in, idx);
         self.vpnsip_child_up(now, idx, ike_sa);
         ios!(

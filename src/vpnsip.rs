@@ -26,9 +26,6 @@ use crate::show::vpnsip::{Role, SessionStatus, SessionView};
 
 /// SIP's port (RFC 3261 §19.1.2).
 pub const SIP_PORT: u16 = 5060;
-/// Bytes ESP in UDP adds to an inner packet, charged to the shaper: outer IPv4 (20) + UDP (8) + ESP header
-/// (8) + GCM IV (8) + padding and trailer (2..=5) + ICV (16).
-const ESP_OVERHEAD: usize = 64;
 /// First per-session IKE port offered in SDP (the seed's samples use 50001 and up).
 pub const FIRST_SESSION_PORT: u16 = 50001;
 /// Last per-session port: 50001..=65535 holds 15 535 concurrent sessions (Lifeline's goal is 10 000 per
@@ -664,12 +661,20 @@ impl Node {
         s.status = SessionStatus::SessionUp(role);
         s.ike_sa = Some(ike_sa);
         let kbps = s.negotiated_kbps;
-        // Shape the tunnel to the negotiated bandwidth: `VPN-SIP-TunnelN-Bandwidth`, CS4-marked.
+        let policy = s.service_policy.clone();
+        // Shape the tunnel to the negotiated bandwidth: `VPN-SIP-TunnelN-Bandwidth`, CS4-marked,
+        // with `vpn-sip ... service-policy P` as its child; charged the outer packet's length.
         if first && kbps > 0 {
             self.touch(idx);
-            let t = &mut self.tunnels[idx];
-            let id = t.dp.id();
-            if let Err(e) = t.egress.attach_vpn_sip(id, kbps, None, ESP_OVERHEAD) {
+            let attached =
+                crate::qos::vpn_sip_child(&self.config, policy.as_deref()).and_then(|child| {
+                    let t = &mut self.tunnels[idx];
+                    let (id, encap) = (t.dp.id(), t.dp.encap());
+                    t.egress
+                        .attach_vpn_sip(id, kbps, child, encap)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = attached {
                 self.end_session(now, sidx, Some(format!("QoS: {e}")), true);
                 return;
             }

@@ -420,6 +420,32 @@ impl Tunnel {
         u16::try_from(mtu).unwrap_or(u16::MAX)
     }
 
+    /// How an inner packet grows on the wire with the installed outbound SA (or, before any SA,
+    /// the IOS default `esp-aes esp-sha-hmac`): outer IP header, UDP header when ESP is carried
+    /// in UDP, ESP header, IV, padding to the cipher's block with the 2-byte trailer, and ICV. A
+    /// QoS shaper on this tunnel is charged [`crate::qos::Encap::wire_len`] of each packet: the
+    /// outer packet's layer-3 length.
+    pub fn encap(&self) -> crate::qos::Encap {
+        let outer_ip = if self.cfg.source.is_ipv4() { 20 } else { 40 };
+        let udp = if self.cfg.udp_encap.is_some() { 8 } else { 0 };
+        let (iv, icv, blk) = match &self.outbound {
+            Some(sa) => (
+                sa.cipher().iv_len(),
+                sa.cipher().icv_len(),
+                sa.cipher().block_len(),
+            ),
+            None => crate::crypto::transform_sizes(
+                Encr::AesCbc(AesKeyLen::Aes128),
+                Some(Integ::HmacSha1_96),
+            ),
+        };
+        crate::qos::Encap {
+            fixed: u16::try_from(outer_ip + udp + esp::HEADER_LEN + iv + icv).unwrap_or(u16::MAX),
+            trailer: 2,
+            align: u8::try_from(blk).unwrap_or(u8::MAX),
+        }
+    }
+
     /// The MTU packets routed into the tunnel are checked against.
     pub fn ip_mtu(&self) -> u16 {
         let p = self.plaintext_mtu();

@@ -902,3 +902,54 @@ mod props {
         }
     }
 }
+
+/// The QoS charge of a packet is exactly the outer packet's layer-3 length: outer IPv4 (20) + UDP
+/// (8, NAT-T) + the ESP bytes the tunnel emits, for GCM (4-byte alignment) and CBC (16), and the
+/// seed's sample: a 46-byte packet is 112 bytes of ESP in UDP with AES-CBC + HMAC-SHA1-96.
+#[test]
+fn encap_wire_len_is_the_outer_packet_length() {
+    let now = crate::test_origin();
+    let mut a = tunnel(A, B);
+    let mut b = tunnel(B, A);
+    // Before any SA: the IOS default transform (AES-CBC, HMAC-SHA1-96), in UDP.
+    assert_eq!(a.encap().wire_len(46), 112);
+    connect(now, &mut a, &mut b, 0x100, 0x200, params);
+    for len in [0usize, 1, 2, 3, 46, 500, 1371, 1372] {
+        let (mut buf, r) = framed(&udp_packet(len, false, 0));
+        let inner = r.len();
+        let Verdict::ToNetwork(t) = a.send(now, &mut buf, r) else {
+            panic!("len {len}")
+        };
+        assert_eq!(
+            a.encap().wire_len(inner),
+            20 + 8 + t.range.len(),
+            "GCM {len}"
+        );
+    }
+    static CK: [u8; 16] = [7; 16];
+    static MK: [u8; 20] = [9; 20];
+    let p = |spi| SaParams {
+        spi,
+        encr: Encr::AesCbc(AesKeyLen::Aes128),
+        integ: Some(Integ::HmacSha1_96),
+        enc_key: &CK,
+        integ_key: &MK,
+        esn: false,
+        mode: Mode::Tunnel,
+        replay_window: 64,
+        lifetime: Lifetime::unlimited(),
+        idle_timeout: None,
+    };
+    let mut c = Tunnel::new(TunnelConfig::new(2, IpAddr::V4(A), Some(IpAddr::V4(B))));
+    let mut d = Tunnel::new(TunnelConfig::new(2, IpAddr::V4(B), Some(IpAddr::V4(A))));
+    connect(now, &mut c, &mut d, 0x300, 0x400, p);
+    for len in [0usize, 18, 100, 1000] {
+        let (mut buf, r) = framed(&udp_packet(len, false, 0));
+        let inner = r.len();
+        let Verdict::ToNetwork(t) = c.send(now, &mut buf, r) else {
+            panic!("len {len}")
+        };
+        assert_eq!(c.encap().wire_len(inner), 20 + t.range.len(), "CBC {len}");
+    }
+    assert_eq!(c.encap().wire_len(46), 20 + 8 + 16 + 48 + 12);
+}

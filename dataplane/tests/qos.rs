@@ -269,6 +269,46 @@ fn cbwfq_divides_a_congested_shaper_by_bandwidth_percent() {
     assert!((d / total - 0.20).abs() < 0.02, "default {}", d / total);
 }
 
+/// 60/40 with an idle class-default (weight 1 %): the shares hold within 5 % (relative) over every
+/// 250 ms window, not only over a long run (deficit round robin with quanta proportional to the
+/// weights served 0.7 s of one class at a time here).
+#[test]
+fn cbwfq_shares_hold_over_short_windows() {
+    let t0 = origin();
+    let child = cbwfq_child(&[(10, 60), (20, 40)], None);
+    let mut s = Scheduler::new(&PolicySpec::vpn_sip(1, 1000, Some(child)), None).unwrap();
+    let encap = lifeline_dataplane::qos::Encap {
+        fixed: 52,
+        trailer: 2,
+        align: 4,
+    };
+    s.set_encap(encap);
+    let wire = |sent: &[Sent], tag: u8, from: Duration, to: Duration| -> f64 {
+        sent.iter()
+            .filter(|s| s.tag == tag && s.at >= from && s.at < to)
+            .map(|s| encap.wire_len(s.len) as f64)
+            .sum()
+    };
+    let dur = Duration::from_secs(6);
+    let mut arr = cbr(1_000_000, 200, dur, Dscp(10), 10);
+    arr.extend(cbr(1_000_000, 1200, dur, Dscp(20), 20));
+    let (sent, _) = simulate(&mut s, t0, arr, dur);
+    let mut from = Duration::from_secs(1);
+    while from < Duration::from_secs(5) {
+        let to = from + Duration::from_millis(250);
+        // The scheduler shares wire bytes (200-byte packets are 256 on the wire, 1200 are 1256).
+        let a = wire(&sent, 10, from, to);
+        let b = wire(&sent, 20, from, to);
+        let share = a / (a + b);
+        assert!((share / 0.6 - 1.0).abs() < 0.05, "{from:?}: {share}");
+        assert!(
+            ((1.0 - share) / 0.4 - 1.0).abs() < 0.05,
+            "{from:?}: {share}"
+        );
+        from = to;
+    }
+}
+
 #[test]
 fn cbwfq_is_work_conserving_when_a_class_is_idle() {
     let t0 = origin();

@@ -10,7 +10,7 @@
 //!   [`PolicySpec::vpn_sip`], the implicit `VPN-SIP-Tunnel<N>-Bandwidth` parent policy.
 //! - [`meter`]: the shaper token bucket, the RFC 2697 policer and the IOS 5-minute rate estimator.
 //! - [`sched`]: [`Scheduler`] (one attached policy: classification, policing, marking, per-class
-//!   tail-drop queues, strict priority (LLQ) then CBWFQ by deficit round robin, parent shaper) and
+//!   tail-drop queues, strict priority (LLQ) then CBWFQ by self-clocked fair queueing, parent shaper) and
 //!   [`Egress`] (the per-tunnel attachment point: pass-through when nothing is attached).
 //! - [`show`]: `show policy-map interface TunnelN` (IOS layout) and its `--json` twin.
 //!
@@ -44,6 +44,54 @@ use core::ops::Range;
 
 /// Default `queue-limit` of a class (IOS: 64 packets).
 pub const DEFAULT_QUEUE_LIMIT: u32 = 64;
+
+/// How many bytes an inner packet occupies on the wire once encapsulated: what a shaper is charged
+/// and what `bytes output` counts. `wire_len(len) = fixed + round_up(len + trailer, align)`.
+///
+/// For ESP (`crate::Tunnel::encap`): `fixed` = outer IP header + UDP header (NAT-T) + ESP header +
+/// IV + ICV, `trailer` = 2 (pad length, next header), `align` = the cipher's block (16 for CBC, 4
+/// for GCM). This is the outer packet's layer-3 length, exactly; IOS's `bytes output` also counts
+/// the egress layer-2 header (seed 002 L3639: 126 bytes out for a 46-byte packet is 14 bytes of
+/// Ethernet + 112 bytes of ESP in UDP with AES-CBC and HMAC-SHA1-96).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encap {
+    pub fixed: u16,
+    pub trailer: u8,
+    /// A power of two (1 = no alignment); other values are rounded up to one.
+    pub align: u8,
+}
+
+impl Encap {
+    /// No encapsulation: the inner length is charged.
+    pub const NONE: Encap = Encap {
+        fixed: 0,
+        trailer: 0,
+        align: 1,
+    };
+
+    /// A fixed number of bytes per packet.
+    pub const fn fixed(bytes: u16) -> Encap {
+        Encap {
+            fixed: bytes,
+            trailer: 0,
+            align: 1,
+        }
+    }
+
+    /// The wire length of an inner packet of `len` bytes.
+    #[inline]
+    pub fn wire_len(self, len: usize) -> usize {
+        let a = usize::from(self.align.max(1)).next_power_of_two();
+        usize::from(self.fixed) + ((len + usize::from(self.trailer) + a - 1) & !(a - 1))
+    }
+}
+
+impl From<usize> for Encap {
+    /// A fixed per-packet overhead (saturating at 65535 bytes).
+    fn from(bytes: usize) -> Encap {
+        Encap::fixed(u16::try_from(bytes).unwrap_or(u16::MAX))
+    }
+}
 
 /// A DSCP code point (6 bits). The number space is open: every value 0..=63 is representable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
