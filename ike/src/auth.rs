@@ -52,6 +52,9 @@ pub enum AuthFailure {
     /// A required payload was missing.
     #[error("missing {0} payload")]
     Missing(&'static str),
+    /// The certificate chain, its CRL check or the certificate map refused the peer.
+    #[error("certificate refused: {0}")]
+    Certificate(crate::pki::PkiError),
 }
 
 //= https://www.rfc-editor.org/rfc/rfc7296#section-2.15
@@ -342,6 +345,44 @@ pub fn verify_rsa_peer(
     cert_der: Option<&[u8]>,
     trusted: &[Fingerprint],
 ) -> Result<AuthVerified, AuthFailure> {
+    let chain: Vec<&[u8]> = cert_der.into_iter().collect();
+    let trust = CertTrust {
+        pinned: trusted,
+        pki: &crate::pki::Pki::default(),
+        trustpoints: &[],
+        map: None,
+        now: None,
+    };
+    verify_rsa_peer_chain(input, &chain, &trust).map(|(v, _)| v)
+}
+
+/// How an RSA peer's certificate may be trusted outside VPN-SIP.
+#[derive(Debug, Clone, Copy)]
+pub struct CertTrust<'a> {
+    /// Pinned certificates (SHA-1 of the DER).
+    pub pinned: &'a [Fingerprint],
+    /// The endpoint's trustpoints and maps.
+    pub pki: &'a crate::pki::Pki,
+    /// The profile's CA trustpoints (by name).
+    pub trustpoints: &'a [String],
+    /// The profile's certificate map (by name).
+    pub map: Option<&'a str>,
+    /// Wall-clock time for validity dates (None: chains cannot be validated).
+    pub now: Option<std::time::SystemTime>,
+}
+
+/// [`verify_rsa_peer`] with CA trustpoints: `chain` is the peer's CERT payloads (end entity first). After
+/// the AUTH signature verifies, the certificate must match the SDP fingerprint (VPN-SIP), or be pinned,
+/// or chain to one of `trust.trustpoints` (validity at `trust.now`, CRL per the trustpoint); then it must
+/// match `trust.map` when one is set. Returns what the chain validation found (for
+/// `disconnect-revoked-peers`).
+pub fn verify_rsa_peer_chain(
+    input: &PeerAuthInput<'_>,
+    chain: &[&[u8]],
+    trust: &CertTrust<'_>,
+) -> Result<(AuthVerified, Option<crate::pki::ValidatedCert>), AuthFailure> {
+    let cert_der = chain.first().copied();
+    let trusted = trust.pinned;
     let peer = Identity::from_wire(input.id);
     if let Some(exp) = input.expected_id
         && !exp.matches(&peer)
@@ -361,6 +402,7 @@ pub fn verify_rsa_peer(
         return Err(AuthFailure::BadSignature);
     }
     let actual = Fingerprint::of_cert(cert);
+    let mut validated = None;
     match input.vpn_sip_fingerprint {
         Some(fp) => {
             let expected = fp.ok_or(AuthFailure::NoFingerprint)?;
@@ -370,11 +412,27 @@ pub fn verify_rsa_peer(
         }
         None => {
             if !trusted.iter().any(|t| t.ct_eq(&actual)) {
-                return Err(AuthFailure::UntrustedCertificate(actual));
+                if trust.trustpoints.is_empty() {
+                    return Err(AuthFailure::UntrustedCertificate(actual));
+                }
+                validated = Some(
+                    trust
+                        .pki
+                        .validate(trust.trustpoints, chain, trust.now)
+                        .map_err(AuthFailure::Certificate)?,
+                );
             }
         }
     }
-    Ok(AuthVerified(()))
+    if let Some(name) = trust.map {
+        let ok = trust.pki.map(name).is_some_and(|m| m.matches(cert));
+        if !ok {
+            return Err(AuthFailure::Certificate(crate::pki::PkiError::MapMismatch(
+                name.to_string(),
+            )));
+        }
+    }
+    Ok((AuthVerified(()), validated))
 }
 
 #[cfg(test)]

@@ -400,7 +400,8 @@ pub enum LocalAuth {
 pub enum RemoteAuth {
     /// `pre-share`.
     Psk,
-    /// `rsa-sig`: a CERT whose key verifies AUTH; trusted by SDP fingerprint (VPN-SIP) or pinned.
+    /// `rsa-sig`: a CERT whose key verifies AUTH; trusted by SDP fingerprint (VPN-SIP), pinned, or issued by
+    /// a CA trustpoint of the profile.
     RsaSig,
 }
 
@@ -419,8 +420,15 @@ pub struct Profile {
     pub local_auth: LocalAuth,
     /// `authentication remote ...`.
     pub remote_auth: RemoteAuth,
-    /// Pinned peer certificates (SHA-1), for RSA peers outside VPN-SIP (no CA path validation yet).
+    /// Pinned peer certificates (SHA-1), for RSA peers outside VPN-SIP.
     pub trusted_certs: Vec<Fingerprint>,
+    /// `pki trustpoint NAME [verify]`: CA trustpoints (added with `Endpoint::add_trustpoint`) whose CA may
+    /// issue the peer's certificate (chain, validity dates and CRL checked), for RSA peers outside VPN-SIP
+    /// whose certificate is not pinned.
+    pub ca_trustpoints: Vec<String>,
+    /// `match certificate MAP`: the peer's certificate must also match this certificate map
+    /// (`Endpoint::add_certificate_map`); a missing map refuses every certificate.
+    pub certificate_map: Option<String>,
     /// IKE proposals in preference order.
     pub ike_proposals: Vec<IkeProposal>,
     /// ESP proposals in preference order.
@@ -458,6 +466,8 @@ impl Profile {
             local_auth: LocalAuth::Psk,
             remote_auth: RemoteAuth::Psk,
             trusted_certs: Vec::new(),
+            ca_trustpoints: Vec::new(),
+            certificate_map: None,
             ike_proposals: vec![IkeProposal::ios_default()],
             esp_proposals: EspProposal::ios_defaults(),
             pfs: None,

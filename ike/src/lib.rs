@@ -27,9 +27,12 @@
 //! AES-GCM-16-128/256, HMAC-SHA1-96, HMAC-SHA2-256/384/512, PRF HMAC-SHA1/SHA2, DH 14, 19, 20, 21, 31,
 //! ESN.
 //!
+//! RSA peers are trusted by SDP fingerprint (VPN-SIP), a pinned certificate, or a chain to a CA
+//! trustpoint ([`pki`]: validity at the injected wall clock, CRL with `revocation-check crl|crl none|none`,
+//! certificate maps, `disconnect-revoked-peers` on a changed CRL).
+//!
 //! # What is absent (see the report in the commit history)
-//! CA path validation and
-//! CRLs (RSA peers are trusted by SDP fingerprint or pinned certificate); ECDSA; EAP; CP payloads
+//! CRL distribution points / fetching (the appliance passes CRLs as bytes); ECDSA; EAP; CP payloads
 //! (not used by VPN-SIP); MOBIKE; an IPv6 `TsPolicy::AnyAny` (IPv6 selectors are parsed and narrowed,
 //! but only proposed through `TsPolicy::Explicit`); volume lifetimes (the appliance counts bytes and calls `rekey_child`); window sizes
 //! above 1; IKEv1.
@@ -41,6 +44,7 @@ pub mod config;
 pub mod crypto;
 mod endpoint;
 pub mod keys;
+pub mod pki;
 pub mod proposal;
 pub mod sk;
 pub mod v1;
@@ -53,3 +57,6 @@ pub use config::{
 };
 pub use crypto::{DhGroup, EncrAlg, IntegAlg, PrfAlg, Rng, Secret};
 pub use endpoint::*;
+pub use pki::{
+    CertificateMap, MapField, MapOp, MapRule, Pki, PkiError, RevocationCheck, Trustpoint,
+};

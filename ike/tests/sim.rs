@@ -1199,3 +1199,223 @@ fn initiator_behind_nat_floats_and_sends_keepalives() {
         "RFC 3948 keepalive every 20 s from behind the NAT"
     );
 }
+
+// ------------------------------------------------------------------ CA trustpoints, maps, CRLs
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// 2027-01-01, inside the test PKI's validity.
+fn wall_2027() -> std::time::SystemTime {
+    std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600)
+}
+
+/// A profile signing with `name`.der/.pk8.der, trusting peers issued by trustpoint "CA".
+fn ca_profile(name: &str) -> Profile {
+    let cred = RsaCredential::from_der(
+        &data(&format!("{name}.pk8.der")),
+        &data(&format!("{name}.der")),
+    )
+    .unwrap();
+    let mut p = Profile::psk(
+        "IPROF",
+        cred.subject_identity().unwrap(),
+        Keyring::default(),
+    );
+    p.local_auth = LocalAuth::Rsa(Box::new(cred));
+    p.remote_auth = RemoteAuth::RsaSig;
+    p.ca_trustpoints = vec!["CA".into()];
+    p.force_encap = true;
+    p
+}
+
+fn ca_pair(a_cert: &str, b_cert: &str, rev: RevocationCheck) -> Pair {
+    let mut p = Pair::new(ca_profile(a_cert), ca_profile(b_cert));
+    let now = p.now;
+    for e in [&mut p.a, &mut p.b] {
+        e.set_wall_clock(now, wall_2027());
+        e.add_trustpoint(Trustpoint::new("CA", &data("ca.der"), rev).unwrap());
+    }
+    p
+}
+
+/// We initiate without naming the peer's identity (the certificate decides).
+fn ca_initiate(p: &mut Pair) -> IkeSaId {
+    let params = InitiateParams {
+        local: p.a_addr,
+        remote: p.b_addr,
+        profile: "IPROF".into(),
+        remote_id: None,
+        expected_fingerprint: None,
+    };
+    p.a.initiate(p.now, params).unwrap()
+}
+
+fn auth_failure(ev: &[Event]) -> Option<&AuthFailure> {
+    ev.iter().find_map(|e| match e {
+        Event::AuthFailed { reason, .. } => Some(reason),
+        _ => None,
+    })
+}
+
+#[test]
+fn ca_issued_certificates_are_validated_against_the_trustpoint() {
+    let mut p = ca_pair("lifeline-ca", "swan-ca", RevocationCheck::None);
+    ca_initiate(&mut p);
+    p.run();
+    assert_eq!(children(&p.ev_a).len(), 1, "{:?} {:?}", p.ev_a, p.ev_b);
+    assert_eq!(children(&p.ev_b).len(), 1);
+    // A certificate from another CA is refused with the reason.
+    let mut p = ca_pair("lifeline-ca", "swan-ca", RevocationCheck::None);
+    p.b.add_trustpoint(
+        Trustpoint::new("CA", &data("other-ca.der"), RevocationCheck::None).unwrap(),
+    );
+    ca_initiate(&mut p);
+    p.run();
+    assert!(
+        matches!(
+            auth_failure(&p.ev_b),
+            Some(AuthFailure::Certificate(PkiError::UnknownIssuer(_)))
+        ),
+        "{:?}",
+        p.ev_b
+    );
+    assert_eq!(auth_failure(&p.ev_a), Some(&AuthFailure::PeerRejected));
+}
+
+#[test]
+fn ca_validation_needs_the_wall_clock_and_checks_dates() {
+    let mut p = ca_pair("lifeline-ca", "swan-ca", RevocationCheck::None);
+    p.b = Endpoint::new(Box::new(XorShift(7)));
+    p.b.add_profile(ca_profile("swan-ca"));
+    p.b.add_trustpoint(Trustpoint::new("CA", &data("ca.der"), RevocationCheck::None).unwrap());
+    ca_initiate(&mut p);
+    p.run();
+    assert_eq!(
+        auth_failure(&p.ev_b),
+        Some(&AuthFailure::Certificate(PkiError::NoClock))
+    );
+    // 2040: every certificate has expired.
+    let mut p = ca_pair("lifeline-ca", "swan-ca", RevocationCheck::None);
+    let now = p.now;
+    p.b.set_wall_clock(
+        now,
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(2_220_000_000),
+    );
+    ca_initiate(&mut p);
+    p.run();
+    assert!(matches!(
+        auth_failure(&p.ev_b),
+        Some(AuthFailure::Certificate(PkiError::Expired(_)))
+    ));
+}
+
+#[test]
+fn certificate_map_must_match_the_peer_certificate() {
+    let map = |name: &str, rule: &str| CertificateMap {
+        name: name.into(),
+        entries: vec![(10, vec![MapRule::parse(rule).unwrap()])],
+    };
+    let mut p = ca_pair("lifeline-ca", "swan-ca", RevocationCheck::None);
+    p.b.add_certificate_map(map("BRANCHES", "subject-name co cn=branch"));
+    p.b.add_certificate_map(map("ORANGE", "issuer-name co cn = orange"));
+    let mut prof = ca_profile("swan-ca");
+    prof.certificate_map = Some("BRANCHES".into());
+    p.b.add_profile(prof.clone());
+    ca_initiate(&mut p);
+    p.run();
+    assert_eq!(children(&p.ev_b).len(), 1, "{:?}", p.ev_b);
+
+    let mut p = ca_pair("lifeline-ca", "swan-ca", RevocationCheck::None);
+    p.b.add_certificate_map(map("ORANGE", "issuer-name co cn = orange"));
+    prof.certificate_map = Some("ORANGE".into());
+    p.b.add_profile(prof);
+    ca_initiate(&mut p);
+    p.run();
+    assert_eq!(
+        auth_failure(&p.ev_b),
+        Some(&AuthFailure::Certificate(PkiError::MapMismatch(
+            "ORANGE".into()
+        )))
+    );
+}
+
+#[test]
+fn crl_refuses_revoked_peers_and_disconnect_revoked_peers_deletes_live_ones() {
+    // revocation-check crl without a CRL: refused.
+    let mut p = ca_pair("swan-revoked", "lifeline-ca", RevocationCheck::Crl);
+    ca_initiate(&mut p);
+    p.run();
+    assert_eq!(
+        auth_failure(&p.ev_b),
+        Some(&AuthFailure::Certificate(PkiError::CrlUnavailable(
+            "CA".into()
+        )))
+    );
+    // With an empty CRL the (not yet revoked) peer comes up.
+    let mut p = ca_pair("swan-revoked", "lifeline-ca", RevocationCheck::Crl);
+    let now = p.now;
+    p.a.set_crl(now, "CA", &data("ca-empty.crl.der")).unwrap();
+    p.b.set_crl(now, "CA", &data("ca-empty.crl.der")).unwrap();
+    p.b.set_disconnect_revoked_peers(true);
+    ca_initiate(&mut p);
+    p.run();
+    assert_eq!(children(&p.ev_b).len(), 1, "{:?}", p.ev_b);
+    let id_b = p.b.snapshot(p.now).ike_sas[0].id;
+    // The same CRL again changes nothing; a new one revoking the peer deletes its IKE SA.
+    assert!(
+        p.b.set_crl(now, "CA", &data("ca-empty.crl.der"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        p.b.set_crl(now, "CA", &data("ca.crl.der")).unwrap(),
+        vec![id_b]
+    );
+    p.run();
+    assert!(
+        p.ev_b.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDeleted {
+                reason: DeleteReason::CertificateRevoked,
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_b
+    );
+    assert!(p.ev_a.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDeleted {
+            reason: DeleteReason::PeerRequest,
+            ..
+        }
+    )));
+    assert!(p.b.snapshot(p.now).ike_sas.is_empty());
+    // And it cannot come back.
+    p.ev_b.clear();
+    ca_initiate(&mut p);
+    p.run();
+    assert!(
+        matches!(
+            auth_failure(&p.ev_b),
+            Some(AuthFailure::Certificate(PkiError::Revoked { .. }))
+        ),
+        "{:?}",
+        p.ev_b
+    );
+    // Without disconnect-revoked-peers a new CRL leaves live SAs alone.
+    let mut p = ca_pair("swan-revoked", "lifeline-ca", RevocationCheck::Crl);
+    let now = p.now;
+    p.a.set_crl(now, "CA", &data("ca-empty.crl.der")).unwrap();
+    p.b.set_crl(now, "CA", &data("ca-empty.crl.der")).unwrap();
+    ca_initiate(&mut p);
+    p.run();
+    assert!(
+        p.b.set_crl(now, "CA", &data("ca.crl.der"))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(p.b.snapshot(p.now).ike_sas.len(), 1);
+}

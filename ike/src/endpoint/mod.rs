@@ -54,6 +54,23 @@ pub struct Endpoint {
     cookie_threshold: Option<usize>,
     cookie_secret: [u8; 32],
     fragment_mtu: Option<u16>,
+    pki: crate::pki::Pki,
+    /// (monotonic, wall) pair from `set_wall_clock`.
+    wall: Option<(Instant, std::time::SystemTime)>,
+}
+
+/// The wall-clock time at `now`, from a (monotonic, wall) reference pair.
+fn wall_at(
+    reference: Option<(Instant, std::time::SystemTime)>,
+    now: Instant,
+) -> Option<std::time::SystemTime> {
+    reference.map(|(at, wall)| {
+        if now >= at {
+            wall + (now - at)
+        } else {
+            wall - (at - now)
+        }
+    })
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -85,7 +102,84 @@ impl Endpoint {
             next_id: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            pki: crate::pki::Pki::default(),
+            wall: None,
         }
+    }
+
+    /// Tells the endpoint the wall-clock time `wall` at the monotonic instant `now` (the crate reads no
+    /// clock). Needed to validate certificates against CA trustpoints (validity dates, CRL dates); call
+    /// again when the system clock is set. Without it, CA-validated peers are refused (`NoClock`).
+    pub fn set_wall_clock(&mut self, now: Instant, wall: std::time::SystemTime) {
+        self.wall = Some((now, wall));
+    }
+
+    /// Adds (or replaces, by name) a CA trustpoint (`crypto pki trustpoint` with a CA certificate).
+    /// Profiles name it in `ca_trustpoints`.
+    pub fn add_trustpoint(&mut self, tp: crate::pki::Trustpoint) {
+        self.pki.trustpoints.retain(|t| t.name != tp.name);
+        self.pki.trustpoints.push(tp);
+    }
+
+    /// Adds (or replaces, by name) a certificate map (`crypto pki certificate map`). Profiles name it in
+    /// `certificate_map`.
+    pub fn add_certificate_map(&mut self, m: crate::pki::CertificateMap) {
+        self.pki.maps.retain(|x| x.name != m.name);
+        self.pki.maps.push(m);
+    }
+
+    /// `crypto ikev2 disconnect-revoked-peers`.
+    pub fn set_disconnect_revoked_peers(&mut self, on: bool) {
+        self.pki.disconnect_revoked_peers = on;
+    }
+
+    /// Trustpoints, maps and the revocation setting.
+    pub fn pki(&self) -> &crate::pki::Pki {
+        &self.pki
+    }
+
+    /// A downloaded CRL for `trustpoint` (DER): checked (issuer, signature, dates at the wall clock) and
+    /// installed; new IKE_AUTHs are checked against it. When its content changed and
+    /// `disconnect-revoked-peers` is on, every IKE SA whose peer certificate (issued by that CA) it
+    /// revokes is deleted (DELETE sent; `Event::IkeSaDeleted` with `DeleteReason::CertificateRevoked`).
+    /// Returns the IKE SAs being deleted.
+    pub fn set_crl(
+        &mut self,
+        now: Instant,
+        trustpoint: &str,
+        crl_der: &[u8],
+    ) -> Result<Vec<IkeSaId>, crate::pki::PkiError> {
+        let wall = wall_at(self.wall, now).ok_or(crate::pki::PkiError::NoClock)?;
+        let tp = self
+            .pki
+            .trustpoints
+            .iter_mut()
+            .find(|t| t.name == trustpoint)
+            .ok_or_else(|| crate::pki::PkiError::UnknownIssuer(trustpoint.to_string()))?;
+        let changed = tp.set_crl(crl_der, wall)?;
+        if !changed || !self.pki.disconnect_revoked_peers {
+            return Ok(Vec::new());
+        }
+        let Some(tp) = self.pki.trustpoint(trustpoint) else {
+            return Ok(Vec::new());
+        };
+        let revoked: Vec<IkeSaId> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| {
+                sa.peer_cert().is_some_and(|c| {
+                    c.trustpoint == trustpoint && c.direct && tp.is_revoked(&c.serial)
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &revoked {
+            let _ = self.with_sa(now, *id, |sa, now, ctx| {
+                sa.disconnect_revoked(now, ctx);
+                Ok(())
+            });
+        }
+        Ok(revoked)
     }
 
     /// Changes the NAT-T port (the port on which the 4-byte non-ESP marker is used). Default 4500.
@@ -268,6 +362,8 @@ impl Endpoint {
         ctx.fragment_mtu = self.fragment_mtu;
         ctx.profiles = &self.profiles;
         ctx.expectations = &self.expectations;
+        ctx.pki = &self.pki;
+        ctx.wall = wall_at(self.wall, now);
         sa.handle_message(now, local, remote, &msg, data, &mut ctx);
         let spis = std::mem::take(&mut ctx.new_spis);
         let gone = std::mem::take(&mut ctx.dropped_spis);

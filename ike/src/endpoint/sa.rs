@@ -2,8 +2,8 @@
 
 use super::types::*;
 use crate::auth::{
-    AuthFailure, AuthVerified, PeerAuthInput, psk_auth, rsa_sign, signed_octets, verify_psk_peer,
-    verify_rsa_peer,
+    AuthFailure, AuthVerified, CertTrust, PeerAuthInput, psk_auth, rsa_sign, signed_octets,
+    verify_psk_peer, verify_rsa_peer_chain,
 };
 use crate::config::{Fingerprint, Identity, IkeProposal, InitiateParams, Mode, Profile};
 use crate::config::{LocalAuth, RemoteAuth};
@@ -29,7 +29,14 @@ pub(crate) struct Ctx<'a> {
     pub dropped_spis: Vec<u64>,
     /// `crypto ikev2 fragmentation mtu N` (None: do not fragment).
     pub fragment_mtu: Option<u16>,
+    /// Trustpoints and certificate maps.
+    pub pki: &'a crate::pki::Pki,
+    /// Wall-clock time now (from `Endpoint::set_wall_clock`), for certificate validity.
+    pub wall: Option<std::time::SystemTime>,
 }
+
+static NO_PKI: std::sync::LazyLock<crate::pki::Pki> =
+    std::sync::LazyLock::new(crate::pki::Pki::default);
 
 static NO_EXPECTATIONS: std::sync::LazyLock<HashMap<Identity, Fingerprint>> =
     std::sync::LazyLock::new(HashMap::new);
@@ -51,6 +58,8 @@ impl<'a> Ctx<'a> {
             new_spis: Vec::new(),
             dropped_spis: Vec::new(),
             fragment_mtu: None,
+            pki: &NO_PKI,
+            wall: None,
         }
     }
     pub fn send_raw(&mut self, local: SocketAddr, remote: SocketAddr, raw: &[u8]) {
@@ -335,6 +344,10 @@ pub(crate) struct IkeSa {
     first_child_ts: (Vec<TrafficSelector>, Vec<TrafficSelector>),
     deleting: bool,
     remote_expected: Option<Identity>,
+    /// The peer's certificate as validated against a CA trustpoint (for `disconnect-revoked-peers`).
+    peer_cert: Option<crate::pki::ValidatedCert>,
+    /// Why our pending DELETE of the IKE SA was sent (default: a local request).
+    delete_reason: Option<DeleteReason>,
     /// The peer announced SHA2-256 in SIGNATURE_HASH_ALGORITHMS (RFC 7427).
     peer_sha256: bool,
     /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383).
@@ -424,13 +437,6 @@ fn peer_supports_sha256(payloads: &[Payload]) -> bool {
         n.data
             .chunks_exact(2)
             .any(|c| u16::from_be_bytes([c[0], c[1]]) == crate::auth::HASH_SHA2_256)
-    })
-}
-
-fn cert_of(payloads: &[Payload]) -> Option<&[u8]> {
-    find(payloads, |p| match p {
-        Payload::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => Some(c.data.as_slice()),
-        _ => None,
     })
 }
 
@@ -663,6 +669,8 @@ impl IkeSa {
             first_child_ts,
             deleting: false,
             remote_expected: None,
+            peer_cert: None,
+            delete_reason: None,
             peer_sha256: false,
             peer_frag: false,
         }
@@ -983,13 +991,44 @@ impl IkeSa {
         &self,
         input: &PeerAuthInput<'_>,
         inner: &[Payload],
-    ) -> Result<AuthVerified, AuthFailure> {
+        ctx: &Ctx<'_>,
+    ) -> Result<(AuthVerified, Option<crate::pki::ValidatedCert>), AuthFailure> {
         match self.profile.remote_auth {
-            RemoteAuth::Psk => verify_psk_peer(input, &self.profile.keyring),
+            RemoteAuth::Psk => verify_psk_peer(input, &self.profile.keyring).map(|p| (p, None)),
             RemoteAuth::RsaSig => {
-                verify_rsa_peer(input, cert_of(inner), &self.profile.trusted_certs)
+                let chain: Vec<&[u8]> = inner
+                    .iter()
+                    .filter_map(|p| match p {
+                        Payload::Cert(c) if c.encoding == CertEncoding::X509_SIGNATURE => {
+                            Some(c.data.as_slice())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let trust = CertTrust {
+                    pinned: &self.profile.trusted_certs,
+                    pki: ctx.pki,
+                    trustpoints: &self.profile.ca_trustpoints,
+                    map: self.profile.certificate_map.as_deref(),
+                    now: ctx.wall,
+                };
+                verify_rsa_peer_chain(input, &chain, &trust)
             }
         }
+    }
+
+    /// The validated peer certificate, when a CA trustpoint anchored it.
+    pub fn peer_cert(&self) -> Option<&crate::pki::ValidatedCert> {
+        self.peer_cert.as_ref()
+    }
+
+    /// Deletes the IKE SA because the peer's certificate was revoked (`disconnect-revoked-peers`).
+    pub fn disconnect_revoked(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.delete_reason = Some(DeleteReason::CertificateRevoked);
+        if !matches!(self.phase, Phase::Established(_)) {
+            return self.fail(DeleteReason::CertificateRevoked, ctx);
+        }
+        self.command(now, Cmd::DeleteIke, ctx);
     }
 
     /// Our PSK for this peer (by its verified identity, the expected identity, or the wildcard).
@@ -1435,8 +1474,11 @@ impl IkeSa {
             expected_id: self.profile.remote_id.as_ref(),
             vpn_sip_fingerprint: fp,
         };
-        let proof = match self.verify_peer(&input, inner) {
-            Ok(p) => p,
+        let proof = match self.verify_peer(&input, inner, ctx) {
+            Ok((p, cert)) => {
+                self.peer_cert = cert;
+                p
+            }
             Err(reason) => return self.reject_auth(msg_id, reason, ctx),
         };
         self.peer_id = Some(peer.clone());
@@ -2024,7 +2066,13 @@ impl IkeSa {
                     });
                 }
             }
-            Pending::DeleteIke => self.teardown(DeleteReason::LocalRequest, ctx),
+            Pending::DeleteIke => {
+                let why = self
+                    .delete_reason
+                    .take()
+                    .unwrap_or(DeleteReason::LocalRequest);
+                self.teardown(why, ctx)
+            }
             Pending::DeleteOldIke => {
                 if let Some(spi) = old {
                     self.retire_drop(spi, ctx);
@@ -2082,8 +2130,11 @@ impl IkeSa {
             expected_id: self.remote_expected.as_ref(),
             vpn_sip_fingerprint: self.profile.vpn_sip.then_some(self.expected_fp),
         };
-        let proof = match self.verify_peer(&input, inner) {
-            Ok(p) => p,
+        let proof = match self.verify_peer(&input, inner, ctx) {
+            Ok((p, cert)) => {
+                self.peer_cert = cert;
+                p
+            }
             Err(reason) => {
                 ctx.ev.push_back(Event::AuthFailed {
                     peer: self.remote,
@@ -2523,7 +2574,11 @@ impl IkeSa {
                 }
                 match (&self.phase, &out.pending) {
                     (Phase::Established(_), Pending::DeleteIke) => {
-                        self.teardown(DeleteReason::LocalRequest, ctx)
+                        let why = self
+                            .delete_reason
+                            .take()
+                            .unwrap_or(DeleteReason::LocalRequest);
+                        self.teardown(why, ctx)
                     }
                     (Phase::Established(_), _) => self.teardown(DeleteReason::PeerDead, ctx),
                     _ => self.fail(DeleteReason::NegotiationTimeout, ctx),

@@ -78,6 +78,8 @@ pub enum DeleteReason {
     AuthFailed(AuthFailure),
     /// Hard lifetime reached.
     Expired,
+    /// `crypto ikev2 disconnect-revoked-peers`: a new CRL revoked the peer's certificate.
+    CertificateRevoked,
 }
 
 /// Facts for the coordinator.
