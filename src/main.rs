@@ -8,6 +8,7 @@ mod cli;
 mod control;
 mod daemon;
 mod demo;
+mod ikev1;
 mod keylog;
 mod log;
 mod monitor;

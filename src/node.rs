@@ -102,6 +102,8 @@ pub struct Node {
     pub started: Instant,
     pub failover: Failover,
     pub ike: Endpoint,
+    /// The IKEv1 endpoint, when a tunnel is keyed by IKEv1 (`crate::ikev1`).
+    pub ikev1: Option<ike::v1::Endpoint>,
     pub tunnels: Vec<Svti>,
     pub vpnsip: Option<VpnSip>,
     /// DHCP clients of interfaces with `ip address dhcp`, once the driver gave their MAC.
@@ -148,6 +150,8 @@ impl Node {
                 Err(e) => problems.push(format!("crypto ikev2 profile {}: {e}", p.name)),
             }
         }
+        let (ikev1, v1_problems) = crate::ikev1::endpoint(&config, Box::new(OsRng));
+        problems.extend(v1_problems);
         let mut tunnels = Vec::new();
         for i in config.interfaces.iter().filter(|i| i.is_tunnel()) {
             if i.tunnel.effective_mode() != config::TunnelMode::IpsecIpv4 {
@@ -190,6 +194,7 @@ impl Node {
             started: now,
             failover,
             ike,
+            ikev1,
             tunnels,
             vpnsip,
             dhcp: Vec::new(),
@@ -229,6 +234,9 @@ impl Node {
     }
 
     fn initiate(&mut self, now: Instant, idx: usize) {
+        if self.initiate_v1(now, idx) {
+            return;
+        }
         let t = &self.tunnels[idx];
         let (Some(src), Some(dst), Some(profile)) = (t.source, t.destination, t.profile.clone())
         else {
@@ -288,7 +296,7 @@ impl Node {
         {
             self.receive_esp(now, remote, payload, tos);
         } else {
-            self.ike.handle_input(now, local, remote, payload);
+            self.ike_input(now, local, remote, payload);
         }
         self.pump(now);
     }
@@ -378,7 +386,7 @@ impl Node {
         let ids: Vec<IkeSaId> = self.tunnels.iter().filter_map(|t| t.ike_sa).collect();
         let n = self.clear_vpnsip_sessions(now);
         for id in &ids {
-            let _ = self.ike.delete_ike_sa(now, *id);
+            self.ike_delete(now, *id);
         }
         for (idx, t) in self.tunnels.iter_mut().enumerate() {
             t.ike_sa = None;
@@ -571,6 +579,9 @@ impl Node {
             d.client.handle_timeout(now);
         }
         self.ike.handle_timeout(now);
+        if let Some(v1) = &mut self.ikev1 {
+            v1.handle_timeout(now);
+        }
         // Only the tunnels whose deadline has come.
         while let Some(Reverse((t, idx))) = self.tunnel_timers.peek().copied() {
             if t > now {
@@ -634,6 +645,7 @@ impl Node {
             }
         };
         consider(self.ike.poll_timeout());
+        consider(self.ikev1.as_ref().and_then(|e| e.poll_timeout()));
         consider(self.sip_timeout());
         for d in &self.dhcp {
             consider(d.client.poll_timeout());
@@ -693,6 +705,7 @@ impl Node {
                 });
                 progressed = true;
             }
+            progressed |= self.pump_ikev1(now);
             progressed |= self.pump_sip(now);
             for idx in 0..self.dhcp.len() {
                 while let Some(tx) = self.dhcp[idx].client.poll_transmit() {
@@ -732,7 +745,7 @@ impl Node {
         }
     }
 
-    fn ike_event(&mut self, now: Instant, ev: ike::Event) {
+    pub(crate) fn ike_event(&mut self, now: Instant, ev: ike::Event) {
         match ev {
             ike::Event::IkeSaEstablished {
                 ike_sa,
@@ -857,12 +870,7 @@ impl Node {
             && self.tunnels[idx].dp.outbound_spi().is_some()
             && self.tunnels[idx].destination.is_some()
         {
-            let snap = self.ike.snapshot(now);
-            let we_initiated = snap
-                .ike_sas
-                .iter()
-                .find(|s| s.id == ike_sa)
-                .map(|s| s.initiator);
+            let we_initiated = self.ike_we_initiated(now, ike_sa);
             let local_is_lower = child.local.ip() < child.remote.ip();
             if we_initiated == Some(local_is_lower) {
                 ios!(
@@ -873,7 +881,7 @@ impl Node {
                     ike_sa.0,
                     existing.0
                 );
-                let _ = self.ike.delete_ike_sa(now, existing);
+                self.ike_delete(now, existing);
             } else {
                 ios!(
                     IKEV2,
@@ -883,7 +891,7 @@ impl Node {
                     ike_sa.0,
                     existing.0
                 );
-                let _ = self.ike.delete_ike_sa(now, ike_sa);
+                self.ike_delete(now, ike_sa);
                 return;
             }
         }
@@ -1012,7 +1020,7 @@ impl Node {
                 spi, inbound: true, ..
             } => {
                 if let Some(id) = self.tunnels[idx].ike_sa {
-                    let _ = self.ike.rekey_child(now, id, spi);
+                    self.ike_rekey_child(now, id, spi);
                 }
             }
             dataplane::Event::Rekey { .. } | dataplane::Event::Expired { .. } => {}
@@ -1028,7 +1036,7 @@ impl Node {
                     return;
                 }
                 if let Some(id) = self.tunnels[idx].ike_sa {
-                    let _ = self.ike.delete_ike_sa(now, id);
+                    self.ike_delete(now, id);
                 }
             }
             dataplane::Event::InvalidSpi { spi, from, .. } => {
@@ -1237,7 +1245,7 @@ fn identity(i: &config::Ikev2Identity) -> Identity {
     }
 }
 
-fn dh_group(g: u16) -> Option<ike::DhGroup> {
+pub(crate) fn dh_group(g: u16) -> Option<ike::DhGroup> {
     Some(match g {
         14 => ike::DhGroup::Modp2048,
         19 => ike::DhGroup::Ecp256,
@@ -1249,7 +1257,7 @@ fn dh_group(g: u16) -> Option<ike::DhGroup> {
 }
 
 /// `crypto ipsec transform-set NAME esp-aes 256 esp-sha256-hmac` -> an ESP proposal.
-fn esp_proposal(ts: &config::TransformSet) -> Option<ike::EspProposal> {
+pub(crate) fn esp_proposal(ts: &config::TransformSet) -> Option<ike::EspProposal> {
     let words: Vec<&str> = ts
         .transforms
         .iter()

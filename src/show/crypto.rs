@@ -57,6 +57,10 @@ pub struct IkeSaLine {
     pub connid: u64,
     /// Time left of the IKE SA lifetime (`lifetime:hh:mm:ss`).
     pub lifetime_left: Duration,
+    /// Keyed by IKEv1: the line reads `IKE SA:` as in the seeds' IKEv1 samples (seed 002 L1933, seed 001
+    /// L2467).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ikev1: bool,
 }
 
 /// One direction's `Inbound:`/`Outbound:` line: packets and drops summed over the direction's IPsec SAs,
@@ -145,7 +149,8 @@ pub fn crypto_session(views: &[CryptoSessionView], detail: bool) -> String {
             let _ = writeln!(out, "  Session ID: {}", v.session_id);
             let _ = writeln!(
                 out,
-                "  IKEv2 SA: local {}/{} remote {}/{} {}",
+                "  {} SA: local {}/{} remote {}/{} {}",
+                if ike.ikev1 { "IKE" } else { "IKEv2" },
                 ike.local.ip(),
                 ike.local.port(),
                 ike.remote.ip(),
@@ -458,6 +463,7 @@ pub fn session_view(i: SessionInputs<'_>) -> CryptoSessionView {
                 capabilities,
                 connid: s.id.0,
                 lifetime_left: s.lifetime.saturating_sub(s.active),
+                ikev1: false,
             }
         }),
         flow,
@@ -511,12 +517,23 @@ fn tunnel_of(node: &Node, id: IkeSaId) -> Option<usize> {
 /// Adapter: one session view per protected tunnel, in the node's tunnel order.
 pub fn session_views(node: &Node, now: Instant) -> Vec<CryptoSessionView> {
     let snap = node.ike.snapshot(now);
+    // IKEv1 tunnels: the ISAKMP SA in the IKE SA's shape (`crate::show::isakmp`).
+    let v1: Vec<IkeSaSnapshot> = node
+        .ikev1
+        .as_ref()
+        .map(|e| {
+            e.snapshot(now)
+                .iter()
+                .map(crate::show::isakmp::as_session_sa)
+                .collect()
+        })
+        .unwrap_or_default();
     node.tunnels
         .iter()
         .enumerate()
         .map(|(idx, t)| {
-            let ike = snap
-                .ike_sas
+            let is_v1 = node.tunnel_is_v1(idx);
+            let ike = if is_v1 { &v1 } else { &snap.ike_sas }
                 .iter()
                 .find(|s| Some(s.id) == t.ike_sa || tunnel_of(node, s.id) == Some(idx));
             let vpn = node
@@ -528,7 +545,7 @@ pub fn session_views(node: &Node, now: Instant) -> Vec<CryptoSessionView> {
                 .destination
                 .map(|d| SocketAddr::new(IpAddr::V4(d), IKE_PORT))
                 .or_else(|| vpn.and_then(|s| s.remote).map(SocketAddr::V4));
-            session_view(SessionInputs {
+            let mut view = session_view(SessionInputs {
                 interface: &t.ios_name,
                 session_id: idx as u32 + 1,
                 profile: t.profile.as_deref(),
@@ -536,7 +553,16 @@ pub fn session_views(node: &Node, now: Instant) -> Vec<CryptoSessionView> {
                 sas: ipsec_sas(&dp),
                 peer,
                 vpn_sip: vpn.is_some(),
-            })
+            });
+            if is_v1 {
+                // No ISAKMP profile: no `Profile:` line; connid as `show crypto isakmp sa` numbers it.
+                view.profile = None;
+                if let (Some(line), Some(sa)) = (view.ike.as_mut(), ike) {
+                    line.ikev1 = true;
+                    line.connid = 1001 + sa.id.0.saturating_sub(crate::ikev1::V1_FIRST_ID);
+                }
+            }
+            view
         })
         .collect()
 }

@@ -4,6 +4,7 @@
 //! a state change.
 
 pub mod crypto;
+pub mod isakmp;
 pub mod vpnsip;
 
 use std::time::{Instant, SystemTime};
@@ -38,6 +39,7 @@ pub enum ShowCommand {
     IpNatTranslations,
     CryptoIpsecSa,
     CryptoIkev2Sa,
+    CryptoIsakmpSa,
     CryptoSession,
     Interfaces,
     PolicyMapInterface,
@@ -81,6 +83,10 @@ const TABLE: &[(&[&str], ShowCommand)] = &[
     (
         &["show", "crypto", "ikev2", "sa"],
         ShowCommand::CryptoIkev2Sa,
+    ),
+    (
+        &["show", "crypto", "isakmp", "sa"],
+        ShowCommand::CryptoIsakmpSa,
     ),
     (&["show", "crypto", "session"], ShowCommand::CryptoSession),
     (&["show", "interfaces"], ShowCommand::Interfaces),
@@ -212,6 +218,17 @@ pub fn answer(
             &crypto::ikev2_sa_rows(node, now),
             crypto::wants_detail(args),
         ),
+        ShowCommand::CryptoIsakmpSa => {
+            // `show crypto isakmp sa [detail]`
+            let views = isakmp::views(node, now);
+            if json {
+                serde_json::to_string_pretty(&views).unwrap_or_default()
+            } else if crypto::wants_detail(args) {
+                isakmp::isakmp_sa_detail(&views)
+            } else {
+                isakmp::isakmp_sa(&views)
+            }
+        }
         ShowCommand::CryptoSession => {
             // `show crypto session [detail] [interface TunnelN]`
             let mut views = crypto::session_views(node, now);

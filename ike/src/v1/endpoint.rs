@@ -323,6 +323,12 @@ pub struct IsakmpSaSnapshot {
     pub auth: &'static str,
     /// Remaining lifetime (`Lifetime` in detail, hh:mm:ss).
     pub remaining: Duration,
+    /// Configured ISAKMP SA lifetime.
+    pub lifetime: Duration,
+    /// Time since phase 1 completed (zero while negotiating).
+    pub active: Duration,
+    /// The peer's identity once authenticated.
+    pub peer_id: Option<Identity>,
     /// `Cap`: `D` (DPD), `N` (NAT-T in use).
     pub capabilities: String,
     /// IPsec SAs.
@@ -359,6 +365,8 @@ pub struct Endpoint {
     nat_t_port: u16,
     sas: BTreeMap<IkeSaId, Sa>,
     next_id: u64,
+    /// The first handle ([`Endpoint::set_first_id`]); `conn-id` counts from it.
+    first_id: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     diagnostics: VecDeque<Diagnostic>,
@@ -449,10 +457,25 @@ impl Endpoint {
             nat_t_port: NAT_T_PORT,
             sas: BTreeMap::new(),
             next_id: 1,
+            first_id: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             diagnostics,
         }
+    }
+
+    /// Numbers this endpoint's ISAKMP SA handles from `first` (default 1), so that an appliance that also
+    /// runs an IKEv2 endpoint has one [`IkeSaId`] space for both. Call it before the first SA exists.
+    pub fn set_first_id(&mut self, first: u64) {
+        if self.sas.is_empty() {
+            self.next_id = first;
+            self.first_id = first;
+        }
+    }
+
+    /// Whether `id` is a handle this endpoint hands out (at or after its first id).
+    pub fn owns(&self, id: IkeSaId) -> bool {
+        id.0 >= self.first_id
     }
 
     /// Changes the NAT-T port (default 4500).
@@ -2740,7 +2763,7 @@ impl Endpoint {
                 }
                 IsakmpSaSnapshot {
                     id: sa.id,
-                    conn_id: 1000 + sa.id.0,
+                    conn_id: 1001 + sa.id.0.saturating_sub(self.first_id),
                     dst,
                     src,
                     state: sa.state.ios(),
@@ -2754,6 +2777,9 @@ impl Endpoint {
                         _ => "psk",
                     },
                     remaining: (est + lifetime).saturating_duration_since(now),
+                    lifetime,
+                    active: now.saturating_duration_since(est),
+                    peer_id: sa.peer_id.clone().filter(|_| sa.established.is_some()),
                     capabilities: cap,
                     children: sa
                         .children

@@ -1,0 +1,560 @@
+//! IKEv1 in the appliance: a tunnel whose `tunnel protection ipsec profile` names no IKEv2 profile is keyed
+//! by `ike::v1` (`crypto isakmp policy` / `crypto isakmp key` / `crypto ipsec transform-set`), as in the
+//! seeds' IKEv1 static VTI (seed 002 ch. 3) and DMVPN configurations.
+//!
+//! The seam: both endpoints emit the same `ike::Event`s with the same `ChildSaKeys`, and the node installs
+//! them through one path (`Node::ike_event`), so the data plane cannot tell which version keyed an SA. The
+//! IKEv1 endpoint numbers its SA handles from [`V1_FIRST_ID`], so one `IkeSaId` space covers both endpoints
+//! and every operation on a handle ([`Node::ike_delete`], [`Node::ike_rekey_child`], ...) goes to the
+//! endpoint that owns it. UDP 500/4500 datagrams go to the endpoint named by the ISAKMP header's major
+//! version ([`ike_major_version`]).
+//!
+//! Legacy algorithms (DES, 3DES, MD5, DH groups 1/2/5) in `crypto isakmp policy`, transform sets and
+//! `set pfs` are refused with a log line naming the algorithm and its replacement; never silently.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use ike::v1;
+use ike::{IkeSaId, Mode};
+
+use crate::ios;
+use crate::node::{IKE_PORT, NAT_T_PORT, Node};
+
+/// IKEv1 SA handles start here (IKEv2's count from 1).
+pub const V1_FIRST_ID: u64 = 1 << 32;
+
+/// The major version of an IKE datagram (1 = ISAKMP/IKEv1, 2 = IKEv2), read from the header's version
+/// octet (offset 17; after the 4-byte non-ESP marker on the NAT-T port). `None` when too short.
+pub fn ike_major_version(local_port: u16, payload: &[u8]) -> Option<u8> {
+    let off = if local_port == NAT_T_PORT { 4 } else { 0 };
+    payload.get(off + 17).map(|v| v >> 4)
+}
+
+/// Whether tunnel interface `i` is keyed by IKEv1: it has tunnel protection and neither the protection
+/// line nor its IPsec profile names an IKEv2 profile.
+pub fn keyed_by_ikev1(cfg: &config::Config, i: &config::Interface) -> bool {
+    let Some(tp) = i.tunnel.protection.as_ref() else {
+        return false;
+    };
+    tp.ikev2_profile.is_none()
+        && cfg
+            .effective_ipsec_profile(&tp.ipsec_profile)
+            .is_some_and(|p| p.ikev2_profile.is_none())
+}
+
+/// Legacy transform keywords and what to configure instead.
+const LEGACY_TRANSFORMS: &[(&str, &str)] = &[
+    ("esp-des", "esp-aes 256"),
+    ("esp-3des", "esp-aes 256"),
+    ("esp-md5-hmac", "esp-sha256-hmac"),
+    ("ah-md5-hmac", "esp-sha256-hmac"),
+    ("esp-null", "esp-aes 256 esp-sha256-hmac"),
+];
+
+fn policy(p: &config::IsakmpPolicy) -> Result<v1::IsakmpPolicy, String> {
+    let mut out = v1::IsakmpPolicy::ios_default(p.priority);
+    if let Some(e) = &p.encryption {
+        let w: Vec<&str> = e.split_whitespace().collect();
+        out.encryption = match w.as_slice() {
+            ["des", ..] => v1::PolicyEncryption::Des,
+            ["3des", ..] => v1::PolicyEncryption::TripleDes,
+            ["aes"] => v1::PolicyEncryption::Aes(128),
+            ["aes", bits] => v1::PolicyEncryption::Aes(bits.parse().unwrap_or(0)),
+            _ => return Err(format!("encryption {e} is not supported")),
+        };
+    }
+    if let Some(h) = &p.hash {
+        out.hash = match h.as_str() {
+            "md5" => v1::PolicyHash::Md5,
+            "sha" | "sha1" => v1::PolicyHash::Hash(v1::HashAlg::Sha1),
+            "sha256" => v1::PolicyHash::Hash(v1::HashAlg::Sha256),
+            "sha384" => v1::PolicyHash::Hash(v1::HashAlg::Sha384),
+            "sha512" => v1::PolicyHash::Hash(v1::HashAlg::Sha512),
+            other => return Err(format!("hash {other} is not supported")),
+        };
+    }
+    if let Some(a) = &p.authentication {
+        out.authentication = match a.as_str() {
+            "pre-share" => v1::AuthMethod::PreShare,
+            "rsa-sig" => v1::AuthMethod::RsaSig,
+            other => return Err(format!("authentication {other} is not supported")),
+        };
+    }
+    if let Some(g) = p.group {
+        out.group = g;
+    }
+    if let Some(l) = p.lifetime {
+        out.lifetime = l;
+    }
+    Ok(out)
+}
+
+/// The IKEv1 endpoint configuration of the appliance, or `None` when no tunnel is keyed by IKEv1; and the
+/// problems to log (refused legacy algorithms with their replacements, settings that do not map).
+pub fn endpoint_config(cfg: &config::Config) -> (Option<v1::Config>, Vec<String>) {
+    let mut problems = Vec::new();
+    let tunnels: Vec<&config::Interface> = cfg
+        .interfaces
+        .iter()
+        .filter(|i| i.is_tunnel() && keyed_by_ikev1(cfg, i))
+        .collect();
+    let Some(first) = tunnels.first() else {
+        return (None, problems);
+    };
+    let profile_name = first
+        .tunnel
+        .protection
+        .as_ref()
+        .map(|p| p.ipsec_profile.clone())
+        .unwrap_or_default();
+    for t in &tunnels[1..] {
+        let other = t
+            .tunnel
+            .protection
+            .as_ref()
+            .map(|p| p.ipsec_profile.as_str());
+        if other != Some(profile_name.as_str()) {
+            problems.push(format!(
+                "interface {}: IKEv1 uses the IPsec profile of {} ({profile_name}) for every tunnel; profile {} is not applied",
+                t.name,
+                first.name,
+                other.unwrap_or("-")
+            ));
+        }
+    }
+    let Some(ip) = cfg.effective_ipsec_profile(&profile_name) else {
+        problems.push(format!(
+            "crypto ipsec profile {profile_name} is not defined"
+        ));
+        return (None, problems);
+    };
+    let mut c = v1::Config::psk(v1::PresharedKey::new(b"", Ipv4Addr::UNSPECIFIED, None));
+    c.keys.clear();
+    c.policies.clear();
+    for p in &cfg.isakmp.policies {
+        match policy(p) {
+            Ok(p) => c.policies.push(p),
+            Err(e) => problems.push(format!("crypto isakmp policy {}: {e}", p.priority)),
+        }
+    }
+    if cfg.isakmp.policies.is_empty() {
+        problems.push(
+            "IKEv1: no `crypto isakmp policy` is configured (configure one with encryption aes 256, authentication pre-share, group 14)"
+                .into(),
+        );
+    }
+    for k in &cfg.isakmp.keys {
+        match &k.peer {
+            config::IsakmpKeyPeer::Address(a, m) => c.keys.push(v1::PresharedKey::new(
+                k.key.expose().as_bytes(),
+                *a,
+                *m,
+            )),
+            config::IsakmpKeyPeer::Hostname(h) => problems.push(format!(
+                "crypto isakmp key ... hostname {h}: keys by hostname are not supported (use address)"
+            )),
+            config::IsakmpKeyPeer::Ipv6(a) => problems.push(format!(
+                "crypto isakmp key ... address ipv6 {a}: IKEv1 is IPv4 only here"
+            )),
+        }
+    }
+    c.transform_sets.clear();
+    for ts in &ip.transform_sets {
+        let legacy: Vec<String> = ts
+            .transforms
+            .iter()
+            .flat_map(|t| t.split_whitespace())
+            .filter_map(|w| {
+                LEGACY_TRANSFORMS
+                    .iter()
+                    .find(|(l, _)| *l == w)
+                    .map(|(l, r)| {
+                        format!("{l} is a legacy algorithm and is refused; configure {r}")
+                    })
+            })
+            .collect();
+        if !legacy.is_empty() {
+            problems.push(format!(
+                "crypto ipsec transform-set {}: {}",
+                ts.name,
+                legacy.join("; ")
+            ));
+            continue;
+        }
+        match crate::node::esp_proposal(ts) {
+            Some(p) => c.transform_sets.push(p),
+            None => problems.push(format!(
+                "crypto ipsec transform-set {} {}: no supported ESP cipher",
+                ts.name,
+                ts.transforms.join(" ")
+            )),
+        }
+    }
+    if c.transform_sets.is_empty() {
+        problems.push(format!(
+            "crypto ipsec profile {profile_name}: no usable transform set; IKEv1 tunnels stay down"
+        ));
+        return (None, problems);
+    }
+    // A VTI carries any traffic: quick mode proposes 0.0.0.0/0 both ways, tunnel mode.
+    c.mode = Mode::Tunnel;
+    c.selectors = v1::Selectors::AnyAny;
+    match ip.pfs_group {
+        None => c.pfs = None,
+        Some(g) => match crate::node::dh_group(g) {
+            Some(d) => c.pfs = Some(d),
+            None => {
+                let what = match g {
+                    1 => "set pfs (group1, 768-bit MODP)".to_string(),
+                    2 | 5 => format!("set pfs group{g}"),
+                    _ => format!("set pfs group{g} (unsupported)"),
+                };
+                problems.push(format!(
+                    "crypto ipsec profile {profile_name}: {what} is a legacy algorithm and is refused; configure set pfs group14; IKEv1 tunnels stay down"
+                ));
+                return (None, problems);
+            }
+        },
+    }
+    c.ipsec_lifetime = Duration::from_secs(u64::from(ip.lifetime_seconds));
+    c.ipsec_lifetime_kb = ip.lifetime_kilobytes.unwrap_or(0);
+    c.keepalive = cfg.isakmp.keepalive.map(|k| v1::Keepalive {
+        interval: Duration::from_secs(u64::from(k.seconds)),
+        retry: Duration::from_secs(u64::from(k.retry.unwrap_or(2))),
+        periodic: k.periodic.unwrap_or(false),
+    });
+    // IOS sends NAT keepalives only when `crypto isakmp nat keepalive` is configured.
+    c.nat_keepalive = cfg
+        .isakmp
+        .nat_keepalive
+        .map(|s| Duration::from_secs(u64::from(s)));
+    (Some(c), problems)
+}
+
+/// Build the endpoint (its policy refusals are logged by the first pump).
+pub fn endpoint(
+    cfg: &config::Config,
+    rng: Box<dyn ike::Rng + Send>,
+) -> (Option<v1::Endpoint>, Vec<String>) {
+    let (c, problems) = endpoint_config(cfg);
+    let ep = c.map(|c| {
+        let mut e = v1::Endpoint::new(c, rng);
+        e.set_first_id(V1_FIRST_ID);
+        e.set_nat_t_port(NAT_T_PORT);
+        e
+    });
+    (ep, problems)
+}
+
+impl Node {
+    /// Whether `id` is an IKEv1 handle.
+    pub(crate) fn is_v1(&self, id: IkeSaId) -> bool {
+        self.ikev1.as_ref().is_some_and(|e| e.owns(id))
+    }
+
+    /// Tunnel `idx` is keyed by IKEv1.
+    pub(crate) fn tunnel_is_v1(&self, idx: usize) -> bool {
+        self.ikev1.is_some()
+            && self
+                .config
+                .interface(&self.tunnels[idx].ios_name)
+                .is_some_and(|i| keyed_by_ikev1(&self.config, i))
+    }
+
+    /// An IKE datagram: to the endpoint of its version.
+    pub(crate) fn ike_input(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    ) {
+        match (ike_major_version(local.port(), payload), &mut self.ikev1) {
+            (Some(1), Some(v1)) => v1.handle_input(now, local, remote, payload),
+            (Some(1), None) => {
+                tracing::debug!(%remote, "IKEv1 datagram without IKEv1 configuration dropped")
+            }
+            _ => self.ike.handle_input(now, local, remote, payload),
+        }
+    }
+
+    /// Start main mode for IKEv1 tunnel `idx`; false when the tunnel is not keyed by IKEv1.
+    pub(crate) fn initiate_v1(&mut self, now: Instant, idx: usize) -> bool {
+        if !self.tunnel_is_v1(idx) {
+            return false;
+        }
+        let t = &self.tunnels[idx];
+        let (Some(src), Some(dst)) = (t.source, t.destination) else {
+            return true;
+        };
+        if t.ike_sa.is_some() {
+            return true;
+        }
+        let name = t.ios_name.clone();
+        let Some(v1) = &mut self.ikev1 else {
+            return true;
+        };
+        match v1.initiate(
+            now,
+            SocketAddr::V4(SocketAddrV4::new(src, IKE_PORT)),
+            SocketAddr::V4(SocketAddrV4::new(dst, IKE_PORT)),
+        ) {
+            Ok(id) => {
+                ios!(
+                    CRYPTO,
+                    Informational,
+                    IKMP_INITIATE,
+                    "{name}: main mode to {dst}"
+                );
+                self.tunnels[idx].ike_sa = Some(id);
+            }
+            Err(e) => ios!(CRYPTO, Error, IKMP_INITIATE_FAILED, "{name}: {e}"),
+        }
+        true
+    }
+
+    /// Delete an IKE SA (DELETE notifications) in the endpoint that owns it.
+    pub(crate) fn ike_delete(&mut self, now: Instant, id: IkeSaId) {
+        if self.is_v1(id) {
+            if let Some(v1) = &mut self.ikev1 {
+                let _ = v1.delete_ike_sa(now, id);
+            }
+        } else {
+            let _ = self.ike.delete_ike_sa(now, id);
+        }
+    }
+
+    /// Rekey the CHILD_SA / IPsec SA with inbound SPI `spi` (quick mode for IKEv1).
+    pub(crate) fn ike_rekey_child(&mut self, now: Instant, id: IkeSaId, spi: u32) {
+        if self.is_v1(id) {
+            if let Some(v1) = &mut self.ikev1 {
+                let _ = v1.rekey_child(now, id, spi);
+            }
+        } else {
+            let _ = self.ike.rekey_child(now, id, spi);
+        }
+    }
+
+    /// Whether we initiated IKE SA `id` (None: unknown handle).
+    pub(crate) fn ike_we_initiated(&self, now: Instant, id: IkeSaId) -> Option<bool> {
+        if self.is_v1(id) {
+            self.ikev1
+                .as_ref()?
+                .snapshot(now)
+                .iter()
+                .find(|s| s.id == id)
+                .map(|s| s.initiator)
+        } else {
+            self.ike
+                .snapshot(now)
+                .ike_sas
+                .iter()
+                .find(|s| s.id == id)
+                .map(|s| s.initiator)
+        }
+    }
+
+    /// Move the IKEv1 endpoint's datagrams, log lines and events; true if anything moved.
+    pub(crate) fn pump_ikev1(&mut self, now: Instant) -> bool {
+        let Some(v1) = &mut self.ikev1 else {
+            return false;
+        };
+        let mut progressed = false;
+        let mut events = Vec::new();
+        while let Some(tx) = v1.poll_transmit() {
+            self.out.push_back(crate::node::Output::Udp {
+                local: tx.local,
+                remote: tx.remote,
+                payload: tx.payload,
+            });
+            progressed = true;
+        }
+        while let Some(d) = v1.poll_diagnostic() {
+            ios!(CRYPTO, Warning, IKMP_REFUSED, "{d}");
+        }
+        while let Some(ev) = v1.poll_event() {
+            events.push(ev);
+        }
+        for ev in events {
+            progressed = true;
+            self.ikev1_event(now, ev);
+        }
+        progressed
+    }
+
+    fn ikev1_event(&mut self, now: Instant, ev: ike::Event) {
+        match ev {
+            ike::Event::IkeSaEstablished { ike_sa, peer, .. } => {
+                ios!(
+                    CRYPTO,
+                    Notice,
+                    IKMP_SA_UP,
+                    "ISAKMP SA {} with {peer} established (QM_IDLE)",
+                    1001 + ike_sa.0.saturating_sub(V1_FIRST_ID)
+                );
+            }
+            ike::Event::IkeSaDeleted { ike_sa, reason } => {
+                ios!(
+                    CRYPTO,
+                    Notice,
+                    IKMP_SA_DOWN,
+                    "ISAKMP SA {} deleted: {reason:?}",
+                    1001 + ike_sa.0.saturating_sub(V1_FIRST_ID)
+                );
+                // IKEv1 IPsec SAs outlive the ISAKMP SA that made them: after a peer's phase-1 rekey the
+                // endpoint moved them to the newest ISAKMP SA with that peer (no ChildSaDeleted came).
+                // Follow them there; otherwise the tunnel has no IKE SA any more.
+                let mut heirs = Vec::new();
+                if let Some(v1) = &self.ikev1 {
+                    let snap = v1.snapshot(now);
+                    for (i, t) in self.tunnels.iter().enumerate() {
+                        if t.ike_sa != Some(ike_sa) {
+                            continue;
+                        }
+                        let spi = t.dp.outbound_spi();
+                        let heir = snap.iter().find(|s| {
+                            s.id != ike_sa && s.children.iter().any(|c| Some(c.spi_out) == spi)
+                        });
+                        heirs.push((i, heir.map(|h| h.id)));
+                    }
+                }
+                for (i, heir) in heirs {
+                    self.touch(i);
+                    match heir {
+                        Some(h) => self.tunnels[i].ike_sa = Some(h),
+                        None => {
+                            let t = &mut self.tunnels[i];
+                            t.ike_sa = None;
+                            for s in t.dp.inbound_spis().collect::<Vec<_>>() {
+                                self.spis.remove(&s);
+                            }
+                            t.dp.remove_sa();
+                        }
+                    }
+                }
+            }
+            ike::Event::AuthFailed { peer, reason } => {
+                ios!(CRYPTO, Error, IKMP_AUTH_FAILED, "peer {peer}: {reason:?}");
+            }
+            ev @ (ike::Event::ChildSaEstablished { .. } | ike::Event::ChildSaDeleted { .. }) => {
+                self.ike_event(now, ev)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> config::Config {
+        config::parse(text).config
+    }
+
+    const SVTI: &str = "\
+crypto isakmp policy 1
+ encr aes
+ authentication pre-share
+ group 14
+crypto isakmp key Cisco12345 address 0.0.0.0 0.0.0.0
+crypto ipsec transform-set T1 esp-aes esp-sha-hmac
+crypto ipsec profile P1
+ set transform-set T1
+!
+interface Ethernet3/0
+ ip address 10.0.149.203 255.255.255.0
+!
+interface Tunnel0
+ ip address 10.0.51.203 255.255.255.0
+ tunnel source 10.0.149.203
+ tunnel destination 10.0.149.217
+ tunnel mode ipsec ipv4
+ tunnel protection ipsec profile P1
+";
+
+    #[test]
+    fn seed_svti_maps_to_an_ikev1_endpoint_with_the_ios_defaults() {
+        let cfg = parse(SVTI);
+        let (c, problems) = endpoint_config(&cfg);
+        assert!(problems.is_empty(), "{problems:?}");
+        let c = c.unwrap();
+        let (suites, refused) = c.suites();
+        assert!(refused.is_empty());
+        assert_eq!(suites.len(), 1);
+        assert_eq!(suites[0].encr, ike::EncrAlg::AesCbc128);
+        assert_eq!(suites[0].hash, v1::HashAlg::Sha1);
+        assert_eq!(suites[0].lifetime, Duration::from_secs(86400));
+        assert_eq!(c.ipsec_lifetime, Duration::from_secs(3600));
+        assert_eq!(c.ipsec_lifetime_kb, 4_608_000);
+        assert_eq!(c.keys.len(), 1);
+        assert!(c.lookup_key(Ipv4Addr::new(10, 0, 149, 217)).is_some());
+        assert_eq!(c.transform_sets.len(), 1);
+    }
+
+    #[test]
+    fn an_ikev2_profile_keeps_the_tunnel_on_ikev2() {
+        let text = SVTI.replace(
+            " tunnel protection ipsec profile P1",
+            " tunnel protection ipsec profile P1 ikev2-profile X",
+        );
+        let (c, _) = endpoint_config(&parse(&text));
+        assert!(c.is_none());
+    }
+
+    #[test]
+    fn legacy_algorithms_are_refused_naming_a_replacement() {
+        // The 12.4 DMVPN seeds' policy: only `authentication pre-share`, so DES/SHA/group 1 by default.
+        let text = SVTI
+            .replace(" encr aes\n", "")
+            .replace(" group 14\n", "")
+            .replace("esp-aes esp-sha-hmac", "esp-des esp-md5-hmac");
+        let cfg = parse(&text);
+        let (c, problems) = endpoint_config(&cfg);
+        assert!(c.is_none(), "no usable transform set: no endpoint");
+        let all = problems.join("\n");
+        assert!(
+            all.contains("esp-des is a legacy algorithm and is refused; configure esp-aes 256"),
+            "{all}"
+        );
+        assert!(all.contains("esp-md5-hmac"), "{all}");
+        // With a good transform set the endpoint exists, and its policy refusal names DES and AES.
+        let text = text.replace("esp-des esp-md5-hmac", "esp-aes 256 esp-sha256-hmac");
+        let (c, problems) = endpoint_config(&parse(&text));
+        assert!(problems.is_empty(), "{problems:?}");
+        let (suites, refused) = c.unwrap().suites();
+        assert!(suites.is_empty());
+        let r = refused[0].1.to_string();
+        assert!(r.contains("des") && r.contains("aes 256"), "{r}");
+    }
+
+    #[test]
+    fn legacy_pfs_group_is_refused() {
+        let text = SVTI.replace(
+            " set transform-set T1",
+            " set transform-set T1\n set pfs group2",
+        );
+        let (c, problems) = endpoint_config(&parse(&text));
+        assert!(c.is_none());
+        assert!(
+            problems
+                .join("\n")
+                .contains("set pfs group2 is a legacy algorithm"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn version_octet_demultiplexes() {
+        let mut v1 = vec![0u8; 28];
+        v1[17] = 0x10;
+        let mut v2 = vec![0u8; 28];
+        v2[17] = 0x20;
+        assert_eq!(ike_major_version(IKE_PORT, &v1), Some(1));
+        assert_eq!(ike_major_version(IKE_PORT, &v2), Some(2));
+        let mut nat = vec![0u8; 4];
+        nat.extend_from_slice(&v1);
+        assert_eq!(ike_major_version(NAT_T_PORT, &nat), Some(1));
+        assert_eq!(ike_major_version(IKE_PORT, &[0u8; 10]), None);
+    }
+}

@@ -1,0 +1,425 @@
+//! IKEv1 keying a static VTI in the appliance (issue #12): `crypto isakmp policy` / `crypto isakmp key` /
+//! `crypto ipsec transform-set` / `crypto ipsec profile` without an IKEv2 profile, as in seed 002 chapter 3
+//! ("Static Virtual Tunnel Interface with IPsec") and the DMVPN seeds.
+//!
+//! * Lifeline <-> Lifeline: pings between the sites' LANs through Tunnel0, `show crypto isakmp sa` and
+//!   `show crypto session` on a live daemon, `clear crypto session` and recovery, and periodic DPD
+//!   (`crypto isakmp keepalive 10 2 periodic`) declaring a killed peer dead.
+//! * Lifeline <-> strongSwan (charon 5.9, `version = 1`, kernel-libipsec): Lifeline initiates, and
+//!   strongSwan initiates; pings both ways. kernel-libipsec only does ESP in UDP (charon fakes a NAT), so
+//!   both runs float IKE to 4500 and carry ESP in UDP. The initiator run then kills charon and checks that
+//!   DPD takes the ISAKMP SA and the IPsec SAs down.
+//! * A real NAT: Lifeline behind an nftables masquerade namespace, initiating to Lifeline (NAT-D, port
+//!   float, ESP in UDP 4500 through the NAT).
+//!
+//! Root is needed: skipped with a message otherwise, failed when `LIFELINE_REQUIRE_NETNS=1`.
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::strongswan::{Charon, strongswan_available};
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeline");
+const PSK: &str = "lifeline-ikev1-key-0388";
+
+/// The tests share two cores: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A seed-002-style IKEv1 SVTI site. `peer_key` is the address of `crypto isakmp key` (`0.0.0.0 0.0.0.0`
+/// for the seeds' wildcard); `destination` None leaves out `tunnel destination` (respond only).
+fn site_config(
+    me: &str,
+    wan: &str,
+    peer_key: &str,
+    destination: Option<&str>,
+    tunnel_ip: &str,
+    remote_lan: &str,
+) -> String {
+    let dest = destination
+        .map(|d| format!(" tunnel destination {d}\n"))
+        .unwrap_or_default();
+    format!(
+        "\
+hostname {me}
+!
+crypto isakmp policy 10
+ encr aes 256
+ hash sha256
+ authentication pre-share
+ group 14
+crypto isakmp key {PSK} address {peer_key}
+crypto isakmp keepalive 10 2 periodic
+crypto ipsec transform-set T1 esp-aes 256 esp-sha256-hmac
+crypto ipsec profile P1
+ set transform-set T1
+!
+interface GigabitEthernet0
+ device eth0
+ ip address {wan} 255.255.255.0
+!
+interface Tunnel0
+ ip address {tunnel_ip} 255.255.255.252
+ tunnel source GigabitEthernet0
+ tunnel mode ipsec ipv4
+{dest} tunnel protection ipsec profile P1
+!
+ip route {remote_lan} 255.255.255.0 Tunnel0
+"
+    )
+}
+
+struct Site {
+    ns: Netns,
+    sock: PathBuf,
+    log: PathBuf,
+    daemon: Option<Daemon>,
+}
+
+impl Site {
+    fn start(ns: Netns, name: &str, config: &str) -> Site {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ikev1-{}", ns.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join(format!("{name}.cfg"));
+        std::fs::write(&cfg, config).unwrap();
+        let sock = dir.join("ctl.sock");
+        let log = dir.join("lifeline.log");
+        let child = ns
+            .cmd(BIN)
+            .arg("run")
+            .arg("-c")
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(&sock)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Site {
+            ns,
+            sock,
+            log,
+            daemon: Some(Daemon(child)),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn show(&self, words: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(words)
+            .arg("--socket")
+            .arg(&self.sock)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{words:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kill the daemon (SIGKILL: no DELETE goes out), as a crashed or unplugged peer.
+    fn kill(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.0.kill();
+            let _ = d.0.wait();
+        }
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- Lifeline log {} ---\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+fn ping_until(ns: &Netns, src: &str, dst: &str, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if ns.try_run(&["ping", "-c", "1", "-W", "1", "-I", src, dst]) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "no answer from {dst} within {limit:?}"
+        );
+    }
+}
+
+fn pings(ns: &Netns, src: &str, dst: &str) {
+    ns.run(&["ping", "-c", "10", "-i", "0.1", "-W", "1", "-I", src, dst]);
+}
+
+#[test]
+fn ikev1_svti_lifeline_to_lifeline_carries_traffic_shows_sas_and_dpd_detects_a_killed_peer() {
+    if !netns_available("ikev1_svti_lifeline_to_lifeline") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Netns::new("v1A");
+    let b = Netns::new("v1B");
+    veth(&a, "eth0", "198.51.100.1/24", &b, "eth0", "198.51.100.2/24");
+    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    let _cap = Capture::start(&a, "eth0", "ikev1");
+    // Site A has the seeds' wildcard key; site B a key for A's address. Both have a destination, so both
+    // initiate at once and the duplicate ISAKMP SA is resolved as for IKEv2.
+    let ca = site_config(
+        "siteA",
+        "198.51.100.1",
+        "0.0.0.0 0.0.0.0",
+        Some("198.51.100.2"),
+        "172.16.0.1",
+        "10.2.0.0",
+    );
+    let cb = site_config(
+        "siteB",
+        "198.51.100.2",
+        "198.51.100.1",
+        Some("198.51.100.1"),
+        "172.16.0.2",
+        "10.1.0.0",
+    );
+    let sa = Site::start(a, "siteA", &ca);
+    let mut sb = Site::start(b, "siteB", &cb);
+    let took = ping_until(&sa.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    println!("IKEv1 SVTI: first answer through Tunnel0 after {took:?}");
+    pings(&sa.ns, "10.1.0.1", "10.2.0.1");
+    pings(&sb.ns, "10.2.0.1", "10.1.0.1");
+    assert!(sa.log().contains("IKMP_SA_UP"), "{}", sa.log());
+    assert!(sa.log().contains("SA_INSTALLED"));
+
+    // show crypto isakmp sa: one QM_IDLE SA between the two WANs (and maybe a second one while a
+    // duplicate is being deleted).
+    let isakmp = sa.show(&["show", "crypto", "isakmp", "sa"]);
+    println!("{isakmp}");
+    assert!(isakmp.starts_with("IPv4 Crypto ISAKMP SA\n"), "{isakmp}");
+    assert!(
+        isakmp
+            .lines()
+            .any(|l| l.contains("198.51.100.") && l.contains("QM_IDLE") && l.ends_with("ACTIVE")),
+        "{isakmp}"
+    );
+    let detail = sa.show(&["show", "crypto", "isakmp", "sa", "detail"]);
+    println!("{detail}");
+    assert!(
+        detail
+            .lines()
+            .any(|l| l.contains("ACTIVE aes  sha256 psk  14") && l.ends_with(" D")),
+        "{detail}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&sa.show(&["show", "crypto", "isakmp", "sa", "--json"])).unwrap();
+    assert_eq!(json[0]["state"], "QM_IDLE", "{json}");
+    let session = sa.show(&["show", "crypto", "session"]);
+    println!("{session}");
+    assert!(session.contains("Session status: UP-ACTIVE"), "{session}");
+    assert!(
+        session.contains("IKE SA: local 198.51.100.1/500 remote 198.51.100.2/500 Active"),
+        "{session}"
+    );
+
+    // clear crypto session: DELETEs to the peer, and the tunnel comes back on its own.
+    let out = sa.show(&["clear", "crypto", "session"]);
+    assert!(out.contains("cleared"), "{out}");
+    let back = ping_until(&sa.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    println!("IKEv1 SVTI: traffic back {back:?} after clear crypto session");
+    pings(&sb.ns, "10.2.0.1", "10.1.0.1");
+
+    // DPD: kill site B without a DELETE; site A's periodic R-U-THERE (every 10 s when idle, 5 retries
+    // 2 s apart) declares it dead and removes the SAs.
+    let before = sa.log().matches("PeerDead").count();
+    sb.kill();
+    let t0 = Instant::now();
+    while sa.log().matches("PeerDead").count() == before {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "DPD did not declare the killed peer dead:\n{}",
+            sa.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "IKEv1 DPD: killed peer declared dead after {:?}",
+        t0.elapsed()
+    );
+    let session = sa.show(&["show", "crypto", "session"]);
+    assert!(!session.contains("UP-ACTIVE"), "{session}");
+}
+
+/// strongSwan's side of an IKEv1 SVTI: PSK with IP identities (as IOS sends), 0.0.0.0/0 selectors.
+fn charon_conf(local: &str, remote: &str) -> String {
+    format!(
+        r#"connections {{
+    lifeline {{
+        version = 1
+        aggressive = no
+        local_addrs = {local}
+        remote_addrs = {remote}
+        proposals = aes256-sha256-modp2048
+        dpd_delay = 0
+        local {{
+            auth = psk
+            id = {local}
+        }}
+        remote {{
+            auth = psk
+            id = {remote}
+        }}
+        children {{
+            svti {{
+                mode = tunnel
+                local_ts = 0.0.0.0/0
+                remote_ts = 0.0.0.0/0
+                esp_proposals = aes256-sha256
+                start_action = none
+            }}
+        }}
+    }}
+}}
+
+secrets {{
+    ike-lifeline {{
+        id-a = {local}
+        id-b = {remote}
+        secret = "{PSK}"
+    }}
+}}
+"#
+    )
+}
+
+const A_WAN: &str = "198.51.100.1";
+const B_WAN: &str = "198.51.100.2";
+
+fn strongswan_pair(label: &str, lifeline_initiates: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Netns::new(&format!("{label}A"));
+    let b = Netns::new(&format!("{label}B"));
+    veth(
+        &a,
+        "eth0",
+        &format!("{A_WAN}/24"),
+        &b,
+        "eth0",
+        &format!("{B_WAN}/24"),
+    );
+    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    let _cap = Capture::start(&a, "eth0", &format!("ikev1-{label}"));
+    let charon = Charon::start(&b, &charon_conf(B_WAN, A_WAN));
+    charon.route_based(&b, &["10.1.0.0/24"], "10.2.0.1");
+    let config = site_config(
+        "siteA",
+        A_WAN,
+        B_WAN,
+        lifeline_initiates.then_some(B_WAN),
+        "172.16.0.1",
+        "10.2.0.0",
+    );
+    let site = Site::start(a, "siteA", &config);
+    if !lifeline_initiates {
+        // Wait for Lifeline's IKE socket, then let charon initiate.
+        let t0 = Instant::now();
+        loop {
+            let out = site.ns.cmd("ss").args(["-unl"]).output().unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains(&format!("{A_WAN}:500")) {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "no IKE socket");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        charon
+            .initiate("svti", 20)
+            .unwrap_or_else(|e| panic!("charon initiate: {e}\n{}", charon.log()));
+    }
+    let took = ping_until(&site.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    println!("[{label}] first answer through the tunnel after {took:?}");
+    pings(&site.ns, "10.1.0.1", "10.2.0.1");
+    pings(&b, "10.2.0.1", "10.1.0.1");
+    let sas = charon.list_sas();
+    println!("[{label}] charon: {sas}");
+    assert!(
+        sas.contains("IKEv1") && sas.contains("ESTABLISHED") && sas.contains("INSTALLED"),
+        "{sas}"
+    );
+    let log = site.log();
+    assert!(log.contains("(UDP-encapsulated)"), "{log}");
+    let isakmp = site.show(&["show", "crypto", "isakmp", "sa"]);
+    println!("{isakmp}");
+    let (dst, src) = if lifeline_initiates {
+        (B_WAN, A_WAN)
+    } else {
+        (A_WAN, B_WAN)
+    };
+    assert!(
+        isakmp
+            .lines()
+            .any(|l| l.starts_with(dst) && l.contains(src) && l.contains("QM_IDLE")),
+        "dst must be the responder: {isakmp}"
+    );
+    if lifeline_initiates {
+        // DPD against a killed strongSwan.
+        let before = site.log().matches("PeerDead").count();
+        // SIGKILL: charon sends no DELETE.
+        let pid = charon.pid().unwrap().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let t0 = Instant::now();
+        while site.log().matches("PeerDead").count() == before {
+            assert!(
+                t0.elapsed() < Duration::from_secs(40),
+                "DPD did not declare killed charon dead:\n{}",
+                site.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        println!(
+            "[{label}] DPD: killed charon declared dead after {:?}",
+            t0.elapsed()
+        );
+    }
+    drop(charon);
+}
+
+#[test]
+fn ikev1_svti_lifeline_initiates_to_strongswan() {
+    if !netns_available("ikev1_svti_lifeline_initiates_to_strongswan")
+        || !strongswan_available("ikev1_svti_lifeline_initiates_to_strongswan")
+    {
+        return;
+    }
+    strongswan_pair("v1i", true);
+}
+
+#[test]
+fn ikev1_svti_strongswan_initiates_to_lifeline() {
+    if !netns_available("ikev1_svti_strongswan_initiates_to_lifeline")
+        || !strongswan_available("ikev1_svti_strongswan_initiates_to_lifeline")
+    {
+        return;
+    }
+    strongswan_pair("v1r", false);
+}
