@@ -443,6 +443,8 @@ impl Tunnel {
             fixed: u16::try_from(outer_ip + udp + esp::HEADER_LEN + iv + icv).unwrap_or(u16::MAX),
             trailer: 2,
             align: u8::try_from(blk).unwrap_or(u8::MAX),
+            wide_align: u8::try_from(crate::sa::PREFERRED_ALIGN.max(blk)).unwrap_or(u8::MAX),
+            limit: self.cfg.path_mtu,
         }
     }
 

@@ -904,7 +904,7 @@ mod props {
 }
 
 /// The QoS charge of a packet is exactly the outer packet's layer-3 length: outer IPv4 (20) + UDP
-/// (8, NAT-T) + the ESP bytes the tunnel emits, for GCM (4-byte alignment) and CBC (16), and the
+/// (8, NAT-T) + the ESP bytes the tunnel emits, for GCM (padded to 16 below the path MTU, 4 at it) and CBC (16), and the
 /// seed's sample: a 46-byte packet is 112 bytes of ESP in UDP with AES-CBC + HMAC-SHA1-96.
 #[test]
 fn encap_wire_len_is_the_outer_packet_length() {

@@ -50,7 +50,9 @@ pub const DEFAULT_QUEUE_LIMIT: u32 = 64;
 ///
 /// For ESP (`crate::Tunnel::encap`): `fixed` = outer IP header + UDP header (NAT-T) + ESP header +
 /// IV + ICV, `trailer` = 2 (pad length, next header), `align` = the cipher's block (16 for CBC, 4
-/// for GCM). This is the outer packet's layer-3 length, exactly; IOS's `bytes output` also counts
+/// for GCM), `wide_align` = the padding the data plane prefers (16, see
+/// [`crate::sa::PREFERRED_ALIGN`]) while the outer packet stays within `limit` (the path MTU).
+/// This is the outer packet's layer-3 length, exactly; IOS's `bytes output` also counts
 /// the egress layer-2 header (seed 002 L3639: 126 bytes out for a 46-byte packet is 14 bytes of
 /// Ethernet + 112 bytes of ESP in UDP with AES-CBC and HMAC-SHA1-96).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,10 @@ pub struct Encap {
     pub trailer: u8,
     /// A power of two (1 = no alignment); other values are rounded up to one.
     pub align: u8,
+    /// The alignment used instead of `align` while `fixed + padded` stays within `limit`.
+    pub wide_align: u8,
+    /// The largest wire length the wider padding may produce (the path MTU).
+    pub limit: u16,
 }
 
 impl Encap {
@@ -67,6 +73,8 @@ impl Encap {
         fixed: 0,
         trailer: 0,
         align: 1,
+        wide_align: 1,
+        limit: u16::MAX,
     };
 
     /// A fixed number of bytes per packet.
@@ -75,14 +83,25 @@ impl Encap {
             fixed: bytes,
             trailer: 0,
             align: 1,
+            wide_align: 1,
+            limit: u16::MAX,
         }
     }
 
     /// The wire length of an inner packet of `len` bytes.
     #[inline]
     pub fn wire_len(self, len: usize) -> usize {
-        let a = usize::from(self.align.max(1)).next_power_of_two();
-        usize::from(self.fixed) + ((len + usize::from(self.trailer) + a - 1) & !(a - 1))
+        let round = |align: u8| {
+            let a = usize::from(align.max(1)).next_power_of_two();
+            (len + usize::from(self.trailer) + a - 1) & !(a - 1)
+        };
+        let fixed = usize::from(self.fixed);
+        let wide = fixed + round(self.wide_align);
+        if self.wide_align > self.align && wide <= usize::from(self.limit) {
+            wide
+        } else {
+            fixed + round(self.align)
+        }
     }
 }
 
