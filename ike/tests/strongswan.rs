@@ -1024,3 +1024,202 @@ fn inner_nat() {
     p.ep.delete_ike_sa(Instant::now(), id).unwrap();
     p.drive(10, |_, e| deleted(e));
 }
+
+// ------------------------------------------------------------------ CA-issued certificates, CRL
+
+/// charon with certificates issued by the test CA: `ca` at .1 (valid), `revoked` at .3 (in the CA's CRL).
+fn ca_conn(name: &str, addr: &str, cert: &str, id: &str) -> String {
+    format!(
+        r#"
+    {name} {{
+        version = 2
+        local_addrs = {addr}
+        remote_addrs = 192.0.2.2
+        proposals = aes256-sha256-ecp256
+        fragmentation = yes
+        send_cert = always
+        dpd_delay = 0
+        local {{
+            auth = pubkey
+            certs = {cert}
+            id = "{id}"
+        }}
+        remote {{
+            auth = pubkey
+            id = "O=Lifeline Test, CN=branch.lifeline.test"
+        }}
+        children {{
+            net {{
+                local_ts = 10.1.0.0/24
+                remote_ts = 0.0.0.0/0
+                esp_proposals = aes256gcm16
+                start_action = none
+            }}
+        }}
+    }}"#
+    )
+}
+
+#[test]
+fn strongswan_ca_issued_certificates() {
+    if !swan::available("strongswan_ca_issued_certificates", &[]) {
+        return;
+    }
+    let (sw, ll) = pair(None);
+    sw.run(&["ip", "addr", "add", "192.0.2.3/24", "dev", "eth0"]);
+    let conf = format!(
+        "connections {{{}{}\n}}\n",
+        ca_conn(
+            "ca",
+            "192.0.2.1",
+            "swan-ca.der",
+            "O=Lifeline Test, CN=swan.lifeline.test"
+        ),
+        ca_conn(
+            "revoked",
+            "192.0.2.3",
+            "swan-revoked.der",
+            "O=Lifeline Test, CN=revoked.lifeline.test"
+        ),
+    );
+    // charon trusts the same CA (x509ca), not our certificate itself.
+    let charon = Charon::start(
+        &sw,
+        &conf,
+        &[
+            cred("x509", "swan-ca.der"),
+            cred("x509", "swan-revoked.der"),
+            cred("x509ca", "ca.der"),
+            cred("private", "swan-ca.pk8.der"),
+            cred("private", "swan-revoked.pk8.der"),
+        ],
+        "fragment_size = 1280",
+        2,
+    );
+    run_inner(&ll, &charon, "inner_ca", &[], 55);
+    let log = charon.log();
+    let complaints = swan::complaints(&log, &["<revoked|", "initiate failed"]);
+    assert!(complaints.is_empty(), "{complaints:#?}");
+    assert_eq!(
+        log.matches(
+            "established between 192.0.2.1[O=Lifeline Test, CN=swan.lifeline.test]...192.0.2.2[O=Lifeline Test, CN=branch.lifeline.test]"
+        )
+        .count(),
+        2,
+        "{log}"
+    );
+    // charon validated our certificate against the CA too.
+    assert!(
+        log.contains("reached self-signed root ca with a path length of 0"),
+        "{log}"
+    );
+    // The revoked certificate: as responder charon completes IKE_AUTH before we check its certificate
+    // (RFC 7296: the initiator then reports AUTHENTICATION_FAILED in an INFORMATIONAL, which charon treats
+    // as a DELETE); as initiator it gets AUTHENTICATION_FAILED in our IKE_AUTH response.
+    assert!(
+        log.lines().any(|l| l.contains("<revoked|")
+            && l.contains("parsed INFORMATIONAL request")
+            && l.contains("[ N(AUTH_FAILED) ]")),
+        "{log}"
+    );
+    assert!(
+        log.contains("received AUTHENTICATION_FAILED notify error"),
+        "{log}"
+    );
+}
+
+#[test]
+#[ignore = "runs inside the netns, started by strongswan_ca_issued_certificates"]
+fn inner_ca() {
+    if !swan::is_inner("inner_ca") {
+        return;
+    }
+    let mut ep = endpoint();
+    ep.set_wall_clock(Instant::now(), std::time::SystemTime::now());
+    ep.set_fragment_mtu(Some(1280));
+    let mut tp = Trustpoint::new("LIFELINE-CA", &read("ca.der"), RevocationCheck::Crl).unwrap();
+    tp.set_crl(&read("ca.crl.der"), std::time::SystemTime::now())
+        .unwrap();
+    ep.add_trustpoint(tp);
+    ep.add_certificate_map(CertificateMap {
+        name: "FROM-OUR-CA".into(),
+        entries: vec![(
+            10,
+            vec![
+                MapRule::parse("issuer-name eq o = lifeline test, cn = lifeline test ca").unwrap(),
+            ],
+        )],
+    });
+    let cred =
+        RsaCredential::from_der(&read("lifeline-ca.pk8.der"), &read("lifeline-ca.der")).unwrap();
+    let mut r = Profile::psk("CA", cred.subject_identity().unwrap(), Keyring::default());
+    r.local_auth = LocalAuth::Rsa(Box::new(cred));
+    r.remote_auth = RemoteAuth::RsaSig;
+    r.ca_trustpoints = vec!["LIFELINE-CA".into()];
+    r.certificate_map = Some("FROM-OUR-CA".into());
+    ep.add_profile(r);
+    let mut p = Peer::bind("192.0.2.2", ep);
+    let initiate = |p: &mut Peer, remote: &str| {
+        let local = p.addr(500);
+        p.ep.initiate(
+            Instant::now(),
+            InitiateParams {
+                local,
+                remote: remote.parse().unwrap(),
+                profile: "CA".into(),
+                remote_id: None,
+                expected_fingerprint: None,
+            },
+        )
+        .unwrap()
+    };
+    // 1. We initiate to the valid certificate; 2. charon initiates.
+    let id = initiate(&mut p, "192.0.2.1:500");
+    p.drive(20, |_, e| !child_keys(e).is_empty());
+    p.ep.delete_ike_sa(Instant::now(), id).unwrap();
+    p.drive(10, |_, e| deleted(e));
+    p.seen.clear();
+    let init = swanctl(&[
+        "--initiate",
+        "--ike",
+        "ca",
+        "--child",
+        "net",
+        "--timeout",
+        "15",
+    ]);
+    p.drive(20, |_, e| !child_keys(e).is_empty());
+    assert!(init.wait_with_output().unwrap().status.success());
+    let term = swanctl(&["--terminate", "--ike", "ca", "--timeout", "10"]);
+    p.drive(10, |_, e| deleted(e));
+    assert!(term.wait_with_output().unwrap().status.success());
+    // 3. The revoked certificate: refused as initiator and as responder, with the reason.
+    let revoked = |e: &Event| {
+        matches!(
+            e,
+            Event::AuthFailed {
+                reason: AuthFailure::Certificate(PkiError::Revoked { .. }),
+                ..
+            }
+        )
+    };
+    p.seen.clear();
+    initiate(&mut p, "192.0.2.3:500");
+    p.drive(20, |_, e| e.iter().any(revoked));
+    p.drive(10, |_, e| deleted(e));
+    p.seen.clear();
+    let init = swanctl(&[
+        "--initiate",
+        "--ike",
+        "revoked",
+        "--child",
+        "net",
+        "--timeout",
+        "10",
+    ]);
+    p.drive(20, |_, e| e.iter().any(revoked));
+    let out = init.wait_with_output().unwrap();
+    assert!(!out.status.success(), "charon's initiation must fail");
+    println!("{:?}", p.seen.iter().find(|e| revoked(e)));
+    assert!(child_keys(&p.seen).is_empty());
+}
