@@ -281,6 +281,8 @@ fn cbwfq_shares_hold_over_short_windows() {
         fixed: 52,
         trailer: 2,
         align: 4,
+        wide_align: 4,
+        limit: u16::MAX,
     };
     s.set_encap(encap);
     let wire = |sent: &[Sent], tag: u8, from: Duration, to: Duration| -> f64 {
