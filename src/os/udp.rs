@@ -8,9 +8,25 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 
+/// Socket buffer size asked for the data sockets (the kernel caps it at `net.core.rmem_max` /
+/// `wmem_max`). With the default (~208 KiB) a burst of ESP under an iperf3 stream overflowed the raw ESP
+/// socket while the appliance task was busy: `tests/svti.rs`'s rekey test lost 17-60 pings that way, spread
+/// evenly over the run, while the data plane counted no drop at all.
+const DATA_SOCKET_BUFFER: usize = 4 << 20;
+
+fn big_buffers(s: &Socket) {
+    // As root (CAP_NET_ADMIN) SO_RCVBUFFORCE goes past `net.core.rmem_max` (212992 by default on most
+    // systems); otherwise the kernel's cap applies. Best effort: a smaller buffer only drops sooner.
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(s, DATA_SOCKET_BUFFER).is_err() {
+        let _ = s.set_recv_buffer_size(DATA_SOCKET_BUFFER);
+    }
+    let _ = s.set_send_buffer_size(DATA_SOCKET_BUFFER);
+}
+
 /// A UDP socket bound to `addr`. (The outer TOS byte is not read yet: ECN decapsulation sees 0.)
 pub fn bind_udp(addr: SocketAddrV4) -> io::Result<Arc<UdpSocket>> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    big_buffers(&s);
     s.set_reuse_address(true)?;
     s.set_nonblocking(true)?;
     s.bind(&SockAddr::from(addr))?;
@@ -39,6 +55,7 @@ pub struct RawEsp {
 impl RawEsp {
     pub fn open() -> io::Result<RawEsp> {
         let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(50)))?;
+        big_buffers(&s);
         s.set_nonblocking(true)?;
         // `AsyncFd::new` is deprecated for types that may not own their descriptor; `socket2::Socket`
         // owns its fd for its whole life, which is the I/O-safety condition `register` asks for.

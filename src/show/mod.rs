@@ -164,6 +164,9 @@ pub fn answer(
             Some(v) => sip::show::registrar_table(&v.ua.snapshot(now)),
             None => "% VPN-SIP is not enabled\n".into(),
         },
+        ShowCommand::CryptoIpsecSa if json => {
+            serde_json::to_string_pretty(&crypto::ipsec_sa_json(node, now)).unwrap_or_default()
+        }
         ShowCommand::CryptoIpsecSa | ShowCommand::Interfaces => {
             // `show interfaces TunnelN` names one tunnel; `show crypto ipsec sa` lists them all.
             let wanted = args.first().map(|a| config::canonicalize_interface(a));
@@ -213,6 +216,10 @@ pub fn answer(
                 }
             }
             out
+        }
+        ShowCommand::CryptoIkev2Sa if json => {
+            serde_json::to_string_pretty(&crypto::ikev2_sa_json(&crypto::ikev2_sa_rows(node, now)))
+                .unwrap_or_default()
         }
         ShowCommand::CryptoIkev2Sa => crypto::ikev2_sa(
             &crypto::ikev2_sa_rows(node, now),
