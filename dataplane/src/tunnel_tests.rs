@@ -904,7 +904,8 @@ mod props {
 }
 
 /// The QoS charge of a packet is exactly the outer packet's layer-3 length: outer IPv4 (20) + UDP
-/// (8, NAT-T) + the ESP bytes the tunnel emits, for GCM (padded to 16 below the path MTU, 4 at it) and CBC (16), and the
+/// (8, NAT-T) + the ESP bytes the tunnel emits, for GCM (padded to 16 bytes, or to 4 next to the path
+/// MTU) and CBC (16), and the
 /// seed's sample: a 46-byte packet is 112 bytes of ESP in UDP with AES-CBC + HMAC-SHA1-96.
 #[test]
 fn encap_wire_len_is_the_outer_packet_length() {
@@ -914,7 +915,19 @@ fn encap_wire_len_is_the_outer_packet_length() {
     // Before any SA: the IOS default transform (AES-CBC, HMAC-SHA1-96), in UDP.
     assert_eq!(a.encap().wire_len(46), 112);
     connect(now, &mut a, &mut b, 0x100, 0x200, params);
-    for len in [0usize, 1, 2, 3, 46, 500, 1371, 1372] {
+    let mtu = usize::from(a.ip_mtu());
+    // UDP payload lengths (the inner packet is 28 bytes more), up to the tunnel's IP MTU.
+    for len in [
+        0usize,
+        1,
+        2,
+        46,
+        500,
+        mtu - 28 - 14,
+        mtu - 28 - 13,
+        mtu - 29,
+        mtu - 28,
+    ] {
         let (mut buf, r) = framed(&udp_packet(len, false, 0));
         let inner = r.len();
         let Verdict::ToNetwork(t) = a.send(now, &mut buf, r) else {

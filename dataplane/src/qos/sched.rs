@@ -313,6 +313,7 @@ impl Scheduler {
             None => {
                 leaf.queue.push_back(pkt);
                 self.queued += 1;
+                self.note_backlog();
                 Ok(())
             }
         }
@@ -321,6 +322,23 @@ impl Scheduler {
     /// The next packet the tunnel may send at `now`, if any (the shaper allows it and a queue holds
     /// one).
     pub fn dequeue(&mut self, now: Instant) -> Option<Packet> {
+        let p = self.dequeue_inner(now);
+        self.note_backlog();
+        p
+    }
+
+    /// Tells the shaper whether packets are waiting for it.
+    #[inline]
+    fn note_backlog(&mut self) {
+        let backlogged = self.queued > 0;
+        if let Some(p) = &mut self.parent
+            && let Some(s) = &mut p.shaper
+        {
+            s.set_backlogged(backlogged);
+        }
+    }
+
+    fn dequeue_inner(&mut self, now: Instant) -> Option<Packet> {
         self.last_now = Some(now);
         if self.queued == 0 {
             return None;
@@ -407,6 +425,7 @@ impl Scheduler {
     /// send them). Not on the per-packet path: it allocates the returned vector.
     pub fn drain(&mut self) -> Vec<Packet> {
         self.queued = 0;
+        self.note_backlog();
         let mut out = Vec::new();
         for l in &mut self.leaves {
             out.extend(l.queue.drain(..));
