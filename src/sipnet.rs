@@ -43,7 +43,8 @@ pub enum SipOut {
         ca_file: Option<String>,
         payload: Vec<u8>,
     },
-    /// Resolve the registrar (RFC 3263) through `name_servers` (empty: the system's resolver);
+    /// Resolve the registrar (RFC 3263) through `name_servers` (`ip name-server`, else DHCP option 6;
+    /// empty: the system's resolver);
     /// answer with [`SipIn::Resolved`] once at least one target is known.
     Resolve {
         discover: Discover,
@@ -94,18 +95,21 @@ impl Node {
             v.ua.register(now);
             return;
         }
-        let name_servers = self
-            .dhcp
-            .iter()
-            .filter(|d| {
-                self.config
-                    .vpn_sip
-                    .local_number()
-                    .is_some_and(|n| n.wan_interface == d.ios_name)
-            })
-            .filter_map(|d| d.lease.as_ref())
-            .flat_map(|l| l.dns.iter().copied())
-            .collect();
+        // `ip name-server` first, else the backup WAN lease's option 6, else the system's resolver
+        let mut name_servers: Vec<Ipv4Addr> = self.config.name_servers.clone();
+        name_servers.extend(
+            self.dhcp
+                .iter()
+                .filter(|d| {
+                    self.config
+                        .vpn_sip
+                        .local_number()
+                        .is_some_and(|n| n.wan_interface == d.ios_name)
+                })
+                .filter_map(|d| d.lease.as_ref())
+                .flat_map(|l| l.dns.iter().copied())
+                .filter(|_| self.config.name_servers.is_empty()),
+        );
         ios!(
             VPN_SIP,
             Informational,

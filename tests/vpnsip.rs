@@ -169,6 +169,7 @@ fn ping(ns: &Netns) -> bool {
 
 struct Testbed {
     _dnsmasq: Option<dnsmasq::Dnsmasq>,
+    _dns: Option<dnsmasq::Dnsmasq>,
     branch: Netns,
     hq: Netns,
     reg: Netns,
@@ -180,6 +181,34 @@ struct Testbed {
 
 /// Three namespaces, Kamailio, and the two appliances (the head end with `hq_psk`), both registered.
 fn testbed(hq_psk: &str, dhcp: bool) -> Option<Testbed> {
+    testbed_with(hq_psk, dhcp, Sip::default())
+}
+
+/// How the appliances reach Kamailio (Lifeline's `vpn-sip registrar` extension).
+#[derive(Debug, Clone, Copy, Default)]
+struct Sip {
+    /// `transport tcp|tls` ("" = UDP, the default).
+    transport: &'static str,
+    /// Register to `lifeline.test`, resolved by RFC 3263 through dnsmasq as DNS server (NAPTR -> SIP+D2T ->
+    /// SRV port 5070 -> A), with `ip name-server`.
+    dns: bool,
+}
+
+/// The DNS zone for [`Sip::dns`]: NAPTR prefers TCP over UDP; the TCP SRV record names port 5070, which only
+/// Kamailio's second TCP listener serves, so a registration there proves the records chose it.
+fn sip_zone() -> Vec<String> {
+    [
+        "naptr-record=lifeline.test,10,10,S,SIP+D2T,,_sip._tcp.lifeline.test",
+        "naptr-record=lifeline.test,20,10,S,SIP+D2U,,_sip._udp.lifeline.test",
+        "srv-host=_sip._tcp.lifeline.test,sip.lifeline.test,5070,0,10",
+        "srv-host=_sip._udp.lifeline.test,sip.lifeline.test,5060,0,10",
+        "host-record=sip.lifeline.test,198.51.100.1",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn testbed_with(hq_psk: &str, dhcp: bool, sip: Sip) -> Option<Testbed> {
     // With `dhcp`, dnsmasq on the registrar's link hands the branch its backup-WAN address and option 120
     // (198.51.100.10, .11), and Kamailio listens on 198.51.100.10.
     let kam_ip = if dhcp {
@@ -255,7 +284,23 @@ fn testbed(hq_psk: &str, dhcp: bool) -> Option<Testbed> {
     } else {
         None
     };
-    let Some(kam) = Kamailio::start(&reg, kam_ip) else {
+    let dns = if sip.dns {
+        let d = dnsmasq::Dnsmasq::start_dns(&reg, "198.51.100.1".parse().unwrap(), &sip_zone());
+        if d.is_none() {
+            let required = std::env::var("LIFELINE_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+            assert!(!required, "dnsmasq is not installed");
+            eprintln!("SKIP: dnsmasq not installed");
+            return None;
+        }
+        d
+    } else {
+        None
+    };
+    let opts = common::kamailio::Options {
+        tls: sip.transport == "tls",
+        tcp_5070: sip.dns,
+    };
+    let Some(kam) = Kamailio::start_with(&reg, kam_ip, opts) else {
         let required = std::env::var("LIFELINE_REQUIRE_NETNS").is_ok_and(|v| v == "1");
         assert!(
             !required,
@@ -265,10 +310,35 @@ fn testbed(hq_psk: &str, dhcp: bool) -> Option<Testbed> {
         return None;
     };
     let cap = Capture::start(&reg, "r-br", "vpnsip-sip");
+    // `vpn-sip registrar HOST [transport ..] [ca-file ..]` and the name server, per `sip`
+    let reg_opts = match sip.transport {
+        "" => String::new(),
+        "tls" => format!(" transport tls ca-file {}", kam.ca_file().display()),
+        t => format!(" transport {t}"),
+    };
+    let registrar_for = |plain: &str| -> String {
+        if sip.dns {
+            "lifeline.test".to_string()
+        } else if plain == "dhcp" {
+            plain.to_string()
+        } else {
+            format!("{plain}{reg_opts}")
+        }
+    };
+    let with_dns = |cfg: String| -> String {
+        if sip.dns {
+            cfg.replace(
+                "vpn-sip enable\n",
+                "ip name-server 198.51.100.1\n!\nvpn-sip enable\n",
+            )
+        } else {
+            cfg
+        }
+    };
     let a = start(
         &branch,
         "branch",
-        &appliance_config(
+        &with_dns(appliance_config(
             "branch",
             "1001",
             "1002",
@@ -280,13 +350,13 @@ fn testbed(hq_psk: &str, dhcp: bool) -> Option<Testbed> {
             "10.2.0.0",
             1000,
             "vpn-sip-netns-test-key",
-            if dhcp { "dhcp" } else { kam_ip },
-        ),
+            &registrar_for(if dhcp { "dhcp" } else { kam_ip }),
+        )),
     );
     let h = start(
         &hq,
         "headend",
-        &appliance_config(
+        &with_dns(appliance_config(
             "headend",
             "1002",
             "1001",
@@ -298,8 +368,8 @@ fn testbed(hq_psk: &str, dhcp: bool) -> Option<Testbed> {
             "10.1.0.0",
             512,
             hq_psk,
-            kam_ip,
-        ),
+            &registrar_for(kam_ip),
+        )),
     );
     wait_for(
         "both registered in Kamailio",
@@ -322,6 +392,7 @@ fn testbed(hq_psk: &str, dhcp: bool) -> Option<Testbed> {
 
     Some(Testbed {
         _dnsmasq,
+        _dns: dns,
         branch,
         hq,
         reg,
@@ -368,6 +439,7 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
     }
     let Some(Testbed {
         _dnsmasq,
+        _dns,
         branch,
         hq: _hq,
         reg: _reg,
@@ -486,6 +558,7 @@ fn vpnsip_peer_with_another_key_fails_the_session_with_a_visible_reason() {
     // crate's FingerprintMismatch test; the appliance does not load certificates yet.)
     let Some(Testbed {
         _dnsmasq,
+        _dns,
         branch,
         hq: _hq,
         reg: _reg,
@@ -534,6 +607,7 @@ fn vpnsip_registrar_from_dhcp_option_120_places_the_call() {
     // address and its registrar come from dnsmasq (option 120, encoding 1), as the seed describes.
     let Some(Testbed {
         _dnsmasq,
+        _dns,
         branch,
         hq: _hq,
         reg: _reg,
@@ -566,4 +640,114 @@ fn vpnsip_registrar_from_dhcp_option_120_places_the_call() {
     let s = show(&a, "vpn-sip session detail");
     assert!(s.contains("SESSION_UP (I)"), "{s}");
     assert!(s.contains("Local address:port : 198.51.100.1"), "{s}");
+}
+
+/// Both appliances register over a stream transport (or the transport DNS chose), the primary is cut, the
+/// first packet's SIP call crosses Kamailio over that transport and the tunnel carries the ping, and when
+/// the primary returns the idle timer's BYE reaches the far end through Kamailio (connection reuse: Kamailio
+/// sends to the registered contact over the connection the appliance registered on).
+fn vpnsip_call_over(name: &str, sip: Sip, socket: &str, contact_param: &str) {
+    if !netns_available(name) {
+        return;
+    }
+    let t0 = Instant::now();
+    // every field bound: the namespaces and daemons live until the end of the test
+    let Some(Testbed {
+        _dnsmasq,
+        _dns,
+        branch,
+        hq: _hq,
+        reg: _reg,
+        kam,
+        a,
+        h,
+        cap: _cap,
+    }) = testbed_with("vpn-sip-netns-test-key", false, sip)
+    else {
+        return;
+    };
+    let ul = kam.kamcmd("ul.dump").unwrap();
+    for n in ["1001", "1002"] {
+        assert!(
+            ul.contains(&format!("sip:{n}@")) && ul.contains(contact_param),
+            "{n} not registered with {contact_param}:\n{ul}"
+        );
+    }
+    assert_eq!(
+        ul.matches(&format!("Socket: {socket}")).count(),
+        2,
+        "both bindings on {socket}:\n{ul}"
+    );
+    cut_primary(&branch);
+    wait_for("branch route to Tunnel0", Duration::from_secs(5), || {
+        show(&a, "ip route static").contains("is directly connected, Tunnel0")
+    });
+    wait_for("head-end route to Tunnel0", Duration::from_secs(5), || {
+        show(&h, "ip route static").contains("is directly connected, Tunnel0")
+    });
+    assert!(
+        branch.try_run(&["ping", "-c", "1", "-W", "5", "-I", "10.1.0.1", "10.2.0.1"]),
+        "first packet lost\nbranch: {}\nheadend: {}\nkamailio: {}",
+        show(&a, "vpn-sip session detail"),
+        show(&h, "vpn-sip session detail"),
+        kam.dir.display()
+    );
+    assert!(show(&a, "vpn-sip session detail").contains("SESSION_UP (I)"));
+    assert!(show(&h, "vpn-sip session detail").contains("SESSION_UP (R)"));
+    branch.run(&["nft", "delete", "table", "inet", "cut"]);
+    wait_for(
+        "idle timer ends the session on both ends (BYE through Kamailio)",
+        Duration::from_secs(15),
+        || {
+            show(&a, "vpn-sip session detail").contains("READY_TO_CONNECT")
+                && show(&h, "vpn-sip session detail").contains("READY_TO_CONNECT")
+        },
+    );
+    // kamailio.cfg logs every BYE it loose-routes in a dialog (the proxy Record-Routed the INVITE)
+    wait_for("a BYE crossed Kamailio", Duration::from_secs(5), || {
+        std::fs::read_to_string(kam.dir.join("kamailio.log"))
+            .is_ok_and(|l| l.contains("BYE in dialog"))
+    });
+    println!("{name}: {:?}", t0.elapsed());
+}
+
+#[test]
+fn vpnsip_over_sip_tcp_through_kamailio() {
+    vpnsip_call_over(
+        "vpnsip_over_sip_tcp_through_kamailio",
+        Sip {
+            transport: "tcp",
+            dns: false,
+        },
+        "tcp:198.51.100.1:5060",
+        ";transport=tcp",
+    );
+}
+
+#[test]
+fn vpnsip_over_sip_tls_through_kamailio() {
+    vpnsip_call_over(
+        "vpnsip_over_sip_tls_through_kamailio",
+        Sip {
+            transport: "tls",
+            dns: false,
+        },
+        "tls:198.51.100.1:5061",
+        ";transport=tls",
+    );
+}
+
+/// RFC 3263: `vpn-sip registrar lifeline.test` with `ip name-server` pointing at dnsmasq; NAPTR prefers
+/// SIP+D2T, whose SRV record names port 5070: both appliances register (and call) over TCP to 5070.
+#[test]
+fn vpnsip_registrar_by_dns_naptr_srv_a() {
+    vpnsip_call_over(
+        "vpnsip_registrar_by_dns_naptr_srv_a",
+        Sip {
+            transport: "",
+            dns: true,
+        },
+        "tcp:198.51.100.1:5070",
+        ";transport=tcp",
+    );
 }

@@ -66,6 +66,9 @@ pub struct Unsupported {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub hostname: Option<String>,
+    /// `ip name-server A [B ...]` (IPv4; every line adds): the DNS servers, e.g. for RFC 3263
+    /// registrar discovery.
+    pub name_servers: Vec<Ipv4Addr>,
     pub interfaces: Vec<Interface>,
     pub ip_routes: Vec<IpRoute>,
     pub ip_slas: Vec<IpSla>,

@@ -1060,6 +1060,36 @@ impl Parser {
         };
         match k {
             "route" => self.ip_route(c, neg),
+            "name-server" => {
+                // `ip name-server [vrf V] A [B ...]`: IPv4 servers are modelled, the rest kept verbatim
+                let mut addrs = Vec::new();
+                while !c.at_end() {
+                    match c.peek().and_then(|w| Ipv4Addr::from_str(w).ok()) {
+                        Some(a) => {
+                            c.i += 1;
+                            addrs.push(a);
+                        }
+                        None => return Ok(Outcome::NotMine),
+                    }
+                }
+                if neg {
+                    if addrs.is_empty() {
+                        self.cfg.name_servers.clear();
+                    } else {
+                        self.cfg.name_servers.retain(|a| !addrs.contains(a));
+                    }
+                    return Ok(Outcome::Done);
+                }
+                if addrs.is_empty() {
+                    return Ok(Outcome::NotMine);
+                }
+                for a in addrs {
+                    if !self.cfg.name_servers.contains(&a) {
+                        self.cfg.name_servers.push(a);
+                    }
+                }
+                Ok(Outcome::Done)
+            }
             "sla" => self.ip_sla_global(c, neg),
             "nat" => self.ip_nat(c, neg),
             "access-list" => {

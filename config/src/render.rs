@@ -153,6 +153,11 @@ pub fn render(config: &Config) -> String {
         o.line(0, format!("hostname {h}"));
         o.bang();
     }
+    if !c.name_servers.is_empty() {
+        let list: Vec<String> = c.name_servers.iter().map(|a| a.to_string()).collect();
+        o.line(0, format!("ip name-server {}", list.join(" ")));
+        o.bang();
+    }
 
     // Global commands Lifeline does not implement that are single lines: first, while no
     // mode is open, so that they read back as global commands.

@@ -499,3 +499,32 @@ fn registrar_extension_takes_a_tls_trust_anchor_file() {
     let bad = parse("vpn-sip registrar 192.0.2.5 transport sctp\n");
     assert!(bad.has_errors());
 }
+
+#[test]
+fn ip_name_server_is_modelled_and_renders_back() {
+    let p = parse("ip name-server 198.51.100.1 198.51.100.2\nip name-server 203.0.113.53\n");
+    assert!(!p.has_errors(), "{:?}", p.diagnostics);
+    assert_eq!(
+        p.config.name_servers,
+        [
+            "198.51.100.1".parse::<std::net::Ipv4Addr>().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+            "203.0.113.53".parse().unwrap()
+        ]
+    );
+    let text = render(&p.config);
+    assert!(
+        text.contains("ip name-server 198.51.100.1 198.51.100.2 203.0.113.53\n"),
+        "{text}"
+    );
+    assert_eq!(parse(&text).config.name_servers, p.config.name_servers);
+    let p = parse("ip name-server 198.51.100.1 198.51.100.2\nno ip name-server 198.51.100.1\n");
+    assert_eq!(
+        p.config.name_servers,
+        ["198.51.100.2".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    // IPv6 and VRF forms are kept verbatim
+    let p = parse("ip name-server vrf mgmt 192.0.2.53\n");
+    assert!(p.config.name_servers.is_empty());
+    assert!(render(&p.config).contains("ip name-server vrf mgmt 192.0.2.53\n"));
+}

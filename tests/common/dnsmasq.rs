@@ -119,14 +119,30 @@ impl Dnsmasq {
     /// Starts dnsmasq in `ns` with `cfg` and waits (≤ 5 s) until it listens on UDP 67.
     /// `None` when dnsmasq is not installed; panics (with its output) when it does not come up.
     pub fn start(ns: &Netns, cfg: &DhcpServerConfig) -> Option<Dnsmasq> {
+        Dnsmasq::spawn(ns, "dnsmasq", &cfg.render(), "67")
+    }
+
+    /// dnsmasq as an authoritative-enough DNS server on `listen`:53 (UDP and TCP) in `ns`, answering only
+    /// from `records` (dnsmasq.conf lines such as `naptr-record=...`, `srv-host=...`, `host-record=...`),
+    /// DHCP off. `None` when dnsmasq is not installed.
+    pub fn start_dns(ns: &Netns, listen: Ipv4Addr, records: &[String]) -> Option<Dnsmasq> {
+        let conf = format!(
+            "# written by tests/common/dnsmasq.rs; DNS only, from these records\n\
+             listen-address={listen}\nbind-interfaces\nno-resolv\nno-hosts\nno-poll\nlog-queries=extra\n{}\n",
+            records.join("\n")
+        );
+        Dnsmasq::spawn(ns, "dnsmasq-dns", &conf, "53")
+    }
+
+    fn spawn(ns: &Netns, tag: &str, conf_text: &str, udp_port: &str) -> Option<Dnsmasq> {
         if !installed() {
             return None;
         }
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("dnsmasq-{}", ns.name));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{tag}-{}", ns.name));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).ok()?;
         let conf = dir.join("dnsmasq.conf");
-        std::fs::write(&conf, cfg.render()).ok()?;
+        std::fs::write(&conf, conf_text).ok()?;
         let out = std::fs::File::create(dir.join("dnsmasq.out")).ok()?;
         let child = ns
             .cmd("dnsmasq")
@@ -160,14 +176,17 @@ impl Dnsmasq {
                 d.child = None;
                 panic!("dnsmasq exited at start ({status}):\n{}", d.output());
             }
-            let ss = ns.cmd("ss").args(["-Hlnu", "sport", "= :67"]).output();
+            let ss = ns
+                .cmd("ss")
+                .args(["-Hlnu", "sport", &format!("= :{udp_port}")])
+                .output();
             if ss.is_ok_and(|o| !o.stdout.is_empty()) {
                 return Some(d);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "dnsmasq did not listen on UDP 67 within 5 s:\n{}",
+            "dnsmasq did not listen on UDP {udp_port} within 5 s:\n{}",
             d.output()
         );
     }

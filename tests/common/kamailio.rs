@@ -14,9 +14,29 @@ pub struct Kamailio {
     ns: String,
 }
 
+/// Optional listeners.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// TLS on 5061 with a certificate for `lifeline.test` and the listen address, issued by a test CA
+    /// ([`Kamailio::ca_file`]); needs the kamailio-tls-modules package.
+    pub tls: bool,
+    /// A second TCP listener on 5070.
+    pub tcp_5070: bool,
+}
+
 impl Kamailio {
     /// `None` when kamailio is not installed.
     pub fn start(ns: &Netns, ip: &str) -> Option<Kamailio> {
+        Kamailio::start_with(ns, ip, Options::default())
+    }
+
+    /// The test CA's certificate (PEM) that issued the TLS listener's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// `None` when kamailio (or, with `tls`, its TLS module or openssl) is not installed.
+    pub fn start_with(ns: &Netns, ip: &str, opts: Options) -> Option<Kamailio> {
         let bed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/kamailio");
         if std::process::Command::new("sh")
             .args(["-c", "command -v kamailio && command -v kamcmd"])
@@ -28,6 +48,24 @@ impl Kamailio {
         }
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kamailio-{}", ns.name));
         std::fs::create_dir_all(&dir).ok()?;
+        let mut defines: Vec<String> = Vec::new();
+        if opts.tls {
+            if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists()
+                && !std::path::Path::new("/usr/lib/kamailio/modules/tls.so").exists()
+            {
+                return None;
+            }
+            tls_material(&dir, ip)?;
+            defines.extend([
+                "-A".into(),
+                "WITH_TLS".into(),
+                "-A".into(),
+                format!("TLS_CFG=\"{}\"", dir.join("tls.cfg").display()),
+            ]);
+        }
+        if opts.tcp_5070 {
+            defines.extend(["-A".into(), "WITH_TCP_5070".into()]);
+        }
         let child = ns
             .cmd("kamailio")
             .args(["-DD", "-E", "-m", "32", "-M", "4", "-f"])
@@ -44,6 +82,7 @@ impl Kamailio {
                 "-Y",
             ])
             .arg(&dir)
+            .args(&defines)
             .arg("-P")
             .arg(dir.join("pid"))
             .arg("-w")
@@ -83,6 +122,85 @@ impl Kamailio {
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// A test CA and a server certificate it issued for `lifeline.test` and `ip` (EC P-256, 2 days), and
+/// Kamailio's tls.cfg, in `dir`.
+fn tls_material(dir: &std::path::Path, ip: &str) -> Option<()> {
+    let openssl = |args: &[&str]| -> Option<()> {
+        let st = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        st.success().then_some(())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Lifeline test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&ca)?;
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-subj",
+        "/CN=lifeline.test",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "srv.csr",
+    ]);
+    openssl(&csr)?;
+    std::fs::write(
+        dir.join("srv.ext"),
+        format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:lifeline.test,IP:{ip}\n"
+        ),
+    )
+    .ok()?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "srv.ext",
+        "-out",
+        "cert.pem",
+    ])?;
+    std::fs::write(
+        dir.join("tls.cfg"),
+        format!(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\nprivate_key = {d}/key.pem\ncertificate = {d}/cert.pem\n\n[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+            d = dir.display()
+        ),
+    )
+    .ok()?;
+    Some(())
 }
 
 impl Drop for Kamailio {
