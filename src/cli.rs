@@ -73,7 +73,18 @@ enum Command {
         socket: Option<PathBuf>,
     },
     /// The main job on an embedded default: a complete VPN-SIP failover story on loopback, no root needed.
-    Demo,
+    Demo {
+        /// As root: the same story in network namespaces, with `lifeline run` daemons (TUN devices, kernel
+        /// routes, IP SLA on raw sockets) and the built-in registrar.
+        #[arg(long)]
+        netns: bool,
+    },
+    /// The built-in SIP registrar on one UDP address (used by `lifeline demo --netns`).
+    #[command(hide = true)]
+    Registrar {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
     /// Ask the running daemon a `show` command, e.g. `lifeline show running-config` or `lifeline sh run`.
     Show {
         /// The words after `show`, abbreviable as in IOS.
@@ -134,7 +145,9 @@ pub fn main() -> ExitCode {
             command: PkiCommand::Enroll { config, state_dir },
         } => pki_enroll(&config, &state_dir),
         Command::Bench(args) => crate::bench::run(args),
-        Command::Demo => {
+        Command::Registrar { listen } => crate::demo_netns::registrar(listen),
+        Command::Demo { netns: true } => crate::demo_netns::run_netns(),
+        Command::Demo { netns: false } => {
             // Quiet by default: the demo prints its own timeline. `RUST_LOG=info` shows the IOS-style logs.
             if std::env::var_os("RUST_LOG").is_some() {
                 crate::log::init(false);

@@ -8,6 +8,7 @@ mod cli;
 mod control;
 mod daemon;
 mod demo;
+mod demo_netns;
 mod ikev1;
 mod keylog;
 mod log;
