@@ -40,10 +40,12 @@ enum DriverMsg {
         from: Ipv4Addr,
         bytes: Vec<u8>,
     },
+    /// One datagram, or a GRO batch of datagrams of `segment` bytes each (the last may be shorter).
     Udp {
         local: SocketAddr,
         remote: SocketAddr,
         bytes: Vec<u8>,
+        segment: usize,
     },
     RawEsp {
         from: Ipv4Addr,
@@ -199,14 +201,14 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
             _ = sleep => app.node.handle_timeout(Instant::now()),
             Some(msg) = drx.recv() => {
                 let now = Instant::now();
-                match msg {
-                    DriverMsg::Icmp { from, bytes } => app.node.failover.handle_icmp(now, from, &bytes),
-                    DriverMsg::Udp { local, remote, bytes } => app.node.handle_udp(now, local, remote, &bytes, 0),
-                    DriverMsg::RawEsp { from, tos, bytes } => app.node.handle_raw_esp(now, from, &bytes, tos),
-                    DriverMsg::Tun { tunnel, bytes } => app.node.handle_tun(now, tunnel, &bytes),
-                    DriverMsg::Link { device, up } => app.node.handle_link(now, &device, up),
-                    DriverMsg::Dhcp { device, bytes } => app.node.handle_dhcp(now, &device, &bytes),
-                    DriverMsg::Sip(ev) => app.node.handle_sip(now, ev),
+                dispatch(&mut app, now, msg);
+                // Take what else the drivers queued meanwhile before flushing: the outputs of a burst
+                // leave together (UDP GSO in `flush`), and the timer and select are paid once per burst.
+                for _ in 0..BURST {
+                    match drx.try_recv() {
+                        Ok(msg) => dispatch(&mut app, now, msg),
+                        Err(_) => break,
+                    }
                 }
             },
             accepted = listener.accept() => {
@@ -225,6 +227,93 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Driver messages handled per wake-up of the daemon loop before its outputs are flushed.
+const BURST: usize = 63;
+
+fn dispatch(app: &mut Appliance, now: Instant, msg: DriverMsg) {
+    match msg {
+        DriverMsg::Icmp { from, bytes } => app.node.failover.handle_icmp(now, from, &bytes),
+        DriverMsg::Udp {
+            local,
+            remote,
+            bytes,
+            segment,
+        } => {
+            for d in bytes.chunks(segment.max(1)) {
+                app.node.handle_udp(now, local, remote, d, 0);
+            }
+        }
+        DriverMsg::RawEsp { from, tos, bytes } => app.node.handle_raw_esp(now, from, &bytes, tos),
+        DriverMsg::Tun { tunnel, bytes } => app.node.handle_tun(now, tunnel, &bytes),
+        DriverMsg::Link { device, up } => app.node.handle_link(now, &device, up),
+        DriverMsg::Dhcp { device, bytes } => app.node.handle_dhcp(now, &device, &bytes),
+        DriverMsg::Sip(ev) => app.node.handle_sip(now, ev),
+    }
+}
+
+/// Consecutive ESP-in-UDP datagrams for one peer, sent as one UDP GSO `sendmsg`: equal-size segments
+/// (the last may be shorter), at most [`crate::os::udp::GSO_MAX_SEGMENTS`].
+struct GsoBatch {
+    sock: Arc<tokio::net::UdpSocket>,
+    to: SocketAddrV4,
+    segment: usize,
+    count: usize,
+    /// The last segment was shorter: nothing more may follow.
+    closed: bool,
+    buf: Vec<u8>,
+}
+
+impl GsoBatch {
+    fn accepts(&self, sock: &Arc<tokio::net::UdpSocket>, to: SocketAddrV4, len: usize) -> bool {
+        !self.closed
+            && Arc::ptr_eq(&self.sock, sock)
+            && self.to == to
+            && len <= self.segment
+            && self.count < crate::os::udp::GSO_MAX_SEGMENTS
+            && self.buf.len() + len <= crate::os::udp::GSO_MAX_BYTES
+    }
+
+    fn push(&mut self, payload: &[u8]) {
+        self.closed = payload.len() < self.segment;
+        self.count += 1;
+        self.buf.extend_from_slice(payload);
+    }
+
+    /// Sends the batch; `gso` turns false (and stays false) when the kernel or the path refuses GSO.
+    async fn send(&mut self, gso: &mut bool) {
+        if self.count == 0 {
+            return;
+        }
+        let to = SocketAddr::V4(self.to);
+        let sent = if self.count > 1 && *gso {
+            let seg = u16::try_from(self.segment).unwrap_or(u16::MAX);
+            match crate::os::udp::send_gso(&self.sock, &self.buf, seg, self.to).await {
+                Ok(()) => true,
+                Err(e) => {
+                    ios!(
+                        SYS,
+                        Warning,
+                        NO_GSO,
+                        "UDP GSO unavailable ({e}): sending datagrams one by one"
+                    );
+                    *gso = false;
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        if !sent {
+            for d in self.buf.chunks(self.segment.max(1)) {
+                let _ = self.sock.send_to(d, to).await;
+            }
+        }
+        self.buf.clear();
+        self.count = 0;
+        self.closed = false;
+    }
+}
+
 /// The kernel side of the daemon: ICMP probe sockets, the route table, TUN devices and the IKE/ESP sockets.
 /// Without root they are absent, logged once, and the cores still run, so `show` stays truthful.
 struct OsDrivers {
@@ -234,6 +323,10 @@ struct OsDrivers {
     udp: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>,
     readers: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
     raw_esp: Option<Arc<RawEsp>>,
+    /// ESP-in-UDP datagrams waiting to leave in one UDP GSO send (see [`GsoBatch`]).
+    gso_batch: Option<GsoBatch>,
+    /// UDP GSO works here (cleared at the first refusal).
+    gso: bool,
     tx: mpsc::Sender<DriverMsg>,
     /// DHCP sockets (UDP 68, bound to their device) by device.
     dhcp: HashMap<String, Arc<tokio::net::UdpSocket>>,
@@ -419,6 +512,8 @@ impl OsDrivers {
             udp,
             readers: HashMap::new(),
             raw_esp,
+            gso_batch: None,
+            gso: true,
             tx: tx.clone(),
             dhcp,
             dhcp_macs,
@@ -431,6 +526,12 @@ impl OsDrivers {
     /// Send what the cores want sent, apply the route changes they decided.
     async fn flush(&mut self, app: &mut Appliance) {
         while let Some(o) = app.node.poll_output() {
+            if !matches!(o, Output::Udp { .. } | Output::Tun { .. })
+                && let Some(b) = self.gso_batch.as_mut()
+            {
+                // Keep the order of what leaves by UDP/IP (IKE after the ESP before it); TUN writes may pass.
+                b.send(&mut self.gso).await;
+            }
             match o {
                 Output::Udp {
                     local,
@@ -444,9 +545,29 @@ impl OsDrivers {
                             .find(|(a, _)| a.port() == local.port())
                             .map(|(_, s)| s)
                     });
-                    if let Some(s) = sock {
+                    let Some(s) = sock else { continue };
+                    let SocketAddr::V4(to) = remote else {
                         let _ = s.send_to(&payload, remote).await;
+                        continue;
+                    };
+                    let s = s.clone();
+                    let batch = self.gso_batch.get_or_insert_with(|| GsoBatch {
+                        sock: s.clone(),
+                        to,
+                        segment: payload.len(),
+                        count: 0,
+                        closed: false,
+                        buf: Vec::with_capacity(crate::os::udp::GSO_MAX_BYTES),
+                    });
+                    if batch.count > 0 && !batch.accepts(&s, to, payload.len()) {
+                        batch.send(&mut self.gso).await;
                     }
+                    if batch.count == 0 {
+                        batch.sock = s;
+                        batch.to = to;
+                        batch.segment = payload.len();
+                    }
+                    batch.push(&payload);
                 }
                 Output::RawEsp { dst, payload, .. } => {
                     if let Some(r) = &self.raw_esp {
@@ -559,6 +680,9 @@ impl OsDrivers {
                 }
             }
         }
+        if let Some(b) = self.gso_batch.as_mut() {
+            b.send(&mut self.gso).await;
+        }
     }
 
     async fn shutdown(mut self) {
@@ -669,14 +793,15 @@ async fn udp_reader(
 ) {
     let mut buf = vec![0u8; 65536];
     loop {
-        match sock.recv_from(&mut buf).await {
-            Ok((n, remote)) => {
-                let bytes = buf[..n].to_vec();
+        match crate::os::udp::recv_gro(&sock, &mut buf).await {
+            Ok(r) => {
+                let bytes = buf[..r.len].to_vec();
                 if tx
                     .send(DriverMsg::Udp {
                         local,
-                        remote,
+                        remote: r.from,
                         bytes,
+                        segment: r.segment,
                     })
                     .await
                     .is_err()
