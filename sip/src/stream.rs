@@ -23,6 +23,11 @@ pub enum FrameError {
 #[derive(Debug, Default, Clone)]
 pub struct StreamFramer {
     buf: Vec<u8>,
+    /// Bytes of `buf` already searched for the end of the header (so a peer that sends one byte
+    /// at a time costs linear, not quadratic, work).
+    scanned: usize,
+    /// The whole message's length once its header is complete.
+    want: Option<usize>,
 }
 
 impl StreamFramer {
@@ -43,19 +48,52 @@ impl StreamFramer {
     /// The next complete message, if one is buffered. CRLF keep-alives between messages
     /// (RFC 5626 §3.5.1) are skipped.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        let lead = self
-            .buf
-            .iter()
-            .take_while(|b| **b == b'\r' || **b == b'\n')
-            .count();
-        self.buf.drain(..lead);
-        let Some(head_end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            if self.buf.len() > MAX_MESSAGE {
-                return Err(FrameError::TooLarge);
+        let total = match self.want {
+            Some(total) => total,
+            None => {
+                let lead = self
+                    .buf
+                    .iter()
+                    .take_while(|b| **b == b'\r' || **b == b'\n')
+                    .count();
+                if lead > 0 {
+                    self.buf.drain(..lead);
+                    self.scanned = 0;
+                }
+                let from = self.scanned.saturating_sub(3);
+                let Some(head_end) = self.buf[from..]
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + from)
+                else {
+                    self.scanned = self.buf.len();
+                    if self.buf.len() > MAX_MESSAGE {
+                        return Err(FrameError::TooLarge);
+                    }
+                    return Ok(None);
+                };
+                let total = Self::message_len(&self.buf[..head_end])?
+                    .checked_add(head_end + 4)
+                    .ok_or(FrameError::TooLarge)?;
+                if total > MAX_MESSAGE {
+                    return Err(FrameError::TooLarge);
+                }
+                self.want = Some(total);
+                total
             }
-            return Ok(None);
         };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]);
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        self.want = None;
+        self.scanned = 0;
+        let rest = self.buf.split_off(total);
+        Ok(Some(std::mem::replace(&mut self.buf, rest)))
+    }
+
+    /// The Content-Length of a header block (start line and header fields, without the blank line).
+    fn message_len(head: &[u8]) -> Result<usize, FrameError> {
+        let head = String::from_utf8_lossy(head);
         let mut cl = None;
         for line in head.split("\r\n").skip(1) {
             let Some((name, value)) = line.split_once(':') else {
@@ -70,19 +108,7 @@ impl StreamFramer {
                 cl = Some(v.parse::<usize>().map_err(|_| FrameError::ContentLength)?);
             }
         }
-        let cl = cl.ok_or(FrameError::ContentLength)?;
-        let total = head_end
-            .checked_add(4)
-            .and_then(|n| n.checked_add(cl))
-            .ok_or(FrameError::TooLarge)?;
-        if total > MAX_MESSAGE {
-            return Err(FrameError::TooLarge);
-        }
-        if self.buf.len() < total {
-            return Ok(None);
-        }
-        let rest = self.buf.split_off(total);
-        Ok(Some(std::mem::replace(&mut self.buf, rest)))
+        cl.ok_or(FrameError::ContentLength)
     }
 }
 
