@@ -9,8 +9,8 @@
 //!   strongSwan initiates; pings both ways. kernel-libipsec only does ESP in UDP (charon fakes a NAT), so
 //!   both runs float IKE to 4500 and carry ESP in UDP. The initiator run then kills charon and checks that
 //!   DPD takes the ISAKMP SA and the IPsec SAs down.
-//! * A real NAT: Lifeline behind an nftables masquerade namespace, initiating to Lifeline (NAT-D, port
-//!   float, ESP in UDP 4500 through the NAT).
+//! * A real NAT: Lifeline behind an nftables masquerade namespace, initiating to a strongSwan responder
+//!   (NAT-D, port float, ESP in UDP 4500 through the NAT, `Cap. N` in `show crypto isakmp sa detail`).
 //!
 //! Root is needed: skipped with a message otherwise, failed when `LIFELINE_REQUIRE_NETNS=1`.
 #![allow(clippy::unwrap_used)]
@@ -422,4 +422,93 @@ fn ikev1_svti_strongswan_initiates_to_lifeline() {
         return;
     }
     strongswan_pair("v1r", false);
+}
+
+/// Lifeline behind a real NAT (an nftables masquerade namespace) initiates IKEv1 to a strongSwan
+/// responder: NAT-D detects the NAT, IKE floats to 4500, ESP goes in UDP through the NAT, pings both ways.
+#[test]
+fn ikev1_svti_lifeline_behind_nftables_nat_to_strongswan() {
+    if !netns_available("ikev1_svti_lifeline_behind_nftables_nat_to_strongswan")
+        || !strongswan_available("ikev1_svti_lifeline_behind_nftables_nat_to_strongswan")
+    {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Netns::new("v1nA");
+    let n = Netns::new("v1nN");
+    let b = Netns::new("v1nB");
+    veth(&a, "eth0", "10.9.0.1/24", &n, "eth0", "10.9.0.254/24");
+    veth(
+        &n,
+        "eth1",
+        "198.51.100.254/24",
+        &b,
+        "eth0",
+        &format!("{B_WAN}/24"),
+    );
+    n.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let nft = "table ip nat {\n chain post {\n  type nat hook postrouting priority 100;\n  oifname \"eth1\" masquerade\n }\n}\n";
+    let f = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.nft", n.name));
+    std::fs::write(&f, nft).unwrap();
+    n.run(&["nft", "-f", f.to_str().unwrap()]);
+    // A non-default route (Lifeline's rule 4710 hides main's default routes).
+    a.run(&["ip", "route", "add", "198.51.100.0/24", "via", "10.9.0.254"]);
+    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    let cap = Capture::start(&n, "eth1", "ikev1-nat");
+    // strongSwan answers anyone who authenticates as Lifeline's private address (IKEv1 ID_IPV4_ADDR).
+    let conf =
+        charon_conf(B_WAN, "10.9.0.1").replace("remote_addrs = 10.9.0.1", "remote_addrs = %any");
+    let charon = Charon::start(&b, &conf);
+    charon.route_based(&b, &["10.1.0.0/24"], "10.2.0.1");
+    let config = site_config(
+        "siteA",
+        "10.9.0.1",
+        B_WAN,
+        Some(B_WAN),
+        "172.16.0.1",
+        "10.2.0.0",
+    );
+    let site = Site::start(a, "siteA", &config);
+    let took = ping_until(&site.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    println!("[nat] first answer through the tunnel after {took:?}");
+    pings(&site.ns, "10.1.0.1", "10.2.0.1");
+    pings(&b, "10.2.0.1", "10.1.0.1");
+    let sas = charon.list_sas();
+    println!("[nat] charon: {sas}");
+    assert!(sas.contains("IKEv1") && sas.contains("INSTALLED"), "{sas}");
+    // charon sees the NAT's public address and a translated port.
+    assert!(sas.contains("198.51.100.254"), "{sas}");
+    let isakmp = site.show(&["show", "crypto", "isakmp", "sa", "detail"]);
+    println!("{isakmp}");
+    assert!(
+        isakmp
+            .lines()
+            .any(|l| l.contains("ACTIVE") && l.ends_with('N')),
+        "NAT-T capability expected: {isakmp}"
+    );
+    let session = site.show(&["show", "crypto", "session"]);
+    assert!(
+        session.contains(&format!(
+            "IKE SA: local 10.9.0.1/4500 remote {B_WAN}/4500 Active"
+        )),
+        "{session}"
+    );
+    if let Some(cap) = cap {
+        std::thread::sleep(Duration::from_millis(200));
+        let path = cap.finish();
+        let out = Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(&path)
+            .args(["udp port 4500 and udp[8:4] != 0 and src host 198.51.100.254"])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        let n = String::from_utf8_lossy(&out.stdout).lines().count();
+        let _ = std::fs::remove_file(&path);
+        println!("[nat] {n} ESP-in-UDP packets left the NAT");
+        assert!(n >= 10, "too little ESP in UDP through the NAT: {n}");
+    }
+    drop(charon);
 }
