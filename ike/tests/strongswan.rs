@@ -13,7 +13,8 @@
 //! * `strongswan_fragments_4096_bit_certificates_over_1280_mtu`: RSA-4096 both ways on a 1280-byte veth;
 //! * `strongswan_nat_traversal_through_masquerade`: we sit behind an nftables masquerade namespace;
 //! * `strongswan_ca_issued_certificates`: both certificates issued by a test CA; we validate the chain
-//!   to our CA trustpoint with a CRL, and refuse charon's revoked certificate.
+//!   to our CA trustpoint with a CRL and a certificate map; a new CRL disconnects the IKE SA of charon's
+//!   revoked certificate (`disconnect-revoked-peers`), which is then refused in both roles.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 mod swan;
@@ -1113,6 +1114,13 @@ fn strongswan_ca_issued_certificates() {
         log.contains("reached self-signed root ca with a path length of 0"),
         "{log}"
     );
+    // disconnect-revoked-peers: our DELETE after the new CRL.
+    // (charon also treats our AUTHENTICATION_FAILED INFORMATIONAL of step 4 as a DELETE: two in all.)
+    assert_eq!(
+        log.matches("received DELETE for IKE_SA revoked[").count(),
+        2,
+        "{log}"
+    );
     // The revoked certificate: as responder charon completes IKE_AUTH before we check its certificate
     // (RFC 7296: the initiator then reports AUTHENTICATION_FAILED in an INFORMATIONAL, which charon treats
     // as a DELETE); as initiator it gets AUTHENTICATION_FAILED in our IKE_AUTH response.
@@ -1137,10 +1145,12 @@ fn inner_ca() {
     let mut ep = endpoint();
     ep.set_wall_clock(Instant::now(), std::time::SystemTime::now());
     ep.set_fragment_mtu(Some(1280));
+    // The CA's CRL starts empty; the one revoking charon's second certificate comes later.
     let mut tp = Trustpoint::new("LIFELINE-CA", &read("ca.der"), RevocationCheck::Crl).unwrap();
-    tp.set_crl(&read("ca.crl.der"), std::time::SystemTime::now())
+    tp.set_crl(&read("ca-empty.crl.der"), std::time::SystemTime::now())
         .unwrap();
     ep.add_trustpoint(tp);
+    ep.set_disconnect_revoked_peers(true);
     ep.add_certificate_map(CertificateMap {
         name: "FROM-OUR-CA".into(),
         entries: vec![(
@@ -1193,7 +1203,28 @@ fn inner_ca() {
     let term = swanctl(&["--terminate", "--ike", "ca", "--timeout", "10"]);
     p.drive(10, |_, e| deleted(e));
     assert!(term.wait_with_output().unwrap().status.success());
-    // 3. The revoked certificate: refused as initiator and as responder, with the reason.
+    // 3. disconnect-revoked-peers: an IKE SA with the (not yet revoked) certificate, then the new CRL.
+    p.seen.clear();
+    let id = initiate(&mut p, "192.0.2.3:500");
+    p.drive(20, |_, e| !child_keys(e).is_empty());
+    let gone =
+        p.ep.set_crl(Instant::now(), "LIFELINE-CA", &read("ca.crl.der"))
+            .unwrap();
+    assert_eq!(gone, vec![id]);
+    p.drive(10, |_, e| {
+        e.iter().any(|e| {
+            matches!(
+                e,
+                Event::IkeSaDeleted {
+                    reason: DeleteReason::CertificateRevoked,
+                    ..
+                }
+            )
+        })
+    });
+    let list = swanctl_ok(&["--list-sas"]);
+    assert!(!list.contains("revoked"), "charon deleted it too: {list}");
+    // 4. The revoked certificate: refused as initiator and as responder, with the reason.
     let revoked = |e: &Event| {
         matches!(
             e,
