@@ -105,12 +105,37 @@ ip route {remote_lan} 255.255.0.0 Tunnel0 250
     )
 }
 
+/// The seed's self-signed-certificate variant (seed 002 ch. 4, "Using self-signed certificates for
+/// authentication"): the keyring and PSK lines give way to a `crypto pki trustpoint selfCert` with
+/// `enrollment selfsigned` used for signing and verifying; SDP then carries the certificate's SHA-1.
+fn with_self_signed_certificate(cfg: &str) -> String {
+    let start = cfg.find("crypto ikev2 keyring").unwrap();
+    let end = cfg.find("crypto ipsec profile").unwrap();
+    format!(
+        "{}crypto pki trustpoint selfCert
+ rsakeypair myRSA
+ enrollment selfsigned
+ revocation-check none
+!
+crypto ikev2 profile vpn-sip-profile
+ match identity remote any
+ authentication local rsa-sig
+ authentication remote rsa-sig
+ pki trustpoint selfCert
+ nat force-encap
+!
+{}",
+        &cfg[..start],
+        &cfg[end..]
+    )
+}
+
 struct Appliance {
     sock: PathBuf,
     _daemon: Daemon,
 }
 
-fn start(ns: &Netns, name: &str, cfg: &str) -> Appliance {
+fn start(ns: &Netns, name: &str, cfg: &str, extra: &[&str]) -> Appliance {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("vpnsip-{}", ns.name));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.cfg"));
@@ -130,6 +155,9 @@ fn start(ns: &Netns, name: &str, cfg: &str) -> Appliance {
         .cmd(BIN)
         .args(["run", "--idle-override", "2", "-c"])
         .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(extra)
         .arg("--socket")
         .arg(&sock)
         .stdout(Stdio::null())
@@ -192,6 +220,10 @@ struct Sip {
     /// Register to `lifeline.test`, resolved by RFC 3263 through dnsmasq as DNS server (NAPTR -> SIP+D2T ->
     /// SRV port 5070 -> A), with `ip name-server`.
     dns: bool,
+    /// Self-signed certificates (the seed's `enrollment selfsigned` example) instead of PSKs.
+    certs: bool,
+    /// Extra `lifeline run` words for the head end (test hooks).
+    hq_extra: &'static [&'static str],
 }
 
 /// The DNS zone for [`Sip::dns`]: NAPTR prefers TCP over UDP; the TCP SRV record names port 5070, which only
@@ -209,6 +241,13 @@ fn sip_zone() -> Vec<String> {
 }
 
 fn testbed_with(hq_psk: &str, dhcp: bool, sip: Sip) -> Option<Testbed> {
+    let auth = |c: String| {
+        if sip.certs {
+            with_self_signed_certificate(&c)
+        } else {
+            c
+        }
+    };
     // With `dhcp`, dnsmasq on the registrar's link hands the branch its backup-WAN address and option 120
     // (198.51.100.10, .11), and Kamailio listens on 198.51.100.10.
     let kam_ip = if dhcp {
@@ -338,7 +377,7 @@ fn testbed_with(hq_psk: &str, dhcp: bool, sip: Sip) -> Option<Testbed> {
     let a = start(
         &branch,
         "branch",
-        &with_dns(appliance_config(
+        &with_dns(auth(appliance_config(
             "branch",
             "1001",
             "1002",
@@ -351,12 +390,13 @@ fn testbed_with(hq_psk: &str, dhcp: bool, sip: Sip) -> Option<Testbed> {
             1000,
             "vpn-sip-netns-test-key",
             &registrar_for(if dhcp { "dhcp" } else { kam_ip }),
-        )),
+        ))),
+        &[],
     );
     let h = start(
         &hq,
         "headend",
-        &with_dns(appliance_config(
+        &with_dns(auth(appliance_config(
             "headend",
             "1002",
             "1001",
@@ -369,7 +409,8 @@ fn testbed_with(hq_psk: &str, dhcp: bool, sip: Sip) -> Option<Testbed> {
             512,
             hq_psk,
             &registrar_for(kam_ip),
-        )),
+        ))),
+        sip.hq_extra,
     );
     wait_for(
         "both registered in Kamailio",
@@ -437,6 +478,68 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
     if !netns_available("vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle") {
         return;
     }
+    let Some(tb) = testbed("vpn-sip-netns-test-key", false) else {
+        return;
+    };
+    let pcap = backup_story(tb, 2);
+    let _ = std::fs::remove_file(pcap);
+}
+
+#[test]
+fn vpnsip_backup_with_self_signed_certificates_carries_traffic_and_hangs_up_when_idle() {
+    if !netns_available(
+        "vpnsip_backup_with_self_signed_certificates_carries_traffic_and_hangs_up_when_idle",
+    ) {
+        return;
+    }
+    let Some(tb) = testbed_with(
+        "unused",
+        false,
+        Sip {
+            certs: true,
+            ..Sip::default()
+        },
+    ) else {
+        return;
+    };
+    // Each appliance made its key pair and self-signed certificate at start (state dir, key 0600).
+    let cert = |a: &Appliance| {
+        let dir = a.sock.parent().unwrap().join("state/pki");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("myRSA.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::read(dir.join("selfCert.crt")).unwrap()
+    };
+    let (cert_a, cert_h) = (cert(&tb.a), cert(&tb.h));
+    let pcap = backup_story(tb, 1);
+    // The SDP on the registrar's wire carried each certificate's SHA-1 (RFC 6193 a=fingerprint).
+    let wire = std::fs::read(&pcap).unwrap();
+    for (who, der) in [("branch", &cert_a), ("head end", &cert_h)] {
+        let fp = sha1_hex(der);
+        let line = format!("a=fingerprint:SHA-1 {fp}");
+        assert!(
+            wire.windows(line.len()).any(|w| w == line.as_bytes()),
+            "{who}'s certificate fingerprint {fp} not in any SDP on the wire"
+        );
+        println!("{who}: SDP carried {line}");
+    }
+    let _ = std::fs::remove_file(pcap);
+}
+
+#[test]
+fn vpnsip_head_end_whose_certificate_is_not_its_sdp_fingerprint_fails_the_session() {
+    if !netns_available(
+        "vpnsip_head_end_whose_certificate_is_not_its_sdp_fingerprint_fails_the_session",
+    ) {
+        return;
+    }
+    // The head end advertises a stale fingerprint (a hidden test hook: as if its certificate had been
+    // regenerated after the SDP was built); its AUTH signature verifies with the certificate it sends, but
+    // that certificate is not the one its SDP named. The branch must refuse it and say why.
+    const STALE: &str = "DE:AD:BE:EF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF";
     let Some(Testbed {
         _dnsmasq,
         _dns,
@@ -446,12 +549,83 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
         kam: _kam,
         a,
         h,
-        cap,
-    }) = testbed("vpn-sip-netns-test-key", false)
+        cap: _cap,
+    }) = testbed_with(
+        "unused",
+        false,
+        Sip {
+            certs: true,
+            hq_extra: &["--sdp-fingerprint-override", STALE],
+            ..Sip::default()
+        },
+    )
     else {
         return;
     };
-    for round in 1..=2 {
+    cut_primary(&branch);
+    wait_for("branch route to Tunnel0", Duration::from_secs(5), || {
+        show(&a, "ip route static").contains("is directly connected, Tunnel0")
+    });
+    assert!(
+        !ping(&branch),
+        "traffic crossed a tunnel whose peer failed the fingerprint check"
+    );
+    wait_for(
+        "a failure reason on the branch",
+        Duration::from_secs(10),
+        || show(&a, "vpn-sip session detail").contains("Last failure"),
+    );
+    let s = show(&a, "vpn-sip session detail");
+    println!(
+        "branch after the mismatch:\n{s}\nhead end:\n{}",
+        show(&h, "vpn-sip session detail")
+    );
+    assert!(s.contains("READY_TO_CONNECT"), "{s}");
+    assert!(s.contains("FingerprintMismatch"), "{s}");
+    assert!(
+        s.contains("DE:AD:BE:EF"),
+        "the expected (SDP) fingerprint is shown: {s}"
+    );
+    assert!(!show(&a, "ip nat translations").contains("udp "));
+}
+
+/// SHA-1 of `data` as RFC 4572 upper-case colon-separated hex (via `sha1sum`, independent of Lifeline).
+fn sha1_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha1sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_ascii_uppercase();
+    hex.as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Cut the primary, see the VPN-SIP session carry traffic, restore it, see the idle timer end the session;
+/// `rounds` times. Returns the registrar-link capture (BYEs checked).
+fn backup_story(tb: Testbed, rounds: u32) -> PathBuf {
+    let Testbed {
+        _dnsmasq,
+        _dns,
+        branch,
+        hq: _hq,
+        reg: _reg,
+        kam: _kam,
+        a,
+        h,
+        cap,
+    } = tb;
+    for round in 1..=rounds {
         cut_primary(&branch);
         let cut = Instant::now();
         // Both sides' routes move to Tunnel0.
@@ -541,10 +715,10 @@ fn vpnsip_backup_through_kamailio_carries_traffic_and_hangs_up_when_idle() {
     let byes = String::from_utf8_lossy(&out.stdout);
     println!("BYE requests on the registrar's link:\n{byes}");
     assert!(
-        byes.lines().filter(|l| l.starts_with("BYE sip:")).count() >= 2,
+        byes.lines().filter(|l| l.starts_with("BYE sip:")).count() >= rounds as usize,
         "no BYE seen through Kamailio: {byes}"
     );
-    let _ = std::fs::remove_file(pcap);
+    pcap
 }
 
 #[test]
@@ -554,8 +728,8 @@ fn vpnsip_peer_with_another_key_fails_the_session_with_a_visible_reason() {
     }
     // The head end holds another key for the branch's number: its SDP fingerprint is not the hash of the
     // key the branch looked up, and its AUTH payload does not verify. The session must fail, visibly.
-    // (A peer whose AUTH verifies but whose certificate differs from its SDP fingerprint is the `ike`
-    // crate's FingerprintMismatch test; the appliance does not load certificates yet.)
+    // (A peer whose AUTH verifies but whose certificate differs from its SDP fingerprint:
+    // `vpnsip_head_end_whose_certificate_is_not_its_sdp_fingerprint_fails_the_session`.)
     let Some(Testbed {
         _dnsmasq,
         _dns,
@@ -718,6 +892,7 @@ fn vpnsip_over_sip_tcp_through_kamailio() {
         Sip {
             transport: "tcp",
             dns: false,
+            ..Sip::default()
         },
         "tcp:198.51.100.1:5060",
         ";transport=tcp",
@@ -731,6 +906,7 @@ fn vpnsip_over_sip_tls_through_kamailio() {
         Sip {
             transport: "tls",
             dns: false,
+            ..Sip::default()
         },
         "tls:198.51.100.1:5061",
         ";transport=tls",
@@ -746,6 +922,7 @@ fn vpnsip_registrar_by_dns_naptr_srv_a() {
         Sip {
             transport: "",
             dns: true,
+            ..Sip::default()
         },
         "tcp:198.51.100.1:5070",
         ";transport=tcp",

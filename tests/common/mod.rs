@@ -130,7 +130,9 @@ impl Capture {
         let path = dir.join(format!("{label}-{}.pcap", ns.name));
         let child = ns
             .cmd("tcpdump")
-            .args(["-i", ifname, "-U", "-n", "-w"])
+            // `--immediate-mode`: without it libpcap hands packets over in ring blocks (up to ~1 s late),
+            // and a packet sent just before `finish` (a BYE at the idle timer) never reached the file.
+            .args(["-i", ifname, "--immediate-mode", "-U", "-n", "-w"])
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
