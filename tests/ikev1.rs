@@ -512,3 +512,187 @@ fn ikev1_svti_lifeline_behind_nftables_nat_to_strongswan() {
     }
     drop(charon);
 }
+
+/// Environment variable that turns [`ikev1_rate_inner`] on (the responder's address).
+const RATE_ENV: &str = "LIFELINE_IKEV1_RATE_TARGET";
+
+struct Seeded(u64);
+impl ike::Rng for Seeded {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = (self.0 >> 24) as u8;
+        }
+    }
+}
+
+/// The load generator, run inside the initiator namespace by
+/// [`ikev1_responder_setup_rate_lifeline_vs_strongswan`]: sequential IKEv1 main mode + quick mode setups
+/// (AES-256/SHA-256/group 14, one IPsec SA pair) to the responder over real UDP, each followed by DELETE,
+/// for 5 s. Prints `RATE <setups> <seconds> <failures>`.
+#[test]
+#[ignore = "inner half of ikev1_responder_setup_rate_lifeline_vs_strongswan"]
+fn ikev1_rate_inner() {
+    use ike::v1::{
+        AuthMethod, Config, Endpoint, HashAlg, IsakmpPolicy, PolicyEncryption, PolicyHash,
+        PresharedKey,
+    };
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    let Ok(target) = std::env::var(RATE_ENV) else {
+        return;
+    };
+    let remote: SocketAddr = format!("{target}:500").parse().unwrap();
+    let socks = [
+        UdpSocket::bind(format!("{A_WAN}:500")).unwrap(),
+        UdpSocket::bind(format!("{A_WAN}:4500")).unwrap(),
+    ];
+    for s in &socks {
+        s.set_nonblocking(true).unwrap();
+    }
+    let mut c = Config::psk(PresharedKey::new(
+        PSK.as_bytes(),
+        Ipv4Addr::UNSPECIFIED,
+        Some(Ipv4Addr::UNSPECIFIED),
+    ));
+    c.policies = vec![IsakmpPolicy {
+        priority: 10,
+        encryption: PolicyEncryption::Aes(256),
+        hash: PolicyHash::Hash(HashAlg::Sha256),
+        authentication: AuthMethod::PreShare,
+        group: 14,
+        lifetime: Duration::from_secs(86400),
+    }];
+    c.transform_sets = vec![ike::EspProposal {
+        encr: ike::EncrAlg::AesCbc256,
+        integ: Some(ike::IntegAlg::HmacSha256_128),
+        esn: false,
+    }];
+    c.nat_keepalive = None;
+    let seed = Instant::now().elapsed().as_nanos() as u64 | 1;
+    let mut ep = Endpoint::new(c, Box::new(Seeded(0x9e37_79b9_7f4a_7c15 ^ seed)));
+    let mut buf = vec![0u8; 65536];
+    let start = Instant::now();
+    let (mut ok, mut failed) = (0u32, 0u32);
+    while start.elapsed() < Duration::from_secs(5) {
+        let local: SocketAddr = format!("{A_WAN}:500").parse().unwrap();
+        let id = ep.initiate(Instant::now(), local, remote).unwrap();
+        let t0 = Instant::now();
+        let mut up = false;
+        while !up && t0.elapsed() < Duration::from_secs(5) {
+            while let Some(t) = ep.poll_transmit() {
+                let s = &socks[usize::from(t.local.port() == 4500)];
+                let _ = s.send_to(&t.payload, t.remote);
+            }
+            let mut got = false;
+            for s in &socks {
+                while let Ok((n, from)) = s.recv_from(&mut buf) {
+                    got = true;
+                    ep.handle_input(Instant::now(), s.local_addr().unwrap(), from, &buf[..n]);
+                }
+            }
+            if ep.poll_timeout().is_some_and(|t| t <= Instant::now()) {
+                ep.handle_timeout(Instant::now());
+            }
+            while let Some(e) = ep.poll_event() {
+                up |= matches!(e, ike::Event::ChildSaEstablished { .. });
+            }
+            if !got && !up {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        // QM3 goes out with the DELETEs.
+        let _ = ep.delete_ike_sa(Instant::now(), id);
+        while let Some(t) = ep.poll_transmit() {
+            let s = &socks[usize::from(t.local.port() == 4500)];
+            let _ = s.send_to(&t.payload, t.remote);
+        }
+        while ep.poll_event().is_some() {}
+        if up { ok += 1 } else { failed += 1 }
+    }
+    println!("RATE {ok} {:.3} {failed}", start.elapsed().as_secs_f64());
+}
+
+/// IKEv1 main+quick mode setups per second as responder: Lifeline's daemon and strongSwan's charon (5.9,
+/// kernel-libipsec), one after the other in the same run, loaded by the same in-process initiator over real
+/// UDP between two namespaces. A measurement, not a check: ignored by default; run with
+/// `cargo test --release -p lifeline --test ikev1 -- --ignored --nocapture ikev1_responder_setup_rate`.
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn ikev1_responder_setup_rate_lifeline_vs_strongswan() {
+    if !netns_available("ikev1_responder_setup_rate") || !strongswan_available("ikev1_rate") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = |i: &Netns| -> String {
+        let out = i
+            .cmd(std::env::current_exe().unwrap().to_str().unwrap())
+            .args(["ikev1_rate_inner", "--exact", "--ignored", "--nocapture"])
+            .env(RATE_ENV, B_WAN)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.starts_with("RATE "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no RATE line: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_string()
+    };
+    let report = |who: &str, line: &str| {
+        let w: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        println!(
+            "IKEv1 responder {who}: {} setups in {:.1} s = {:.1} setups/s ({} failed)",
+            w[0],
+            w[1],
+            w[0] / w[1],
+            w[2]
+        );
+        assert!(w[0] > 0.0, "{who}: no setup completed");
+    };
+    for who in ["Lifeline", "strongSwan"] {
+        let i = Netns::new("v1rI");
+        let r = Netns::new("v1rR");
+        veth(
+            &i,
+            "eth0",
+            &format!("{A_WAN}/24"),
+            &r,
+            "eth0",
+            &format!("{B_WAN}/24"),
+        );
+        if who == "Lifeline" {
+            let cfg = site_config(
+                "siteB",
+                B_WAN,
+                "0.0.0.0 0.0.0.0",
+                None,
+                "172.16.0.2",
+                "10.1.0.0",
+            );
+            let site = Site::start(r, "siteB", &cfg);
+            let t0 = Instant::now();
+            loop {
+                let out = site.ns.cmd("ss").args(["-unl"]).output().unwrap();
+                if String::from_utf8_lossy(&out.stdout).contains(&format!("{B_WAN}:500")) {
+                    break;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(10), "no IKE socket");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            report(who, &run(&i));
+        } else {
+            let charon = Charon::start(&r, &charon_conf(B_WAN, A_WAN));
+            report(who, &run(&i));
+            drop(charon);
+        }
+    }
+}
