@@ -521,6 +521,7 @@ impl Loopback {
                     local,
                     remote,
                     payload,
+                    ..
                 } => {
                     if let Some(s) = self.sockets[i].get(&local) {
                         let _ = s.send_to(&payload, remote);

@@ -258,14 +258,23 @@ struct GsoBatch {
     to: SocketAddrV4,
     segment: usize,
     count: usize,
+    /// IP TOS of every datagram in the batch (ESP copies the inner DSCP, e.g. VPN-SIP's CS4).
+    tos: u8,
     /// The last segment was shorter: nothing more may follow.
     closed: bool,
     buf: Vec<u8>,
 }
 
 impl GsoBatch {
-    fn accepts(&self, sock: &Arc<tokio::net::UdpSocket>, to: SocketAddrV4, len: usize) -> bool {
+    fn accepts(
+        &self,
+        sock: &Arc<tokio::net::UdpSocket>,
+        to: SocketAddrV4,
+        len: usize,
+        tos: u8,
+    ) -> bool {
         !self.closed
+            && self.tos == tos
             && Arc::ptr_eq(&self.sock, sock)
             && self.to == to
             && len <= self.segment
@@ -285,6 +294,11 @@ impl GsoBatch {
             return;
         }
         let to = SocketAddr::V4(self.to);
+        // A marked batch sets the socket's TOS for its own sends only; unmarked ones cost nothing.
+        let sr = socket2::SockRef::from(&*self.sock);
+        if self.tos != 0 {
+            let _ = sr.set_tos_v4(u32::from(self.tos));
+        }
         let sent = if self.count > 1 && *gso {
             let seg = u16::try_from(self.segment).unwrap_or(u16::MAX);
             match crate::os::udp::send_gso(&self.sock, &self.buf, seg, self.to).await {
@@ -307,6 +321,9 @@ impl GsoBatch {
             for d in self.buf.chunks(self.segment.max(1)) {
                 let _ = self.sock.send_to(d, to).await;
             }
+        }
+        if self.tos != 0 {
+            let _ = sr.set_tos_v4(0);
         }
         self.buf.clear();
         self.count = 0;
@@ -537,6 +554,7 @@ impl OsDrivers {
                     local,
                     remote,
                     payload,
+                    tos,
                 } => {
                     let sock = self.udp.get(&local).or_else(|| {
                         // IKE answers from the address it was reached on; fall back to any socket on the port.
@@ -556,22 +574,24 @@ impl OsDrivers {
                         to,
                         segment: payload.len(),
                         count: 0,
+                        tos,
                         closed: false,
                         buf: Vec::with_capacity(crate::os::udp::GSO_MAX_BYTES),
                     });
-                    if batch.count > 0 && !batch.accepts(&s, to, payload.len()) {
+                    if batch.count > 0 && !batch.accepts(&s, to, payload.len(), tos) {
                         batch.send(&mut self.gso).await;
                     }
                     if batch.count == 0 {
                         batch.sock = s;
                         batch.to = to;
+                        batch.tos = tos;
                         batch.segment = payload.len();
                     }
                     batch.push(&payload);
                 }
-                Output::RawEsp { dst, payload, .. } => {
+                Output::RawEsp { dst, payload, tos } => {
                     if let Some(r) = &self.raw_esp {
-                        let _ = r.send_to(&payload, dst).await;
+                        let _ = r.send_to_tos(&payload, dst, tos).await;
                     }
                 }
                 Output::Tun { tunnel, packet } => {

@@ -404,6 +404,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                         local,
                         remote,
                         payload,
+                        ..
                     } => {
                         if local.port() == crate::vpnsip::SIP_PORT
                             && let Some(s) = sip_summary(&payload)

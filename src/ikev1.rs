@@ -367,6 +367,7 @@ impl Node {
                 local: tx.local,
                 remote: tx.remote,
                 payload: tx.payload,
+                tos: 0,
             });
             progressed = true;
         }

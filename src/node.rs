@@ -35,9 +35,15 @@ pub enum Output {
         local: SocketAddr,
         remote: SocketAddr,
         payload: Vec<u8>,
+        /// IP TOS of the datagram (ESP copies the inner packet's, e.g. the CS4 of VPN-SIP's policy).
+        tos: u8,
     },
     /// An ESP packet as IP protocol 50 (no NAT-T).
-    RawEsp { dst: Ipv4Addr, payload: Vec<u8> },
+    RawEsp {
+        dst: Ipv4Addr,
+        payload: Vec<u8>,
+        tos: u8,
+    },
     /// An IP packet for the inside of tunnel `tunnel` (write it to its TUN device).
     Tun { tunnel: usize, packet: Vec<u8> },
     /// A DHCP message to send from `device` (UDP 68 -> `dst`:67); see [`Node::handle_dhcp`].
@@ -676,11 +682,14 @@ impl Node {
                             local,
                             remote,
                             payload,
+                            tos: tx.tos,
                         })
                     }
-                    (IpAddr::V4(_), IpAddr::V4(dst), None) => {
-                        self.out.push_back(Output::RawEsp { dst, payload })
-                    }
+                    (IpAddr::V4(_), IpAddr::V4(dst), None) => self.out.push_back(Output::RawEsp {
+                        dst,
+                        payload,
+                        tos: tx.tos,
+                    }),
                     _ => {} // IPv6 outer headers are not supported (the dataplane never produces them)
                 }
             }
@@ -702,6 +711,7 @@ impl Node {
                     local,
                     remote: tx.remote,
                     payload: tx.payload,
+                    tos: 0,
                 });
                 progressed = true;
             }

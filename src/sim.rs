@@ -211,6 +211,7 @@ impl Sim {
                     local,
                     remote,
                     payload,
+                    ..
                 } => self.queue.push_back(Datagram {
                     from: local,
                     to: remote,

@@ -83,6 +83,7 @@ pub(crate) fn transmit(v: &VpnSip, tx: sip::Transmit) -> Output {
             local,
             remote: tx.to,
             payload: tx.payload,
+            tos: 0,
         }
     }
 }

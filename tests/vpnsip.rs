@@ -718,6 +718,60 @@ fn backup_story(tb: Testbed, rounds: u32) -> PathBuf {
         byes.lines().filter(|l| l.starts_with("BYE sip:")).count() >= rounds as usize,
         "no BYE seen through Kamailio: {byes}"
     );
+    // The implicit VPN-SIP policy marks DSCP CS4 (seed 002 L3577-3579): the ESP in UDP both appliances
+    // send through their session ports carries it in the outer header (the tunnel copies the inner
+    // DSCP), as tshark reads it on the registrar's link. Only the first packet of a session, queued
+    // for the SA before the policy is attached, may leave unmarked.
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "udp.srcport >= 50001 && (ip.src == 198.51.100.2 || ip.src == 203.0.113.2)",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dsfield.dscp",
+            "-e",
+            "udp.payload",
+        ])
+        .output()
+        .expect("tshark is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // (source, DSCP) of every ESP packet: a payload longer than 8 bytes without the IKE marker.
+    let esp: Vec<(String, u8)> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let payload = f.get(2)?.replace(':', "");
+            (payload.len() > 16 && !payload.starts_with("00000000"))
+                .then(|| Some((f[0].to_string(), f.get(1)?.parse().ok()?)))?
+        })
+        .collect();
+    let count = |src: &str, cs4: bool| {
+        esp.iter()
+            .filter(|(s, d)| s == src && (*d == 32) == cs4)
+            .count()
+    };
+    let (b4, bx, h4, hx) = (
+        count("198.51.100.2", true),
+        count("198.51.100.2", false),
+        count("203.0.113.2", true),
+        count("203.0.113.2", false),
+    );
+    println!(
+        "ESP on the registrar's link: branch {b4} packets CS4, {bx} other; head end {h4} CS4, {hx} other"
+    );
+    assert!(
+        b4 >= 4 * rounds as usize && h4 >= 4 * rounds as usize,
+        "too few CS4-marked ESP packets:\n{text}"
+    );
+    assert!(
+        bx <= rounds as usize && hx <= rounds as usize,
+        "unmarked ESP under the VPN-SIP policy:\n{text}"
+    );
     pcap
 }
 

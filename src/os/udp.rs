@@ -166,6 +166,17 @@ impl RawEsp {
         }
     }
 
+    /// [`RawEsp::send_to`] with IP TOS `tos` (set for this packet only when it is not 0).
+    pub async fn send_to_tos(&self, payload: &[u8], dst: Ipv4Addr, tos: u8) -> io::Result<usize> {
+        if tos == 0 {
+            return self.send_to(payload, dst).await;
+        }
+        let _ = self.fd.get_ref().set_tos_v4(u32::from(tos));
+        let r = self.send_to(payload, dst).await;
+        let _ = self.fd.get_ref().set_tos_v4(0);
+        r
+    }
+
     /// One ESP packet: (source, TOS, range of the ESP bytes in `buf`).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<(Ipv4Addr, u8, std::ops::Range<usize>)> {
         use std::io::Read;

@@ -1307,6 +1307,7 @@ interface Tunnel0
                         local,
                         remote,
                         payload,
+                        ..
                     } => to.handle_udp(now, remote, local, &payload, 0),
                     Output::RawEsp { payload, .. } => to.handle_raw_esp(now, from_wan, &payload, 0),
                     Output::Tun { .. } => tun += 1,
