@@ -303,6 +303,10 @@ impl GsoBatch {
             let seg = u16::try_from(self.segment).unwrap_or(u16::MAX);
             match crate::os::udp::send_gso(&self.sock, &self.buf, seg, self.to).await {
                 Ok(()) => true,
+                // Segments above the route's MTU (EINVAL, EMSGSIZE): this batch goes one by one and
+                // the kernel fragments as it would a single datagram.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EMSGSIZE)) => false,
+                // No UDP GSO here at all (old kernel, device without checksum offload: EIO, ENOPROTOOPT).
                 Err(e) => {
                     ios!(
                         SYS,
