@@ -224,20 +224,20 @@ struct Sip {
     certs: bool,
     /// Extra `lifeline run` words for the head end (test hooks).
     hq_extra: &'static [&'static str],
+    /// With `dns`: the TCP SRV record's port instead of 5070 (a port nobody serves: the UDP target must take over).
+    tcp_srv_port: Option<u16>,
 }
 
 /// The DNS zone for [`Sip::dns`]: NAPTR prefers TCP over UDP; the TCP SRV record names port 5070, which only
 /// Kamailio's second TCP listener serves, so a registration there proves the records chose it.
-fn sip_zone() -> Vec<String> {
-    [
-        "naptr-record=lifeline.test,10,10,S,SIP+D2T,,_sip._tcp.lifeline.test",
-        "naptr-record=lifeline.test,20,10,S,SIP+D2U,,_sip._udp.lifeline.test",
-        "srv-host=_sip._tcp.lifeline.test,sip.lifeline.test,5070,0,10",
-        "srv-host=_sip._udp.lifeline.test,sip.lifeline.test,5060,0,10",
-        "host-record=sip.lifeline.test,198.51.100.1",
+fn sip_zone(tcp_port: u16) -> Vec<String> {
+    vec![
+        "naptr-record=lifeline.test,10,10,S,SIP+D2T,,_sip._tcp.lifeline.test".into(),
+        "naptr-record=lifeline.test,20,10,S,SIP+D2U,,_sip._udp.lifeline.test".into(),
+        format!("srv-host=_sip._tcp.lifeline.test,sip.lifeline.test,{tcp_port},0,10"),
+        "srv-host=_sip._udp.lifeline.test,sip.lifeline.test,5060,0,10".into(),
+        "host-record=sip.lifeline.test,198.51.100.1".into(),
     ]
-    .map(String::from)
-    .to_vec()
 }
 
 fn testbed_with(hq_psk: &str, dhcp: bool, sip: Sip) -> Option<Testbed> {
@@ -324,7 +324,11 @@ fn testbed_with(hq_psk: &str, dhcp: bool, sip: Sip) -> Option<Testbed> {
         None
     };
     let dns = if sip.dns {
-        let d = dnsmasq::Dnsmasq::start_dns(&reg, "198.51.100.1".parse().unwrap(), &sip_zone());
+        let d = dnsmasq::Dnsmasq::start_dns(
+            &reg,
+            "198.51.100.1".parse().unwrap(),
+            &sip_zone(sip.tcp_srv_port.unwrap_or(5070)),
+        );
         if d.is_none() {
             let required = std::env::var("LIFELINE_REQUIRE_NETNS").is_ok_and(|v| v == "1");
             assert!(!required, "dnsmasq is not installed");
@@ -945,7 +949,6 @@ fn vpnsip_over_sip_tcp_through_kamailio() {
         "vpnsip_over_sip_tcp_through_kamailio",
         Sip {
             transport: "tcp",
-            dns: false,
             ..Sip::default()
         },
         "tcp:198.51.100.1:5060",
@@ -959,7 +962,6 @@ fn vpnsip_over_sip_tls_through_kamailio() {
         "vpnsip_over_sip_tls_through_kamailio",
         Sip {
             transport: "tls",
-            dns: false,
             ..Sip::default()
         },
         "tls:198.51.100.1:5061",
@@ -974,11 +976,88 @@ fn vpnsip_registrar_by_dns_naptr_srv_a() {
     vpnsip_call_over(
         "vpnsip_registrar_by_dns_naptr_srv_a",
         Sip {
-            transport: "",
             dns: true,
             ..Sip::default()
         },
         "tcp:198.51.100.1:5070",
         ";transport=tcp",
     );
+}
+
+/// RFC 3263 failover: the preferred target (NAPTR SIP+D2T -> SRV port 5071) refuses connections; the
+/// connection error fails the REGISTER at once and the next target (SIP+D2U -> UDP 5060) takes over.
+#[test]
+fn vpnsip_registrar_by_dns_fails_over_to_the_next_target() {
+    if !netns_available("vpnsip_registrar_by_dns_fails_over_to_the_next_target") {
+        return;
+    }
+    let Some(Testbed {
+        _dnsmasq,
+        _dns,
+        branch: _branch,
+        hq: _hq,
+        reg: _reg,
+        kam,
+        a,
+        h: _h,
+        cap: _cap,
+    }) = testbed_with(
+        "vpn-sip-netns-test-key",
+        false,
+        Sip {
+            dns: true,
+            tcp_srv_port: Some(5071),
+            ..Sip::default()
+        },
+    )
+    else {
+        return;
+    };
+    let ul = kam.kamcmd("ul.dump").unwrap();
+    assert_eq!(
+        ul.matches("Socket: udp:198.51.100.1:5060").count(),
+        2,
+        "both on the UDP target:\n{ul}"
+    );
+    assert!(show(&a, "vpn-sip registration-status").contains("registered"));
+}
+
+/// The registrar restarts (its TCP connections close, its location table is empty): the appliances see the
+/// connection go, reconnect (with backoff while Kamailio is down) and register again.
+#[test]
+fn vpnsip_tcp_reconnects_and_reregisters_after_the_registrar_restarts() {
+    if !netns_available("vpnsip_tcp_reconnects_and_reregisters_after_the_registrar_restarts") {
+        return;
+    }
+    let Some(Testbed {
+        _dnsmasq,
+        _dns,
+        branch: _branch,
+        hq: _hq,
+        reg,
+        kam,
+        a: _a,
+        h: _h,
+        cap: _cap,
+    }) = testbed_with(
+        "vpn-sip-netns-test-key",
+        false,
+        Sip {
+            transport: "tcp",
+            ..Sip::default()
+        },
+    )
+    else {
+        return;
+    };
+    drop(kam);
+    std::thread::sleep(Duration::from_millis(1500));
+    let kam = Kamailio::start(&reg, "198.51.100.1").unwrap();
+    assert!(!kam.kamcmd("ul.dump").unwrap().contains("sip:1001@"));
+    let took = wait_for("both registered again", Duration::from_secs(20), || {
+        kam.kamcmd("ul.dump").is_some_and(|d| {
+            d.contains("sip:1001@") && d.matches("Socket: tcp:198.51.100.1:5060").count() == 2
+        })
+    });
+    println!("re-registered {took:?} after Kamailio came back");
 }

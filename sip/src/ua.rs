@@ -561,7 +561,11 @@ impl UserAgent {
             }
         }
         for (owner, method) in fired {
-            self.tx_events(now, owner, method, VecDeque::from([TxEvent::Timeout]));
+            if owner == Owner::Register {
+                self.registration_failed(now, format!("no connection to the registrar {remote}"));
+            } else {
+                self.tx_events(now, owner, method, VecDeque::from([TxEvent::Timeout]));
+            }
         }
         self.reap();
     }

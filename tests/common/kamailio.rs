@@ -204,7 +204,19 @@ fn tls_material(dir: &std::path::Path, ip: &str) -> Option<()> {
 }
 
 impl Drop for Kamailio {
+    /// SIGTERM to the main process, which stops its worker processes; SIGKILL alone would leave the
+    /// workers running (and holding the namespace, the sockets and the location table).
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
