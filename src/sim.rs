@@ -331,12 +331,17 @@ mod tests {
     fn session_port_pool_exhaustion_refuses_the_extra_session_and_reuses_freed_ports() {
         let t0 = Instant::now();
         let topo = Topology::new(3);
-        let mut sim = topo.build_sim(t0).unwrap();
-        sim.node_mut(0)
-            .vpnsip
-            .as_mut()
-            .unwrap()
-            .set_port_range(50001, 50002);
+        let mut sim = Sim::new();
+        sim.set_registrar(topo.registrar());
+        let appliance = topo.appliance_config().replace(
+            "vpn-sip enable\n",
+            "vpn-sip enable\nvpn-sip session-port range 50001 50002\n",
+        );
+        assert!(appliance.contains("session-port range"));
+        sim.add_node(crate::bench::node(&appliance, t0, "appliance").unwrap());
+        for i in 0..3 {
+            sim.add_node(crate::bench::node(&topo.far_config(i), t0, "far end").unwrap());
+        }
         let mut now = t0;
         sim.start(now);
         while !topo.all_registered(&sim) {

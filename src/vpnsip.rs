@@ -26,11 +26,11 @@ use crate::show::vpnsip::{Role, SessionStatus, SessionView};
 
 /// SIP's port (RFC 3261 §19.1.2).
 pub const SIP_PORT: u16 = 5060;
-/// First per-session IKE port offered in SDP (the seed's samples use 50001 and up).
-pub const FIRST_SESSION_PORT: u16 = 50001;
-/// Last per-session port: 50001..=65535 holds 15 535 concurrent sessions (Lifeline's goal is 10 000 per
-/// appliance; the seed's router holds 300).
-pub const LAST_SESSION_PORT: u16 = 65535;
+/// First per-session IKE port offered in SDP by default (the seed's samples use 50001 and up).
+pub const FIRST_SESSION_PORT: u16 = config::defaults::VPN_SIP_SESSION_PORTS.0;
+/// Last per-session port by default: 50001..=65535 holds 15 535 concurrent sessions (Lifeline's goal is
+/// 10 000 per appliance; the seed's router holds 300). `vpn-sip session-port range A B` changes both.
+pub const LAST_SESSION_PORT: u16 = config::defaults::VPN_SIP_SESSION_PORTS.1;
 
 /// One VPN-SIP tunnel's session.
 pub struct Session {
@@ -247,21 +247,13 @@ impl VpnSip {
             sessions,
             pat: PatTable::new(),
             logging: cfg.vpn_sip.logging,
-            next_port: FIRST_SESSION_PORT,
-            ports: (FIRST_SESSION_PORT, LAST_SESSION_PORT),
+            next_port: cfg.vpn_sip.effective_session_ports().0,
+            ports: cfg.vpn_sip.effective_session_ports(),
             used_ports: Default::default(),
             by_tunnel,
             by_call: Default::default(),
             by_number,
         }))
-    }
-
-    /// Use `first..=last` for per-session ports (tests exhaust a small pool). Panics if the range is empty.
-    #[cfg(test)]
-    pub fn set_port_range(&mut self, first: u16, last: u16) {
-        assert!(first <= last, "empty session port range {first}-{last}");
-        self.ports = (first, last);
-        self.next_port = first;
     }
 
     /// Session `sidx` holds `port` and `call` (0 / `None`: releases them).

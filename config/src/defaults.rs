@@ -27,6 +27,8 @@ pub const PFS_GROUP: Option<u16> = None;
 /// DH group of a bare `set pfs`.
 pub const BARE_PFS_GROUP: u16 = 1;
 
+/// VPN-SIP per-session WAN ports (Lifeline; the seed's samples start at 50001). 15 535 concurrent sessions.
+pub const VPN_SIP_SESSION_PORTS: (u16, u16) = (50001, 65535);
 /// The bandwidths VPN-SIP accepts, kbps.
 pub const VPN_SIP_BANDWIDTHS_KBPS: [u32; 5] = [64, 128, 256, 512, 1000];
 

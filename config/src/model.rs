@@ -486,12 +486,20 @@ pub struct VpnSip {
     pub tunnel_source: Option<String>,
     pub logging: bool,
     pub registrar: Option<VpnSipRegistrar>,
+    /// `vpn-sip session-port range FIRST LAST` (Lifeline extension): the per-session WAN ports offered in
+    /// SDP. `None`: 50001-65535 (`defaults::VPN_SIP_SESSION_PORTS`).
+    pub session_ports: Option<(u16, u16)>,
 }
 
 impl VpnSip {
     /// The local SIP number (the first `vpn-sip local-number` line).
     pub fn local_number(&self) -> Option<&VpnSipLocalNumber> {
         self.local_numbers.first()
+    }
+    /// The per-session port range in effect (`vpn-sip session-port range`, else the default).
+    pub fn effective_session_ports(&self) -> (u16, u16) {
+        self.session_ports
+            .unwrap_or(crate::defaults::VPN_SIP_SESSION_PORTS)
     }
 }
 

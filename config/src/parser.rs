@@ -1470,7 +1470,14 @@ impl Parser {
 
     fn vpn_sip_global(&mut self, c: &mut Cur<'_, '_>, neg: bool) -> R {
         let start = c.i - 1;
-        let Some(k) = c.kw(&["enable", "local-number", "tunnel", "logging", "registrar"]) else {
+        let Some(k) = c.kw(&[
+            "enable",
+            "local-number",
+            "tunnel",
+            "logging",
+            "registrar",
+            "session-port",
+        ]) else {
             return Ok(Outcome::NotMine);
         };
         let v = &mut self.cfg.vpn_sip;
@@ -1517,6 +1524,28 @@ impl Parser {
                     number,
                     wan_interface: wan,
                 });
+            }
+            "session-port" => {
+                // Lifeline extension: `vpn-sip session-port range FIRST LAST`.
+                if !c.opt("range") {
+                    return Ok(Outcome::NotMine);
+                }
+                if neg {
+                    c.skip_all();
+                    self.cfg.vpn_sip.session_ports = None;
+                    return Ok(Outcome::Done);
+                }
+                let first = c.num_in("first session port", 1024u16, 65535)?;
+                let last = c.num_in("last session port", 1024u16, 65535)?;
+                end!(c);
+                if first > last {
+                    return Err(Outcome::Error(
+                        c.span_from(start),
+                        format!("empty session port range {first}-{last}"),
+                        Some("write the lower port first".into()),
+                    ));
+                }
+                self.cfg.vpn_sip.session_ports = Some((first, last));
             }
             "registrar" => {
                 if neg {

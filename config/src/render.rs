@@ -650,6 +650,10 @@ pub fn render(config: &Config) -> String {
         o.line(0, "vpn-sip logging");
         any = true;
     }
+    if let Some((first, last)) = v.session_ports {
+        o.line(0, format!("vpn-sip session-port range {first} {last}"));
+        any = true;
+    }
     if let Some(r) = &v.registrar {
         let mut s = format!("vpn-sip registrar {}", r.host);
         if let Some(p) = r.port {

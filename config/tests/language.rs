@@ -528,3 +528,22 @@ fn ip_name_server_is_modelled_and_renders_back() {
     assert!(p.config.name_servers.is_empty());
     assert!(render(&p.config).contains("ip name-server vrf mgmt 192.0.2.53\n"));
 }
+
+#[test]
+fn vpn_sip_session_port_range_is_parsed_rendered_and_checked() {
+    // Lifeline extension: the per-session WAN ports VPN-SIP offers in SDP.
+    let p = parse("vpn-sip session-port range 40000 40999\n");
+    assert!(!p.has_errors(), "{:?}", p.diagnostics);
+    assert_eq!(p.config.vpn_sip.session_ports, Some((40000, 40999)));
+    assert_eq!(p.config.vpn_sip.effective_session_ports(), (40000, 40999));
+    assert!(render(&p.config).contains("vpn-sip session-port range 40000 40999\n"));
+    assert_eq!(
+        parse("!\n").config.vpn_sip.effective_session_ports(),
+        (50001, 65535)
+    );
+    // An empty range or a privileged port is an error, not a silent default.
+    assert!(parse("vpn-sip session-port range 50002 50001\n").has_errors());
+    assert!(parse("vpn-sip session-port range 500 50001\n").has_errors());
+    let p = parse("vpn-sip session-port range 40000 40999\nno vpn-sip session-port range\n");
+    assert_eq!(p.config.vpn_sip.session_ports, None);
+}
