@@ -64,6 +64,14 @@ crypto ipsec profile vpn-sip-ipsec
  set security-association idle-time 120
  set ikev2-profile vpn-sip-profile
 !
+class-map match-all UDP
+ match protocol ip
+!
+policy-map CBWFQ
+ class UDP
+  bandwidth percent 60
+  queue-limit 12 packets
+!
 vpn-sip enable
 vpn-sip local-number {number} address ipv4 GigabitEthernet1
 vpn-sip tunnel source Loopback11
@@ -89,7 +97,7 @@ interface Tunnel0
  tunnel mode ipsec ipv4
  tunnel destination dynamic
  tunnel protection ipsec profile vpn-sip-ipsec ikev2-profile vpn-sip-profile
- vpn-sip local-number {number} remote-number {peer_number} bandwidth {bandwidth}
+ vpn-sip local-number {number} remote-number {peer_number} bandwidth {bandwidth} service-policy CBWFQ
 !
 ip sla 1
  icmp-echo {primary_peer} source-interface GigabitEthernet0
@@ -675,6 +683,10 @@ fn backup_story(tb: Testbed, rounds: u32) -> PathBuf {
         );
         assert!(qos.contains("shape (average) cir 512000"), "{qos}");
         assert!(qos.contains("dscp cs4"), "{qos}");
+        // The seed's child policy (002 L3536-3555) under the implicit one, its share of the negotiated rate.
+        assert!(qos.contains("Service-policy : CBWFQ"), "{qos}");
+        assert!(qos.contains("bandwidth 60% (307 kbps)"), "{qos}");
+        assert!(qos.contains("queue limit 12 packets"), "{qos}");
 
         // The primary returns; the route moves back; the tunnel goes idle; the call ends.
         branch.run(&["nft", "delete", "table", "inet", "cut"]);
