@@ -822,8 +822,8 @@ impl Node {
                 }
             }
             ike::Event::AuthFailed { peer, reason } => {
-                ios!(IKEV2, Error, AUTH_FAILED, "peer {peer}: {reason:?}");
-                self.vpnsip_auth_failed(now, peer, format!("{reason:?}"));
+                ios!(IKEV2, Error, AUTH_FAILED, "peer {peer}: {reason}");
+                self.vpnsip_auth_failed(now, peer, reason.to_string());
             }
         }
     }

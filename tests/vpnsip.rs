@@ -593,7 +593,7 @@ fn vpnsip_head_end_whose_certificate_is_not_its_sdp_fingerprint_fails_the_sessio
         show(&h, "vpn-sip session detail")
     );
     assert!(s.contains("READY_TO_CONNECT"), "{s}");
-    assert!(s.contains("FingerprintMismatch"), "{s}");
+    assert!(s.contains("fingerprint mismatch"), "{s}");
     assert!(
         s.contains("DE:AD:BE:EF"),
         "the expected (SDP) fingerprint is shown: {s}"
