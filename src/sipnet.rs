@@ -197,3 +197,104 @@ impl Node {
         self.pump(now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = "\
+hostname b
+ip name-server 192.0.2.53
+vpn-sip enable
+vpn-sip local-number 1001 address ipv4 GigabitEthernet1
+vpn-sip registrar lifeline.test transport tcp username 1001 password secret1001
+interface GigabitEthernet1
+ device eth-bak
+ ip address 198.51.100.2 255.255.255.0
+";
+
+    fn drain(node: &mut Node) -> Vec<Output> {
+        let mut v = Vec::new();
+        while let Some(o) = node.poll_output() {
+            v.push(o);
+        }
+        v
+    }
+
+    /// A domain registrar waits for RFC 3263; the targets it gets decide the transport; REGISTER leaves over
+    /// the stream from WAN:5060; a lost connection fails the REGISTER at once and moves to the next target.
+    #[test]
+    fn domain_registrar_resolves_then_registers_over_the_chosen_stream() {
+        let parsed = config::parse(CFG);
+        let now = Instant::now();
+        let (mut node, problems) = Node::new(now, parsed.config, 1);
+        assert!(problems.is_empty(), "{problems:?}");
+        node.start(now);
+        let out = drain(&mut node);
+        let resolve = out.iter().find_map(|o| match o {
+            Output::Sip(SipOut::Resolve {
+                discover,
+                name_servers,
+            }) => Some((discover.clone(), name_servers.clone())),
+            _ => None,
+        });
+        let (d, ns) = resolve.expect("a Resolve output");
+        assert_eq!(d.host, "lifeline.test");
+        assert_eq!(d.transport, Some(Transport::Tcp));
+        assert_eq!(ns, [Ipv4Addr::new(192, 0, 2, 53)]);
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Sip(SipOut::Stream { .. }) | Output::Udp { .. })),
+            "nothing is sent before the registrar is known"
+        );
+        let first: SocketAddr = "192.0.2.5:5070".parse().unwrap();
+        let second: SocketAddr = "192.0.2.6:5060".parse().unwrap();
+        node.handle_sip(
+            now,
+            SipIn::Resolved(vec![
+                Target {
+                    transport: Transport::Tcp,
+                    addr: first,
+                },
+                Target {
+                    transport: Transport::Udp,
+                    addr: second,
+                },
+            ]),
+        );
+        let out = drain(&mut node);
+        let Some(Output::Sip(SipOut::Stream {
+            transport,
+            local,
+            remote,
+            server_name,
+            payload,
+            ..
+        })) = out
+            .iter()
+            .find(|o| matches!(o, Output::Sip(SipOut::Stream { .. })))
+        else {
+            panic!("no REGISTER over a stream: {:?}", out.len())
+        };
+        assert_eq!(*transport, Transport::Tcp);
+        assert_eq!(*remote, first);
+        assert_eq!(*local, "198.51.100.2:5060".parse().unwrap());
+        assert_eq!(server_name, "lifeline.test");
+        let text = String::from_utf8_lossy(payload);
+        assert!(
+            text.starts_with("REGISTER sip:lifeline.test SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert!(text.contains(";transport=tcp>"), "{text}");
+        // the connection is refused: the next attempt goes to the UDP target
+        node.handle_sip(
+            now,
+            SipIn::Lost {
+                remote: first,
+                error: "refused".into(),
+            },
+        );
+        let cfg = node.vpnsip.as_ref().unwrap().ua.config();
+        assert_eq!((cfg.registrar, cfg.transport), (second, Transport::Udp));
+    }
+}
