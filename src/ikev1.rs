@@ -314,6 +314,30 @@ impl Node {
         true
     }
 
+    /// `crypto isakmp keepalive S [R]` without `periodic` (IOS's on-demand DPD): traffic is going out of
+    /// IKEv1 tunnel `idx`; if nothing came in for S seconds, ask the peer R-U-THERE (the endpoint sends at
+    /// most one at a time, retries every R seconds and declares the peer dead after five).
+    pub(crate) fn v1_on_demand_dpd(&mut self, now: Instant, idx: usize) {
+        let Some(k) = self.config.isakmp.keepalive else {
+            return;
+        };
+        if k.periodic == Some(true) || self.ikev1.is_none() {
+            return;
+        }
+        let interval = Duration::from_secs(u64::from(k.seconds));
+        let Some(id) = self.tunnels[idx].ike_sa.filter(|id| self.is_v1(*id)) else {
+            return;
+        };
+        let heard = *self.v1_heard.entry(idx).or_insert(now);
+        if now.saturating_duration_since(heard) >= interval
+            && let Some(v1) = &mut self.ikev1
+        {
+            let _ = v1.dpd_probe(now, id);
+            // Probe again only after another interval without traffic in.
+            self.v1_heard.insert(idx, now);
+        }
+    }
+
     /// Delete an IKE SA (DELETE notifications) in the endpoint that owns it.
     pub(crate) fn ike_delete(&mut self, now: Instant, id: IkeSaId) {
         if self.is_v1(id) {

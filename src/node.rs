@@ -116,6 +116,8 @@ pub struct Node {
     pub dhcp: Vec<DhcpIf>,
     /// Inbound SPI -> tunnel index.
     pub(crate) spis: HashMap<u32, usize>,
+    /// IKEv1 on-demand DPD: when each tunnel last decrypted a packet (`crate::ikev1`).
+    pub(crate) v1_heard: HashMap<usize, Instant>,
     pub(crate) out: VecDeque<Output>,
     buf: Vec<u8>,
     /// Test hook (`lifeline run --sdp-fingerprint-override`): the VPN-SIP fingerprint we advertise.
@@ -205,6 +207,7 @@ impl Node {
             vpnsip,
             dhcp: Vec::new(),
             spis: HashMap::new(),
+            v1_heard: HashMap::new(),
             esp_key_log: None,
             out: VecDeque::new(),
             buf: vec![0; BUF_LEN],
@@ -339,6 +342,9 @@ impl Node {
             0..payload.len(),
             RecvMeta { from, tos },
         );
+        if matches!(v, Verdict::ToTunnel(_)) && self.ikev1.is_some() {
+            self.v1_heard.insert(idx, now);
+        }
         self.verdict(idx, v);
     }
 
@@ -347,6 +353,7 @@ impl Node {
         if idx >= self.tunnels.len() {
             return;
         }
+        self.v1_on_demand_dpd(now, idx);
         // (Queued in the shaper, the packet changes the tunnel's deadline.)
         self.touch(idx);
         let t = &mut self.tunnels[idx];

@@ -780,3 +780,65 @@ fn ikev1_svti_quick_mode_rekeys_under_traffic() {
     let isakmp = sa.show(&["show", "crypto", "isakmp", "sa"]);
     assert_eq!(isakmp.matches("QM_IDLE").count(), 1, "{isakmp}");
 }
+
+/// `crypto isakmp keepalive 10 2` without `periodic` is IOS's on-demand DPD: R-U-THERE only when traffic
+/// goes out and nothing came in for 10 s. A killed peer is declared dead while a ping keeps running (after
+/// the 10 s interval and the five retries 2 s apart, not earlier).
+#[test]
+fn ikev1_on_demand_dpd_detects_a_killed_peer_under_traffic() {
+    if !netns_available("ikev1_on_demand_dpd_detects_a_killed_peer_under_traffic") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Netns::new("v1dA");
+    let b = Netns::new("v1dB");
+    veth(&a, "eth0", "198.51.100.1/24", &b, "eth0", "198.51.100.2/24");
+    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    let on_demand = |c: String| c.replace("keepalive 10 2 periodic", "keepalive 10 2");
+    let ca = on_demand(site_config(
+        "siteA",
+        "198.51.100.1",
+        "0.0.0.0 0.0.0.0",
+        Some("198.51.100.2"),
+        "172.16.0.1",
+        "10.2.0.0",
+    ));
+    let cb = on_demand(site_config(
+        "siteB",
+        "198.51.100.2",
+        "0.0.0.0 0.0.0.0",
+        None,
+        "172.16.0.2",
+        "10.1.0.0",
+    ));
+    let sa = Site::start(a, "siteA", &ca);
+    let mut sb = Site::start(b, "siteB", &cb);
+    ping_until(&sa.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    sb.kill();
+    // Traffic into the dead tunnel: a ping every 200 ms in the background.
+    let _ping = Daemon(
+        sa.ns
+            .cmd("ping")
+            .args(["-q", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    while !sa.log().contains("PeerDead") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "on-demand DPD did not declare the killed peer dead:\n{}",
+            sa.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = t0.elapsed();
+    println!("IKEv1 on-demand DPD: killed peer declared dead after {took:?} of traffic");
+    assert!(
+        took >= Duration::from_secs(9),
+        "probed before the 10 s interval: {took:?}"
+    );
+}
