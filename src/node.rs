@@ -1008,6 +1008,12 @@ impl Node {
         crate::qos::refresh_encap(t);
         self.spis.insert(child.spi_in, idx);
         self.vpnsip_child_up(now, idx, ike_sa);
+        // Packets held for the SA go through the tunnel's policy (shaped and marked) like the rest.
+        if self.tunnels[idx].egress.is_attached() {
+            for p in self.tunnels[idx].dp.take_pending() {
+                self.handle_tun(now, idx, &p);
+            }
+        }
         ios!(
             IPSEC,
             Notice,

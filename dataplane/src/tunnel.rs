@@ -358,6 +358,13 @@ impl Tunnel {
         }
     }
 
+    /// Takes the packets an SA install released from the acquire queue (and anything else waiting to
+    /// be encapsulated), so a driver with an egress scheduler can offer them to it instead of letting
+    /// [`Self::poll_transmit`] encapsulate them unshaped.
+    pub fn take_pending(&mut self) -> Vec<Vec<u8>> {
+        self.pending.drain(..).collect()
+    }
+
     /// Rekey: the new outbound SA is used at once; the old inbound SA stays until
     /// [`Self::remove_inbound`] (IKE deletes it), so packets already in flight still decrypt.
     pub fn replace_sa(&mut self, now: Instant, outbound: OutboundSa, inbound: InboundSa) {
