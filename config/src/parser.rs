@@ -1888,6 +1888,8 @@ impl Parser {
                     ps.retain(|p| p.priority != prio);
                     return Ok(Outcome::Done);
                 }
+                self.spans
+                    .set(format!("isakmp-policy:{prio}"), c.span_from(0));
                 let idx = match ps.iter().position(|p| p.priority == prio) {
                     Some(i) => i,
                     None => {

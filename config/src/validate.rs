@@ -32,6 +32,7 @@ pub(crate) fn validate_with(c: &Config, spans: &Spans) -> Vec<Diagnostic> {
     devices(c, spans, &mut d);
     proposals(c, spans, &mut d);
     transform_sets(c, spans, &mut d);
+    isakmp_policies(c, spans, &mut d);
     qos_references(c, spans, &mut d);
     overlapping_addresses(c, spans, &mut d);
     routes(c, spans, &mut d);
@@ -733,6 +734,51 @@ fn transform_sets(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
                 Some("add esp-sha256-hmac".into()),
             ));
         }
+    }
+}
+
+/// Legacy ISAKMP algorithms (DES, 3DES, MD5, DH groups 1/2/5), written or implied by the IOS defaults
+/// (`encryption des`, `hash sha`, `group 1`): the policy loads, and Lifeline's IKEv1 refuses it with the
+/// same replacement named here (seed digest IKE-1: the 12.4 DMVPN examples set only `authentication`).
+fn isakmp_policies(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    for p in &c.isakmp.policies {
+        let encr = p.encryption.as_deref().unwrap_or("des");
+        let hash = p.hash.as_deref().unwrap_or("sha");
+        let group = p.group.unwrap_or(1);
+        let mut legacy = Vec::new();
+        let implied = |set: bool| if set { "" } else { " (IOS default)" };
+        if encr == "des" || encr == "3des" {
+            legacy.push((
+                format!("encryption {encr}{}", implied(p.encryption.is_some())),
+                "encryption aes 256",
+            ));
+        }
+        if hash == "md5" {
+            legacy.push(("hash md5".to_string(), "hash sha256"));
+        }
+        if matches!(group, 1 | 2 | 5) {
+            legacy.push((
+                format!("group {group}{}", implied(p.group.is_some())),
+                "group 14",
+            ));
+        }
+        if legacy.is_empty() {
+            continue;
+        }
+        let what: Vec<&str> = legacy.iter().map(|(w, _)| w.as_str()).collect();
+        let with: Vec<&str> = legacy.iter().map(|(_, r)| *r).collect();
+        d.push(Diagnostic::warning(
+            &with_words(
+                spans.get(&format!("isakmp-policy:{}", p.priority)),
+                format!("crypto isakmp policy {}", p.priority),
+            ),
+            format!(
+                "crypto isakmp policy {} uses legacy algorithms that Lifeline's IKEv1 refuses: {}",
+                p.priority,
+                what.join(", ")
+            ),
+            Some(format!("configure {}", with.join(", "))),
+        ));
     }
 }
 

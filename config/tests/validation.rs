@@ -356,3 +356,19 @@ fn weak_transform_sets_and_undefined_names_are_warnings_with_hints() {
         ]
     );
 }
+
+#[test]
+fn legacy_isakmp_policy_is_a_warning_naming_the_replacement() {
+    // The 12.4 DMVPN seeds' policy: only `authentication pre-share`, so DES and group 1 by IOS default.
+    let t = "crypto isakmp policy 1\n authentication pre-share\ncrypto isakmp policy 2\n encryption aes 256\n hash md5\n group 14\ncrypto isakmp policy 3\n encr aes\n group 14\n";
+    let p = parse(t);
+    assert!(!p.has_errors());
+    let w: Vec<String> = p.warnings().map(|d| d.to_string()).collect();
+    assert_eq!(
+        w,
+        vec![
+            "1:1: warning: crypto isakmp policy 1 uses legacy algorithms that Lifeline's IKEv1 refuses: encryption des (IOS default), group 1 (IOS default): `crypto isakmp policy 1` (suggestion: configure encryption aes 256, group 14)",
+            "3:1: warning: crypto isakmp policy 2 uses legacy algorithms that Lifeline's IKEv1 refuses: hash md5: `crypto isakmp policy 2` (suggestion: configure hash sha256)"
+        ]
+    );
+}
