@@ -41,10 +41,12 @@
 //! `identity key-id NUMBER` when the IKEv2 profile uses pre-shared keys; a VPN-SIP child policy
 //! with anything but `priority`, `bandwidth percent` (and `queue-limit`); a static
 //! `service-policy output` on a VPN-SIP tunnel; tunnels sharing a source with mGRE without
-//! `shared` or with equal tunnel keys; `shared` with `tunnel mode ipsec ipv4`; an invalid or
+//! `shared` or with equal tunnel keys; two mGRE tunnels with the same tunnel source and tunnel key
+//! (or both without a key); `shared` with `tunnel mode ipsec ipv4`; an invalid or
 //! doubly-bound `device`. Warnings: unsupported commands, undefined references (names are
 //! case-sensitive), VPN-SIP WAN/loopback without `ip nat outside`/`inside` or DHCP, routes with
-//! host bits set (the network address is used), tunnel modes Lifeline does not implement.
+//! host bits set (the network address is used), tunnel modes Lifeline does not implement,
+//! `tunnel destination` on an mGRE tunnel (named on its own line).
 //!
 //! ## Lifeline extensions (not IOS)
 //! - Under an interface: `device LINUXNAME` binds the IOS interface to a Linux network device

@@ -186,9 +186,25 @@ impl<'a> Cur<'a, '_> {
     }
     fn num<T: FromStr>(&mut self, what: &str) -> Result<T, Outcome> {
         let sp = self.span_here();
+        let prev = self
+            .i
+            .checked_sub(1)
+            .and_then(|p| self.toks.get(p))
+            .map(|t| t.text);
         let w = self.need(what)?;
-        w.parse::<T>()
-            .map_err(|_| Outcome::Error(sp, format!("invalid {what}"), None))
+        w.parse::<T>().map_err(|_| {
+            //= seed-dmvpn §6.1: PDF hyphenation `ip nhrp network- id 99`, `ip tcp adjust- mss 1360`
+            //= (001:512, 520, 577, 587): the keyword was split in two and the number follows.
+            let hint = match prev {
+                Some(p) if p.ends_with('-') && w.chars().all(|ch| ch.is_ascii_alphabetic()) => {
+                    Some(format!(
+                        "`{p} {w}` looks like one keyword split by a hyphenation: write `{p}{w}`"
+                    ))
+                }
+                _ => None,
+            };
+            Outcome::Error(sp, format!("invalid {what}"), hint)
+        })
     }
     fn num_in<T: FromStr + PartialOrd + std::fmt::Display + Copy>(
         &mut self,
@@ -2781,6 +2797,8 @@ impl Parser {
                     end!(c);
                     Some(d)
                 };
+                self.spans
+                    .set(format!("if:{name}:tunnel-destination"), c.span_from(start));
             }
             "mode" => {
                 t.mode = if neg {

@@ -29,6 +29,7 @@ pub(crate) fn validate_with(c: &Config, spans: &Spans) -> Vec<Diagnostic> {
         tunnel_rules(i, spans, &mut d);
     }
     shared_sources(c, spans, &mut d);
+    mgre_demux(c, spans, &mut d);
     devices(c, spans, &mut d);
     proposals(c, spans, &mut d);
     transform_sets(c, spans, &mut d);
@@ -370,8 +371,13 @@ fn tunnel_rules(i: &Interface, spans: &Spans, d: &mut Vec<Diagnostic>) {
             Some(TunnelDestination::Address(_) | TunnelDestination::Hostname(_))
         )
     {
+        //= seed-dmvpn §6.2 A8: mGRE with a `tunnel destination` (001:1211-1213): the warning names
+        //= the destination line itself, never only the interface.
         d.push(Diagnostic::warning(
-            &with_words(spans.get(&format!("if:{name}")), format!("interface {name}")),
+            &with_words(
+                spans.get(&format!("if:{name}:tunnel-destination")),
+                "tunnel destination",
+            ),
             format!("`tunnel destination` has no meaning on mGRE tunnel {name} (NHRP gives each peer's address)"),
             Some("remove `tunnel destination` or use `tunnel mode gre ip`".into()),
         ));
@@ -466,6 +472,57 @@ fn shared_sources(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
     }
 }
 
+//= seed-dmvpn TUN-6 (000:65, 001:3231): for mGRE the pair (tunnel source, tunnel key) must be unique
+//= per device; §6.2 A26 (001:243): two mGRE interfaces without a key need different sources.
+//= Tunnels that are all protected are reported by `shared_sources` (distinct keys).
+fn mgre_demux(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<(String, Option<u32>), &Interface> = HashMap::new();
+    for t in &c.interfaces {
+        if !t.is_tunnel() || t.tunnel.mode != Some(TunnelMode::GreMultipoint) {
+            continue;
+        }
+        let src = match &t.tunnel.source {
+            Some(TunnelSource::Interface(n)) => n.clone(),
+            Some(TunnelSource::Address(a)) => a.to_string(),
+            None => continue,
+        };
+        let k = (src, t.tunnel.key);
+        match seen.get(&k) {
+            Some(other) if t.tunnel.protection.is_none() || other.tunnel.protection.is_none() => {
+                let name = &t.name;
+                let (sp, words) = match t.tunnel.key {
+                    Some(key) => (
+                        spans.get(&format!("if:{name}:tunnel-key")),
+                        format!("tunnel key {key}"),
+                    ),
+                    None => (
+                        spans.get(&format!("if:{name}")),
+                        format!("interface {name}"),
+                    ),
+                };
+                let key = match t.tunnel.key {
+                    Some(key) => format!("tunnel key {key}"),
+                    None => "no tunnel key".to_string(),
+                };
+                d.push(Diagnostic::error(
+                    &with_words(sp, words),
+                    format!(
+                        "mGRE tunnels {} and {name} have the same tunnel source {} and {key}: incoming GRE cannot be told apart",
+                        other.name, k.0
+                    ),
+                    Some(format!(
+                        "set a different `tunnel key` or `tunnel source` on {name}"
+                    )),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(k, t);
+            }
+        }
+    }
+}
+
 fn routes(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
     for (n, r) in c.ip_routes.iter().enumerate() {
         if r.interface.is_none() && r.next_hop.is_none() {
@@ -494,10 +551,17 @@ fn references(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
                     format!("if:{}:tunnel-protection", i.name),
                     format!("tunnel protection ipsec profile {}", p.ipsec_profile),
                     format!("IPsec profile {} is not defined", p.ipsec_profile),
-                    format!(
-                        "define `crypto ipsec profile {}` (names are case-sensitive)",
-                        p.ipsec_profile
-                    ),
+                    //= seed-dmvpn §6.1: `tunnel protection ipsec profile vpnprof!` (001:1135, 1162,
+                    //= 1235): a `!` starts a comment only at the start of a line, so it is part of the name.
+                    match p.ipsec_profile.strip_suffix('!') {
+                        Some(base) if !base.is_empty() => format!(
+                            "a `!` is a comment only at the start of a line: did you mean `{base}`?"
+                        ),
+                        _ => format!(
+                            "define `crypto ipsec profile {}` (names are case-sensitive)",
+                            p.ipsec_profile
+                        ),
+                    },
                 );
             }
             if let Some(ik) = &p.ikev2_profile

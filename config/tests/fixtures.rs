@@ -55,13 +55,14 @@ fn every_fixture_loads_without_errors_and_renders_to_a_fixpoint() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Seed defects (`defects/`) and fuzzer reproducers (`fuzz-regressions/`): never panic, the
-/// rendering is a fixpoint, and a configuration without errors renders to one without errors.
+/// Seed defects (`defects/`), fuzzer reproducers (`fuzz-regressions/`) and task-step snippets
+/// (`snippets/`): never panic, the rendering is a fixpoint, and a configuration without errors
+/// renders to one without errors.
 #[test]
 fn defect_originals_and_fuzz_reproducers_render_to_a_fixpoint() {
     let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let mut n = 0;
-    for sub in ["defects", "fuzz-regressions"] {
+    for sub in ["defects", "fuzz-regressions", "snippets"] {
         let Ok(rd) = std::fs::read_dir(base.join(sub)) else {
             continue;
         };

@@ -243,6 +243,88 @@ fn mgre_tunnels_sharing_a_source_need_distinct_keys() {
     );
 }
 
+/// seed-dmvpn TUN-6 / §6.2 A26: two unprotected mGRE tunnels on one source need different keys.
+#[test]
+fn unprotected_mgre_tunnels_on_one_source_need_distinct_keys() {
+    let t = MGRE
+        .replace(" tunnel protection ipsec profile P shared\n", "")
+        .replace(" tunnel key 100\n", "")
+        .replace(" tunnel key 101\n", "");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "6:11: error: mGRE tunnels Tunnel0 and Tunnel1 have the same tunnel source Ethernet0 and no tunnel key: incoming GRE cannot be told apart: `Tunnel1` (suggestion: set a different `tunnel key` or `tunnel source` on Tunnel1)"
+        ]
+    );
+    let keyed = MGRE
+        .replace(" tunnel protection ipsec profile P shared\n", "")
+        .replace("tunnel key 101", "tunnel key 100");
+    assert_eq!(
+        errors(&keyed),
+        vec![
+            "11:2: error: mGRE tunnels Tunnel0 and Tunnel1 have the same tunnel source Ethernet0 and tunnel key 100: incoming GRE cannot be told apart: `tunnel key 100` (suggestion: set a different `tunnel key` or `tunnel source` on Tunnel1)"
+        ]
+    );
+    let other_source = t.replacen("tunnel source Ethernet0", "tunnel source Ethernet1", 1);
+    assert_eq!(errors(&other_source), Vec::<String>::new());
+}
+
+/// seed-dmvpn §6.2 A8: `tunnel destination` on mGRE is a warning that names the destination line.
+#[test]
+fn tunnel_destination_on_mgre_names_its_line() {
+    let t = MGRE.replacen(
+        " tunnel key 100\n",
+        " tunnel key 100\n tunnel destination 172.17.0.1\n",
+        1,
+    );
+    let w: Vec<String> = parse(&t)
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("tunnel destination"))
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        w,
+        vec![
+            "7:2: warning: `tunnel destination` has no meaning on mGRE tunnel Tunnel0 (NHRP gives each peer's address): `tunnel destination 172.17.0.1` (suggestion: remove `tunnel destination` or use `tunnel mode gre ip`)"
+        ]
+    );
+}
+
+/// seed-dmvpn §6.1: PDF hyphenation (`network- id`, `adjust- mss`) is an error with a hint.
+#[test]
+fn hyphenated_keywords_are_refused_with_a_hint() {
+    let t = "interface Tunnel5\n ip nhrp network- id 99\n ip tcp adjust- mss 1360\n";
+    assert_eq!(
+        errors(t),
+        vec![
+            "2:19: error: invalid network-id: `id` (suggestion: `network- id` looks like one keyword split by a hyphenation: write `network-id`)",
+            "3:17: error: invalid TCP MSS: `mss` (suggestion: `adjust- mss` looks like one keyword split by a hyphenation: write `adjust-mss`)",
+        ]
+    );
+}
+
+/// seed-dmvpn §6.1: a glued `!` is part of the profile name; the suggestion says so.
+#[test]
+fn glued_bang_in_a_profile_name_is_named() {
+    let t = MGRE.replace(
+        "profile P shared\ninterface Tunnel1",
+        "profile P!\ninterface Tunnel1",
+    );
+    let w: Vec<String> = parse(&t)
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("not defined"))
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        w,
+        vec![
+            "7:2: warning: IPsec profile P! is not defined: `tunnel protection ipsec profile P!` (suggestion: a `!` is a comment only at the start of a line: did you mean `P`?)"
+        ]
+    );
+}
+
 #[test]
 fn shared_is_refused_with_tunnel_mode_ipsec_ipv4() {
     let t = with("ikev2-profile IPROF\n", "ikev2-profile IPROF shared\n");
