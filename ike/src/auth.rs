@@ -303,22 +303,24 @@ pub fn rsa_sign(
     }
 }
 
-fn rsa_verify(key: &rsa::RsaPublicKey, method: u8, data: &[u8], octets: &[u8]) -> bool {
+/// An RSASSA-PKCS1-v1_5 signature `sig` over `m` with digest `D` verifies with `key`.
+pub(crate) fn pkcs1v15_verifies<D: sha2::Digest + der::oid::AssociatedOid>(
+    key: &rsa::RsaPublicKey,
+    sig: &[u8],
+    m: &[u8],
+) -> bool {
     use rsa::signature::Verifier;
-    fn v<D: sha2::Digest + der::oid::AssociatedOid>(
-        key: &rsa::RsaPublicKey,
-        sig: &[u8],
-        m: &[u8],
-    ) -> bool {
-        let Ok(s) = rsa::pkcs1v15::Signature::try_from(sig) else {
-            return false;
-        };
-        rsa::pkcs1v15::VerifyingKey::<D>::new(key.clone())
-            .verify(m, &s)
-            .is_ok()
-    }
+    let Ok(s) = rsa::pkcs1v15::Signature::try_from(sig) else {
+        return false;
+    };
+    rsa::pkcs1v15::VerifyingKey::<D>::new(key.clone())
+        .verify(m, &s)
+        .is_ok()
+}
+
+fn rsa_verify(key: &rsa::RsaPublicKey, method: u8, data: &[u8], octets: &[u8]) -> bool {
     match method {
-        1 => v::<sha1::Sha1>(key, data, octets),
+        1 => pkcs1v15_verifies::<sha1::Sha1>(key, data, octets),
         14 => {
             let Some((&n, rest)) = data.split_first() else {
                 return false;
@@ -327,10 +329,10 @@ fn rsa_verify(key: &rsa::RsaPublicKey, method: u8, data: &[u8], octets: &[u8]) -
                 return false;
             };
             match alg {
-                a if a == ALG_RSA_SHA256 => v::<sha2::Sha256>(key, sig, octets),
-                a if a == ALG_RSA_SHA384 => v::<sha2::Sha384>(key, sig, octets),
-                a if a == ALG_RSA_SHA512 => v::<sha2::Sha512>(key, sig, octets),
-                a if a == ALG_RSA_SHA1 => v::<sha1::Sha1>(key, sig, octets),
+                a if a == ALG_RSA_SHA256 => pkcs1v15_verifies::<sha2::Sha256>(key, sig, octets),
+                a if a == ALG_RSA_SHA384 => pkcs1v15_verifies::<sha2::Sha384>(key, sig, octets),
+                a if a == ALG_RSA_SHA512 => pkcs1v15_verifies::<sha2::Sha512>(key, sig, octets),
+                a if a == ALG_RSA_SHA1 => pkcs1v15_verifies::<sha1::Sha1>(key, sig, octets),
                 _ => false,
             }
         }

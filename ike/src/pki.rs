@@ -122,24 +122,12 @@ fn verify_sig(
     tbs: &[u8],
     sig: &[u8],
 ) -> bool {
-    use rsa::signature::Verifier;
-    fn v<D: sha2::Digest + der::oid::AssociatedOid>(
-        key: &rsa::RsaPublicKey,
-        m: &[u8],
-        sig: &[u8],
-    ) -> bool {
-        let Ok(s) = rsa::pkcs1v15::Signature::try_from(sig) else {
-            return false;
-        };
-        rsa::pkcs1v15::VerifyingKey::<D>::new(key.clone())
-            .verify(m, &s)
-            .is_ok()
-    }
+    use crate::auth::pkcs1v15_verifies as v;
     match alg.oid.to_string().as_str() {
-        "1.2.840.113549.1.1.5" => v::<sha1::Sha1>(key, tbs, sig),
-        "1.2.840.113549.1.1.11" => v::<sha2::Sha256>(key, tbs, sig),
-        "1.2.840.113549.1.1.12" => v::<sha2::Sha384>(key, tbs, sig),
-        "1.2.840.113549.1.1.13" => v::<sha2::Sha512>(key, tbs, sig),
+        "1.2.840.113549.1.1.5" => v::<sha1::Sha1>(key, sig, tbs),
+        "1.2.840.113549.1.1.11" => v::<sha2::Sha256>(key, sig, tbs),
+        "1.2.840.113549.1.1.12" => v::<sha2::Sha384>(key, sig, tbs),
+        "1.2.840.113549.1.1.13" => v::<sha2::Sha512>(key, sig, tbs),
         _ => false,
     }
 }
