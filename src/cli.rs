@@ -46,6 +46,10 @@ enum Command {
         /// Test hook: IPsec SA lifetime in seconds for every IPsec profile, below IOS's 120 s minimum.
         #[arg(long, hide = true)]
         lifetime_override: Option<u32>,
+        /// Test hook: ISAKMP SA lifetime in seconds for every `crypto isakmp policy`, below IOS's 60 s
+        /// minimum (IKEv1 phase-1 rekey tests).
+        #[arg(long, hide = true)]
+        isakmp_lifetime_override: Option<u32>,
         /// Where generated RSA key pairs and self-signed certificates are kept (`crypto pki trustpoint`).
         #[arg(long, default_value = crate::pki::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
@@ -119,6 +123,7 @@ pub fn main() -> ExitCode {
             log_json,
             idle_override,
             lifetime_override,
+            isakmp_lifetime_override,
             state_dir,
             sdp_fingerprint_override,
             debug_esp_keys,
@@ -135,6 +140,7 @@ pub fn main() -> ExitCode {
                 let hooks = daemon::TestHooks {
                     idle: idle_override.map(std::time::Duration::from_secs),
                     lifetime_s: lifetime_override,
+                    isakmp_lifetime_s: isakmp_lifetime_override,
                     sdp_fingerprint,
                     esp_keys: debug_esp_keys,
                 };

@@ -77,6 +77,8 @@ type ControlMsg = (Request, oneshot::Sender<Reply>);
 pub struct TestHooks {
     pub idle: Option<Duration>,
     pub lifetime_s: Option<u32>,
+    /// ISAKMP SA lifetime for every `crypto isakmp policy` (IKEv1 phase-1 rekey tests).
+    pub isakmp_lifetime_s: Option<u32>,
     /// Advertise this SDP fingerprint instead of our own (VPN-SIP mismatch tests).
     pub sdp_fingerprint: Option<ike::Fingerprint>,
     /// `--debug-esp-keys`: where to append ESP keys for tshark (tests only).
@@ -125,6 +127,11 @@ pub fn run(
     if let Some(s) = hooks.lifetime_s {
         for p in &mut cfg.ipsec.profiles {
             p.sa.lifetime_seconds = Some(s);
+        }
+    }
+    if let Some(s) = hooks.isakmp_lifetime_s {
+        for p in &mut cfg.isakmp.policies {
+            p.lifetime = Some(Duration::from_secs(u64::from(s)));
         }
     }
     // `crypto pki trustpoint`: keys and certificates before the IKE profiles that sign with them.

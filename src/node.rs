@@ -846,6 +846,16 @@ impl Node {
         self.tunnels
             .iter()
             .position(|t| t.ike_sa == Some(ike_sa))
+            .or_else(|| {
+                // IKEv1: IPsec SAs made under a new ISAKMP SA with the tunnel's peer (the peer's phase-1
+                // rekey: a new main mode, e.g. strongSwan's reauthentication) belong to the same tunnel.
+                let v1 = self.ikev1.as_ref().filter(|v1| v1.owns(ike_sa))?;
+                self.tunnels.iter().position(|t| {
+                    t.ike_sa
+                        .and_then(|old| v1.remote(old))
+                        .is_some_and(|r| r.ip() == IpAddr::V4(peer))
+                })
+            })
             .or_else(|| self.tunnels.iter().position(|t| t.peer == Some(peer)))
             .or_else(|| {
                 self.tunnels

@@ -842,3 +842,199 @@ fn ikev1_on_demand_dpd_detects_a_killed_peer_under_traffic() {
         "probed before the 10 s interval: {took:?}"
     );
 }
+
+/// `ping -q` for `secs` seconds at 5 per second from `src` to `dst` in `ns`: (sent, received).
+fn ping_for(ns: &Netns, src: &str, dst: &str, secs: u32) -> (u64, u64) {
+    let count = (secs * 5).to_string();
+    let out = ns
+        .cmd("ping")
+        .args(["-q", "-c", &count, "-i", "0.2", "-W", "1", "-I", src, dst])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let nums: Vec<u64> = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("")
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(nums.len() >= 2, "ping said: {text}");
+    (nums[0], nums[1])
+}
+
+/// Lines of `log` containing `what`.
+fn count(log: &str, what: &str) -> usize {
+    log.lines().filter(|l| l.contains(what)).count()
+}
+
+/// Rekeys of both phases against strongSwan while a ping runs through the tunnel. `lifeline_drives`:
+/// Lifeline initiates, with its ISAKMP SA lifetime cut to 15 s and its IPsec SA lifetime to 10 s (hidden
+/// hooks), so it runs a new main mode at 13.5 s and quick modes at 9 s, 18 s; strongSwan keeps its long
+/// defaults. Otherwise strongSwan initiates with `reauth_time = 12s` for the ISAKMP SA (IKEv1: a new main
+/// mode, the IPsec SAs adopted) and `rekey_time = 8s` for the IPsec SA, Lifeline keeping IOS's defaults.
+fn strongswan_rekeys(label: &str, lifeline_drives: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let a = Netns::new(&format!("{label}A"));
+    let b = Netns::new(&format!("{label}B"));
+    veth(
+        &a,
+        "eth0",
+        &format!("{A_WAN}/24"),
+        &b,
+        "eth0",
+        &format!("{B_WAN}/24"),
+    );
+    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    let _cap = Capture::start(&a, "eth0", &format!("ikev1-{label}"));
+    let mut conf = charon_conf(B_WAN, A_WAN);
+    if !lifeline_drives {
+        conf = conf
+            .replace(
+                "        dpd_delay = 0\n",
+                "        dpd_delay = 0\n        rekey_time = 0s\n        reauth_time = 12s\n        over_time = 6s\n        rand_time = 0s\n",
+            )
+            .replace(
+                "                start_action = none\n",
+                "                start_action = none\n                rekey_time = 8s\n                life_time = 14s\n                rand_time = 0s\n",
+            );
+    }
+    let charon = Charon::start(&b, &conf);
+    charon.route_based(&b, &["10.1.0.0/24"], "10.2.0.1");
+    let config = site_config(
+        "siteA",
+        A_WAN,
+        B_WAN,
+        lifeline_drives.then_some(B_WAN),
+        "172.16.0.1",
+        "10.2.0.0",
+    );
+    let hooks: &[&str] = if lifeline_drives {
+        &[
+            "--lifetime-override",
+            "10",
+            "--isakmp-lifetime-override",
+            "15",
+        ]
+    } else {
+        &[]
+    };
+    let site = Site::start_with(a, "siteA", &config, hooks);
+    if !lifeline_drives {
+        let t0 = Instant::now();
+        loop {
+            let out = site.ns.cmd("ss").args(["-unl"]).output().unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains(&format!("{A_WAN}:500")) {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "no IKE socket");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        charon
+            .initiate("svti", 20)
+            .unwrap_or_else(|e| panic!("charon initiate: {e}\n{}", charon.log()));
+    }
+    ping_until(&site.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    let before = site.show(&["show", "crypto", "isakmp", "sa", "detail"]);
+    println!("[{label}] before:\n{before}{}", charon.list_sas());
+    // The ISAKMP SA's remaining lifetime, sampled while the ping runs: it goes up when a new SA replaced it.
+    let sock = site.sock.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut left = Vec::new();
+        for _ in 0..25 {
+            std::thread::sleep(Duration::from_secs(1));
+            let out = Command::new(BIN)
+                .args(["show", "crypto", "isakmp", "sa", "--json", "--socket"])
+                .arg(&sock)
+                .output()
+                .unwrap();
+            let json: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            left.push(
+                json.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s["lifetime_left_s"].as_u64())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default(),
+            );
+        }
+        left
+    });
+    let (sent, received) = ping_for(&site.ns, "10.1.0.1", "10.2.0.1", 25);
+    let left = sampler.join().unwrap();
+    let after = site.show(&["show", "crypto", "isakmp", "sa", "detail"]);
+    let sas = charon.list_sas();
+    println!("[{label}] after 25 s of pings:\n{after}{sas}");
+    println!("[{label}] ISAKMP SA lifetime left, per second: {left:?}");
+    let log = site.log();
+    let clog = charon.log();
+    let lost = sent - received;
+    let installs = count(&log, "SA_INSTALLED");
+    let (ike_up, child_up) = (
+        count(&clog, "established between"),
+        clog.lines()
+            .filter(|l| l.contains("CHILD_SA svti{") && l.contains("established with SPIs"))
+            .count(),
+    );
+    println!(
+        "[{label}] {sent} pings over 25 s, {lost} lost; Lifeline: IPsec SA pairs installed {installs}, \
+         ISAKMP SA up {}, down {}; charon: IKE_SA established {ike_up}, CHILD_SA established {child_up}",
+        count(&log, "IKMP_SA_UP"),
+        count(&log, "IKMP_SA_DOWN"),
+    );
+    for l in clog.lines().filter(|l| {
+        l.contains("established between")
+            || l.contains("CHILD_SA svti{")
+            || l.contains("reauth")
+            || l.contains("rekey")
+            || l.contains("deleting")
+    }) {
+        println!("[{label}] charon: {l}");
+    }
+    assert!(lost <= 5, "{lost} of {sent} pings lost across the rekeys");
+    // `show crypto isakmp sa`: a new ISAKMP SA (a fresh lifetime) appeared while the ping ran.
+    assert!(
+        left.windows(2)
+            .any(|w| w[1].iter().max() > w[0].iter().max()),
+        "no new ISAKMP SA in show crypto isakmp sa: {left:?}"
+    );
+    assert!(
+        installs >= 3,
+        "expected two quick mode rekeys at least:\n{log}"
+    );
+    assert!(
+        ike_up >= 2,
+        "expected a second ISAKMP SA (phase-1 rekey) in charon's log"
+    );
+    // Still one ISAKMP SA carrying the tunnel, QM_IDLE, and charon has the tunnel up.
+    assert!(after.contains("ACTIVE"), "{after}");
+    assert!(
+        sas.contains("ESTABLISHED") && sas.contains("INSTALLED"),
+        "{sas}"
+    );
+    drop(charon);
+}
+
+#[test]
+fn ikev1_lifeline_rekeys_both_phases_with_strongswan_under_traffic() {
+    if !netns_available("ikev1_lifeline_rekeys_both_phases_with_strongswan_under_traffic")
+        || !strongswan_available("ikev1_lifeline_rekeys_both_phases_with_strongswan_under_traffic")
+    {
+        return;
+    }
+    strongswan_rekeys("v1ki", true);
+}
+
+#[test]
+fn ikev1_strongswan_rekeys_both_phases_with_lifeline_under_traffic() {
+    if !netns_available("ikev1_strongswan_rekeys_both_phases_with_lifeline_under_traffic")
+        || !strongswan_available("ikev1_strongswan_rekeys_both_phases_with_lifeline_under_traffic")
+    {
+        return;
+    }
+    strongswan_rekeys("v1kr", false);
+}

@@ -479,6 +479,11 @@ impl Endpoint {
     }
 
     /// Changes the NAT-T port (default 4500).
+    /// The peer's address of ISAKMP SA `id` (None: unknown handle).
+    pub fn remote(&self, id: IkeSaId) -> Option<SocketAddr> {
+        self.sas.get(&id).map(|s| s.remote)
+    }
+
     pub fn set_nat_t_port(&mut self, port: u16) {
         self.nat_t_port = port;
     }
@@ -2597,6 +2602,17 @@ impl Endpoint {
             let _ = self.start_main_mode(now, sa.local, sa.remote, Some(sa.id));
         }
         if now >= est + lifetime {
+            // The IPsec SAs outlive it (RFC 2409 keeps phase-2 SAs independent of the ISAKMP SA that made
+            // them): when the peer already made a newer ISAKMP SA (its phase-1 rekey, e.g. strongSwan's
+            // IKEv1 reauthentication), they move there, as when the peer DELETEs this one.
+            let heir = self
+                .sas
+                .values_mut()
+                .filter(|o| o.state == P1State::Established && o.remote.ip() == sa.remote.ip())
+                .max_by_key(|o| o.established);
+            if let Some(heir) = heir {
+                heir.children.append(&mut sa.children);
+            }
             let ck = sa.cookies();
             self.send_info(
                 now,
