@@ -24,6 +24,11 @@ use crate::node::{IKE_PORT, NAT_T_PORT, Node};
 /// IKEv1 SA handles start here (IKEv2's count from 1).
 pub const V1_FIRST_ID: u64 = 1 << 32;
 
+/// A second ISAKMP SA with a tunnel's peer is a simultaneous start (resolved as a duplicate) when the
+/// first one has been up for less than this, else the peer's phase-1 rekey (IOS allows 60 s lifetimes
+/// at least, so a rekey comes later than this).
+pub const V1_REKEY_NOT_DUPLICATE: Duration = Duration::from_secs(10);
+
 /// The major version of an IKE datagram (1 = ISAKMP/IKEv1, 2 = IKEv2), read from the header's version
 /// octet (offset 17; after the 4-byte non-ESP marker on the NAT-T port). `None` when too short.
 pub fn ike_major_version(local_port: u16, payload: &[u8]) -> Option<u8> {
@@ -336,6 +341,21 @@ impl Node {
             // Probe again only after another interval without traffic in.
             self.v1_heard.insert(idx, now);
         }
+    }
+
+    /// IKEv1: whether ISAKMP SA `new` is the peer's phase-1 rekey of `existing` (a new main mode with the
+    /// same peer once `existing` has been up for [`V1_REKEY_NOT_DUPLICATE`], e.g. strongSwan's
+    /// reauthentication) rather than the other half of a simultaneous start: the tunnel moves to it and
+    /// it is never deleted as a duplicate.
+    pub(crate) fn v1_peer_rekey(&self, now: Instant, existing: IkeSaId, new: IkeSaId) -> bool {
+        if !(self.is_v1(existing) && self.is_v1(new)) {
+            return false;
+        }
+        self.ikev1.as_ref().is_some_and(|v1| {
+            v1.snapshot(now)
+                .iter()
+                .any(|s| s.id == existing && s.active >= V1_REKEY_NOT_DUPLICATE)
+        })
     }
 
     /// Delete an IKE SA (DELETE notifications) in the endpoint that owns it.

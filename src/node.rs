@@ -896,6 +896,7 @@ impl Node {
             && existing != ike_sa
             && self.tunnels[idx].dp.outbound_spi().is_some()
             && self.tunnels[idx].destination.is_some()
+            && !self.v1_peer_rekey(now, existing, ike_sa)
         {
             let we_initiated = self.ike_we_initiated(now, ike_sa);
             let local_is_lower = child.local.ip() < child.remote.ip();

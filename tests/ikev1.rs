@@ -873,7 +873,10 @@ fn count(log: &str, what: &str) -> usize {
 /// hooks), so it runs a new main mode at 13.5 s and quick modes at 9 s, 18 s; strongSwan keeps its long
 /// defaults. Otherwise strongSwan initiates with `reauth_time = 12s` for the ISAKMP SA (IKEv1: a new main
 /// mode, the IPsec SAs adopted) and `rekey_time = 8s` for the IPsec SA, Lifeline keeping IOS's defaults.
-fn strongswan_rekeys(label: &str, lifeline_drives: bool) {
+///
+/// `lifeline_has_destination` (with strongSwan driving): Lifeline's VTI has `tunnel destination` and
+/// initiates; strongSwan's new ISAKMP SA must then replace Lifeline's, not be deleted as a duplicate.
+fn strongswan_rekeys(label: &str, lifeline_drives: bool, lifeline_has_destination: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let a = Netns::new(&format!("{label}A"));
     let b = Netns::new(&format!("{label}B"));
@@ -907,7 +910,7 @@ fn strongswan_rekeys(label: &str, lifeline_drives: bool) {
         "siteA",
         A_WAN,
         B_WAN,
-        lifeline_drives.then_some(B_WAN),
+        lifeline_has_destination.then_some(B_WAN),
         "172.16.0.1",
         "10.2.0.0",
     );
@@ -922,7 +925,7 @@ fn strongswan_rekeys(label: &str, lifeline_drives: bool) {
         &[]
     };
     let site = Site::start_with(a, "siteA", &config, hooks);
-    if !lifeline_drives {
+    if !lifeline_has_destination {
         let t0 = Instant::now();
         loop {
             let out = site.ns.cmd("ss").args(["-unl"]).output().unwrap();
@@ -1026,7 +1029,7 @@ fn ikev1_lifeline_rekeys_both_phases_with_strongswan_under_traffic() {
     {
         return;
     }
-    strongswan_rekeys("v1ki", true);
+    strongswan_rekeys("v1ki", true, true);
 }
 
 #[test]
@@ -1036,5 +1039,19 @@ fn ikev1_strongswan_rekeys_both_phases_with_lifeline_under_traffic() {
     {
         return;
     }
-    strongswan_rekeys("v1kr", false);
+    strongswan_rekeys("v1kr", false, false);
+}
+
+/// strongSwan reauthenticates (IKEv1 phase-1 rekey) an ISAKMP SA that Lifeline initiated: Lifeline must
+/// take the new ISAKMP SA as a replacement, not delete it as a duplicate of a simultaneous start.
+#[test]
+fn ikev1_strongswan_rekeys_both_phases_of_a_lifeline_initiator_under_traffic() {
+    if !netns_available("ikev1_strongswan_rekeys_both_phases_of_a_lifeline_initiator_under_traffic")
+        || !strongswan_available(
+            "ikev1_strongswan_rekeys_both_phases_of_a_lifeline_initiator_under_traffic",
+        )
+    {
+        return;
+    }
+    strongswan_rekeys("v1kd", false, true);
 }

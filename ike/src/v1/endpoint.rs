@@ -277,7 +277,13 @@ struct Sa {
     replaces: Option<IkeSaId>,
     /// The replacement of this SA has been started.
     p1_rekey_started: bool,
+    /// Replaced by our phase-1 rekey: DELETE it then (not at once, so that the peer has adopted its IPsec
+    /// SAs into the new ISAKMP SA before the old one goes; charon loses them otherwise).
+    retire_at: Option<Instant>,
 }
+
+/// How long an ISAKMP SA replaced by our phase-1 rekey lives on before we DELETE it.
+const RETIRE_DELAY: Duration = Duration::from_secs(2);
 
 impl Sa {
     fn hash(&self) -> HashAlg {
@@ -758,6 +764,7 @@ impl Endpoint {
             next_nat_keepalive: None,
             replaces: None,
             p1_rekey_started: false,
+            retire_at: None,
         }
     }
 
@@ -1762,17 +1769,12 @@ impl Endpoint {
             // is deleted (RFC 2409 leaves phase-2 SAs independent of the ISAKMP SA that made them).
             sa.children.append(&mut old.children);
             sa.id = old_id;
-            let ck = old.cookies();
-            self.send_info(
-                now,
-                &mut old,
-                vec![Payload::Delete(DeletePayload {
-                    doi: DOI_IPSEC,
-                    protocol: ProtocolId::ISAKMP,
-                    spi_size: 16,
-                    spis: vec![ck],
-                })],
-            );
+            // The old one lives on under a new handle for a moment, then is DELETEd.
+            old.id = IkeSaId(self.next_id);
+            self.next_id += 1;
+            old.p1_rekey_started = true;
+            old.retire_at = Some(now + RETIRE_DELAY);
+            self.sas.insert(old.id, old);
             return true;
         }
         self.events.push_back(Event::IkeSaEstablished {
@@ -2594,9 +2596,36 @@ impl Endpoint {
                 }
             }
         }
-        // ISAKMP lifetime: the original initiator replaces the SA at 90 %; hard expiry at 100 %.
         let est = sa.established.unwrap_or(sa.started);
         let lifetime = sa.suite.map_or(Duration::from_secs(86400), |s| s.lifetime);
+        // Replaced by our phase-1 rekey: DELETE it now (IPsec SAs made under it meanwhile move on).
+        if sa.retire_at.is_some_and(|t| now >= t)
+            || (sa.retire_at.is_some() && now >= est + lifetime)
+        {
+            let heir = self
+                .sas
+                .values_mut()
+                .filter(|o| o.state == P1State::Established && o.remote.ip() == sa.remote.ip())
+                .max_by_key(|o| o.established);
+            if let Some(heir) = heir {
+                heir.children.append(&mut sa.children);
+            }
+            let ck = sa.cookies();
+            self.send_info(
+                now,
+                sa,
+                vec![Payload::Delete(DeletePayload {
+                    doi: DOI_IPSEC,
+                    protocol: ProtocolId::ISAKMP,
+                    spi_size: 16,
+                    spis: vec![ck],
+                })],
+            );
+            let sa = self.take(sa, now);
+            self.finish(sa, DeleteReason::LocalRequest);
+            return false;
+        }
+        // ISAKMP lifetime: the original initiator replaces the SA at 90 %; hard expiry at 100 %.
         if sa.initiator && !sa.p1_rekey_started && now >= est + lifetime.mul_f64(0.9) {
             sa.p1_rekey_started = true;
             let _ = self.start_main_mode(now, sa.local, sa.remote, Some(sa.id));
@@ -2717,6 +2746,9 @@ impl Endpoint {
             let est = sa.established.unwrap_or(sa.started);
             let lifetime = sa.suite.map_or(Duration::from_secs(86400), |s| s.lifetime);
             add(est + lifetime);
+            if let Some(t) = sa.retire_at {
+                add(t);
+            }
             if sa.initiator && !sa.p1_rekey_started {
                 add(est + lifetime.mul_f64(0.9));
             }
