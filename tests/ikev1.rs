@@ -249,23 +249,28 @@ fn ikev1_svti_lifeline_to_lifeline_carries_traffic_shows_sas_and_dpd_detects_a_k
 
     // DPD: kill site B without a DELETE; site A's periodic R-U-THERE (every 10 s when idle, 5 retries
     // 2 s apart) declares it dead and removes the SAs.
+    // (When both sites initiated at once, a spare ISAKMP SA without IPsec SAs may be declared dead
+    // first: wait for the tunnel's own session to go down, not for the first PeerDead.)
     let before = sa.log().matches("PeerDead").count();
     sb.kill();
     let t0 = Instant::now();
-    while sa.log().matches("PeerDead").count() == before {
+    while sa.log().matches("PeerDead").count() == before
+        || sa
+            .show(&["show", "crypto", "session"])
+            .contains("UP-ACTIVE")
+    {
         assert!(
-            t0.elapsed() < Duration::from_secs(40),
-            "DPD did not declare the killed peer dead:\n{}",
+            t0.elapsed() < Duration::from_secs(45),
+            "DPD did not declare the killed peer dead and take the session down:\n{}\n{}",
+            sa.show(&["show", "crypto", "session"]),
             sa.log()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
     println!(
-        "IKEv1 DPD: killed peer declared dead after {:?}",
+        "IKEv1 DPD: killed peer declared dead and the session down after {:?}",
         t0.elapsed()
     );
-    let session = sa.show(&["show", "crypto", "session"]);
-    assert!(!session.contains("UP-ACTIVE"), "{session}");
 }
 
 /// strongSwan's side of an IKEv1 SVTI: PSK with IP identities (as IOS sends), 0.0.0.0/0 selectors.
