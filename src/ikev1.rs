@@ -480,7 +480,7 @@ impl Node {
                 }
             }
             ike::Event::AuthFailed { peer, reason } => {
-                ios!(CRYPTO, Error, IKMP_AUTH_FAILED, "peer {peer}: {reason:?}");
+                ios!(CRYPTO, Error, IKMP_AUTH_FAILED, "peer {peer}: {reason}");
             }
             ev @ (ike::Event::ChildSaEstablished { .. } | ike::Event::ChildSaDeleted { .. }) => {
                 self.ike_event(now, ev)
