@@ -484,12 +484,12 @@ impl Endpoint {
         id.0 >= self.first_id
     }
 
-    /// Changes the NAT-T port (default 4500).
     /// The peer's address of ISAKMP SA `id` (None: unknown handle).
     pub fn remote(&self, id: IkeSaId) -> Option<SocketAddr> {
         self.sas.get(&id).map(|s| s.remote)
     }
 
+    /// Changes the NAT-T port (default 4500).
     pub fn set_nat_t_port(&mut self, port: u16) {
         self.nat_t_port = port;
     }
@@ -1482,6 +1482,37 @@ impl Endpoint {
             }
             _ => true,
         }
+    }
+
+    /// RFC 2409 keeps phase-2 SAs independent of the ISAKMP SA that made them: when `sa` goes, its
+    /// IPsec SAs move to the newest established ISAKMP SA with the same peer, if there is one.
+    fn pass_children_to_heir(&mut self, sa: &mut Sa) {
+        let heir = self
+            .sas
+            .values_mut()
+            .filter(|o| o.state == P1State::Established && o.remote.ip() == sa.remote.ip())
+            .max_by_key(|o| o.established);
+        if let Some(heir) = heir {
+            heir.children.append(&mut sa.children);
+        }
+    }
+
+    /// Ends our ISAKMP SA `sa`: its IPsec SAs go to an heir, the peer gets a DELETE, `sa` is finished.
+    fn retire(&mut self, now: Instant, sa: &mut Sa, reason: DeleteReason) {
+        self.pass_children_to_heir(sa);
+        let ck = sa.cookies();
+        self.send_info(
+            now,
+            sa,
+            vec![Payload::Delete(DeletePayload {
+                doi: DOI_IPSEC,
+                protocol: ProtocolId::ISAKMP,
+                spi_size: 16,
+                spis: vec![ck],
+            })],
+        );
+        let sa = self.take(sa, now);
+        self.finish(sa, reason);
     }
 
     fn take(&self, sa: &mut Sa, now: Instant) -> Sa {
@@ -2501,16 +2532,7 @@ impl Endpoint {
                     let mut sa = self.take(sa, now);
                     // The peer replaced this ISAKMP SA (phase-1 rekey): its IPsec SAs live on under
                     // the newest ISAKMP SA with the same peer.
-                    let heir = self
-                        .sas
-                        .values_mut()
-                        .filter(|o| {
-                            o.state == P1State::Established && o.remote.ip() == sa.remote.ip()
-                        })
-                        .max_by_key(|o| o.established);
-                    if let Some(heir) = heir {
-                        heir.children.append(&mut sa.children);
-                    }
+                    self.pass_children_to_heir(&mut sa);
                     self.finish(sa, DeleteReason::PeerRequest);
                     return false;
                 }
@@ -2602,27 +2624,7 @@ impl Endpoint {
         if sa.retire_at.is_some_and(|t| now >= t)
             || (sa.retire_at.is_some() && now >= est + lifetime)
         {
-            let heir = self
-                .sas
-                .values_mut()
-                .filter(|o| o.state == P1State::Established && o.remote.ip() == sa.remote.ip())
-                .max_by_key(|o| o.established);
-            if let Some(heir) = heir {
-                heir.children.append(&mut sa.children);
-            }
-            let ck = sa.cookies();
-            self.send_info(
-                now,
-                sa,
-                vec![Payload::Delete(DeletePayload {
-                    doi: DOI_IPSEC,
-                    protocol: ProtocolId::ISAKMP,
-                    spi_size: 16,
-                    spis: vec![ck],
-                })],
-            );
-            let sa = self.take(sa, now);
-            self.finish(sa, DeleteReason::LocalRequest);
+            self.retire(now, sa, DeleteReason::LocalRequest);
             return false;
         }
         // ISAKMP lifetime: the original initiator replaces the SA at 90 %; hard expiry at 100 %.
@@ -2634,27 +2636,7 @@ impl Endpoint {
             // The IPsec SAs outlive it (RFC 2409 keeps phase-2 SAs independent of the ISAKMP SA that made
             // them): when the peer already made a newer ISAKMP SA (its phase-1 rekey, e.g. strongSwan's
             // IKEv1 reauthentication), they move there, as when the peer DELETEs this one.
-            let heir = self
-                .sas
-                .values_mut()
-                .filter(|o| o.state == P1State::Established && o.remote.ip() == sa.remote.ip())
-                .max_by_key(|o| o.established);
-            if let Some(heir) = heir {
-                heir.children.append(&mut sa.children);
-            }
-            let ck = sa.cookies();
-            self.send_info(
-                now,
-                sa,
-                vec![Payload::Delete(DeletePayload {
-                    doi: DOI_IPSEC,
-                    protocol: ProtocolId::ISAKMP,
-                    spi_size: 16,
-                    spis: vec![ck],
-                })],
-            );
-            let sa = self.take(sa, now);
-            self.finish(sa, DeleteReason::Expired);
+            self.retire(now, sa, DeleteReason::Expired);
             return false;
         }
         // IPsec lifetimes: rekey at 90 % (by the quick mode initiator), delete at 100 %.
