@@ -478,6 +478,7 @@ impl Node {
                         }
                     }
                 }
+                self.reacquire(now);
             }
             ike::Event::AuthFailed { peer, reason } => {
                 ios!(CRYPTO, Error, IKMP_AUTH_FAILED, "peer {peer}: {reason}");

@@ -827,10 +827,23 @@ impl Node {
                     }
                     t.dp.remove_sa();
                 }
+                self.reacquire(now);
             }
             ike::Event::AuthFailed { peer, reason } => {
                 ios!(IKEV2, Error, AUTH_FAILED, "peer {peer}: {reason}");
                 self.vpnsip_auth_failed(now, peer, reason.to_string());
+            }
+        }
+    }
+
+    /// Static tunnels (with a `tunnel destination`) that lost their IKE SA while packets wait for one
+    /// (the data plane raised its acquire while that SA was still negotiating, and raises no second one
+    /// until the acquire times out): negotiate again now.
+    pub(crate) fn reacquire(&mut self, now: Instant) {
+        for idx in 0..self.tunnels.len() {
+            let t = &self.tunnels[idx];
+            if t.ike_sa.is_none() && t.destination.is_some() && t.dp.is_acquiring() {
+                self.initiate(now, idx);
             }
         }
     }

@@ -97,6 +97,13 @@ impl Sim {
         self.nodes.len() - 1
     }
 
+    /// Deliver datagrams to `addr` to node `node` (e.g. the IKE port of a static tunnel's source, which a
+    /// node does not announce with [`Output::OpenPort`]); port 0 stands for raw ESP to and from that address.
+    #[cfg(test)]
+    pub fn bind(&mut self, addr: SocketAddr, node: usize) {
+        self.owners.insert(addr, Owner::Node(node));
+    }
+
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
@@ -189,6 +196,12 @@ impl Sim {
         self.stats.datagrams += 1;
         self.stats.bytes += d.payload.len() as u64;
         match self.owners.get(&d.to).copied() {
+            Some(Owner::Node(i)) if d.to.port() == 0 => {
+                if let std::net::IpAddr::V4(from) = d.from.ip() {
+                    self.nodes[i].handle_raw_esp(now, from, &d.payload, 0);
+                }
+                self.drain(i);
+            }
             Some(Owner::Node(i)) => {
                 self.nodes[i].handle_udp(now, d.to, d.from, &d.payload, 0);
                 self.drain(i);
@@ -217,7 +230,22 @@ impl Sim {
                     to: remote,
                     payload,
                 }),
-                Output::RawEsp { .. } => self.stats.raw_esp_dropped += 1,
+                // Raw ESP (IP protocol 50) goes between addresses bound with port 0 ([`Sim::bind`]).
+                Output::RawEsp { dst, payload, .. } => {
+                    let from = self
+                        .owners
+                        .iter()
+                        .find(|(a, o)| a.port() == 0 && **o == Owner::Node(i))
+                        .map(|(a, _)| *a);
+                    match from {
+                        Some(from) => self.queue.push_back(Datagram {
+                            from,
+                            to: SocketAddr::new(dst.into(), 0),
+                            payload,
+                        }),
+                        None => self.stats.raw_esp_dropped += 1,
+                    }
+                }
                 // No DHCP in the simulated network: configurations give static addresses.
                 Output::Dhcp { .. } | Output::SetAddress { .. } | Output::Sip(_) => {}
                 Output::Tun { tunnel, packet } => self.delivered.push(TunPacket {
@@ -454,6 +482,89 @@ mod tests {
             "{shown}"
         );
         assert_eq!(sim.node(0).tunnels[0].dp.snapshot(now).counters.encaps, 0);
+    }
+
+    fn ikev1_site(wan: &str, peer: Option<&str>) -> Node {
+        let dest = peer
+            .map(|d| format!(" tunnel destination {d}\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "crypto isakmp policy 10\n encr aes 256\n hash sha256\n authentication pre-share\n group 14\n\
+             crypto isakmp key k address 0.0.0.0 0.0.0.0\n\
+             crypto ipsec transform-set T1 esp-aes 256 esp-sha256-hmac\n\
+             crypto ipsec profile P1\n set transform-set T1\n!\n\
+             interface GigabitEthernet0\n ip address {wan} 255.255.255.0\n!\n\
+             interface Tunnel0\n ip address 172.16.0.1 255.255.255.252\n tunnel source GigabitEthernet0\n\
+             tunnel mode ipsec ipv4\n{dest} tunnel protection ipsec profile P1\n"
+        );
+        let parsed = config::parse(&text);
+        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+        let (node, problems) = Node::new(Instant::now(), parsed.config, 7);
+        assert!(problems.is_empty(), "{problems:?}");
+        node
+    }
+
+    /// Both ends of an IKEv1 static VTI start main mode at the same instant and both send INITIAL-CONTACT:
+    /// traffic still crosses within a few seconds both ways (CI once saw each end drop its own main mode
+    /// on the other's INITIAL-CONTACT, and nothing negotiated again until the 30 s acquire timeout).
+    #[test]
+    fn ikev1_static_vti_started_at_both_ends_at_once_carries_traffic() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new();
+        let a = sim.add_node(ikev1_site("192.0.2.1", Some("192.0.2.2")));
+        let b = sim.add_node(ikev1_site("192.0.2.2", Some("192.0.2.1")));
+        for (n, ip) in [(a, "192.0.2.1"), (b, "192.0.2.2")] {
+            for port in [0, 500, 4500] {
+                sim.bind(SocketAddr::new(ip.parse().unwrap(), port), n);
+            }
+        }
+        let mut now = t0;
+        sim.start(now);
+        sim.handle_tun(now, a, 0, &echo_packet(1, 1));
+        sim.handle_tun(now, b, 0, &echo_packet(2, 1));
+        // Pings every 100 ms (the first ones may go out on the SA pair that loses the duplicate rule).
+        let (mut to_b, mut to_a) = (false, false);
+        let mut seq = 1;
+        while !(to_a && to_b) {
+            now += Duration::from_millis(5);
+            if (now - t0).as_millis().is_multiple_of(100) {
+                seq += 1;
+                sim.handle_tun(now, a, 0, &echo_packet(1, seq));
+                sim.handle_tun(now, b, 0, &echo_packet(2, seq));
+            }
+            sim.step(now);
+            for p in sim.take_delivered() {
+                to_a |= p.node == a;
+                to_b |= p.node == b;
+            }
+            assert!(
+                now < t0 + Duration::from_secs(5),
+                "no delivery: {:?}",
+                sim.stats
+            );
+        }
+        // One ISAKMP SA and one IPsec SA pair left at each end.
+        for n in [a, b] {
+            let v1 = sim.node(n).ikev1.as_ref().unwrap().snapshot(now);
+            let kids: usize = v1.iter().map(|s| s.children.len()).sum();
+            assert_eq!(kids, 1, "{v1:?}");
+        }
+    }
+
+    /// A static tunnel whose IKE SA goes away while packets wait for it negotiates again at once, not
+    /// only when the data plane's acquire times out.
+    #[test]
+    fn static_tunnel_losing_its_ike_sa_while_packets_wait_negotiates_again() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new();
+        let a = sim.add_node(ikev1_site("192.0.2.1", Some("192.0.2.9")));
+        sim.start(t0);
+        sim.handle_tun(t0, a, 0, &echo_packet(1, 1));
+        let first = sim.node(a).tunnels[0].ike_sa.expect("main mode started");
+        sim.node_mut(a).ike_delete(t0, first);
+        sim.node_mut(a).pump(t0);
+        let again = sim.node(a).tunnels[0].ike_sa;
+        assert!(again.is_some_and(|id| id != first), "{again:?}");
     }
 
     #[test]

@@ -298,6 +298,11 @@ impl Tunnel {
         self.outbound.as_ref().map(|s| s.spi())
     }
 
+    /// Packets are queued waiting for IKE (an acquire is pending).
+    pub fn is_acquiring(&self) -> bool {
+        self.acquiring.is_some()
+    }
+
     fn push_event(&mut self, e: Event) {
         if self.events.len() >= EVENT_LIMIT {
             self.events_lost += 1;

@@ -539,7 +539,8 @@ fn initial_contact_from_a_restarted_peer_clears_its_old_sas() {
     let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
     p.initiate();
     assert_eq!(p.b.snapshot(p.now).len(), 1);
-    // Reboot a: a fresh endpoint with other randomness.
+    // Reboot a (which takes a while): a fresh endpoint with other randomness.
+    p.advance(Duration::from_secs(30));
     p.a = Endpoint::new(cfg(b"k"), Box::new(XorShift(99)));
     p.ev_b.clear();
     p.initiate();
@@ -551,6 +552,36 @@ fn initial_contact_from_a_restarted_peer_clears_its_old_sas() {
             ..
         }
     )));
+}
+
+#[test]
+fn simultaneous_main_modes_with_initial_contact_both_reach_quick_mode() {
+    // Both ends of a static VTI start main mode at once; each MM5 carries INITIAL-CONTACT (neither has an
+    // established SA yet). Neither end may take the other's INITIAL-CONTACT as a reason to drop its own
+    // main mode: both initiator SAs survive and each makes an IPsec SA pair (the appliance keeps one).
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.a.initiate(p.now, p.a_addr, p.b_addr).unwrap();
+    p.b.initiate(p.now, p.b_addr, p.a_addr).unwrap();
+    p.run();
+    let deleted = |ev: &[Event]| {
+        ev.iter()
+            .filter(|e| matches!(e, Event::IkeSaDeleted { .. }))
+            .count()
+    };
+    assert_eq!(deleted(&p.ev_a), 0, "{:?}", p.ev_a);
+    assert_eq!(deleted(&p.ev_b), 0, "{:?}", p.ev_b);
+    assert!(
+        p.a.snapshot(p.now)
+            .iter()
+            .any(|s| s.initiator && !s.children.is_empty())
+    );
+    assert!(
+        p.b.snapshot(p.now)
+            .iter()
+            .any(|s| s.initiator && !s.children.is_empty())
+    );
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (2, 2), "{ca:?} {cb:?}");
 }
 
 #[test]

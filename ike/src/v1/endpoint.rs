@@ -1824,11 +1824,19 @@ impl Endpoint {
 
     // See https://www.rfc-editor.org/rfc/rfc2407#section-4.6.3.3
     // (paraphrase) the receiver of an INITIAL-CONTACT ... delete any SA's it has with the sending system
+    // Only SAs established before this main mode began are the peer's forgotten state: a negotiation
+    // still running (or finished since), e.g. our own main mode when both ends start at once and both
+    // send INITIAL-CONTACT, is the peer's current state and stays (deleting it left each end with only a
+    // responder SA, so neither started quick mode).
     fn initial_contact_from(&mut self, _now: Instant, sa: &Sa) {
         let old: Vec<IkeSaId> = self
             .sas
             .values()
-            .filter(|o| o.id != sa.id && o.remote.ip() == sa.remote.ip())
+            .filter(|o| {
+                o.id != sa.id
+                    && o.remote.ip() == sa.remote.ip()
+                    && o.established.is_some_and(|e| e < sa.started)
+            })
             .map(|o| o.id)
             .collect();
         for id in old {
