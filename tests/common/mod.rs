@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod dnsmasq;
+pub mod guest;
 pub mod kamailio;
 pub mod strongswan;
 
