@@ -56,6 +56,17 @@ enum DriverMsg {
         tunnel: usize,
         bytes: Vec<u8>,
     },
+    /// A GRE datagram (IP protocol 47) from `from` to our address `local`.
+    Gre {
+        local: Ipv4Addr,
+        from: Ipv4Addr,
+        bytes: Vec<u8>,
+    },
+    /// A packet the kernel routed into GRE tunnel `tunnel`'s TUN device.
+    GreTun {
+        tunnel: usize,
+        bytes: Vec<u8>,
+    },
     /// A DHCP message arrived on a device's UDP 68 socket.
     Dhcp {
         device: String,
@@ -252,6 +263,8 @@ fn dispatch(app: &mut Appliance, now: Instant, msg: DriverMsg) {
         }
         DriverMsg::RawEsp { from, tos, bytes } => app.node.handle_raw_esp(now, from, &bytes, tos),
         DriverMsg::Tun { tunnel, bytes } => app.node.handle_tun(now, tunnel, &bytes),
+        DriverMsg::Gre { local, from, bytes } => app.node.gre.handle_gre(now, local, from, &bytes),
+        DriverMsg::GreTun { tunnel, bytes } => app.node.gre.handle_tun(now, tunnel, &bytes),
         DriverMsg::Link { device, up } => app.node.handle_link(now, &device, up),
         DriverMsg::Dhcp { device, bytes } => app.node.handle_dhcp(now, &device, &bytes),
         DriverMsg::Sip(ev) => app.node.handle_sip(now, ev),
@@ -348,6 +361,10 @@ struct OsDrivers {
     routes: Option<Routes>,
     probes: HashMap<SlaId, Arc<IcmpSocket>>,
     tuns: Vec<Option<Arc<tun_rs::AsyncDevice>>>,
+    /// TUN devices of the GRE tunnels (`node.gre.tunnels` order).
+    gre_tuns: Vec<Option<Arc<tun_rs::AsyncDevice>>>,
+    /// Raw protocol-47 sockets by tunnel source address.
+    gre: HashMap<Ipv4Addr, Arc<crate::os::gre::RawGre>>,
     udp: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>,
     readers: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
     raw_esp: Option<Arc<RawEsp>>,
@@ -389,18 +406,20 @@ impl OsDrivers {
             );
         }
         let routes = match &handle {
-            Some(h) if !cfg.ip_routes.is_empty() => match Routes::open(h.clone()).await {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    ios!(
-                        SYS,
-                        Warning,
-                        NO_KERNEL_ROUTES,
-                        "routes stay in the RIB only: {e:#}"
-                    );
-                    None
+            Some(h) if !cfg.ip_routes.is_empty() || !node.gre.tunnels.is_empty() => {
+                match Routes::open(h.clone()).await {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        ios!(
+                            SYS,
+                            Warning,
+                            NO_KERNEL_ROUTES,
+                            "routes stay in the RIB only: {e:#}"
+                        );
+                        None
+                    }
                 }
-            },
+            }
             _ => None,
         };
         let mut probes = HashMap::new();
@@ -478,6 +497,39 @@ impl OsDrivers {
             };
             tuns.push(dev);
         }
+        let mut gre_tuns = Vec::new();
+        for (idx, t) in node.gre.tunnels.iter().enumerate() {
+            let dev = match &handle {
+                Some(h) => match tun::open(h, &t.device, t.address, t.mtu).await {
+                    Ok(d) => {
+                        tokio::spawn(gre_tun_reader(idx, d.clone(), tx.clone()));
+                        Some(d)
+                    }
+                    Err(e) => {
+                        ios!(TUNNEL, Warning, NO_DEVICE, "{}: {e:#}", t.ios_name);
+                        None
+                    }
+                },
+                None => None,
+            };
+            gre_tuns.push(dev);
+        }
+        let mut gre = HashMap::new();
+        for a in node.gre.sources() {
+            match crate::os::gre::RawGre::open(a) {
+                Ok(sock) => {
+                    let sock = Arc::new(sock);
+                    tokio::spawn(gre_reader(sock.clone(), tx.clone()));
+                    gre.insert(a, sock);
+                }
+                Err(e) => ios!(
+                    TUNNEL,
+                    Warning,
+                    NO_SOCKET,
+                    "cannot open a raw GRE socket on {a}: {e}"
+                ),
+            }
+        }
         let mut udp = HashMap::new();
         for a in node.ike_addresses() {
             for port in [node::IKE_PORT, node::NAT_T_PORT] {
@@ -537,6 +589,8 @@ impl OsDrivers {
             routes,
             probes,
             tuns,
+            gre_tuns,
+            gre,
             udp,
             readers: HashMap::new(),
             raw_esp,
@@ -655,6 +709,7 @@ impl OsDrivers {
                 Output::Sip(o) => self.sip.handle(o),
             }
         }
+        self.flush_gre(app).await;
         while let Some(p) = app.node.failover.poll_probe() {
             if let Some(sock) = self.probes.get(&p.op_id) {
                 // A send error (link down) is a lost probe: the SLA times it out, which is the point.
@@ -713,6 +768,77 @@ impl OsDrivers {
         }
         if let Some(b) = self.gso_batch.as_mut() {
             b.send(&mut self.gso).await;
+        }
+    }
+
+    /// GRE datagrams, TUN writes and shortcut routes of the GRE tunnels.
+    async fn flush_gre(&mut self, app: &mut Appliance) {
+        use crate::gre::GreOut;
+        while let Some(o) = app.node.gre.poll_output() {
+            match o {
+                GreOut::Ip { src, dst, payload } => {
+                    if let Some(s) = self.gre.get(&src) {
+                        let _ = s.send_to(&payload, dst).await;
+                    }
+                }
+                GreOut::Tun { tunnel, packet } => {
+                    if let Some(Some(dev)) = self.gre_tuns.get(tunnel) {
+                        let _ = dev.send(&packet).await;
+                    }
+                }
+                GreOut::RouteAdd {
+                    tunnel,
+                    prefix,
+                    len,
+                } => {
+                    let Some(routes) = &self.routes else { continue };
+                    let device = app.node.gre.tunnels.get(tunnel).map(|t| t.device.clone());
+                    let route = KernelRoute {
+                        prefix,
+                        len,
+                        gateway: None,
+                        device,
+                    };
+                    match routes.add(&route).await {
+                        Ok(()) => ios!(
+                            IP,
+                            Informational,
+                            ROUTE_INSTALLED,
+                            "{prefix}/{len} via NHRP shortcut [250]"
+                        ),
+                        Err(e) => ios!(IP, Error, ROUTE_FAILED, "{e:#}"),
+                    }
+                }
+                GreOut::RouteDel {
+                    tunnel: _,
+                    prefix,
+                    len,
+                    restore,
+                } => {
+                    let Some(routes) = &self.routes else { continue };
+                    let route = KernelRoute {
+                        prefix,
+                        len,
+                        gateway: restore,
+                        device: None,
+                    };
+                    // The static route the shortcut replaced comes back; else the shortcut just goes.
+                    let r = if restore.is_some() {
+                        routes.add(&route).await
+                    } else {
+                        routes.del_prefix(&route).await
+                    };
+                    match r {
+                        Ok(()) => ios!(
+                            IP,
+                            Informational,
+                            ROUTE_WITHDRAWN,
+                            "{prefix}/{len} NHRP shortcut removed"
+                        ),
+                        Err(e) => ios!(IP, Error, ROUTE_FAILED, "{e:#}"),
+                    }
+                }
+            }
         }
     }
 
@@ -817,6 +943,38 @@ async fn tun_reader(tunnel: usize, dev: Arc<tun_rs::AsyncDevice>, tx: mpsc::Send
     }
 }
 
+async fn gre_tun_reader(tunnel: usize, dev: Arc<tun_rs::AsyncDevice>, tx: mpsc::Sender<DriverMsg>) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = dev.recv(&mut buf).await {
+        if n == 0 || buf[0] >> 4 != 4 {
+            continue;
+        }
+        let bytes = buf[..n].to_vec();
+        if tx.send(DriverMsg::GreTun { tunnel, bytes }).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn gre_reader(sock: Arc<crate::os::gre::RawGre>, tx: mpsc::Sender<DriverMsg>) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok((from, to, range)) = sock.recv(&mut buf).await {
+        let bytes = buf[range].to_vec();
+        let local = if to.is_multicast() || to.is_broadcast() {
+            sock.local
+        } else {
+            to
+        };
+        if tx
+            .send(DriverMsg::Gre { local, from, bytes })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
 async fn udp_reader(
     local: SocketAddr,
     sock: Arc<tokio::net::UdpSocket>,
@@ -884,6 +1042,12 @@ fn handle(app: &mut Appliance, req: &Request) -> Reply {
                 Reply {
                     ok: true,
                     output: format!("{n} crypto session(s) cleared\n"),
+                }
+            } else if is(1, "ip") && is(2, "nhrp") {
+                let n = app.node.gre.clear_nhrp(Instant::now());
+                Reply {
+                    ok: true,
+                    output: format!("{n} NHRP cache entr(ies) cleared\n"),
                 }
             } else if is(1, "vpn-sip") && is(2, "session") {
                 let n = app.node.clear_vpnsip_sessions(Instant::now());

@@ -9,6 +9,7 @@ mod control;
 mod daemon;
 mod demo;
 mod demo_netns;
+mod gre;
 mod ikev1;
 mod keylog;
 mod log;

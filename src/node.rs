@@ -111,6 +111,8 @@ pub struct Node {
     /// The IKEv1 endpoint, when a tunnel is keyed by IKEv1 (`crate::ikev1`).
     pub ikev1: Option<ike::v1::Endpoint>,
     pub tunnels: Vec<Svti>,
+    /// GRE and mGRE tunnels (DMVPN), with their NHRP nodes (`crate::gre`).
+    pub gre: crate::gre::Gre,
     pub vpnsip: Option<VpnSip>,
     /// DHCP clients of interfaces with `ip address dhcp`, once the driver gave their MAC.
     pub dhcp: Vec<DhcpIf>,
@@ -192,6 +194,8 @@ impl Node {
                 None
             }
         };
+        let (gre, gre_problems) = crate::gre::Gre::from_config(now, &config);
+        problems.extend(gre_problems);
         let n = tunnels.len();
         let node = Node {
             dirty: (0..n).collect(),
@@ -204,6 +208,7 @@ impl Node {
             ike,
             ikev1,
             tunnels,
+            gre,
             vpnsip,
             dhcp: Vec::new(),
             spis: HashMap::new(),
@@ -595,6 +600,9 @@ impl Node {
         if let Some(v1) = &mut self.ikev1 {
             v1.handle_timeout(now);
         }
+        if self.gre.poll_timeout().is_some_and(|t| t <= now) {
+            self.gre.handle_timeout(now);
+        }
         // Only the tunnels whose deadline has come.
         while let Some(Reverse((t, idx))) = self.tunnel_timers.peek().copied() {
             if t > now {
@@ -660,6 +668,7 @@ impl Node {
         consider(self.ike.poll_timeout());
         consider(self.ikev1.as_ref().and_then(|e| e.poll_timeout()));
         consider(self.sip_timeout());
+        consider(self.gre.poll_timeout());
         for d in &self.dhcp {
             consider(d.client.poll_timeout());
         }

@@ -1,6 +1,7 @@
 //! OS drivers: the only code that talks to the kernel (netlink routes, ICMP sockets; TUN and UDP later).
 //! Everything here is a thin, safe wrapper; protocol decisions live in the library crates.
 
+pub mod gre;
 pub mod icmp;
 pub mod link;
 pub mod route;

@@ -22,7 +22,7 @@ use tokio::net::UdpSocket;
 /// evenly over the run, while the data plane counted no drop at all.
 const DATA_SOCKET_BUFFER: usize = 4 << 20;
 
-fn big_buffers(s: &Socket) {
+pub(crate) fn big_buffers(s: &Socket) {
     // As root (CAP_NET_ADMIN) SO_RCVBUFFORCE goes past `net.core.rmem_max` (212992 by default on most
     // systems); otherwise the kernel's cap applies. Best effort: a smaller buffer only drops sooner.
     if rustix::net::sockopt::set_socket_recv_buffer_size_force(s, DATA_SOCKET_BUFFER).is_err() {

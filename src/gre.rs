@@ -1,0 +1,792 @@
+//! User-space GRE tunnels (RFC 2784, RFC 2890 key) and DMVPN's NHRP on them, without I/O.
+//!
+//! Every `interface TunnelN` with `tunnel mode gre ip` (point-to-point, `tunnel destination`) or
+//! `tunnel mode gre multipoint` (mGRE) is one [`GreTunnel`]: a TUN device inside, GRE over raw IP protocol 47
+//! outside (the appliance needs no kernel GRE module). Received GRE is matched to its tunnel by the `nhrp`
+//! crate's [`GreDemux`] (outer destination, outer source, key; point-to-point tunnels before multipoint ones).
+//! An mGRE tunnel with `ip nhrp ...` runs an NHRP node: an NHS (hub) when it has no `ip nhrp nhs`, an NHC
+//! (spoke) otherwise. The daemon feeds bytes and time in ([`Gre::handle_gre`], [`Gre::handle_tun`],
+//! [`Gre::handle_timeout`]) and carries out the [`GreOut`]s; nothing here touches a socket.
+//!
+//! Forwarding on mGRE (the TUN device hides the kernel's next hop, so the tunnel decides it again):
+//! 1. the longest complete NHRP cache entry covering the destination (static map, registration, resolution,
+//!    shortcut) gives the NBMA address;
+//! 2. else the next hop of the overlay route (a static route over this tunnel, or the destination itself when
+//!    it is in the tunnel's subnet); a spoke resolves that next hop through its NHS (phase 2) and sends via
+//!    the NHS meanwhile; a next hop that is an NHS is sent to directly;
+//! 3. else a spoke sends to its NHS, a hub drops (counted).
+//!
+//! A hub forwards spoke-to-spoke packets itself (decapsulate, TTL - 1, encapsulate to the other spoke) and,
+//! with `ip nhrp redirect`, tells the sender with a traffic indication (phase 3); a spoke with
+//! `ip nhrp shortcut` resolves and reports the shortcut as [`GreOut::RouteAdd`] for the kernel table.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use nhrp::demux::{GreDemux, TunnelId};
+use nhrp::wire::gre;
+use nhrp::{Event, Nhc, NhrpNode, Nhs, Prefix, Resolution};
+
+use crate::ios;
+
+/// Default `ip mtu` of a GRE tunnel over a 1500-byte path (IOS: 1476 = 1500 - 20 - 4; with a key 1472).
+fn default_mtu(key: Option<u32>) -> u16 {
+    if key.is_some() { 1472 } else { 1476 }
+}
+
+/// What the GRE side wants done.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GreOut {
+    /// A GRE packet (header and payload) to send as IP protocol 47 from `src` to `dst`.
+    Ip {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload: Vec<u8>,
+    },
+    /// An inner packet for tunnel `tunnel`'s TUN device.
+    Tun { tunnel: usize, packet: Vec<u8> },
+    /// Install `prefix/len` over tunnel `tunnel`'s device in the kernel (an NHRP shortcut).
+    RouteAdd {
+        tunnel: usize,
+        prefix: Ipv4Addr,
+        len: u8,
+    },
+    /// Remove it again; `restore` is the configured static route's gateway for the same prefix, if any.
+    RouteDel {
+        tunnel: usize,
+        prefix: Ipv4Addr,
+        len: u8,
+        restore: Option<Ipv4Addr>,
+    },
+}
+
+/// Per-tunnel counters (`show interface`-like, and `show dmvpn detail` input).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GreCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Spoke-to-spoke packets the hub forwarded itself.
+    pub hairpinned: u64,
+    /// Packets with no NBMA address to go to.
+    pub no_route: u64,
+    /// Inner packets that were not IPv4, or TTL ran out while forwarding.
+    pub dropped: u64,
+    pub nhrp_in: u64,
+    pub nhrp_out: u64,
+}
+
+/// One `interface TunnelN` in a GRE mode.
+pub struct GreTunnel {
+    pub ios_name: String,
+    /// The Linux TUN device.
+    pub device: String,
+    pub address: Option<(Ipv4Addr, u8)>,
+    /// `tunnel source` (address, or the named interface's).
+    pub source: Ipv4Addr,
+    /// `tunnel destination` of a point-to-point tunnel (None: multipoint).
+    pub destination: Option<Ipv4Addr>,
+    pub key: Option<u32>,
+    /// `ip mtu` (or the GRE default).
+    pub mtu: u16,
+    pub adjust_mss: Option<u16>,
+    /// The NHRP node of an mGRE tunnel with `ip nhrp` commands.
+    pub nhrp: Option<Box<dyn NhrpNode + Send>>,
+    /// True for an NHS (hub).
+    pub hub: bool,
+    /// Static routes over this tunnel: (prefix, next hop in the tunnel's subnet).
+    routes: Vec<(Prefix, Ipv4Addr)>,
+    /// Shortcut routes reported to the kernel.
+    shortcuts: Vec<Prefix>,
+    pub counters: GreCounters,
+}
+
+impl GreTunnel {
+    fn in_subnet(&self, a: Ipv4Addr) -> bool {
+        self.address
+            .is_some_and(|(own, len)| Prefix::new(own, len).contains(a))
+    }
+
+    /// The NBMA address of the NHS to use: the first that is up, else the first with a known address.
+    fn nhs_nbma(&self) -> Option<Ipv4Addr> {
+        let node = self.nhrp.as_ref()?;
+        let snap = node.core().snapshot();
+        snap.nhs
+            .iter()
+            .find(|n| n.up && n.nbma.is_some())
+            .or_else(|| snap.nhs.iter().find(|n| n.nbma.is_some()))
+            .and_then(|n| n.nbma)
+    }
+
+    fn is_nhs(&self, a: Ipv4Addr) -> bool {
+        self.nhrp
+            .as_ref()
+            .is_some_and(|n| n.core().config().nhs.contains(&a))
+    }
+
+    /// Longest complete cache entry covering `dst`.
+    fn cached(&self, dst: Ipv4Addr) -> Option<(Prefix, Ipv4Addr)> {
+        let cache = self.nhrp.as_ref()?.core().cache();
+        (0..=32u8).rev().find_map(|len| {
+            let p = Prefix::new(dst, len);
+            cache
+                .get(&p)
+                .filter(|e| e.is_complete())
+                .and_then(|e| e.nbma.map(|n| (p, n)))
+        })
+    }
+
+    /// Next hop of the overlay route for `dst` (longest static route; `dst` itself on the subnet).
+    fn overlay_next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.in_subnet(dst) {
+            return Some(dst);
+        }
+        self.routes
+            .iter()
+            .filter(|(p, _)| p.contains(dst))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map(|(_, nh)| *nh)
+    }
+
+    /// Where a packet for `dst` goes on this mGRE tunnel (see the module docs).
+    fn next_nbma(&mut self, now: Instant, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        let own = self.address.map(|(a, _)| a);
+        if self.cached(dst).is_some() {
+            // Marks the entry used (refreshed before it expires).
+            if let Some(n) = self.nhrp.as_mut()
+                && let Resolution::Known { nbma, .. } = n.core_mut().resolve(now, dst)
+            {
+                return Some(nbma);
+            }
+            return self.cached(dst).map(|(_, n)| n);
+        }
+        let nh = self.overlay_next_hop(dst).filter(|nh| Some(*nh) != own);
+        if let Some(nh) = nh
+            && let Some((_, nbma)) = self.cached(nh)
+        {
+            if let Some(n) = self.nhrp.as_mut() {
+                let _ = n.core_mut().resolve(now, nh);
+            }
+            return Some(nbma);
+        }
+        if self.hub {
+            return None;
+        }
+        if let Some(nh) = nh
+            && !self.is_nhs(nh)
+            && let Some(n) = self.nhrp.as_mut()
+            && let Resolution::Known { nbma, .. } = n.core_mut().resolve(now, nh)
+        {
+            return Some(nbma);
+        }
+        self.nhs_nbma()
+    }
+}
+
+/// Every GRE tunnel of the appliance.
+#[derive(Default)]
+pub struct Gre {
+    pub tunnels: Vec<GreTunnel>,
+    demux: GreDemux,
+    out: VecDeque<GreOut>,
+    /// GRE packets that matched no tunnel, or did not parse.
+    pub unmatched: u64,
+    pub malformed: u64,
+    config_routes: Vec<(Prefix, Ipv4Addr)>,
+}
+
+impl Gre {
+    /// The GRE tunnels of `cfg` (problems are returned for the log; such tunnels are left out).
+    pub fn from_config(now: Instant, cfg: &config::Config) -> (Gre, Vec<String>) {
+        let mut g = Gre::default();
+        let mut problems = Vec::new();
+        g.config_routes = cfg
+            .ip_routes
+            .iter()
+            .filter(|r| r.vrf.is_none())
+            .filter_map(|r| Some((Prefix::new(r.prefix.addr, r.prefix.prefix_len), r.next_hop?)))
+            .collect();
+        for i in cfg.interfaces.iter().filter(|i| i.is_tunnel()) {
+            let mode = i.tunnel.effective_mode();
+            if !matches!(
+                mode,
+                config::TunnelMode::GreIp | config::TunnelMode::GreMultipoint
+            ) {
+                continue;
+            }
+            match tunnel(now, cfg, i, g.tunnels.len()) {
+                Ok(t) => {
+                    let id = TunnelId(u32::try_from(g.tunnels.len()).unwrap_or(u32::MAX));
+                    let r = match t.destination {
+                        Some(d) => g.demux.add_p2p(id, t.source, d, t.key),
+                        None => g.demux.add_mgre(id, t.source, t.key),
+                    };
+                    match r {
+                        Ok(()) => g.tunnels.push(t),
+                        Err(e) => problems.push(format!("interface {}: {e}", i.name)),
+                    }
+                }
+                Err(e) => problems.push(format!("interface {}: {e}", i.name)),
+            }
+        }
+        (g, problems)
+    }
+
+    /// The outer source addresses GRE is received on (one raw socket each).
+    pub fn sources(&self) -> Vec<Ipv4Addr> {
+        let mut v: Vec<Ipv4Addr> = self.tunnels.iter().map(|t| t.source).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub fn poll_output(&mut self) -> Option<GreOut> {
+        self.out.pop_front()
+    }
+
+    fn emit(&mut self, idx: usize, dst: Ipv4Addr, proto: gre::ProtocolType, payload: &[u8]) {
+        let t = &mut self.tunnels[idx];
+        let bytes = gre::Repr {
+            protocol: proto,
+            key: t.key,
+            seq: None,
+            checksum: false,
+        }
+        .encapsulate(payload);
+        if proto == gre::ProtocolType::NHRP {
+            t.counters.nhrp_out += 1;
+        } else {
+            t.counters.tx_packets += 1;
+            t.counters.tx_bytes += payload.len() as u64;
+        }
+        self.out.push_back(GreOut::Ip {
+            src: t.source,
+            dst,
+            payload: bytes,
+        });
+    }
+
+    /// A GRE packet (IP payload of protocol 47) from `remote` to our address `local`.
+    pub fn handle_gre(&mut self, now: Instant, local: Ipv4Addr, remote: Ipv4Addr, bytes: &[u8]) {
+        let Ok(p) = gre::Packet::new_checked(bytes) else {
+            self.malformed += 1;
+            return;
+        };
+        let Ok(repr) = gre::Repr::parse(&p) else {
+            self.malformed += 1;
+            return;
+        };
+        let Some(TunnelId(id)) = self.demux.lookup(local, remote, repr.key) else {
+            self.unmatched += 1;
+            return;
+        };
+        let idx = id as usize;
+        let payload = p.payload();
+        match repr.protocol {
+            gre::ProtocolType::NHRP => {
+                let t = &mut self.tunnels[idx];
+                t.counters.nhrp_in += 1;
+                if let Some(n) = t.nhrp.as_mut() {
+                    n.handle_input(now, remote, payload);
+                }
+                self.pump(now, idx);
+            }
+            gre::ProtocolType::IPV4 if payload.len() >= 20 && payload[0] >> 4 == 4 => {
+                let t = &mut self.tunnels[idx];
+                t.counters.rx_packets += 1;
+                t.counters.rx_bytes += payload.len() as u64;
+                let dst = Ipv4Addr::new(payload[16], payload[17], payload[18], payload[19]);
+                // Hub: spoke-to-spoke traffic goes straight back out of the cloud.
+                if t.hub && Some(dst) != t.address.map(|(a, _)| a) && !dst.is_multicast() {
+                    let target = t.next_nbma(now, dst).filter(|n| *n != remote);
+                    if let Some(nbma) = target {
+                        let mut packet = payload.to_vec();
+                        if !decrement_ttl(&mut packet) {
+                            t.counters.dropped += 1;
+                            return;
+                        }
+                        t.counters.hairpinned += 1;
+                        if let Some(n) = t.nhrp.as_mut() {
+                            n.core_mut().handle_hairpin(now, remote, payload);
+                        }
+                        self.emit(idx, nbma, gre::ProtocolType::IPV4, &packet);
+                        self.pump(now, idx);
+                        return;
+                    }
+                }
+                let mut packet = payload.to_vec();
+                if let Some(mss) = t.adjust_mss {
+                    dataplane::wire::ipv4::clamp_tcp_mss(&mut packet, mss);
+                }
+                self.out.push_back(GreOut::Tun {
+                    tunnel: idx,
+                    packet,
+                });
+            }
+            _ => self.tunnels[idx].counters.dropped += 1,
+        }
+    }
+
+    /// An IPv4 packet the kernel routed into tunnel `idx`.
+    pub fn handle_tun(&mut self, now: Instant, idx: usize, packet: &[u8]) {
+        let Some(t) = self.tunnels.get_mut(idx) else {
+            return;
+        };
+        if packet.len() < 20 || packet[0] >> 4 != 4 {
+            t.counters.dropped += 1;
+            return;
+        }
+        let mut packet = packet.to_vec();
+        if let Some(mss) = t.adjust_mss {
+            dataplane::wire::ipv4::clamp_tcp_mss(&mut packet, mss);
+        }
+        let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+        if let Some(d) = t.destination {
+            self.emit(idx, d, gre::ProtocolType::IPV4, &packet);
+            return;
+        }
+        if dst.is_multicast() || dst.is_broadcast() {
+            // `ip nhrp map multicast`: one copy per target.
+            let targets = t
+                .nhrp
+                .as_ref()
+                .map(|n| n.core().multicast_targets())
+                .unwrap_or_default();
+            for nbma in targets {
+                self.emit(idx, nbma, gre::ProtocolType::IPV4, &packet);
+            }
+            return;
+        }
+        match t.next_nbma(now, dst) {
+            Some(nbma) => self.emit(idx, nbma, gre::ProtocolType::IPV4, &packet),
+            None => t.counters.no_route += 1,
+        }
+        self.pump(now, idx);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for idx in 0..self.tunnels.len() {
+            if let Some(n) = self.tunnels[idx].nhrp.as_mut()
+                && n.poll_timeout().is_some_and(|t| t <= now)
+            {
+                n.handle_timeout(now);
+            }
+            self.pump(now, idx);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.tunnels
+            .iter()
+            .filter_map(|t| t.nhrp.as_ref()?.poll_timeout())
+            .min()
+    }
+
+    /// `clear ip nhrp`: dynamic entries go (static maps stay); returns how many entries went.
+    pub fn clear_nhrp(&mut self, now: Instant) -> usize {
+        let mut n = 0;
+        for idx in 0..self.tunnels.len() {
+            if let Some(node) = self.tunnels[idx].nhrp.as_mut() {
+                let before = node.core().cache().len();
+                node.core_mut().clear_dynamic(now);
+                n += before.saturating_sub(node.core().cache().len());
+            }
+            self.pump(now, idx);
+        }
+        n
+    }
+
+    /// Move NHRP packets and events of tunnel `idx` out.
+    fn pump(&mut self, now: Instant, idx: usize) {
+        loop {
+            let Some(node) = self.tunnels[idx].nhrp.as_mut() else {
+                return;
+            };
+            if let Some(tx) = node.poll_transmit() {
+                self.emit(idx, tx.nbma_dst, gre::ProtocolType::NHRP, &tx.payload);
+                continue;
+            }
+            let Some(ev) = node.poll_event() else {
+                return;
+            };
+            self.event(now, idx, ev);
+        }
+    }
+
+    fn event(&mut self, _now: Instant, idx: usize, ev: Event) {
+        let t = &mut self.tunnels[idx];
+        let name = t.ios_name.clone();
+        match ev {
+            Event::Registered { nhs } => {
+                ios!(NHRP, Notice, NHS_UP, "{name}: NHS {nhs} is up (registered)")
+            }
+            Event::NhsDown { nhs } => {
+                ios!(DMVPN, Error, NHRP_ERROR, "{name}: NHS {nhs} is down")
+            }
+            Event::RegistrationRejected { nhs, code } => ios!(
+                NHRP,
+                Warning,
+                REGISTRATION_REJECTED,
+                "{name}: NHS {nhs} refused our registration ({code:?})"
+            ),
+            Event::PeerRegistered {
+                protocol,
+                nbma,
+                claimed,
+            } => {
+                let nat = claimed
+                    .filter(|c| *c != nbma)
+                    .map(|c| format!(" (claimed NBMA {c}, behind NAT)"))
+                    .unwrap_or_default();
+                ios!(
+                    DMVPN,
+                    Notice,
+                    NHRP_CACHE,
+                    "{name}: client {protocol} NBMA {nbma}{nat} registered"
+                )
+            }
+            Event::PeerExpired { protocol, nbma } => ios!(
+                DMVPN,
+                Notice,
+                NHRP_CACHE,
+                "{name}: client {protocol} NBMA {nbma} unregistered"
+            ),
+            Event::Resolved { protocol, nbma } => ios!(
+                NHRP,
+                Informational,
+                RESOLVED,
+                "{name}: {protocol} resolved to NBMA {nbma}"
+            ),
+            Event::ResolutionFailed { protocol } => ios!(
+                NHRP,
+                Informational,
+                RESOLUTION_FAILED,
+                "{name}: no resolution for {protocol}, staying on the NHS path"
+            ),
+            Event::ShortcutRoute { prefix, nexthop } => {
+                ios!(
+                    NHRP,
+                    Informational,
+                    SHORTCUT,
+                    "{name}: shortcut {}/{} via {nexthop}",
+                    prefix.addr(),
+                    prefix.prefix_len()
+                );
+                if !t.shortcuts.contains(&prefix) {
+                    t.shortcuts.push(prefix);
+                    self.out.push_back(GreOut::RouteAdd {
+                        tunnel: idx,
+                        prefix: prefix.addr(),
+                        len: prefix.prefix_len(),
+                    });
+                }
+            }
+            Event::Purge { prefix } => {
+                if let Some(pos) = t.shortcuts.iter().position(|p| *p == prefix) {
+                    t.shortcuts.remove(pos);
+                    let restore = self
+                        .config_routes
+                        .iter()
+                        .find(|(p, _)| *p == prefix)
+                        .map(|(_, nh)| *nh);
+                    self.out.push_back(GreOut::RouteDel {
+                        tunnel: idx,
+                        prefix: prefix.addr(),
+                        len: prefix.prefix_len(),
+                        restore,
+                    });
+                }
+            }
+            Event::QuotaExceeded => ios!(
+                NHRP,
+                Warning,
+                QUOTA,
+                "{name}: max-send quota exceeded, NHRP packet dropped"
+            ),
+            Event::ErrorIndication { from, code } => ios!(
+                NHRP,
+                Warning,
+                ERROR_INDICATION,
+                "{name}: error indication from {from}: {code:?}"
+            ),
+            Event::AuthFailure { from } => ios!(
+                NHRP,
+                Warning,
+                AUTH_FAILURE,
+                "{name}: NHRP packet from {from} failed authentication"
+            ),
+        }
+    }
+}
+
+/// TTL - 1 with the header checksum fixed incrementally (RFC 1624); false when the packet must die.
+fn decrement_ttl(p: &mut [u8]) -> bool {
+    if p.len() < 20 || p[8] <= 1 {
+        return false;
+    }
+    p[8] -= 1;
+    // The TTL is the high byte of the 16-bit word at offset 8: the checksum grows by 0x0100 (one's complement).
+    let sum = u32::from(u16::from_be_bytes([p[10], p[11]])) + 0x0100;
+    let sum = (sum & 0xffff) + (sum >> 16);
+    p[10..12].copy_from_slice(&(sum as u16).to_be_bytes());
+    true
+}
+
+fn tunnel(
+    now: Instant,
+    cfg: &config::Config,
+    i: &config::Interface,
+    index: usize,
+) -> Result<GreTunnel, String> {
+    let device = i
+        .linux_name()
+        .ok_or("no Linux device name (add `device NAME`)")?
+        .to_string();
+    let source = match &i.tunnel.source {
+        Some(config::TunnelSource::Address(a)) => Some(*a),
+        Some(config::TunnelSource::Interface(n)) => {
+            crate::node::interface_address(cfg, n).map(|(a, _)| a)
+        }
+        None => None,
+    }
+    .ok_or("GRE needs a `tunnel source` with an IPv4 address")?;
+    let multipoint = i.tunnel.effective_mode() == config::TunnelMode::GreMultipoint;
+    let destination = match (&i.tunnel.destination, multipoint) {
+        (_, true) => None,
+        (Some(config::TunnelDestination::Address(a)), false) => Some(*a),
+        (_, false) => {
+            return Err("`tunnel mode gre ip` needs a `tunnel destination` address".into());
+        }
+    };
+    let key = i.tunnel.key;
+    let mtu = i.ip_mtu.unwrap_or(default_mtu(key));
+    let address = crate::node::interface_address(cfg, &i.name);
+    let routes: Vec<(Prefix, Ipv4Addr)> = match address {
+        Some((a, len)) => cfg
+            .ip_routes
+            .iter()
+            .filter(|r| r.vrf.is_none())
+            .filter_map(|r| {
+                let nh = r.next_hop?;
+                (Prefix::new(a, len).contains(nh)
+                    && r.interface.as_deref().is_none_or(|n| n == i.name))
+                .then(|| (Prefix::new(r.prefix.addr, r.prefix.prefix_len), nh))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut hub = false;
+    let nhrp: Option<Box<dyn NhrpNode + Send>> = if multipoint && i.nhrp.is_enabled() {
+        let (a, len) = address.ok_or("NHRP needs an `ip address` on the tunnel")?;
+        let n = &i.nhrp;
+        let mut c = nhrp::Config::new(&i.name, a, len, source);
+        c.gre_key = key;
+        if let Some(h) = n.holdtime {
+            c.holdtime = Duration::from_secs(u64::from(h));
+        }
+        c.registration_timeout = n
+            .registration_timeout
+            .map(|s| Duration::from_secs(u64::from(s)));
+        c.unique = !n.registration_no_unique;
+        c.authentication = n
+            .authentication
+            .as_ref()
+            .map(|s| nhrp::AuthKey::new(s.expose().as_bytes()));
+        c.static_maps = n.maps.clone();
+        for m in &n.map_multicast {
+            match m {
+                config::NhrpMulticast::Dynamic => c.multicast_dynamic = true,
+                config::NhrpMulticast::Address(x) => c.multicast_static.push(*x),
+            }
+        }
+        c.nhs = n.nhs.clone();
+        c.redirect = n.redirect;
+        c.shortcut = n.shortcut;
+        if let Some((p, s)) = n.max_send {
+            c.max_send = (p, Duration::from_secs(u64::from(s)));
+        }
+        c.mtu = mtu;
+        c.protect = i
+            .tunnel
+            .protection
+            .as_ref()
+            .map(|p| p.ipsec_profile.clone());
+        // Networks behind this node, answered in resolution replies: the other interfaces' subnets.
+        c.local_prefixes = cfg
+            .interfaces
+            .iter()
+            .filter(|o| !o.is_tunnel() && o.name != source_interface_name(i))
+            .filter_map(|o| crate::node::interface_address(cfg, &o.name))
+            .filter(|(x, _)| *x != source)
+            .map(|(x, l)| Prefix::new(x, l))
+            .collect();
+        c.first_request_id =
+            1 + u32::try_from(index).unwrap_or(0) * 0x0100_0000 + (u32::from(source) & 0x00ff_ffff);
+        hub = c.nhs.is_empty();
+        let mut node: Box<dyn NhrpNode + Send> = if hub {
+            Box::new(Nhs::new(c, now))
+        } else {
+            Box::new(Nhc::new(c, now))
+        };
+        for (p, nh) in &routes {
+            node.core_mut().add_route(*p, *nh);
+        }
+        Some(node)
+    } else {
+        None
+    };
+    Ok(GreTunnel {
+        ios_name: i.name.clone(),
+        device,
+        address,
+        source,
+        destination,
+        key,
+        mtu,
+        adjust_mss: i.tcp_adjust_mss,
+        nhrp,
+        hub,
+        routes,
+        shortcuts: Vec::new(),
+        counters: GreCounters::default(),
+    })
+}
+
+fn source_interface_name(i: &config::Interface) -> &str {
+    match &i.tunnel.source {
+        Some(config::TunnelSource::Interface(n)) => n,
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> config::Config {
+        let p = config::parse(text);
+        assert!(!p.has_errors(), "{:?}", p.diagnostics);
+        p.config
+    }
+
+    const P2P: &str = "\
+interface GigabitEthernet0
+ device eth0
+ ip address 198.51.100.1 255.255.255.0
+!
+interface Tunnel1
+ ip address 10.1.1.1 255.255.255.252
+ ip mtu 1400
+ tunnel source GigabitEthernet0
+ tunnel destination 198.51.100.2
+ tunnel key 100
+!
+interface Tunnel2
+ ip address 10.0.0.1 255.255.255.0
+ tunnel source GigabitEthernet0
+ tunnel mode gre multipoint
+ tunnel key 100
+ ip nhrp map 10.0.0.2 198.51.100.2
+";
+
+    fn ipv4_packet(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[3] = 28;
+        p[8] = 64;
+        p[9] = 1;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        let c = nhrp::wire::checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn p2p_before_mgre_and_key_on_the_wire() {
+        let now = Instant::now();
+        let (mut g, problems) = Gre::from_config(now, &cfg(P2P));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(g.tunnels.len(), 2);
+        assert_eq!(g.tunnels[0].mtu, 1400);
+        assert_eq!(g.tunnels[1].mtu, 1472);
+        let src = Ipv4Addr::new(198, 51, 100, 1);
+        let peer = Ipv4Addr::new(198, 51, 100, 2);
+        // Out of the point-to-point tunnel: keyed GRE to its destination.
+        let inner = ipv4_packet([10, 1, 1, 1], [10, 1, 1, 2]);
+        g.handle_tun(now, 0, &inner);
+        let Some(GreOut::Ip {
+            src: s,
+            dst,
+            payload,
+        }) = g.poll_output()
+        else {
+            panic!("no GRE out")
+        };
+        assert_eq!((s, dst), (src, peer));
+        assert_eq!(&payload[..8], &[0x20, 0, 0x08, 0, 0, 0, 0, 100]);
+        assert_eq!(&payload[8..], &inner[..]);
+        // The same packet coming back belongs to the point-to-point tunnel (same source and key as mGRE).
+        g.handle_gre(now, src, peer, &payload);
+        assert_eq!(
+            g.poll_output(),
+            Some(GreOut::Tun {
+                tunnel: 0,
+                packet: inner.clone()
+            })
+        );
+        // From another source with the same key: the multipoint tunnel.
+        g.handle_gre(now, src, Ipv4Addr::new(198, 51, 100, 3), &payload);
+        assert!(matches!(
+            g.poll_output(),
+            Some(GreOut::Tun { tunnel: 1, .. })
+        ));
+        // A wrong key matches nothing and is counted.
+        let mut bad = payload.clone();
+        bad[7] = 101;
+        g.handle_gre(now, src, peer, &bad);
+        assert_eq!(g.poll_output(), None);
+        assert_eq!(g.unmatched, 1);
+        // mGRE out: the static map gives the NBMA address.
+        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 0, 0, 2]));
+        assert!(matches!(g.poll_output(), Some(GreOut::Ip { dst, .. }) if dst == peer));
+        // No mapping: counted, nothing sent.
+        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 0, 0, 3]));
+        assert_eq!(g.poll_output(), None);
+        assert_eq!(g.tunnels[1].counters.no_route, 1);
+    }
+
+    #[test]
+    fn garbage_is_counted_not_fatal() {
+        let now = Instant::now();
+        let (mut g, _) = Gre::from_config(now, &cfg(P2P));
+        for bytes in [
+            &[][..],
+            &[0x20, 0][..],
+            &[0xff; 40][..],
+            &[0x20, 0, 0x08, 0][..],
+        ] {
+            g.handle_gre(
+                now,
+                Ipv4Addr::new(198, 51, 100, 1),
+                Ipv4Addr::new(1, 2, 3, 4),
+                bytes,
+            );
+            g.handle_tun(now, 0, bytes);
+            g.handle_tun(now, 7, bytes);
+        }
+        assert!(g.malformed + g.unmatched >= 3);
+    }
+
+    #[test]
+    fn ttl_decrement_keeps_the_checksum_valid() {
+        let mut p = ipv4_packet([10, 0, 0, 2], [10, 0, 0, 3]);
+        assert!(decrement_ttl(&mut p));
+        assert_eq!(p[8], 63);
+        assert_eq!(nhrp::wire::checksum(&p[..20]), 0);
+        p[8] = 1;
+        assert!(!decrement_ttl(&mut p));
+    }
+}
