@@ -43,11 +43,27 @@ fn start_site(ns: Netns, name: &str, config: &str) -> Site {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let mut daemon = Daemon(child);
+    // The control socket appears once the daemon has opened its devices and sockets.
+    let t0 = Instant::now();
+    while !sock.exists() {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            panic!(
+                "{name} exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{name}: no control socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Site {
         ns,
         sock,
         log,
-        _daemon: Daemon(child),
+        _daemon: daemon,
     }
 }
 
@@ -264,4 +280,363 @@ fn p2p_gre_carries_ping_and_iperf3_between_two_lifeline_sites() {
             .contains("tunnel key 100")
     );
     drop(sb);
+}
+
+/// Hub (NHS) configuration: EX-1 without IPsec and EIGRP; static routes to the spokes' LANs instead.
+fn hub_config(phase3: bool) -> String {
+    let redirect = if phase3 { " ip nhrp redirect\n" } else { "" };
+    format!(
+        "\
+hostname hub
+!
+interface GigabitEthernet0
+ device eth0
+ ip address 192.0.2.1 255.255.255.0
+!
+interface Tunnel0
+ device dmvpn0
+ bandwidth 1000
+ ip address 10.0.0.1 255.255.255.0
+ ip mtu 1400
+ ip nhrp authentication donttell
+ ip nhrp map multicast dynamic
+ ip nhrp network-id 99
+ ip nhrp holdtime 300
+{redirect} ip tcp adjust-mss 1360
+ delay 1000
+ tunnel source GigabitEthernet0
+ tunnel mode gre multipoint
+ tunnel key 100000
+!
+ip route 10.1.1.0 255.255.255.0 10.0.0.11
+ip route 10.1.2.0 255.255.255.0 10.0.0.12
+"
+    )
+}
+
+/// Spoke (NHC) configuration: EX-2 without IPsec and EIGRP. Phase 2: the other spoke's LAN is routed via
+/// the other spoke's tunnel address (what EIGRP's `no ip next-hop-self` gives); phase 3: a summary via the
+/// hub and `ip nhrp shortcut`.
+fn spoke_config(n: u8, wan: &str, phase3: bool) -> String {
+    let other = 3 - n;
+    let (shortcut, routes) = if phase3 {
+        (
+            " ip nhrp shortcut\n".to_string(),
+            "ip route 10.1.0.0 255.255.0.0 10.0.0.1\n".to_string(),
+        )
+    } else {
+        (
+            String::new(),
+            format!("ip route 10.1.{other}.0 255.255.255.0 10.0.0.1{other}\n"),
+        )
+    };
+    format!(
+        "\
+hostname spoke{n}
+!
+interface GigabitEthernet0
+ device eth0
+ ip address {wan} 255.255.255.0
+!
+interface Loopback1
+ ip address 10.1.{n}.1 255.255.255.0
+!
+interface Tunnel0
+ device dmvpn0
+ bandwidth 1000
+ ip address 10.0.0.1{n} 255.255.255.0
+ ip mtu 1400
+ ip nhrp authentication donttell
+ ip nhrp map 10.0.0.1 192.0.2.1
+ ip nhrp map multicast 192.0.2.1
+ ip nhrp network-id 99
+ ip nhrp holdtime 300
+ ip nhrp nhs 10.0.0.1
+{shortcut} ip tcp adjust-mss 1360
+ delay 1000
+ tunnel source GigabitEthernet0
+ tunnel mode gre multipoint
+ tunnel key 100000
+!
+{routes}"
+    )
+}
+
+struct Cloud {
+    /// tcpdump on the router's link to `capture_on`, started before the daemons.
+    cap: Option<Capture>,
+    hub: Site,
+    s1: Site,
+    s2: Site,
+    /// The router between the three NBMA subnets (the "Internet").
+    _wan: Netns,
+}
+
+/// Hub 192.0.2.1, spoke 1 198.51.100.1, spoke 2 203.0.113.1, each on its own subnet behind `wan`.
+fn cloud(phase3: bool, capture_on: &str) -> Cloud {
+    let wan = Netns::new("wan");
+    let h = Netns::new("hub");
+    let a = Netns::new("sp1");
+    let b = Netns::new("sp2");
+    wan.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    veth(&wan, "eh", "192.0.2.254/24", &h, "eth0", "192.0.2.1/24");
+    veth(
+        &wan,
+        "e1",
+        "198.51.100.254/24",
+        &a,
+        "eth0",
+        "198.51.100.1/24",
+    );
+    veth(&wan, "e2", "203.0.113.254/24", &b, "eth0", "203.0.113.1/24");
+    for (ns, gw) in [
+        (&h, "192.0.2.254"),
+        (&a, "198.51.100.254"),
+        (&b, "203.0.113.254"),
+    ] {
+        ns.run(&["ip", "route", "add", "default", "via", gw]);
+    }
+    let cap = Capture::start(&wan, capture_on, "dmvpn");
+    // tcpdump writes the pcap header once it listens: from then on nothing is missed (registrations).
+    let t0 = Instant::now();
+    while let Some(c) = &cap
+        && std::fs::metadata(&c.path).map_or(0, |m| m.len()) < 24
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hub = start_site(h, "hub", &hub_config(phase3));
+    let s1 = start_site(a, "spoke1", &spoke_config(1, "198.51.100.1", phase3));
+    let s2 = start_site(b, "spoke2", &spoke_config(2, "203.0.113.1", phase3));
+    Cloud {
+        cap,
+        hub,
+        s1,
+        s2,
+        _wan: wan,
+    }
+}
+
+fn json(site: &Site, words: &[&str]) -> serde_json::Value {
+    let mut w = words.to_vec();
+    w.push("--json");
+    let text = site.cli(&w);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{words:?}: {e}: {text}"))
+}
+
+/// The NHRP cache entries of `site`'s Tunnel0 (prefix -> entry).
+fn entries(site: &Site) -> Vec<serde_json::Value> {
+    json(site, &["show", "ip", "nhrp"])["tunnels"][0]["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn entry<'a>(es: &'a [serde_json::Value], prefix: &str) -> Option<&'a serde_json::Value> {
+    es.iter().find(|e| e["prefix"] == prefix)
+}
+
+fn gre_counter(site: &Site, name: &str) -> u64 {
+    json(site, &["show", "dmvpn"])["tunnels"][0]["gre"][name]
+        .as_u64()
+        .unwrap()
+}
+
+/// Both spokes registered with the hub (the hub's cache has both, the spokes see their NHS up).
+fn wait_registered(c: &Cloud) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let es = entries(&c.hub);
+        let ok = ["10.0.0.11/32", "10.0.0.12/32"].iter().all(|p| {
+            entry(&es, p).is_some_and(|e| e["flags"].as_str().unwrap_or("").contains("registered"))
+        }) && [&c.s1, &c.s2]
+            .iter()
+            .all(|s| json(s, &["show", "dmvpn"])["tunnels"][0]["nhs"][0]["up"] == true);
+        if ok {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "spokes did not register: {es:?}\n{}\n{}\n{}",
+            c.hub.log(),
+            c.s1.log(),
+            c.s2.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Ping from spoke 1's LAN to spoke 2's once every 50 ms until `direct` says the direct path is in place;
+/// returns the time from the first packet.
+fn time_to_direct(c: &Cloud, direct: impl Fn(&Cloud) -> bool) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let _ =
+            c.s1.ns
+                .cmd("ping")
+                .args(["-c", "1", "-W", "1", "-I", "10.1.1.1", "10.1.2.1"])
+                .stdout(Stdio::null())
+                .spawn()
+                .map(|mut ch| {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let _ = ch.wait();
+                });
+        if direct(c) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no direct path: {:?}\n{}",
+            entries(&c.s1),
+            c.s1.log()
+        );
+    }
+}
+
+/// Spoke-to-spoke traffic no longer crosses the hub: ten pings, the hub forwards none of them.
+fn assert_direct(c: &Cloud) {
+    let before = gre_counter(&c.hub, "hairpinned");
+    assert_eq!(pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 10), 10);
+    assert_eq!(pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 10), 10);
+    let after = gre_counter(&c.hub, "hairpinned");
+    assert_eq!(
+        before, after,
+        "the hub still forwards spoke-to-spoke packets"
+    );
+}
+
+#[test]
+fn dmvpn_phase2_spokes_register_and_resolve_each_other_through_the_hub() {
+    if !netns_available("dmvpn_phase2_spokes_register_and_resolve_each_other_through_the_hub") {
+        return;
+    }
+    let mut c = cloud(false, "e2");
+    let reg = wait_registered(&c);
+    println!("[dmvpn phase 2] both spokes registered {reg:?} after start");
+    // Hub and spokes reach each other over the cloud.
+    assert_eq!(pings(&c.s1.ns, "10.1.1.1", "10.0.0.1", 3), 3);
+    assert_eq!(pings(&c.hub.ns, "10.0.0.1", "10.0.0.12", 3), 3);
+    // Spoke 1 -> spoke 2's LAN: the first packets go via the hub while NHRP resolves 10.0.0.12.
+    let took = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!("[dmvpn phase 2] first packet to direct spoke-to-spoke path: {took:?}");
+    assert_direct(&c);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 2);
+    println!("[dmvpn phase 2] iperf3 spoke 1 -> spoke 2 (direct): {mbits:.0} Mbit/s");
+    assert!(mbits > 1.0);
+    let text = c.s1.cli(&["show", "dmvpn"]);
+    println!("{text}");
+    assert!(
+        text.contains("192.0.2.1") && text.contains("203.0.113.1"),
+        "{text}"
+    );
+    let hub_text = c.hub.cli(&["show", "ip", "nhrp"]);
+    println!("{hub_text}");
+    assert!(hub_text.contains("10.0.0.11/32") && hub_text.contains("10.0.0.12/32"));
+    println!("{}", c.s1.cli(&["show", "ip", "nhrp", "traffic"]));
+    // `clear ip nhrp` on spoke 1: the learnt entry goes, the static map to the hub stays, and the
+    // spoke resolves again on the next packet.
+    let out = c.s1.cli(&["clear", "ip", "nhrp"]);
+    assert!(out.contains("cleared"), "{out}");
+    let es = entries(&c.s1);
+    assert!(
+        entry(&es, "10.0.0.12/32").is_none_or(|e| e["nbma"].is_null()),
+        "{es:?}"
+    );
+    assert!(entry(&es, "10.0.0.1/32").is_some(), "{es:?}");
+    let again = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!("[dmvpn phase 2] direct again {again:?} after clear ip nhrp");
+    // tshark: keyed GRE, NHRP registration and resolution on the wire, and direct spoke-to-spoke GRE.
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let ops = tshark(&pcap, "nhrp", &["nhrp.hdr.op.type"]);
+    println!(
+        "[dmvpn phase 2] NHRP packet types on spoke 2's link: {:?}",
+        {
+            let mut o = ops.clone();
+            o.sort();
+            o.dedup();
+            o
+        }
+    );
+    for op in ["1", "2", "3", "4"] {
+        assert!(ops.iter().any(|o| o == op), "no NHRP type {op} in {ops:?}");
+    }
+    // Registration requests carry the authentication extension (7) and Cisco's NAT address extension.
+    let exts = tshark(&pcap, "nhrp.hdr.op.type == 3", &["nhrp.ext.type"]);
+    println!("[dmvpn phase 2] extensions of the registration requests: {exts:?}");
+    assert!(
+        exts.iter().any(|e| e.split(',').any(|t| t == "0x0007")),
+        "{exts:?}"
+    );
+    let keys = tshark(&pcap, "gre", &["gre.key"]);
+    assert!(keys.iter().all(|k| k == "0x000186a0"), "{keys:?}");
+    let direct = tshark(
+        &pcap,
+        "gre && icmp && ip.src == 198.51.100.1 && ip.dst == 203.0.113.1",
+        &["frame.number"],
+    );
+    assert!(
+        !direct.is_empty(),
+        "no direct spoke-to-spoke GRE on the wire"
+    );
+    println!(
+        "[dmvpn phase 2] {} direct spoke-to-spoke GRE/ICMP packets seen",
+        direct.len()
+    );
+    let _ = std::fs::remove_file(&pcap);
+}
+
+#[test]
+fn dmvpn_phase3_hub_redirect_and_spoke_shortcut_build_a_direct_path() {
+    if !netns_available("dmvpn_phase3_hub_redirect_and_spoke_shortcut_build_a_direct_path") {
+        return;
+    }
+    let mut c = cloud(true, "e1");
+    let reg = wait_registered(&c);
+    println!("[dmvpn phase 3] both spokes registered {reg:?} after start");
+    // Spoke 1 routes 10.1.0.0/16 via the hub; the hub forwards the first packets and redirects; spoke 1
+    // resolves 10.1.2.1 and gets spoke 2's LAN prefix as a shortcut.
+    let took = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.1.2.0/24").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!("[dmvpn phase 3] first packet to shortcut (redirect + resolution): {took:?}");
+    // The shortcut route is in the kernel (Lifeline's table), over the tunnel device.
+    let t0 = Instant::now();
+    loop {
+        let r = String::from_utf8_lossy(
+            &c.s1
+                .ns
+                .run(&["ip", "-4", "route", "show", "table", "4711", "10.1.2.0/24"])
+                .stdout,
+        )
+        .to_string();
+        if r.contains("dev dmvpn0") {
+            println!("[dmvpn phase 3] kernel: {}", r.trim());
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no shortcut route: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The reverse direction learns its shortcut too (spoke 2's packets are redirected the same way).
+    time_to_direct(&c, |c| {
+        entry(&entries(&c.s2), "10.1.1.0/24").is_some_and(|e| e["nbma"] == "198.51.100.1")
+    });
+    assert_direct(&c);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 2);
+    println!("[dmvpn phase 3] iperf3 spoke 1 -> spoke 2 (shortcut): {mbits:.0} Mbit/s");
+    assert!(mbits > 1.0);
+    println!("{}", c.s1.cli(&["show", "ip", "nhrp"]));
+    println!("{}", c.hub.cli(&["show", "ip", "nhrp", "traffic"]));
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let ops = tshark(&pcap, "nhrp", &["nhrp.hdr.op.type"]);
+    for op in ["1", "2", "3", "4", "8"] {
+        assert!(ops.iter().any(|o| o == op), "no NHRP type {op} in {ops:?}");
+    }
+    let _ = std::fs::remove_file(&pcap);
 }

@@ -4,6 +4,7 @@
 //! a state change.
 
 pub mod crypto;
+pub mod dmvpn;
 pub mod isakmp;
 pub mod vpnsip;
 
@@ -43,6 +44,11 @@ pub enum ShowCommand {
     CryptoSession,
     Interfaces,
     PolicyMapInterface,
+    Dmvpn,
+    DmvpnDetail,
+    IpNhrp,
+    IpNhrpBrief,
+    IpNhrpTraffic,
 }
 
 /// The command table: words as IOS spells them. Input words may be any unique prefix, case-insensitive.
@@ -94,6 +100,14 @@ const TABLE: &[(&[&str], ShowCommand)] = &[
         &["show", "policy-map", "interface"],
         ShowCommand::PolicyMapInterface,
     ),
+    (&["show", "dmvpn"], ShowCommand::Dmvpn),
+    (&["show", "dmvpn", "detail"], ShowCommand::DmvpnDetail),
+    (&["show", "ip", "nhrp"], ShowCommand::IpNhrp),
+    (&["show", "ip", "nhrp", "brief"], ShowCommand::IpNhrpBrief),
+    (
+        &["show", "ip", "nhrp", "traffic"],
+        ShowCommand::IpNhrpTraffic,
+    ),
 ];
 
 /// Resolve the operator's words to a command and its trailing arguments.
@@ -133,6 +147,11 @@ pub fn answer(
 ) -> String {
     let now = Instant::now();
     match cmd {
+        ShowCommand::Dmvpn => dmvpn::render(&node.gre, dmvpn::View::Dmvpn, json),
+        ShowCommand::DmvpnDetail => dmvpn::render(&node.gre, dmvpn::View::DmvpnDetail, json),
+        ShowCommand::IpNhrp => dmvpn::render(&node.gre, dmvpn::View::Nhrp, json),
+        ShowCommand::IpNhrpBrief => dmvpn::render(&node.gre, dmvpn::View::NhrpBrief, json),
+        ShowCommand::IpNhrpTraffic => dmvpn::render(&node.gre, dmvpn::View::NhrpTraffic, json),
         ShowCommand::VpnSipSession => {
             let Some(v) = &node.vpnsip else {
                 return "% VPN-SIP is not enabled\n".into();
