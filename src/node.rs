@@ -1222,9 +1222,13 @@ pub(crate) fn ike_profile(
         }
     }
     // A profile that keys a VPN-SIP tunnel authenticates by SIP number (key-id) and checks SDP fingerprints.
-    let vpn_sip = cfg.interfaces.iter().any(|i| {
-        i.vpn_sip.is_some()
-            && i.tunnel.protection.as_ref().is_some_and(|tp| {
+    // Its identity is the local number of the tunnels it keys (validation: one number per profile).
+    let keyed_number = cfg.interfaces.iter().find_map(|i| {
+        let v = i.vpn_sip.as_ref()?;
+        i.tunnel
+            .protection
+            .as_ref()
+            .is_some_and(|tp| {
                 tp.ikev2_profile.as_deref() == Some(p.name.as_str())
                     || cfg
                         .effective_ipsec_profile(&tp.ipsec_profile)
@@ -1232,11 +1236,13 @@ pub(crate) fn ike_profile(
                         .as_deref()
                         == Some(p.name.as_str())
             })
+            .then_some(v.local_number.as_str())
     });
-    let local_id = match (&p.identity_local, cfg.vpn_sip.local_number()) {
+    let vpn_sip = keyed_number.is_some();
+    let local_id = match (&p.identity_local, keyed_number) {
         (Some(i), _) => identity(i),
-        (None, Some(n)) if vpn_sip => Identity::key_id(&n.number),
-        (None, _) => Identity::Ipv4(Ipv4Addr::UNSPECIFIED),
+        (None, Some(n)) => Identity::key_id(n),
+        (None, None) => Identity::Ipv4(Ipv4Addr::UNSPECIFIED),
     };
     let mut profile = Profile::psk(&p.name, local_id, keyring);
     profile.remote_id = p.match_identity_remote.iter().find_map(|m| match m {

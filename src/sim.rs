@@ -567,6 +567,174 @@ mod tests {
         assert!(again.is_some_and(|id| id != first), "{again:?}");
     }
 
+    /// Several local numbers: the appliance (node 0) has 0399999999 on Tunnel0 (far end 0) and 0399999998
+    /// on Tunnel1 (far end 1), each tunnel with its own IKEv2 profile. Far end 0 calls 0399999999 and the
+    /// appliance calls far end 1 from 0399999998 (far end 1 takes only that caller): both sessions are up
+    /// at once and carry traffic on the right tunnel; both numbers are registered and shown; an INVITE to
+    /// a number the appliance does not have gets 404 and is counted.
+    #[test]
+    fn two_local_numbers_each_bound_to_its_tunnel() {
+        const SECOND: &str = "0399999998";
+        let t0 = Instant::now();
+        let topo = Topology::new(2);
+        let mut sim = Sim::new();
+        sim.set_registrar(topo.registrar());
+        let profile2 = "crypto ikev2 profile vpn-sip-profile2\n match identity remote any\n \
+            authentication local pre-share\n authentication remote pre-share\n \
+            keyring local vpn-sip-keyring\n nat force-encap\n!\n";
+        let appliance = topo
+            .appliance_config()
+            .replacen(
+                "crypto ikev2 profile vpn-sip-profile\n",
+                &format!("{profile2}crypto ikev2 profile vpn-sip-profile\n"),
+                1,
+            )
+            .replacen(
+                "vpn-sip tunnel source",
+                &format!(
+                    "vpn-sip local-number {SECOND} address ipv4 GigabitEthernet1\nvpn-sip tunnel source"
+                ),
+                1,
+            )
+            .replacen(
+                "ikev2-profile vpn-sip-profile\n vpn-sip local-number 0399999999 remote-number 0310000001",
+                &format!(
+                    "ikev2-profile vpn-sip-profile2\n vpn-sip local-number {SECOND} remote-number 0310000001"
+                ),
+                1,
+            );
+        assert!(
+            appliance.contains("ikev2-profile vpn-sip-profile2\n vpn-sip local-number 0399999998")
+        );
+        let parsed = config::parse(&appliance);
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        sim.add_node(crate::bench::node(&appliance, t0, "appliance").unwrap());
+        sim.add_node(crate::bench::node(&topo.far_config(0), t0, "far end 0").unwrap());
+        let far1 = topo.far_config(1).replace("0399999999", SECOND);
+        sim.add_node(crate::bench::node(&far1, t0, "far end 1").unwrap());
+        let mut now = t0;
+        sim.start(now);
+        while !topo.all_registered(&sim) {
+            now += Duration::from_millis(1);
+            sim.step(now);
+            assert!(now < t0 + Duration::from_secs(5), "registration stalled");
+        }
+        let status = crate::show::answer(
+            sim.node(0),
+            t0,
+            crate::show::ShowCommand::VpnSipRegistrationStatus,
+            &[],
+            false,
+        );
+        assert_eq!(
+            status,
+            "SIP registration of local number 0399999999 : registered 100.64.0.1\n\
+             SIP registration of local number 0399999998 : registered 100.64.0.1\n"
+        );
+        // Far end 0 calls the first number; the appliance calls far end 1 from the second.
+        sim.handle_tun(now, 1, 0, &echo_packet(100, 1));
+        sim.handle_tun(now, 0, 1, &echo_packet(1, 1));
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            now += Duration::from_millis(1);
+            sim.step(now);
+            got.extend(sim.take_delivered());
+            assert!(
+                now < t0 + Duration::from_secs(5),
+                "no delivery: {:?} {got:?}",
+                sim.stats
+            );
+        }
+        let mut at: Vec<(usize, usize)> = got.iter().map(|p| (p.node, p.tunnel)).collect();
+        at.sort();
+        assert_eq!(at, vec![(0, 0), (2, 0)]);
+        let v = sim.node(0).vpnsip.as_ref().unwrap();
+        let sessions: Vec<(&str, &str, SessionStatus)> = v
+            .sessions
+            .iter()
+            .map(|s| (s.local_number.as_str(), s.remote_number.as_str(), s.status))
+            .collect();
+        use crate::show::vpnsip::Role;
+        assert_eq!(
+            sessions,
+            vec![
+                (
+                    "0399999999",
+                    "0310000000",
+                    SessionStatus::SessionUp(Role::Responder)
+                ),
+                (
+                    SECOND,
+                    "0310000001",
+                    SessionStatus::SessionUp(Role::Initiator)
+                ),
+            ]
+        );
+        // The far ends saw the caller / callee each tunnel is bound to.
+        let far = |n: usize| {
+            sim.node(n).vpnsip.as_ref().unwrap().sessions[0]
+                .remote_number
+                .clone()
+        };
+        assert_eq!(far(1), "0399999999");
+        assert_eq!(far(2), SECOND);
+        // Traffic back on both tunnels while both sessions are up.
+        sim.handle_tun(now, 0, 0, &echo_packet(0, 2));
+        sim.handle_tun(now, 2, 0, &echo_packet(101, 2));
+        let mut got = Vec::new();
+        let until = now + Duration::from_millis(200);
+        while now < until {
+            now += Duration::from_millis(1);
+            sim.step(now);
+            got.extend(sim.take_delivered());
+        }
+        let mut at: Vec<(usize, usize)> = got.iter().map(|p| (p.node, p.tunnel)).collect();
+        at.sort();
+        assert_eq!(at, vec![(0, 1), (1, 0)]);
+
+        // An INVITE for a number the appliance does not have: 404, counted, shown.
+        let registrar = SocketAddr::new(topo.registrar.into(), crate::vpnsip::SIP_PORT);
+        let appliance_sip = SocketAddr::new(topo.appliance_wan.into(), crate::vpnsip::SIP_PORT);
+        let invite = format!(
+            "INVITE sip:0399999997@{appliance_sip} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {registrar};branch=z9hG4bKnotours1\r\n\
+             Max-Forwards: 69\r\n\
+             From: <sip:0310000000@{}>;tag=x1\r\n\
+             To: <sip:0399999997@{}>\r\n\
+             Call-ID: not-ours-1\r\n\
+             CSeq: 1 INVITE\r\n\
+             Content-Length: 0\r\n\r\n",
+            topo.registrar, topo.registrar
+        );
+        sim.queue.push_back(Datagram {
+            from: registrar,
+            to: appliance_sip,
+            payload: invite.into_bytes(),
+        });
+        now += Duration::from_millis(1);
+        sim.step(now);
+        let snap = sim.node(0).vpnsip.as_ref().unwrap().ua.snapshot(now);
+        assert_eq!(snap.unknown_number_calls, 1);
+        let status = crate::show::answer(
+            sim.node(0),
+            t0,
+            crate::show::ShowCommand::VpnSipRegistrationStatus,
+            &[],
+            false,
+        );
+        assert!(
+            status.ends_with("Calls to unknown numbers refused (404): 1\n"),
+            "{status}"
+        );
+        // The sessions are untouched.
+        let v = sim.node(0).vpnsip.as_ref().unwrap();
+        assert!(
+            v.sessions
+                .iter()
+                .all(|s| matches!(s.status, SessionStatus::SessionUp(_)))
+        );
+    }
+
     #[test]
     fn datagram_to_unowned_address_is_counted_and_dropped() {
         let now = Instant::now();

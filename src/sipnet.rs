@@ -164,7 +164,7 @@ impl Node {
                     CONNECTION_LOST,
                     "SIP connection to {remote}: {error}"
                 );
-                let registered_there = v.ua.is_registered() && v.ua.config().registrar == remote;
+                let registered_there = v.ua.any_registered() && v.ua.config().registrar == remote;
                 v.ua.transport_error(now, remote);
                 // The binding points at a connection that is gone: register again (the driver reconnects,
                 // with backoff while the registrar stays away).

@@ -95,8 +95,8 @@ pub struct VpnSip {
     /// Tunnel index -> session index, and SIP call -> session index (O(1) lookups per event).
     by_tunnel: std::collections::HashMap<usize, usize>,
     by_call: std::collections::HashMap<CallId, usize>,
-    /// Remote number -> session index (incoming calls).
-    by_number: std::collections::HashMap<String, usize>,
+    /// (Called local number, calling remote number) -> session index (incoming calls).
+    by_number: std::collections::HashMap<(String, String), usize>,
 }
 
 /// The user agent's randomness: the OS generator.
@@ -199,6 +199,22 @@ impl VpnSip {
         if let Some((Some(u), Some(p))) = reg.map(|r| (&r.username, &r.password)) {
             ua_cfg.credentials = Some((u.clone(), sip::Secret::new(p.expose())));
         }
+        // Several local numbers: each registers on its own (its own account when it has one).
+        ua_cfg.extra_numbers = cfg.vpn_sip.local_numbers[1..]
+            .iter()
+            .map(|l| l.number.clone())
+            .collect();
+        ua_cfg.number_credentials = cfg
+            .vpn_sip
+            .local_numbers
+            .iter()
+            .filter_map(|l| match (&l.username, &l.password) {
+                (Some(u), Some(p)) => {
+                    Some((l.number.clone(), (u.clone(), sip::Secret::new(p.expose()))))
+                }
+                _ => None,
+            })
+            .collect();
         let ua = UserAgent::new(ua_cfg, Box::new(OsRandom));
         let mut sessions = Vec::new();
         for (idx, t) in tunnels.iter().enumerate() {
@@ -232,10 +248,12 @@ impl VpnSip {
             .enumerate()
             .map(|(i, s)| (s.tunnel, i))
             .collect();
-        // (The first tunnel with a number answers its calls, as the linear search did.)
+        // (Validation binds a remote number to one tunnel; should two share a pair, the first answers.)
         let mut by_number = std::collections::HashMap::new();
         for (i, s) in sessions.iter().enumerate() {
-            by_number.entry(s.remote_number.clone()).or_insert(i);
+            by_number
+                .entry((s.local_number.clone(), s.remote_number.clone()))
+                .or_insert(i);
         }
         Ok(Some(VpnSip {
             ua,
@@ -382,8 +400,9 @@ impl Node {
             self.touch(idx);
             return true;
         };
-        if !v.ua.is_registered() {
-            v.sessions[sidx].last_failure = Some("SIP not registered".into());
+        let local = v.sessions[sidx].local_number.clone();
+        if !v.ua.is_registered_as(&local) {
+            v.sessions[sidx].last_failure = Some(format!("SIP number {local} not registered"));
             self.tunnels[idx].dp.acquire_failed();
             self.touch(idx);
             return true;
@@ -405,7 +424,7 @@ impl Node {
             bandwidth_kbps: v.sessions[sidx].configured_kbps,
         };
         let remote = v.sessions[sidx].remote_number.clone();
-        let call = v.ua.invite(now, &remote, offer);
+        let call = v.ua.invite_from(now, &local, &remote, offer);
         v.bind(sidx, port, Some(call));
         let s = &mut v.sessions[sidx];
         s.calls += 1;
@@ -422,7 +441,7 @@ impl Node {
             VPN_SIP,
             Informational,
             CALL,
-            "{}: INVITE to {remote} (port {port})",
+            "{}: INVITE from {local} to {remote} (port {port})",
             self.tunnels[idx].ios_name
         );
         true
@@ -431,19 +450,38 @@ impl Node {
     /// Events of the SIP user agent.
     pub(crate) fn sip_event(&mut self, now: Instant, ev: sip::Event) {
         match ev {
-            sip::Event::Registered { expires, contact } => {
+            sip::Event::Registered {
+                number,
+                expires,
+                contact,
+            } => {
                 ios!(
                     VPN_SIP,
                     Notice,
                     REGISTERED,
-                    "registered {contact} for {expires} s"
+                    "{number} registered {contact} for {expires} s"
                 )
             }
-            sip::Event::RegistrationFailed { reason } => {
-                ios!(VPN_SIP, Warning, REGISTRATION_FAILED, "{reason}");
-                self.sip_next_target();
+            sip::Event::RegistrationFailed { number, reason } => {
+                ios!(VPN_SIP, Warning, REGISTRATION_FAILED, "{number}: {reason}");
+                // The registrar is shared: the first number's failures move to the next target (every
+                // number's would skip targets).
+                let first = self
+                    .vpnsip
+                    .as_ref()
+                    .is_some_and(|v| v.ua.config().local_number == number);
+                if first {
+                    self.sip_next_target();
+                }
             }
-            sip::Event::Unregistered => ios!(VPN_SIP, Notice, UNREGISTERED, "registration ended"),
+            sip::Event::Unregistered { number } => {
+                ios!(
+                    VPN_SIP,
+                    Notice,
+                    UNREGISTERED,
+                    "{number}: registration ended"
+                )
+            }
             sip::Event::CallAnswered {
                 call,
                 answer,
@@ -452,10 +490,12 @@ impl Node {
             sip::Event::IncomingCall {
                 call,
                 from_number,
+                to_number,
                 offer,
-            } => self.incoming_call(now, call, &from_number, &offer),
+            } => self.incoming_call(now, call, &from_number, &to_number, &offer),
             sip::Event::IncomingCallRejected {
                 from_number,
+                to_number,
                 status,
                 reason,
             } => {
@@ -463,7 +503,7 @@ impl Node {
                     VPN_SIP,
                     Warning,
                     CALL_REFUSED,
-                    "call from {from_number} refused {status}: {reason}"
+                    "call from {from_number} to {to_number} refused {status}: {reason}"
                 )
             }
             sip::Event::CallConfirmed { .. } => {}
@@ -550,15 +590,16 @@ impl Node {
             }
         } else {
             self.ike
-                .expect_peer(Identity::key_id(&remote_number), expected);
+                .expect_peer_on(Identity::key_id(&remote_number), expected, &profile);
         }
     }
 
-    fn incoming_call(&mut self, now: Instant, call: CallId, from: &str, offer: &IkeSdp) {
+    /// A call from `from` to our number `to`: the tunnel bound to that pair answers it.
+    fn incoming_call(&mut self, now: Instant, call: CallId, from: &str, to: &str, offer: &IkeSdp) {
         let Some(sidx) = self
             .vpnsip
             .as_ref()
-            .and_then(|v| v.by_number.get(from).copied())
+            .and_then(|v| v.by_number.get(&(to.to_owned(), from.to_owned())).copied())
         else {
             if let Some(v) = &mut self.vpnsip {
                 let _ =
@@ -572,7 +613,7 @@ impl Node {
             let _ = v.ua.reject(now, call, 486, Some("session already active"));
             return;
         }
-        let Some((_, fp)) = creds else {
+        let Some((profile, fp)) = creds else {
             let _ = v.ua.reject(
                 now,
                 call,
@@ -621,7 +662,8 @@ impl Node {
         let tunnel = s.tunnel;
         self.tunnels[tunnel].peer = Some(offer.addr);
         self.out.push_back(Output::OpenPort(outside));
-        self.ike.expect_peer(Identity::key_id(from), expected);
+        self.ike
+            .expect_peer_on(Identity::key_id(from), expected, &profile);
         ios!(
             VPN_SIP,
             Informational,

@@ -552,7 +552,9 @@ fn until_registered(ua: &mut sip::UserAgent, sock: &UdpSocket) -> SocketAddr {
             sock.send_to(&t.payload, t.to).unwrap();
         }
         match ua.poll_event() {
-            Some(sip::Event::Registered { contact, expires }) => {
+            Some(sip::Event::Registered {
+                contact, expires, ..
+            }) => {
                 assert!(expires > 0);
                 assert!(ua.is_registered());
                 return contact;

@@ -36,8 +36,8 @@
 //! values (addresses, non-contiguous masks, out-of-range numbers); VPN-SIP bandwidth not in
 //! {64, 128, 256, 512, 1000}; a VPN-SIP tunnel without `tunnel mode ipsec ipv4`, without
 //! `tunnel destination dynamic`, without tunnel protection, whose IPsec profile has no idle
-//! time or whose IKEv2 profile lacks `nat force-encap`; more than one `vpn-sip local-number`
-//! (or a tunnel using another local number); a remote number without a keyring peer
+//! time or whose IKEv2 profile lacks `nat force-encap`; the local-number rules below (see
+//! "Several local numbers"); a remote number without a keyring peer
 //! `identity key-id NUMBER` when the IKEv2 profile uses pre-shared keys; a VPN-SIP child policy
 //! with anything but `priority`, `bandwidth percent` (and `queue-limit`); a static
 //! `service-policy output` on a VPN-SIP tunnel; tunnels sharing a source with mGRE without
@@ -47,6 +47,27 @@
 //! case-sensitive), VPN-SIP WAN/loopback without `ip nat outside`/`inside` or DHCP, routes with
 //! host bits set (the network address is used), tunnel modes Lifeline does not implement,
 //! `tunnel destination` on an mGRE tunnel (named on its own line).
+//!
+//! ## Several local numbers (Lifeline extension beyond the seed)
+//! The seed configures one `vpn-sip local-number N address ipv4 IF`. Lifeline takes several such
+//! lines; each number is registered with its own REGISTER (refreshed and retried on its own) and
+//! serves the tunnels whose `vpn-sip local-number N remote-number R bandwidth B` line names it:
+//! calls from such a tunnel go out with N as From, and an incoming INVITE is routed by the called
+//! number (Request-URI user, else To) and then by the caller to one tunnel. The rules, each an
+//! error with the line and a suggestion unless said otherwise:
+//! - a number is configured once (`VPN-SIP local number N is configured twice`);
+//! - every number names the first one's WAN interface (one SIP user agent with one contact
+//!   address, one registrar learnt on that interface);
+//! - a tunnel's local number is one of the configured numbers;
+//! - a tunnel carries one VPN-SIP line: a second, different `vpn-sip local-number ...` line under
+//!   the same tunnel is refused (IOS locks a VPN-SIP tunnel until the line is removed);
+//! - a remote number is bound to one tunnel (incoming calls, the keyring lookup and IKE's peer
+//!   identity all go by it);
+//! - an IKEv2 profile keys tunnels of one local number only (its local identity, `key-id N`, is
+//!   one number): tunnels of another number get their own profile;
+//! - warning: a number that no tunnel uses registers, but every call to it is refused with 404.
+//!
+//! `no vpn-sip local-number N` removes number N; `no vpn-sip local-number` removes them all.
 //!
 //! ## Lifeline extensions (not IOS)
 //! - Under an interface: `device LINUXNAME` binds the IOS interface to a Linux network device

@@ -446,11 +446,15 @@ pub struct Track {
 // ---------------------------------------------------------------------------------------------
 // VPN-SIP
 
-/// `vpn-sip local-number N address ipv4 IF`.
+/// `vpn-sip local-number N address ipv4 IF [username U password [0|6|7] P]`. The credentials are a
+/// Lifeline extension for several local numbers: a provider gives each number (line) its own digest
+/// account; a number without them uses the `vpn-sip registrar ... username U password P` ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VpnSipLocalNumber {
     pub number: String,
     pub wan_interface: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
 }
 
 /// SIP transport for the Lifeline registrar extension.
@@ -480,8 +484,10 @@ pub struct VpnSipRegistrar {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct VpnSip {
     pub enabled: bool,
-    /// Every `vpn-sip local-number` line (the seed allows exactly one; more is a validation
-    /// error, kept here so that the diagnostic can point at it).
+    /// Every `vpn-sip local-number N address ipv4 IF` line, in order. The seed shows one; Lifeline
+    /// takes several (each registered on its own, each bound to the tunnels whose `vpn-sip
+    /// local-number N remote-number R` line names it). The rules (distinct numbers, one WAN
+    /// interface for all) are in the crate documentation, "Several local numbers".
     pub local_numbers: Vec<VpnSipLocalNumber>,
     pub tunnel_source: Option<String>,
     pub logging: bool,
@@ -492,9 +498,13 @@ pub struct VpnSip {
 }
 
 impl VpnSip {
-    /// The local SIP number (the first `vpn-sip local-number` line).
+    /// The first local SIP number: its WAN interface is every number's (validation refuses others).
     pub fn local_number(&self) -> Option<&VpnSipLocalNumber> {
         self.local_numbers.first()
+    }
+    /// The `vpn-sip local-number N address ipv4 IF` line of number `n`.
+    pub fn local_number_named(&self, n: &str) -> Option<&VpnSipLocalNumber> {
+        self.local_numbers.iter().find(|l| l.number == n)
     }
     /// The per-session port range in effect (`vpn-sip session-port range`, else the default).
     pub fn effective_session_ports(&self) -> (u16, u16) {

@@ -1523,8 +1523,15 @@ impl Parser {
             }
             "local-number" => {
                 if neg {
+                    // `no vpn-sip local-number N ...` removes that number; without N, all of them.
+                    match c.word() {
+                        Some(n) => {
+                            let n = n.to_string();
+                            v.local_numbers.retain(|l| l.number != n);
+                        }
+                        None => v.local_numbers.clear(),
+                    }
                     c.skip_all();
-                    v.local_numbers.clear();
                     return Ok(Outcome::Done);
                 }
                 let number = c.need("SIP number")?.to_string();
@@ -1532,13 +1539,47 @@ impl Parser {
                     return Ok(Outcome::NotMine);
                 }
                 let wan = c.interface()?;
-                end!(c);
+                // Lifeline extension: this number's own digest account.
+                let (mut username, mut password) = (None, None);
+                while !c.at_end() {
+                    match c.kw(&["username", "password"]) {
+                        Some("username") => username = Some(c.need("user name")?.to_string()),
+                        Some("password") => {
+                            let w = c.need("password")?;
+                            let (t, p) = match (w, c.peek()) {
+                                ("0" | "6" | "7", Some(p))
+                                    if !p.eq_ignore_ascii_case("username") =>
+                                {
+                                    c.i += 1;
+                                    (w.parse().ok(), p)
+                                }
+                                _ => (None, w),
+                            };
+                            password = Some(Secret::with_type(t, p));
+                        }
+                        _ => {
+                            return Err(c.err(
+                                "unexpected word after `address ipv4 INTERFACE`",
+                                Some("only `username U password P` may follow".into()),
+                            ));
+                        }
+                    }
+                }
+                if password.is_some() != username.is_some() {
+                    return Err(Outcome::Error(
+                        c.span_from(start),
+                        "a local number's username and password go together".into(),
+                        Some("give both `username U` and `password P`, or neither".into()),
+                    ));
+                }
                 let idx = self.cfg.vpn_sip.local_numbers.len();
                 self.spans
                     .set(format!("vpn-sip:local-number:{idx}"), c.span_from(start));
                 self.cfg.vpn_sip.local_numbers.push(VpnSipLocalNumber {
                     number,
                     wan_interface: wan,
+                    username,
+                    password,
                 });
             }
             "session-port" => {
@@ -2203,6 +2244,22 @@ impl Parser {
                 };
                 let pspan = c.span_from(pstart);
                 end!(c);
+                // One VPN-SIP binding per tunnel: a second, different line would bind the tunnel to two
+                // numbers (and the seed locks a VPN-SIP tunnel until its line is removed).
+                if let Some(old) = self.cfg.interfaces.get(i).and_then(|x| x.vpn_sip.as_ref())
+                    && (old.local_number != local || old.remote_number != remote)
+                {
+                    return Err(Outcome::Error(
+                        c.span_from(start),
+                        format!(
+                            "{name} is already bound to local-number {} remote-number {}; a tunnel carries one VPN-SIP binding",
+                            old.local_number, old.remote_number
+                        ),
+                        Some(format!(
+                            "remove the other line (`no vpn-sip`) or bind local-number {local} to another tunnel"
+                        )),
+                    ));
+                }
                 self.spans
                     .set(format!("if:{name}:vpn-sip"), c.span_from(start));
                 self.spans.set(format!("if:{name}:vpn-sip:remote"), rspan);

@@ -633,13 +633,14 @@ pub fn render(config: &Config) -> String {
         any = true;
     }
     for l in &v.local_numbers {
-        o.line(
-            0,
-            format!(
-                "vpn-sip local-number {} address ipv4 {}",
-                l.number, l.wan_interface
-            ),
+        let mut s = format!(
+            "vpn-sip local-number {} address ipv4 {}",
+            l.number, l.wan_interface
         );
+        if let (Some(u), Some(p)) = (&l.username, &l.password) {
+            let _ = write!(s, " username {u} password {}", p.ios_text());
+        }
+        o.line(0, s);
         any = true;
     }
     if let Some(s) = &v.tunnel_source {

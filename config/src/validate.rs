@@ -114,17 +114,128 @@ fn vpn_sip_global(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
         }
     }
 
-    //= seed 002 L3337: "you must configure" one local number; the chapter allows only one.
-    for (n, _) in c.vpn_sip.local_numbers.iter().enumerate().skip(1) {
+    //= seed 002 L3337: "you must configure" a local number. Lifeline takes several (an extension): each
+    //= is distinct, and all register from the first one's WAN interface (one SIP user agent, one
+    //= contact address, one registrar learnt on that interface).
+    let mut seen: Vec<&str> = Vec::new();
+    let first_wan = c.vpn_sip.local_number().map(|l| l.wan_interface.as_str());
+    for (n, l) in c.vpn_sip.local_numbers.iter().enumerate() {
         let sp = with_words(
             spans.get(&format!("vpn-sip:local-number:{n}")),
-            "vpn-sip local-number",
+            format!(
+                "vpn-sip local-number {} address ipv4 {}",
+                l.number, l.wan_interface
+            ),
         );
-        d.push(Diagnostic::error(
-            &sp,
-            "only one VPN-SIP local number may be configured",
-            Some("remove this line or the other `vpn-sip local-number` line".into()),
-        ));
+        if seen.contains(&l.number.as_str()) {
+            d.push(Diagnostic::error(
+                &sp,
+                format!("VPN-SIP local number {} is configured twice", l.number),
+                Some("remove this line".into()),
+            ));
+            continue;
+        }
+        seen.push(&l.number);
+        if let Some(first) = first_wan
+            && first != l.wan_interface
+        {
+            d.push(Diagnostic::error(
+                &sp,
+                format!(
+                    "every VPN-SIP local number registers from one WAN interface: {} is on {} but {} is on {first}",
+                    l.number, l.wan_interface, c.vpn_sip.local_numbers[0].number
+                ),
+                Some(format!("use `address ipv4 {first}`")),
+            ));
+        }
+    }
+    vpn_sip_bindings(c, spans, d);
+}
+
+/// Several local numbers: which tunnel answers which call, and which IKE identity it shows.
+fn vpn_sip_bindings(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    let tunnels: Vec<(&Interface, &TunnelVpnSip)> = c
+        .interfaces
+        .iter()
+        .filter_map(|i| i.vpn_sip.as_ref().map(|v| (i, v)))
+        .collect();
+    for (k, (i, v)) in tunnels.iter().enumerate() {
+        let name = &i.name;
+        // An incoming call is routed by the called number to its tunnels, then by the caller; IKE
+        // finds the session, the keyring entry and the SDP fingerprint by the caller's key-id.
+        if let Some((other, _)) = tunnels[..k]
+            .iter()
+            .find(|(_, o)| o.remote_number == v.remote_number)
+        {
+            d.push(Diagnostic::error(
+                &with_words(
+                    spans.get(&format!("if:{name}:vpn-sip:remote")),
+                    format!("remote-number {}", v.remote_number),
+                ),
+                format!(
+                    "remote number {} is already bound to {}: a remote number has one VPN-SIP tunnel (calls and IKE identities are matched by it)",
+                    v.remote_number, other.name
+                ),
+                Some(format!(
+                    "remove this line or the one under interface {}",
+                    other.name
+                )),
+            ));
+        }
+        // The IKEv2 profile's identity (key-id) is one local number: tunnels of another number need
+        // their own profile.
+        let Some(ikp) = i
+            .tunnel
+            .protection
+            .as_ref()
+            .and_then(|p| p.ikev2_profile.as_ref())
+        else {
+            continue;
+        };
+        if let Some((other, ov)) = tunnels[..k].iter().find(|(o, ov)| {
+            ov.local_number != v.local_number
+                && o.tunnel
+                    .protection
+                    .as_ref()
+                    .and_then(|p| p.ikev2_profile.as_ref())
+                    == Some(ikp)
+        }) {
+            d.push(Diagnostic::error(
+                &with_words(
+                    spans.get(&format!("if:{name}:tunnel-protection")),
+                    "tunnel protection ipsec profile",
+                ),
+                format!(
+                    "IKEv2 profile {ikp} keys {} for local number {} and {name} for local number {}: a profile shows one local identity",
+                    other.name, ov.local_number, v.local_number
+                ),
+                Some(format!(
+                    "give the tunnels of local number {} their own `crypto ikev2 profile` (with `identity local key-id {}`)",
+                    v.local_number, v.local_number
+                )),
+            ));
+        }
+    }
+    // A number no tunnel uses registers, but every call to it is refused.
+    if !tunnels.is_empty() && c.vpn_sip.local_numbers.len() > 1 {
+        for (n, l) in c.vpn_sip.local_numbers.iter().enumerate() {
+            if !tunnels.iter().any(|(_, v)| v.local_number == l.number) {
+                d.push(Diagnostic::warning(
+                    &with_words(
+                        spans.get(&format!("vpn-sip:local-number:{n}")),
+                        format!("vpn-sip local-number {}", l.number),
+                    ),
+                    format!(
+                        "local number {} is bound to no VPN-SIP tunnel: it registers, but calls to it are refused (404)",
+                        l.number
+                    ),
+                    Some(format!(
+                        "add `vpn-sip local-number {} remote-number R bandwidth B` under a Tunnel interface",
+                        l.number
+                    )),
+                ));
+            }
+        }
     }
 }
 
@@ -189,16 +300,29 @@ fn vpn_sip_tunnel(
             )),
         ));
     }
-    if let Some(l) = c.vpn_sip.local_number()
-        && l.number != v.local_number
+    if let Some(first) = c.vpn_sip.local_number()
+        && c.vpn_sip.local_number_named(&v.local_number).is_none()
     {
+        let known: Vec<&str> = c
+            .vpn_sip
+            .local_numbers
+            .iter()
+            .map(|l| l.number.as_str())
+            .collect();
         d.push(Diagnostic::error(
             &line,
             format!(
-                "only one local SIP number: this tunnel uses {} but `vpn-sip local-number` is {}",
-                v.local_number, l.number
+                "{name} uses local number {}, which no `vpn-sip local-number {} address ipv4 ...` line configures (configured: {})",
+                v.local_number,
+                v.local_number,
+                known.join(", ")
             ),
-            Some(format!("use local-number {}", l.number)),
+            Some(format!(
+                "use local-number {} or add `vpn-sip local-number {} address ipv4 {}`",
+                known.join(" | "),
+                v.local_number,
+                first.wan_interface
+            )),
         ));
     }
     // Static service policy vs the implicit VPN-SIP shaper.

@@ -106,19 +106,149 @@ fn vpn_sip_ipsec_profile_needs_an_idle_time() {
     );
 }
 
+/// BASE plus a second local number 5679 on Tunnel2 (remote 4321, its own IKEv2 profile IPROF2).
+fn two_numbers() -> String {
+    let mut t = BASE.replacen(
+        "crypto ikev2 profile IPROF\n",
+        "\
+ peer peer2
+  identity key-id 4321
+  pre-shared-key key456
+crypto ikev2 profile IPROF2
+ match identity remote any
+ identity local key-id 5679
+ authentication remote pre-share
+ authentication local pre-share
+ keyring local keys
+ nat force-encap
+crypto ikev2 profile IPROF
+",
+        1,
+    );
+    t.push_str(
+        "\
+interface Tunnel2
+ ip unnumbered Loopback1
+ tunnel source Loopback1
+ tunnel mode ipsec ipv4
+ tunnel destination dynamic
+ tunnel protection ipsec profile IPROF ikev2-profile IPROF2
+ vpn-sip local-number 5679 remote-number 4321 bandwidth 512
+vpn-sip local-number 5679 address ipv4 GigabitEthernet8
+",
+    );
+    t
+}
+
+fn warnings(text: &str) -> Vec<String> {
+    parse(text)
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| d.to_string())
+        .collect()
+}
+
 #[test]
-fn only_one_vpn_sip_local_number() {
-    let t = format!("{BASE}vpn-sip local-number 9999 address ipv4 GigabitEthernet8\n");
+fn several_local_numbers_each_on_its_tunnel_are_clean() {
+    let p = parse(&two_numbers());
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let numbers: Vec<&str> = p
+        .config
+        .vpn_sip
+        .local_numbers
+        .iter()
+        .map(|l| l.number.as_str())
+        .collect();
+    assert_eq!(numbers, ["5678", "5679"]);
+    // The running configuration keeps both lines, in order.
+    let text = lifeline_config::render(&p.config);
+    let a = text.find("vpn-sip local-number 5678 address ipv4").unwrap();
+    let b = text.find("vpn-sip local-number 5679 address ipv4").unwrap();
+    assert!(a < b, "{text}");
+}
+
+#[test]
+fn no_vpn_sip_local_number_n_removes_only_that_number() {
+    let t = format!("{}no vpn-sip local-number 5678\n", two_numbers());
+    let p = parse(&t);
+    let numbers: Vec<&str> = p
+        .config
+        .vpn_sip
+        .local_numbers
+        .iter()
+        .map(|l| l.number.as_str())
+        .collect();
+    assert_eq!(numbers, ["5679"]);
+}
+
+#[test]
+fn a_local_number_may_carry_its_own_digest_account() {
+    let t = two_numbers().replace(
+        "vpn-sip local-number 5679 address ipv4 GigabitEthernet8",
+        "vpn-sip local-number 5679 address ipv4 GigabitEthernet8 username u5679 password 0 s5679",
+    );
+    let p = parse(&t);
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let l = &p.config.vpn_sip.local_numbers[1];
+    assert_eq!(l.username.as_deref(), Some("u5679"));
+    assert_eq!(l.password.as_ref().map(|p| p.expose()), Some("s5679"));
+    assert!(p.config.vpn_sip.local_numbers[0].username.is_none());
+    assert!(lifeline_config::render(&p.config).contains(
+        "vpn-sip local-number 5679 address ipv4 GigabitEthernet8 username u5679 password 0 s5679\n"
+    ));
+    // A diagnostic about the line never shows the password.
+    let t = format!(
+        "{}vpn-sip local-number 5679 address ipv4 GigabitEthernet8 username u password s3cr3t\n",
+        two_numbers()
+    );
+    let e = errors(&t);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("configured twice") && !e[0].contains("s3cr3t"),
+        "{e:?}"
+    );
+    // username and password go together
+    let t = two_numbers().replace(
+        "vpn-sip local-number 5679 address ipv4 GigabitEthernet8",
+        "vpn-sip local-number 5679 address ipv4 GigabitEthernet8 username u5679",
+    );
     assert_eq!(
         errors(&t),
         vec![
-            "30:1: error: only one VPN-SIP local number may be configured: `vpn-sip local-number 9999 address ipv4 GigabitEthernet8` (suggestion: remove this line or the other `vpn-sip local-number` line)"
+            "46:2: error: Tunnel2 uses local number 5679, which no `vpn-sip local-number 5679 address ipv4 ...` line configures (configured: 5678): `vpn-sip local-number 5679 remote-number 4321 bandwidth 512` (suggestion: use local-number 5678 or add `vpn-sip local-number 5679 address ipv4 GigabitEthernet8`)",
+            "47:1: error: a local number's username and password go together: `vpn-sip local-number 5679 address ipv4 GigabitEthernet8 username u5679` (suggestion: give both `username U` and `password P`, or neither)"
         ]
     );
 }
 
 #[test]
-fn vpn_sip_tunnel_local_number_must_be_the_global_one() {
+fn a_local_number_may_be_configured_once() {
+    let t = format!("{BASE}vpn-sip local-number 5678 address ipv4 GigabitEthernet8\n");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "30:1: error: VPN-SIP local number 5678 is configured twice: `vpn-sip local-number 5678 address ipv4 GigabitEthernet8` (suggestion: remove this line)"
+        ]
+    );
+}
+
+#[test]
+fn every_local_number_registers_from_the_same_wan_interface() {
+    let t = two_numbers().replace(
+        "vpn-sip local-number 5679 address ipv4 GigabitEthernet8",
+        "vpn-sip local-number 5679 address ipv4 GigabitEthernet9",
+    );
+    assert_eq!(
+        errors(&t),
+        vec![
+            "47:1: error: every VPN-SIP local number registers from one WAN interface: 5679 is on GigabitEthernet9 but 5678 is on GigabitEthernet8: `vpn-sip local-number 5679 address ipv4 GigabitEthernet9` (suggestion: use `address ipv4 GigabitEthernet8`)"
+        ]
+    );
+}
+
+#[test]
+fn vpn_sip_tunnel_local_number_must_be_configured() {
     let t = with(
         "local-number 5678 remote-number",
         "local-number 5679 remote-number",
@@ -126,7 +256,58 @@ fn vpn_sip_tunnel_local_number_must_be_the_global_one() {
     assert_eq!(
         errors(&t),
         vec![
-            "26:2: error: only one local SIP number: this tunnel uses 5679 but `vpn-sip local-number` is 5678: `vpn-sip local-number 5679 remote-number 1234 bandwidth 1000` (suggestion: use local-number 5678)"
+            "26:2: error: Tunnel1 uses local number 5679, which no `vpn-sip local-number 5679 address ipv4 ...` line configures (configured: 5678): `vpn-sip local-number 5679 remote-number 1234 bandwidth 1000` (suggestion: use local-number 5678 or add `vpn-sip local-number 5679 address ipv4 GigabitEthernet8`)"
+        ]
+    );
+}
+
+#[test]
+fn a_remote_number_is_bound_to_one_tunnel() {
+    let t = two_numbers().replace("remote-number 4321", "remote-number 1234");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "46:28: error: remote number 1234 is already bound to Tunnel1: a remote number has one VPN-SIP tunnel (calls and IKE identities are matched by it): `remote-number 1234` (suggestion: remove this line or the one under interface Tunnel1)"
+        ]
+    );
+}
+
+#[test]
+fn tunnels_of_two_local_numbers_need_two_ikev2_profiles() {
+    let t = two_numbers().replace("ikev2-profile IPROF2", "ikev2-profile IPROF");
+    assert_eq!(
+        errors(&t),
+        vec![
+            "45:2: error: IKEv2 profile IPROF keys Tunnel1 for local number 5678 and Tunnel2 for local number 5679: a profile shows one local identity: `tunnel protection ipsec profile IPROF ikev2-profile IPROF` (suggestion: give the tunnels of local number 5679 their own `crypto ikev2 profile` (with `identity local key-id 5679`))"
+        ]
+    );
+}
+
+#[test]
+fn a_tunnel_is_bound_to_one_local_number() {
+    let t = with(
+        " vpn-sip local-number 5678 remote-number 1234 bandwidth 1000\n",
+        " vpn-sip local-number 5678 remote-number 1234 bandwidth 1000\n vpn-sip local-number 5679 remote-number 1234 bandwidth 1000\n",
+    );
+    assert_eq!(
+        errors(&t),
+        vec![
+            "27:2: error: Tunnel1 is already bound to local-number 5678 remote-number 1234; a tunnel carries one VPN-SIP binding: `vpn-sip local-number 5679 remote-number 1234 bandwidth 1000` (suggestion: remove the other line (`no vpn-sip`) or bind local-number 5679 to another tunnel)"
+        ]
+    );
+}
+
+#[test]
+fn a_local_number_without_a_tunnel_is_a_warning() {
+    let t = format!(
+        "{}vpn-sip local-number 5680 address ipv4 GigabitEthernet8\n",
+        two_numbers()
+    );
+    assert!(errors(&t).is_empty(), "{:?}", errors(&t));
+    assert_eq!(
+        warnings(&t),
+        vec![
+            "48:1: warning: local number 5680 is bound to no VPN-SIP tunnel: it registers, but calls to it are refused (404): `vpn-sip local-number 5680 address ipv4 GigabitEthernet8` (suggestion: add `vpn-sip local-number 5680 remote-number R bandwidth B` under a Tunnel interface)"
         ]
     );
 }

@@ -36,4 +36,6 @@ pub use sdp::{
     Setup, answer_for, negotiate,
 };
 pub use transaction::Transmit;
-pub use ua::{CallId, EndedBy, Event, Snapshot, Transport, UaConfig, UaError, UserAgent};
+pub use ua::{
+    CallId, EndedBy, Event, NumberRegistration, Snapshot, Transport, UaConfig, UaError, UserAgent,
+};

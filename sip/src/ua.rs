@@ -64,6 +64,11 @@ impl Transport {
 pub struct UaConfig {
     /// `vpn-sip local-number`: the user part of our AoR.
     pub local_number: String,
+    /// Further local numbers (Lifeline extension beyond the seed). Each is registered with its own
+    /// REGISTER dialog (Call-ID, CSeq, refresh and backoff of its own), places calls with
+    /// [`UserAgent::invite_from`] and is called: an INVITE is accepted when its Request-URI user (or,
+    /// without one, its To user) is one of the numbers, else refused with 404.
+    pub extra_numbers: Vec<String>,
     /// Registrar domain (from DHCP option 120 or configuration).
     pub domain: String,
     /// Where REGISTER and out-of-dialog requests go.
@@ -72,6 +77,9 @@ pub struct UaConfig {
     pub contact: SocketAddr,
     /// Digest username and password.
     pub credentials: Option<(String, Secret)>,
+    /// A local number's own digest account (a provider gives each line one); numbers not listed use
+    /// `credentials`.
+    pub number_credentials: Vec<(String, (String, Secret))>,
     /// Requested registration lifetime in seconds.
     pub expires: u32,
     pub transport: Transport,
@@ -89,15 +97,32 @@ impl UaConfig {
     ) -> UaConfig {
         UaConfig {
             local_number: local_number.into(),
+            extra_numbers: Vec::new(),
             domain: domain.into(),
             registrar,
             contact,
             credentials: None,
+            number_credentials: Vec::new(),
             expires: 3600,
             transport: Transport::Udp,
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(300),
         }
+    }
+
+    /// The digest account of local number `number`.
+    pub fn credentials_for(&self, number: &str) -> Option<(String, Secret)> {
+        self.number_credentials
+            .iter()
+            .find(|(n, _)| n == number)
+            .map(|(_, c)| c.clone())
+            .or_else(|| self.credentials.clone())
+    }
+
+    /// Every local number: `local_number` first, then `extra_numbers`.
+    pub fn numbers(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.local_number.as_str())
+            .chain(self.extra_numbers.iter().map(String::as_str))
     }
 }
 
@@ -120,24 +145,34 @@ pub enum EndedBy {
 /// Facts for the appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// `number`'s binding is confirmed (first time or refresh).
     Registered {
+        number: String,
         expires: u32,
         contact: SocketAddr,
     },
     RegistrationFailed {
+        number: String,
         reason: String,
     },
-    Unregistered,
+    /// `number` has no binding any more (removed, lapsed or stopped).
+    Unregistered {
+        number: String,
+    },
     /// A new call with a valid RFC 6193 offer: answer with [`UserAgent::answer`] or refuse with
     /// [`UserAgent::reject`].
     IncomingCall {
         call: CallId,
         from_number: String,
+        /// The called local number (Request-URI user, else To user).
+        to_number: String,
         offer: IkeSdp,
     },
     /// An incoming call refused by the UA itself (bad SDP: 488; not our number: 404).
     IncomingCallRejected {
         from_number: String,
+        /// The number that was called (empty if the request named none).
+        to_number: String,
         status: u16,
         reason: String,
     },
@@ -186,6 +221,8 @@ enum RegState {
 
 #[derive(Debug)]
 struct Registration {
+    /// The local number this REGISTER dialog binds.
+    number: String,
     state: RegState,
     call_id: String,
     from_tag: String,
@@ -237,6 +274,8 @@ struct Call {
     local_uri: String,
     remote_uri: String,
     remote_number: String,
+    /// Our number in this call (From as caller, the called number as callee).
+    local_number: String,
     local_tag: String,
     remote_tag: Option<String>,
     remote_target: Option<String>,
@@ -259,7 +298,8 @@ struct Call {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
-    Register,
+    /// The REGISTER dialog of `regs[i]`.
+    Register(usize),
     Call(CallId),
     None,
 }
@@ -270,8 +310,19 @@ pub struct CallSnapshot {
     pub call: CallId,
     pub sip_call_id: String,
     pub remote_number: String,
+    pub local_number: String,
     pub role: Role,
     pub state: CallState,
+}
+
+/// One local number's registration, for `show vpn-sip registration-status` (one row per number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberRegistration {
+    pub local_number: String,
+    pub registration: RegistrationStatus,
+    pub failures: u32,
+    pub failure: Option<String>,
+    pub retry_in: Option<Duration>,
 }
 
 /// Registration as `show vpn-sip registration-status` / `show vpn-sip sip registrar` need it.
@@ -286,7 +337,8 @@ pub enum RegistrationStatus {
     },
 }
 
-/// Plain data for `show`.
+/// Plain data for `show`. `local_number`, `registration` and `registration_*` describe the first
+/// number; `registrations` has every number, the first one included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub local_number: String,
@@ -298,9 +350,12 @@ pub struct Snapshot {
     pub registration_failures: u32,
     pub registration_failure: Option<String>,
     pub registration_retry_in: Option<Duration>,
+    pub registrations: Vec<NumberRegistration>,
     pub calls: Vec<CallSnapshot>,
     /// Datagrams that failed to parse.
     pub parse_errors: u64,
+    /// INVITEs to a number that is not ours, refused with 404 (counted drops).
+    pub unknown_number_calls: u64,
 }
 
 /// The sans-io SIP user agent.
@@ -308,12 +363,14 @@ pub struct UserAgent {
     cfg: UaConfig,
     rng: Box<dyn Random + Send>,
     txs: Vec<(Transaction, Owner)>,
-    reg: Registration,
+    /// One REGISTER dialog per local number, in [`UaConfig::numbers`] order.
+    regs: Vec<Registration>,
     calls: Vec<Call>,
     next_call: u64,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     parse_errors: u64,
+    unknown_number_calls: u64,
     /// ACKs of ended calls, re-sent if their 2xx is retransmitted (bounded, newest last).
     recent_acks: VecDeque<(String, Transmit)>,
 }
@@ -324,7 +381,10 @@ impl fmt::Debug for UserAgent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserAgent")
             .field("cfg", &self.cfg)
-            .field("reg", &self.reg.state)
+            .field(
+                "regs",
+                &self.regs.iter().map(|r| &r.state).collect::<Vec<_>>(),
+            )
             .field("calls", &self.calls.len())
             .field("transactions", &self.txs.len())
             .finish()
@@ -350,10 +410,15 @@ fn warning_text(r: &Response) -> Option<String> {
 
 impl UserAgent {
     pub fn new(cfg: UaConfig, mut rng: Box<dyn Random + Send>) -> UserAgent {
-        let call_id = Self::make_call_id(&mut *rng, cfg.contact);
-        let from_tag = hex(&mut *rng, 8);
-        UserAgent {
-            reg: Registration {
+        let mut regs = Vec::new();
+        for number in cfg.numbers() {
+            if regs.iter().any(|r: &Registration| r.number == number) {
+                continue;
+            }
+            let call_id = Self::make_call_id(&mut *rng, cfg.contact);
+            let from_tag = hex(&mut *rng, 8);
+            regs.push(Registration {
+                number: number.to_owned(),
                 state: RegState::Idle,
                 call_id,
                 from_tag,
@@ -367,7 +432,10 @@ impl UserAgent {
                 expires_req: cfg.expires,
                 unregistering: false,
                 bound: None,
-            },
+            });
+        }
+        UserAgent {
+            regs,
             cfg,
             rng,
             txs: Vec::new(),
@@ -376,6 +444,7 @@ impl UserAgent {
             out: VecDeque::new(),
             events: VecDeque::new(),
             parse_errors: 0,
+            unknown_number_calls: 0,
             recent_acks: VecDeque::new(),
         }
     }
@@ -423,17 +492,14 @@ impl UserAgent {
         format!("sip:{number}@{}", self.cfg.domain)
     }
 
-    fn contact_uri(&self, addr: SocketAddr) -> String {
+    /// Our Contact for `number`: the registrar's lookup puts this URI, with `number` as its user, in
+    /// the Request-URI of calls to `number`, which is how an INVITE finds its local number.
+    fn contact_uri(&self, number: &str, addr: SocketAddr) -> String {
         let t = self.cfg.transport;
         if t.reliable() {
-            format!(
-                "sip:{}@{};transport={}",
-                self.cfg.local_number,
-                addr,
-                t.param()
-            )
+            format!("sip:{number}@{addr};transport={}", t.param())
         } else {
-            format!("sip:{}@{}", self.cfg.local_number, addr)
+            format!("sip:{number}@{addr}")
         }
     }
 
@@ -453,18 +519,22 @@ impl UserAgent {
 
     // ---------------------------------------------------------------- registration
 
-    /// (Re-)register now.
+    /// (Re-)register every local number now (one REGISTER each).
     pub fn register(&mut self, now: Instant) {
-        self.reg.unregistering = false;
-        self.reg.auth_sent_for = None;
-        self.send_register(now, None);
+        for r in 0..self.regs.len() {
+            self.regs[r].unregistering = false;
+            self.regs[r].auth_sent_for = None;
+            self.send_register(now, r, None);
+        }
     }
 
-    /// Remove our binding (REGISTER with expires=0).
+    /// Remove our bindings (a REGISTER with expires=0 per number).
     pub fn unregister(&mut self, now: Instant) {
-        self.reg.unregistering = true;
-        self.reg.auth_sent_for = None;
-        self.send_register(now, None);
+        for r in 0..self.regs.len() {
+            self.regs[r].unregistering = true;
+            self.regs[r].auth_sent_for = None;
+            self.send_register(now, r, None);
+        }
     }
 
     /// The backup-WAN address changed: re-register the new contact and remove the old one.
@@ -474,48 +544,58 @@ impl UserAgent {
         }
         let old = self.cfg.contact;
         self.cfg.contact = addr;
-        self.reg.bound = None;
-        if matches!(
-            self.reg.state,
-            RegState::Registered { .. } | RegState::Registering
-        ) {
-            self.reg.old_contact = Some(old);
+        for reg in &mut self.regs {
+            reg.bound = None;
+            if matches!(
+                reg.state,
+                RegState::Registered { .. } | RegState::Registering
+            ) {
+                reg.old_contact = Some(old);
+            }
         }
         // transactions in flight were sent from the old address: their answers are lost
-        self.txs.retain(|(_, o)| *o != Owner::Register);
+        self.txs.retain(|(_, o)| !matches!(o, Owner::Register(_)));
         self.register(now);
     }
 
-    fn send_register(&mut self, now: Instant, auth: Option<(String, &'static str)>) {
-        self.txs.retain(|(_, o)| *o != Owner::Register);
-        self.reg.cseq += 1;
-        self.reg.state = RegState::Registering;
-        self.reg.next = None;
-        let expires = if self.reg.unregistering {
+    fn send_register(&mut self, now: Instant, r: usize, auth: Option<(String, &'static str)>) {
+        self.txs.retain(|(_, o)| *o != Owner::Register(r));
+        let reg = &mut self.regs[r];
+        reg.cseq += 1;
+        reg.state = RegState::Registering;
+        reg.next = None;
+        let expires = if reg.unregistering {
             0
         } else {
-            self.reg.expires_req
+            reg.expires_req
         };
+        let (number, from_tag, call_id, cseq, old_contact) = (
+            reg.number.clone(),
+            reg.from_tag.clone(),
+            reg.call_id.clone(),
+            reg.cseq,
+            reg.old_contact,
+        );
         let mut h = Headers::default();
         let via = self.via();
         h.push("Via", via);
         h.push("Max-Forwards", "70");
-        let aor = self.aor(&self.cfg.local_number);
+        let aor = self.aor(&number);
         h.push(
             "From",
             NameAddr::new(aor.clone())
-                .with_param("tag", Some(&self.reg.from_tag))
+                .with_param("tag", Some(&from_tag))
                 .to_string(),
         );
         h.push("To", NameAddr::new(aor).to_string());
-        h.push("Call-ID", self.reg.call_id.clone());
-        h.push("CSeq", format!("{} REGISTER", self.reg.cseq));
+        h.push("Call-ID", call_id);
+        h.push("CSeq", format!("{cseq} REGISTER"));
         let mut contacts = vec![format!(
             "<{}>;expires={expires}",
-            self.contact_uri(self.cfg.contact)
+            self.contact_uri(&number, self.cfg.contact)
         )];
-        if let Some(old) = self.reg.old_contact {
-            contacts.push(format!("<{}>;expires=0", self.contact_uri(old)));
+        if let Some(old) = old_contact {
+            contacts.push(format!("<{}>;expires=0", self.contact_uri(&number, old)));
         }
         h.push("Contact", contacts.join(", "));
         h.push("Expires", expires.to_string());
@@ -530,7 +610,7 @@ impl UserAgent {
             body: Vec::new(),
         };
         let to = self.cfg.registrar;
-        self.start_client(now, req, to, Owner::Register);
+        self.start_client(now, req, to, Owner::Register(r));
     }
 
     /// Stop registering without sending anything (the backup WAN lost its address): forget the
@@ -561,8 +641,12 @@ impl UserAgent {
             }
         }
         for (owner, method) in fired {
-            if owner == Owner::Register {
-                self.registration_failed(now, format!("no connection to the registrar {remote}"));
+            if let Owner::Register(r) = owner {
+                self.registration_failed(
+                    now,
+                    r,
+                    format!("no connection to the registrar {remote}"),
+                );
             } else {
                 self.tx_events(now, owner, method, VecDeque::from([TxEvent::Timeout]));
             }
@@ -571,47 +655,57 @@ impl UserAgent {
     }
 
     pub fn stop_registration(&mut self) {
-        self.txs.retain(|(_, o)| *o != Owner::Register);
-        self.reg.state = RegState::Idle;
-        self.reg.next = None;
-        self.reg.failures = 0;
-        if self.reg.bound.take().is_some() {
-            self.events.push_back(Event::Unregistered);
+        self.txs.retain(|(_, o)| !matches!(o, Owner::Register(_)));
+        for reg in &mut self.regs {
+            reg.state = RegState::Idle;
+            reg.next = None;
+            reg.failures = 0;
+            if reg.bound.take().is_some() {
+                self.events.push_back(Event::Unregistered {
+                    number: reg.number.clone(),
+                });
+            }
         }
     }
 
-    fn registration_failed(&mut self, now: Instant, reason: String) {
-        self.reg.state = RegState::Backoff;
-        self.reg.auth_sent_for = None;
-        let shift = self.reg.failures.min(16);
+    fn registration_failed(&mut self, now: Instant, r: usize, reason: String) {
+        let reg = &mut self.regs[r];
+        reg.state = RegState::Backoff;
+        reg.auth_sent_for = None;
+        let shift = reg.failures.min(16);
         let delay = self
             .cfg
             .retry_base
             .saturating_mul(1u32 << shift)
             .min(self.cfg.retry_max);
-        self.reg.failures += 1;
-        self.reg.next = Some(now + delay);
-        self.reg.last_failure = Some(reason.clone());
-        self.events.push_back(Event::RegistrationFailed { reason });
+        reg.failures += 1;
+        reg.next = Some(now + delay);
+        reg.last_failure = Some(reason.clone());
+        self.events.push_back(Event::RegistrationFailed {
+            number: reg.number.clone(),
+            reason,
+        });
     }
 
-    fn on_register_response(&mut self, now: Instant, resp: Response) {
+    fn on_register_response(&mut self, now: Instant, r: usize, resp: Response) {
         if resp.status < 200 {
             return;
         }
+        let number = self.regs[r].number.clone();
         if resp.status < 300 {
-            self.reg.failures = 0;
-            self.reg.last_failure = None;
-            self.reg.auth_sent_for = None;
-            self.reg.old_contact = None;
-            if self.reg.unregistering {
-                self.reg.state = RegState::Idle;
-                self.reg.next = None;
-                self.reg.bound = None;
-                self.events.push_back(Event::Unregistered);
+            let reg = &mut self.regs[r];
+            reg.failures = 0;
+            reg.last_failure = None;
+            reg.auth_sent_for = None;
+            reg.old_contact = None;
+            if reg.unregistering {
+                reg.state = RegState::Idle;
+                reg.next = None;
+                reg.bound = None;
+                self.events.push_back(Event::Unregistered { number });
                 return;
             }
-            let mine = self.contact_uri(self.cfg.contact);
+            let mine = self.contact_uri(&number, self.cfg.contact);
             let mut granted = None;
             for c in resp.headers.get_all("Contact") {
                 if let Some(na) = NameAddr::parse(c)
@@ -624,21 +718,21 @@ impl UserAgent {
             }
             let expires = granted
                 .or_else(|| resp.headers.get("Expires").and_then(|e| e.parse().ok()))
-                .unwrap_or(self.reg.expires_req);
+                .unwrap_or(self.regs[r].expires_req);
             if expires == 0 {
-                self.registration_failed(now, "registrar granted no binding".into());
+                self.registration_failed(now, r, "registrar granted no binding".into());
                 return;
             }
-            self.reg.state = RegState::Registered { at: now, expires };
-            self.reg.bound = Some((
-                self.cfg.contact,
-                now + Duration::from_secs(u64::from(expires)),
-            ));
+            let contact = self.cfg.contact;
+            let reg = &mut self.regs[r];
+            reg.state = RegState::Registered { at: now, expires };
+            reg.bound = Some((contact, now + Duration::from_secs(u64::from(expires))));
             // refresh at half the granted lifetime (at least 1 s ahead)
-            self.reg.next = Some(now + Duration::from_secs(u64::from(expires / 2).max(1)));
+            reg.next = Some(now + Duration::from_secs(u64::from(expires / 2).max(1)));
             self.events.push_back(Event::Registered {
+                number,
                 expires,
-                contact: self.cfg.contact,
+                contact,
             });
             return;
         }
@@ -649,31 +743,33 @@ impl UserAgent {
                 } else {
                     ("Proxy-Authenticate", "Proxy-Authorization")
                 };
-                let Some((user, pass)) = self.cfg.credentials.clone() else {
-                    self.registration_failed(now, "registrar requires authentication".into());
+                let Some((user, pass)) = self.cfg.credentials_for(&number) else {
+                    self.registration_failed(now, r, "registrar requires authentication".into());
                     return;
                 };
                 let Some(ch) = resp.headers.get(hdr).and_then(|v| Challenge::parse(v).ok()) else {
-                    self.registration_failed(now, "unusable authentication challenge".into());
+                    self.registration_failed(now, r, "unusable authentication challenge".into());
                     return;
                 };
                 //= https://www.rfc-editor.org/rfc/rfc3261#section-22.2
                 //# If the credentials were not accepted, the UAC MAY retry the request with
                 //# different credentials ... a retry with the same credentials is useless
-                if self.reg.auth_sent_for.is_some() && !ch.stale {
-                    self.registration_failed(now, "authentication failed".into());
+                let reg = &mut self.regs[r];
+                if reg.auth_sent_for.is_some() && !ch.stale {
+                    self.registration_failed(now, r, "authentication failed".into());
                     return;
                 }
-                if self.reg.auth_sent_for.as_deref() == Some(&ch.nonce) {
-                    self.reg.nc += 1;
+                if reg.auth_sent_for.as_deref() == Some(&ch.nonce) {
+                    reg.nc += 1;
                 } else {
-                    self.reg.nc = 1;
+                    reg.nc = 1;
                 }
-                self.reg.auth_sent_for = Some(ch.nonce.clone());
+                reg.auth_sent_for = Some(ch.nonce.clone());
+                let nc = reg.nc;
                 let cnonce = hex(&mut *self.rng, 8);
                 let uri = format!("sip:{}", self.cfg.domain);
-                let cred = ch.respond(&user, &pass, "REGISTER", &uri, self.reg.nc, &cnonce);
-                self.send_register(now, Some((cred.to_header(), auth_hdr)));
+                let cred = ch.respond(&user, &pass, "REGISTER", &uri, nc, &cnonce);
+                self.send_register(now, r, Some((cred.to_header(), auth_hdr)));
             }
             423 => {
                 let min = resp
@@ -681,16 +777,16 @@ impl UserAgent {
                     .get("Min-Expires")
                     .and_then(|m| m.parse::<u32>().ok());
                 match min {
-                    Some(m) if m > self.reg.expires_req => {
-                        self.reg.expires_req = m;
-                        self.send_register(now, None);
+                    Some(m) if m > self.regs[r].expires_req => {
+                        self.regs[r].expires_req = m;
+                        self.send_register(now, r, None);
                     }
-                    _ => self.registration_failed(now, "423 without usable Min-Expires".into()),
+                    _ => self.registration_failed(now, r, "423 without usable Min-Expires".into()),
                 }
             }
             s => {
                 let reason = format!("{s} {}", resp.reason);
-                self.registration_failed(now, reason);
+                self.registration_failed(now, r, reason);
             }
         }
     }
@@ -701,8 +797,22 @@ impl UserAgent {
         self.calls.iter_mut().find(|c| c.id == id)
     }
 
-    /// Place a call to `remote_number` at the registrar's domain with an RFC 6193 offer.
+    /// Place a call to `remote_number` at the registrar's domain with an RFC 6193 offer, from the
+    /// first local number.
     pub fn invite(&mut self, now: Instant, remote_number: &str, offer: IkeSdp) -> CallId {
+        let local = self.cfg.local_number.clone();
+        self.invite_from(now, &local, remote_number, offer)
+    }
+
+    /// Place a call from `local_number` (one of [`UaConfig::numbers`]: it is the From user and the
+    /// Contact user) to `remote_number`.
+    pub fn invite_from(
+        &mut self,
+        now: Instant,
+        local_number: &str,
+        remote_number: &str,
+        offer: IkeSdp,
+    ) -> CallId {
         let id = CallId(self.next_call);
         self.next_call += 1;
         let call_id = Self::make_call_id(&mut *self.rng, self.cfg.contact);
@@ -712,9 +822,10 @@ impl UserAgent {
             role: Role::Caller,
             state: CallState::Calling,
             call_id,
-            local_uri: self.aor(&self.cfg.local_number),
+            local_uri: self.aor(local_number),
             remote_uri: self.aor(remote_number),
             remote_number: remote_number.to_owned(),
+            local_number: local_number.to_owned(),
             local_tag,
             remote_tag: None,
             remote_target: None,
@@ -737,7 +848,13 @@ impl UserAgent {
 
     fn send_invite(&mut self, now: Instant, id: CallId, auth: Option<(String, &'static str)>) {
         let via = self.via();
-        let contact = format!("<{}>", self.contact_uri(self.cfg.contact));
+        let number = self
+            .calls
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.local_number.clone())
+            .unwrap_or_default();
+        let contact = format!("<{}>", self.contact_uri(&number, self.cfg.contact));
         let sid = u64::from_le_bytes({
             let mut b = [0u8; 8];
             self.rng.fill(&mut b);
@@ -957,8 +1074,10 @@ impl UserAgent {
                 ("Proxy-Authenticate", "Proxy-Authorization")
             };
             let uri = call.remote_uri.clone();
+            let number = call.local_number.clone();
+            let creds = self.cfg.credentials_for(&number);
             if let (Some((user, pass)), Some(ch)) = (
-                self.cfg.credentials.clone(),
+                creds,
                 resp.headers.get(hdr).and_then(|v| Challenge::parse(v).ok()),
             ) {
                 let cnonce = hex(&mut *self.rng, 8);
@@ -1015,7 +1134,13 @@ impl UserAgent {
     /// Answer an incoming call with our SDP (200 OK). The answer must fit the offer
     /// ([`crate::sdp::answer_for`] builds one that does).
     pub fn answer(&mut self, now: Instant, id: CallId, answer: &IkeSdp) -> Result<(), UaError> {
-        let contact = format!("<{}>", self.contact_uri(self.cfg.contact));
+        let number = self
+            .calls
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.local_number.clone())
+            .ok_or(UaError::UnknownCall)?;
+        let contact = format!("<{}>", self.contact_uri(&number, self.cfg.contact));
         let sid = u64::from_le_bytes({
             let mut b = [0u8; 8];
             self.rng.fill(&mut b);
@@ -1193,9 +1318,11 @@ impl UserAgent {
     fn tx_events(&mut self, now: Instant, owner: Owner, method: Method, events: VecDeque<TxEvent>) {
         for ev in events {
             match (owner, ev) {
-                (Owner::Register, TxEvent::Response(r)) => self.on_register_response(now, r),
-                (Owner::Register, TxEvent::Timeout) => {
-                    self.registration_failed(now, "registrar did not answer".into())
+                (Owner::Register(reg), TxEvent::Response(r)) => {
+                    self.on_register_response(now, reg, r)
+                }
+                (Owner::Register(reg), TxEvent::Timeout) => {
+                    self.registration_failed(now, reg, "registrar did not answer".into())
                 }
                 (Owner::Call(id), TxEvent::Response(r)) if method == Method::Invite => {
                     self.on_invite_response(now, id, r)
@@ -1351,11 +1478,22 @@ impl UserAgent {
         let from_number = req.from().map(|f| number_of(&f.uri)).unwrap_or_default();
         self.respond_server(now, branch, &Method::Invite, 100, None, None);
         let local_tag = hex(&mut *self.rng, 8);
-        let target_user = SipUri::parse(&req.uri).and_then(|u| u.user);
-        if target_user.as_deref() != Some(self.cfg.local_number.as_str()) {
+        // The called number: the Request-URI's user (the registrar rewrote it to the Contact we
+        // registered for that number), else the To user.
+        let to_number = SipUri::parse(&req.uri)
+            .and_then(|u| u.user)
+            .or_else(|| {
+                req.to()
+                    .and_then(|t| SipUri::parse(&t.uri))
+                    .and_then(|u| u.user)
+            })
+            .unwrap_or_default();
+        if !self.cfg.numbers().any(|n| n == to_number) {
+            self.unknown_number_calls += 1;
             self.respond_server(now, branch, &Method::Invite, 404, Some(&local_tag), None);
             self.events.push_back(Event::IncomingCallRejected {
                 from_number,
+                to_number,
                 status: 404,
                 reason: "not our number".into(),
             });
@@ -1378,6 +1516,7 @@ impl UserAgent {
                 );
                 self.events.push_back(Event::IncomingCallRejected {
                     from_number,
+                    to_number,
                     status: e.status(),
                     reason,
                 });
@@ -1399,6 +1538,7 @@ impl UserAgent {
             local_uri: req.to().map(|t| t.uri).unwrap_or_default(),
             remote_uri: req.from().map(|f| f.uri).unwrap_or_default(),
             remote_number: from_number.clone(),
+            local_number: to_number.clone(),
             local_tag: local_tag.clone(),
             remote_tag: req.from().and_then(|f| f.tag().map(str::to_owned)),
             remote_target: req
@@ -1431,6 +1571,7 @@ impl UserAgent {
         self.events.push_back(Event::IncomingCall {
             call: id,
             from_number,
+            to_number,
             offer,
         });
     }
@@ -1473,19 +1614,23 @@ impl UserAgent {
         for (owner, method, events) in fired {
             self.tx_events(now, owner, method, events);
         }
-        if self.reg.next.is_some_and(|t| t <= now) {
-            self.reg.next = None;
-            match self.reg.state {
-                RegState::Registered { .. } | RegState::Backoff => {
-                    self.reg.auth_sent_for = None;
-                    self.send_register(now, None);
+        // Each number refreshes (or retries) on its own schedule.
+        for r in 0..self.regs.len() {
+            let reg = &mut self.regs[r];
+            if reg.next.is_some_and(|t| t <= now) {
+                reg.next = None;
+                if matches!(reg.state, RegState::Registered { .. } | RegState::Backoff) {
+                    reg.auth_sent_for = None;
+                    self.send_register(now, r, None);
                 }
-                _ => {}
             }
-        }
-        if self.reg.bound.is_some_and(|(_, until)| until <= now) {
-            self.reg.bound = None;
-            self.events.push_back(Event::Unregistered);
+            let reg = &mut self.regs[r];
+            if reg.bound.is_some_and(|(_, until)| until <= now) {
+                reg.bound = None;
+                self.events.push_back(Event::Unregistered {
+                    number: reg.number.clone(),
+                });
+            }
         }
         self.reap();
     }
@@ -1496,8 +1641,13 @@ impl UserAgent {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let tx = self.txs.iter().filter_map(|(t, _)| t.poll_timeout()).min();
-        let lapse = self.reg.bound.map(|(_, until)| until);
-        [tx, self.reg.next, lapse].into_iter().flatten().min()
+        let regs = self
+            .regs
+            .iter()
+            .flat_map(|r| [r.next, r.bound.map(|(_, until)| until)])
+            .flatten()
+            .min();
+        [tx, regs].into_iter().flatten().min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -1508,34 +1658,73 @@ impl UserAgent {
         self.events.pop_front()
     }
 
+    /// Every local number has a binding.
     pub fn is_registered(&self) -> bool {
-        self.reg.bound.is_some()
+        self.regs.iter().all(|r| r.bound.is_some())
     }
 
-    /// Plain data for `show` (`now` turns the expiry into a countdown).
-    pub fn snapshot(&self, now: Instant) -> Snapshot {
-        let registration = match self.reg.bound {
+    /// At least one local number has a binding.
+    pub fn any_registered(&self) -> bool {
+        self.regs.iter().any(|r| r.bound.is_some())
+    }
+
+    /// Local number `number` has a binding (it can place calls).
+    pub fn is_registered_as(&self, number: &str) -> bool {
+        self.regs
+            .iter()
+            .any(|r| r.number == number && r.bound.is_some())
+    }
+
+    fn number_snapshot(r: &Registration, now: Instant) -> NumberRegistration {
+        let registration = match r.bound {
             Some((contact, until)) if until > now => {
                 let left = until.saturating_duration_since(now).as_secs();
                 RegistrationStatus::Registered {
                     contact,
                     expires_in: u32::try_from(left).unwrap_or(u32::MAX),
-                    call_id: self.reg.call_id.clone(),
+                    call_id: r.call_id.clone(),
                 }
             }
             _ => RegistrationStatus::NotRegistered,
         };
-        Snapshot {
-            local_number: self.cfg.local_number.clone(),
-            domain: self.cfg.domain.clone(),
-            transport: self.cfg.transport,
+        NumberRegistration {
+            local_number: r.number.clone(),
             registration,
-            registration_failures: self.reg.failures,
-            registration_failure: self.reg.last_failure.clone(),
-            registration_retry_in: match self.reg.state {
-                RegState::Backoff => self.reg.next.map(|t| t.saturating_duration_since(now)),
+            failures: r.failures,
+            failure: r.last_failure.clone(),
+            retry_in: match r.state {
+                RegState::Backoff => r.next.map(|t| t.saturating_duration_since(now)),
                 _ => None,
             },
+        }
+    }
+
+    /// Plain data for `show` (`now` turns the expiry into a countdown).
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let registrations: Vec<NumberRegistration> = self
+            .regs
+            .iter()
+            .map(|r| Self::number_snapshot(r, now))
+            .collect();
+        let first = registrations
+            .first()
+            .cloned()
+            .unwrap_or(NumberRegistration {
+                local_number: self.cfg.local_number.clone(),
+                registration: RegistrationStatus::NotRegistered,
+                failures: 0,
+                failure: None,
+                retry_in: None,
+            });
+        Snapshot {
+            local_number: first.local_number,
+            domain: self.cfg.domain.clone(),
+            transport: self.cfg.transport,
+            registration: first.registration,
+            registration_failures: first.failures,
+            registration_failure: first.failure,
+            registration_retry_in: first.retry_in,
+            registrations,
             calls: self
                 .calls
                 .iter()
@@ -1544,11 +1733,13 @@ impl UserAgent {
                     call: c.id,
                     sip_call_id: c.call_id.clone(),
                     remote_number: c.remote_number.clone(),
+                    local_number: c.local_number.clone(),
                     role: c.role,
                     state: c.state,
                 })
                 .collect(),
             parse_errors: self.parse_errors,
+            unknown_number_calls: self.unknown_number_calls,
         }
     }
 }

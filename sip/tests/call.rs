@@ -99,6 +99,7 @@ fn registers_with_digest_and_shows_seed_format() {
         vec![(
             0,
             Event::Registered {
+                number: "1001".into(),
                 expires: 3600,
                 contact: addr(A)
             }
@@ -181,6 +182,7 @@ fn contact_change_reregisters_and_removes_old_binding() {
         vec![(
             0,
             Event::Registered {
+                number: "1001".into(),
                 expires: 3600,
                 contact: addr("10.0.0.22:5060")
             }
@@ -204,7 +206,7 @@ fn retries_with_backoff_while_registrar_is_away() {
     n.run_for(Duration::from_secs(32));
     let ev = n.take_events();
     assert!(
-        matches!(&ev[..], [(0, Event::RegistrationFailed { reason })] if reason.contains("did not answer"))
+        matches!(&ev[..], [(0, Event::RegistrationFailed { reason, .. })] if reason.contains("did not answer"))
     );
     // Visible to the operator (Lifeline extension line under the seed's one).
     assert_eq!(
@@ -253,7 +255,7 @@ fn wrong_password_fails_after_one_retry() {
     assert_eq!(register_count(&n), 2);
     let ev = n.take_events();
     assert!(
-        matches!(&ev[..], [(0, Event::RegistrationFailed { reason })] if reason == "authentication failed"),
+        matches!(&ev[..], [(0, Event::RegistrationFailed { reason, .. })] if reason == "authentication failed"),
         "{ev:?}"
     );
 }
@@ -269,6 +271,7 @@ fn place_call(n: &mut Network, bw_a: u32) -> (CallId, CallId, IkeSdp) {
         Event::IncomingCall {
             call,
             from_number,
+            to_number: _,
             offer: got,
         },
     )) = ev.into_iter().next()
@@ -435,7 +438,7 @@ fn offer_without_bandwidth_is_refused_with_488_and_reason() {
     n.flush();
     let ev = n.take_events();
     assert!(
-        matches!(&ev[..], [(1, Event::IncomingCallRejected { from_number, status: 488, reason })]
+        matches!(&ev[..], [(1, Event::IncomingCallRejected { from_number, status: 488, reason, .. })]
             if from_number == "1009" && reason.contains("b=AS")),
         "{ev:?}"
     );
@@ -746,14 +749,23 @@ fn failed_refresh_keeps_the_binding_until_it_lapses() {
         "{ev:?}"
     );
     assert!(
-        !ev.iter().any(|(_, e)| matches!(e, Event::Unregistered)),
+        !ev.iter()
+            .any(|(_, e)| matches!(e, Event::Unregistered { .. })),
         "{ev:?}"
     );
     assert!(n.uas[0].is_registered());
     assert!(show::registration_status(&n.uas[0].snapshot(n.now)).contains(": registered 10.0.0.2"));
     n.run_for(Duration::from_secs(3600 - 1833));
     let ev = n.take_events();
-    assert!(ev.contains(&(0, Event::Unregistered)), "{ev:?}");
+    assert!(
+        ev.contains(&(
+            0,
+            Event::Unregistered {
+                number: "1001".into()
+            }
+        )),
+        "{ev:?}"
+    );
     assert!(!n.uas[0].is_registered());
     // (with the retries shown under the seed's line while the registrar stays away)
     let shown = show::registration_status(&n.uas[0].snapshot(n.now));
@@ -771,7 +783,15 @@ fn stop_registration_forgets_the_binding_silently() {
     n.uas[0].stop_registration();
     n.flush();
     assert_eq!(n.log.len(), before, "nothing sent");
-    assert_eq!(n.take_events(), vec![(0, Event::Unregistered)]);
+    assert_eq!(
+        n.take_events(),
+        vec![(
+            0,
+            Event::Unregistered {
+                number: "1001".into()
+            }
+        )]
+    );
     n.run_for(Duration::from_secs(7200));
     assert!(!n.uas[0].is_registered());
     let now = n.now;
@@ -973,10 +993,224 @@ fn transport_error_fails_the_register_now_and_set_registrar_moves_on() {
     n.run_for(Duration::from_millis(1));
     let ev = n.take_events();
     assert!(
-        matches!(&ev[..], [(0, Event::RegistrationFailed { reason })] if reason.contains("no connection")),
+        matches!(&ev[..], [(0, Event::RegistrationFailed { reason, .. })] if reason.contains("no connection")),
         "{ev:?}"
     );
     n.uas[0].set_registrar(addr(REG), Transport::Tcp);
     n.run_for(Duration::from_secs(3));
     assert!(n.uas[0].is_registered());
+}
+
+// ---------------------------------------------------------------- several local numbers
+
+/// UA 0 has the numbers 1001 and 1003 (1003 with its own digest account, password `pw1003`);
+/// UA 1 is 1002. The registrar knows 1001..1003.
+fn multi_number_net(pw1003: &str) -> Network {
+    let mut rcfg = RegistrarConfig::new("lifeline.test", addr(REG));
+    rcfg.users = Some(vec![
+        ("1001".into(), Secret::new("secret1001")),
+        ("1002".into(), Secret::new("secret1002")),
+        ("1003".into(), Secret::new("secret1003")),
+    ]);
+    let registrar = Registrar::new(rcfg, Box::new(SeededRandom::new(99)));
+    let mut cfg = UaConfig::new("1001", "lifeline.test", addr(REG), addr(A));
+    cfg.credentials = Some(("1001".into(), Secret::new("secret1001")));
+    cfg.extra_numbers = vec!["1003".into()];
+    cfg.number_credentials = vec![("1003".into(), ("1003".into(), Secret::new(pw1003)))];
+    let a = UserAgent::new(cfg, Box::new(SeededRandom::new(1)));
+    Network::new(origin(), registrar, vec![a, ua("1002", B, "secret1002", 2)])
+}
+
+#[test]
+fn several_local_numbers_register_one_by_one_and_take_their_own_calls() {
+    let mut n = multi_number_net("secret1003");
+    let now = n.now;
+    for u in n.uas.iter_mut() {
+        u.register(now);
+    }
+    n.run_for(Duration::from_secs(1));
+    let mut registered: Vec<(usize, String)> = n
+        .take_events()
+        .into_iter()
+        .filter_map(|(i, e)| match e {
+            Event::Registered { number, .. } => Some((i, number)),
+            _ => None,
+        })
+        .collect();
+    registered.sort();
+    assert_eq!(
+        registered,
+        [(0, "1001".into()), (0, "1003".into()), (1, "1002".into())]
+    );
+    // one REGISTER dialog per number (each with its 401 round): 2 + 2 for UA 0, 2 for UA 1
+    assert_eq!(register_count(&n), 6);
+    assert_eq!(n.registrar.lookup("1003")[0].addr, addr(A));
+    assert_eq!(n.registrar.lookup("1001")[0].addr, addr(A));
+    let s = n.uas[0].snapshot(n.now);
+    assert_eq!(
+        show::registration_status(&s),
+        "SIP registration of local number 1001 : registered 10.0.0.2\n\
+         SIP registration of local number 1003 : registered 10.0.0.2\n"
+    );
+    let table = show::registrar_table(&s);
+    assert_eq!(table.lines().count(), 4, "{table}");
+    let call_ids: Vec<String> = s
+        .registrations
+        .iter()
+        .map(|r| match &r.registration {
+            RegistrationStatus::Registered { call_id, .. } => call_id.clone(),
+            RegistrationStatus::NotRegistered => panic!("not registered"),
+        })
+        .collect();
+    assert_ne!(call_ids[0], call_ids[1]);
+    assert!(n.uas[0].is_registered_as("1003") && n.uas[0].is_registered());
+
+    // 1002 calls 1003: UA 0 takes it as 1003.
+    let o = offer([10, 0, 0, 3], 50001, 1000);
+    let b_call = n.uas[1].invite(n.now, "1003", o.clone());
+    n.run_for(Duration::from_millis(10));
+    let ev = n.take_events();
+    let Some((
+        0,
+        Event::IncomingCall {
+            call,
+            from_number,
+            to_number,
+            ..
+        },
+    )) = ev.into_iter().next()
+    else {
+        panic!("no incoming call")
+    };
+    assert_eq!((from_number.as_str(), to_number.as_str()), ("1002", "1003"));
+    assert_eq!(n.uas[0].snapshot(n.now).calls[0].local_number, "1003");
+    let (answer, _) = answer_for(
+        &o,
+        Ipv4Addr::new(10, 0, 0, 2),
+        50002,
+        Fingerprint::new(HashFunc::Sha1, vec![0xCD; 20]),
+        1000,
+        true,
+    )
+    .unwrap();
+    n.uas[0].answer(n.now, call, &answer).unwrap();
+    n.run_for(Duration::from_millis(10));
+    assert!(
+        n.take_events()
+            .iter()
+            .any(|(i, e)| *i == 1
+                && matches!(e, Event::CallAnswered { call, .. } if *call == b_call))
+    );
+
+    // UA 0 calls 1002 from 1003 (its INVITE authenticates with 1003's account): 1002 sees 1003.
+    n.uas[0].invite_from(n.now, "1003", "1002", offer([10, 0, 0, 2], 50003, 1000));
+    n.run_for(Duration::from_millis(10));
+    let ev = n.take_events();
+    assert!(
+        ev.iter().any(|(i, e)| *i == 1
+            && matches!(e, Event::IncomingCall { from_number, to_number, .. }
+                if from_number == "1003" && to_number == "1002")),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn an_invite_to_a_number_that_is_not_ours_gets_404_and_is_counted() {
+    let mut n = multi_number_net("secret1003");
+    let now = n.now;
+    n.uas[0].register(now);
+    n.run_for(Duration::from_secs(1));
+    n.take_events();
+    while n.uas[0].poll_transmit().is_some() {}
+    let invite = "INVITE sip:1009@10.0.0.2:5060 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKunknown1\r\n\
+        Max-Forwards: 69\r\n\
+        From: <sip:1002@lifeline.test>;tag=abc\r\n\
+        To: <sip:1009@lifeline.test>\r\n\
+        Call-ID: unknown-number-1@10.0.0.3\r\n\
+        CSeq: 1 INVITE\r\n\
+        Contact: <sip:1002@10.0.0.3:5060>\r\n\
+        Content-Length: 0\r\n\r\n";
+    n.uas[0].handle_input(n.now, addr(REG), invite.as_bytes());
+    let mut statuses = Vec::new();
+    while let Some(t) = n.uas[0].poll_transmit() {
+        let text = String::from_utf8_lossy(&t.payload).into_owned();
+        statuses.push(text.lines().next().unwrap_or_default().to_owned());
+    }
+    assert_eq!(statuses, ["SIP/2.0 100 Trying", "SIP/2.0 404 Not Found"]);
+    assert!(matches!(
+        n.uas[0].poll_event(),
+        Some(Event::IncomingCallRejected { status: 404, ref to_number, .. }) if to_number == "1009"
+    ));
+    let s = n.uas[0].snapshot(n.now);
+    assert_eq!(s.unknown_number_calls, 1);
+    assert!(
+        show::registration_status(&s).ends_with("Calls to unknown numbers refused (404): 1\n"),
+        "{}",
+        show::registration_status(&s)
+    );
+}
+
+#[test]
+fn each_local_number_registers_and_retries_on_its_own() {
+    // 1003's password is wrong: 1001 registers and refreshes, 1003 backs off and retries alone.
+    let mut n = multi_number_net("wrong");
+    let now = n.now;
+    n.uas[0].register(now);
+    n.run_for(Duration::from_secs(1));
+    let ev = n.take_events();
+    assert!(ev.contains(&(
+        0,
+        Event::Registered {
+            number: "1001".into(),
+            expires: 3600,
+            contact: addr(A)
+        }
+    )));
+    assert!(ev.contains(&(
+        0,
+        Event::RegistrationFailed {
+            number: "1003".into(),
+            reason: "authentication failed".into()
+        }
+    )));
+    assert!(n.uas[0].is_registered_as("1001"));
+    assert!(!n.uas[0].is_registered_as("1003") && !n.uas[0].is_registered());
+    let status = show::registration_status(&n.uas[0].snapshot(n.now));
+    assert!(
+        status.starts_with(
+            "SIP registration of local number 1001 : registered 10.0.0.2\n\
+             SIP registration of local number 1003 : not registered\n  Retries: 1, next attempt in"
+        ),
+        "{status}"
+    );
+    // 1003 retries after its backoff (2 s) without touching 1001's dialog; 1001 refreshes at half
+    // its lifetime (1800 s), alone.
+    n.run_for(Duration::from_secs(3));
+    let ev = n.take_events();
+    assert_eq!(
+        ev,
+        vec![(
+            0,
+            Event::RegistrationFailed {
+                number: "1003".into(),
+                reason: "authentication failed".into()
+            }
+        )]
+    );
+    n.run_for(Duration::from_secs(1800));
+    let ev = n.take_events();
+    assert!(ev.contains(&(
+        0,
+        Event::Registered {
+            number: "1001".into(),
+            expires: 3600,
+            contact: addr(A)
+        }
+    )));
+    assert!(
+        !ev.iter()
+            .any(|(_, e)| matches!(e, Event::Registered { number, .. } if number == "1003"))
+    );
+    assert!(n.uas[0].is_registered_as("1001"));
 }

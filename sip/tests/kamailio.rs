@@ -275,6 +275,7 @@ fn kamailio_register_call_hangup_reject_unregister() {
         Event::IncomingCall {
             call,
             from_number,
+            to_number: _,
             offer,
         } => {
             assert_eq!(from_number, "1001");
@@ -381,7 +382,8 @@ fn kamailio_register_call_hangup_reject_unregister() {
     // unregister 1001: gone from the location table
     ds[0].ua.unregister(Instant::now());
     pump(&mut ds, 10, |ev| {
-        ev.iter().any(|(_, e)| matches!(e, Event::Unregistered))
+        ev.iter()
+            .any(|(_, e)| matches!(e, Event::Unregistered { .. }))
     });
     let ul = kam.kamcmd("ul.dump").unwrap();
     assert!(!ul.contains("sip:1001@"), "{ul}");
@@ -402,6 +404,7 @@ fn kamailio_register_call_hangup_reject_unregister() {
         ev.contains(&(
             1,
             Event::Registered {
+                number: "1002".into(),
                 expires: 600,
                 contact: new
             }
@@ -633,6 +636,7 @@ fn sipp_rfc6193_caller_and_callee_scenarios() {
     let Some(Event::IncomingCall {
         call,
         from_number,
+        to_number: _,
         offer: got,
     }) = ev.into_iter().map(|(_, e)| e).next()
     else {

@@ -41,6 +41,8 @@ pub struct Endpoint {
     nat_t_port: u16,
     profiles: Vec<Arc<Profile>>,
     expectations: HashMap<Identity, Fingerprint>,
+    /// VPN-SIP: the profile that answers a peer, from [`Endpoint::expect_peer_on`].
+    expected_profiles: HashMap<Identity, String>,
     sas: BTreeMap<IkeSaId, IkeSa>,
     /// Each SA's next deadline, as last computed, and a min-heap of them. Heap entries whose time differs
     /// from `deadlines` are stale and skipped, so timers cost O(log n) per SA touched, not O(SAs) per call.
@@ -94,6 +96,7 @@ impl Endpoint {
             nat_t_port: NAT_T_PORT,
             profiles: Vec::new(),
             expectations: HashMap::new(),
+            expected_profiles: HashMap::new(),
             sas: BTreeMap::new(),
             deadlines: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -240,9 +243,19 @@ impl Endpoint {
         self.expectations.insert(peer, fingerprint);
     }
 
+    /// [`Endpoint::expect_peer`], and the peer's IKE_AUTH is answered with `profile` (its identity and
+    /// keyring) instead of the first profile whose `remote_id` matches: a VPN-SIP appliance with several
+    /// local numbers keys each number's tunnels with their own profile.
+    pub fn expect_peer_on(&mut self, peer: Identity, fingerprint: Fingerprint, profile: &str) {
+        self.expected_profiles
+            .insert(peer.clone(), profile.to_owned());
+        self.expectations.insert(peer, fingerprint);
+    }
+
     /// Forgets an expectation (call ended).
     pub fn forget_peer(&mut self, peer: &Identity) {
         self.expectations.remove(peer);
+        self.expected_profiles.remove(peer);
     }
 
     /// SHA-1 fingerprint of a PSK, for `a=fingerprint:SHA-1` in SDP.
@@ -362,6 +375,7 @@ impl Endpoint {
         ctx.fragment_mtu = self.fragment_mtu;
         ctx.profiles = &self.profiles;
         ctx.expectations = &self.expectations;
+        ctx.expected_profiles = &self.expected_profiles;
         ctx.pki = &self.pki;
         ctx.wall = wall_at(self.wall, now);
         sa.handle_message(now, local, remote, &msg, data, &mut ctx);

@@ -25,6 +25,8 @@ pub(crate) struct Ctx<'a> {
     pub nat_t_port: u16,
     pub profiles: &'a [Arc<Profile>],
     pub expectations: &'a HashMap<Identity, Fingerprint>,
+    /// VPN-SIP: the profile that answers a peer (its SIP number as key-id), when the call chose one.
+    pub expected_profiles: &'a HashMap<Identity, String>,
     pub new_spis: Vec<u64>,
     pub dropped_spis: Vec<u64>,
     /// `crypto ikev2 fragmentation mtu N` (None: do not fragment).
@@ -41,6 +43,9 @@ static NO_PKI: std::sync::LazyLock<crate::pki::Pki> =
 static NO_EXPECTATIONS: std::sync::LazyLock<HashMap<Identity, Fingerprint>> =
     std::sync::LazyLock::new(HashMap::new);
 
+static NO_EXPECTED_PROFILES: std::sync::LazyLock<HashMap<Identity, String>> =
+    std::sync::LazyLock::new(HashMap::new);
+
 impl<'a> Ctx<'a> {
     pub fn new(
         rng: &'a mut dyn Rng,
@@ -55,6 +60,7 @@ impl<'a> Ctx<'a> {
             nat_t_port,
             profiles: &[],
             expectations: &NO_EXPECTATIONS,
+            expected_profiles: &NO_EXPECTED_PROFILES,
             new_spis: Vec::new(),
             dropped_spis: Vec::new(),
             fragment_mtu: None,
@@ -1442,10 +1448,18 @@ impl IkeSa {
             return self.reject_auth(msg_id, AuthFailure::Missing("IDi/AUTH"), ctx);
         };
         let peer = Identity::from_wire(idi);
-        let Some(profile) = ctx
-            .profiles
-            .iter()
-            .find(|p| p.remote_id.as_ref().is_none_or(|r| r.matches(&peer)))
+        // A VPN-SIP call that named the profile for this peer wins (several local numbers: each
+        // number's tunnels have their own profile and identity); else the first profile that matches.
+        let chosen = ctx
+            .expected_profiles
+            .get(&peer)
+            .and_then(|name| ctx.profiles.iter().find(|p| &p.name == name));
+        let Some(profile) = chosen
+            .or_else(|| {
+                ctx.profiles
+                    .iter()
+                    .find(|p| p.remote_id.as_ref().is_none_or(|r| r.matches(&peer)))
+            })
             .cloned()
         else {
             return self.reject_auth(msg_id, AuthFailure::IdentityMismatch(peer.to_string()), ctx);
