@@ -370,30 +370,85 @@ struct Cloud {
     s2: Site,
     /// The router between the three NBMA subnets (the "Internet").
     _wan: Netns,
+    /// The NAT router in front of spoke 1, when there is one.
+    _nat: Option<Netns>,
 }
 
 /// Hub 192.0.2.1, spoke 1 198.51.100.1, spoke 2 203.0.113.1, each on its own subnet behind `wan`.
-fn cloud(phase3: bool, capture_on: &str) -> Cloud {
+/// With `nat`, spoke 1 sits at 10.11.0.2 behind an nftables masquerading router whose outside address is
+/// 198.51.100.1.
+fn cloud(phase3: bool, capture_on: &str, nat: bool) -> Cloud {
     let wan = Netns::new("wan");
     let h = Netns::new("hub");
     let a = Netns::new("sp1");
     let b = Netns::new("sp2");
     wan.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     veth(&wan, "eh", "192.0.2.254/24", &h, "eth0", "192.0.2.1/24");
-    veth(
-        &wan,
-        "e1",
-        "198.51.100.254/24",
-        &a,
-        "eth0",
-        "198.51.100.1/24",
-    );
     veth(&wan, "e2", "203.0.113.254/24", &b, "eth0", "203.0.113.1/24");
-    for (ns, gw) in [
-        (&h, "192.0.2.254"),
-        (&a, "198.51.100.254"),
-        (&b, "203.0.113.254"),
-    ] {
+    let (nat_ns, s1_wan, s1_gw) = if nat {
+        let n = Netns::new("nat");
+        n.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        veth(
+            &wan,
+            "e1",
+            "198.51.100.254/24",
+            &n,
+            "out",
+            "198.51.100.1/24",
+        );
+        veth(&n, "in", "10.11.0.1/24", &a, "eth0", "10.11.0.2/24");
+        n.run(&["ip", "route", "add", "default", "via", "198.51.100.254"]);
+        n.run(&["nft", "add", "table", "ip", "nat"]);
+        n.run(&[
+            "nft",
+            "add chain ip nat post { type nat hook postrouting priority 100 ; }",
+        ]);
+        n.run(&[
+            "nft",
+            "add",
+            "rule",
+            "ip",
+            "nat",
+            "post",
+            "oifname",
+            "out",
+            "masquerade",
+        ]);
+        // GRE arriving at the outside address goes to the spoke (a port forward for protocol 47): without
+        // it the NAT drops what other spokes send before spoke 1 sent them anything (resolution replies).
+        n.run(&[
+            "nft",
+            "add chain ip nat pre { type nat hook prerouting priority -100 ; }",
+        ]);
+        n.run(&[
+            "nft",
+            "add",
+            "rule",
+            "ip",
+            "nat",
+            "pre",
+            "iifname",
+            "out",
+            "ip",
+            "protocol",
+            "gre",
+            "dnat",
+            "to",
+            "10.11.0.2",
+        ]);
+        (Some(n), "10.11.0.2", "10.11.0.1")
+    } else {
+        veth(
+            &wan,
+            "e1",
+            "198.51.100.254/24",
+            &a,
+            "eth0",
+            "198.51.100.1/24",
+        );
+        (None, "198.51.100.1", "198.51.100.254")
+    };
+    for (ns, gw) in [(&h, "192.0.2.254"), (&a, s1_gw), (&b, "203.0.113.254")] {
         ns.run(&["ip", "route", "add", "default", "via", gw]);
     }
     let cap = Capture::start(&wan, capture_on, "dmvpn");
@@ -406,7 +461,7 @@ fn cloud(phase3: bool, capture_on: &str) -> Cloud {
         std::thread::sleep(Duration::from_millis(20));
     }
     let hub = start_site(h, "hub", &hub_config(phase3));
-    let s1 = start_site(a, "spoke1", &spoke_config(1, "198.51.100.1", phase3));
+    let s1 = start_site(a, "spoke1", &spoke_config(1, s1_wan, phase3));
     let s2 = start_site(b, "spoke2", &spoke_config(2, "203.0.113.1", phase3));
     Cloud {
         cap,
@@ -414,6 +469,7 @@ fn cloud(phase3: bool, capture_on: &str) -> Cloud {
         s1,
         s2,
         _wan: wan,
+        _nat: nat_ns,
     }
 }
 
@@ -496,8 +552,28 @@ fn time_to_direct(c: &Cloud, direct: impl Fn(&Cloud) -> bool) -> Duration {
 /// Spoke-to-spoke traffic no longer crosses the hub: ten pings, the hub forwards none of them.
 fn assert_direct(c: &Cloud) {
     let before = gre_counter(&c.hub, "hairpinned");
-    assert_eq!(pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 10), 10);
-    assert_eq!(pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 10), 10);
+    let dump = || {
+        format!(
+            "spoke 1:\n{}\n{}\nspoke 2:\n{}\n{}\nhub:\n{}",
+            c.s1.cli(&["show", "ip", "nhrp"]),
+            json(&c.s1, &["show", "dmvpn"])["tunnels"][0]["gre"],
+            c.s2.cli(&["show", "ip", "nhrp"]),
+            json(&c.s2, &["show", "dmvpn"])["tunnels"][0]["gre"],
+            json(&c.hub, &["show", "dmvpn"])["tunnels"][0]["gre"],
+        )
+    };
+    assert_eq!(
+        pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 10),
+        10,
+        "{}",
+        dump()
+    );
+    assert_eq!(
+        pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 10),
+        10,
+        "{}",
+        dump()
+    );
     let after = gre_counter(&c.hub, "hairpinned");
     assert_eq!(
         before, after,
@@ -510,7 +586,7 @@ fn dmvpn_phase2_spokes_register_and_resolve_each_other_through_the_hub() {
     if !netns_available("dmvpn_phase2_spokes_register_and_resolve_each_other_through_the_hub") {
         return;
     }
-    let mut c = cloud(false, "e2");
+    let mut c = cloud(false, "e2", false);
     let reg = wait_registered(&c);
     println!("[dmvpn phase 2] both spokes registered {reg:?} after start");
     // Hub and spokes reach each other over the cloud.
@@ -594,7 +670,7 @@ fn dmvpn_phase3_hub_redirect_and_spoke_shortcut_build_a_direct_path() {
     if !netns_available("dmvpn_phase3_hub_redirect_and_spoke_shortcut_build_a_direct_path") {
         return;
     }
-    let mut c = cloud(true, "e1");
+    let mut c = cloud(true, "e1", false);
     let reg = wait_registered(&c);
     println!("[dmvpn phase 3] both spokes registered {reg:?} after start");
     // Spoke 1 routes 10.1.0.0/16 via the hub; the hub forwards the first packets and redirects; spoke 1
@@ -638,5 +714,69 @@ fn dmvpn_phase3_hub_redirect_and_spoke_shortcut_build_a_direct_path() {
     for op in ["1", "2", "3", "4", "8"] {
         assert!(ops.iter().any(|o| o == op), "no NHRP type {op} in {ops:?}");
     }
+    let _ = std::fs::remove_file(&pcap);
+}
+
+#[test]
+fn dmvpn_spoke_behind_nat_registers_with_the_nat_extension_and_goes_direct() {
+    if !netns_available("dmvpn_spoke_behind_nat_registers_with_the_nat_extension_and_goes_direct") {
+        return;
+    }
+    let mut c = cloud(false, "e1", true);
+    let reg = wait_registered(&c);
+    println!("[dmvpn nat] both spokes registered {reg:?} after start");
+    // The hub maps spoke 1 to its post-NAT address and remembers the claimed one.
+    let es = entries(&c.hub);
+    let e = entry(&es, "10.0.0.11/32").unwrap();
+    assert_eq!(e["nbma"], "198.51.100.1", "{e}");
+    assert_eq!(e["claimed_nbma"], "10.11.0.2", "{e}");
+    // The NHS told spoke 1 its post-NAT address (NAT extension in the registration reply).
+    let t0 = Instant::now();
+    while json(&c.s1, &["show", "dmvpn"])["tunnels"][0]["post_nat_nbma"] != "198.51.100.1" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no post-NAT address"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("{}", c.hub.cli(&["show", "dmvpn"]));
+    // Spoke 1 (NATed) -> spoke 2: resolution, then direct both ways through the NAT.
+    let took = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!("[dmvpn nat] first packet to direct path from the NATed spoke: {took:?}");
+    let t0 = Instant::now();
+    while !entry(&entries(&c.s2), "10.0.0.11/32").is_some_and(|e| e["nbma"] == "198.51.100.1") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "spoke 2 does not know spoke 1's post-NAT address: {:?}",
+            entries(&c.s2)
+        );
+        let _ = pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 1);
+    }
+    assert_direct(&c);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 2);
+    println!("[dmvpn nat] iperf3 NATed spoke 1 -> spoke 2 (direct): {mbits:.0} Mbit/s");
+    assert!(mbits > 1.0);
+    // On the wire (outside the NAT): the registration request claims 10.11.0.2 and carries the NAT
+    // extension; the reply's NAT extension holds the post-NAT address.
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let reqs = tshark(
+        &pcap,
+        "nhrp.hdr.op.type == 3",
+        &["ip.src", "nhrp.src.nbma.addr", "nhrp.ext.type"],
+    );
+    println!("[dmvpn nat] registration requests: {reqs:?}");
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("198.51.100.1\t10.11.0.2\t") && r.contains("0x0009")),
+        "{reqs:?}"
+    );
+    let replies = tshark(&pcap, "nhrp.hdr.op.type == 4", &["nhrp.client.nbma.addr"]);
+    println!("[dmvpn nat] registration replies (client NBMA fields): {replies:?}");
+    assert!(
+        replies.iter().any(|r| r.contains("198.51.100.1")),
+        "{replies:?}"
+    );
     let _ = std::fs::remove_file(&pcap);
 }
