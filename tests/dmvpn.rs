@@ -780,3 +780,158 @@ fn dmvpn_spoke_behind_nat_registers_with_the_nat_extension_and_goes_direct() {
     );
     let _ = std::fs::remove_file(&pcap);
 }
+
+/// Dual hub on one cloud: hub `n` (1 or 2) at 10.0.0.n, NBMA `nbma`.
+fn dual_hub_config(n: u8, nbma: &str) -> String {
+    format!(
+        "\
+hostname hub{n}
+!
+interface GigabitEthernet0
+ device eth0
+ ip address {nbma} 255.255.255.0
+!
+interface Tunnel0
+ device dmvpn0
+ ip address 10.0.0.{n} 255.255.255.0
+ ip mtu 1400
+ ip nhrp authentication donttell
+ ip nhrp map multicast dynamic
+ ip nhrp network-id 99
+ ip nhrp holdtime 300
+ tunnel source GigabitEthernet0
+ tunnel mode gre multipoint
+ tunnel key 100000
+!
+ip route 10.1.1.0 255.255.255.0 10.0.0.11
+ip route 10.1.2.0 255.255.255.0 10.0.0.12
+"
+    )
+}
+
+/// A spoke with two NHSes (`ip nhrp nhs` twice, in priority order) and a short registration timeout, so a
+/// dead hub is noticed within seconds; the other spoke's LAN is routed into the tunnel, which sends it via
+/// the NHS in use.
+fn dual_spoke_config(n: u8, wan: &str) -> String {
+    let other = 3 - n;
+    format!(
+        "\
+hostname spoke{n}
+!
+interface GigabitEthernet0
+ device eth0
+ ip address {wan} 255.255.255.0
+!
+interface Loopback1
+ ip address 10.1.{n}.1 255.255.255.0
+!
+interface Tunnel0
+ device dmvpn0
+ ip address 10.0.0.1{n} 255.255.255.0
+ ip mtu 1400
+ ip nhrp authentication donttell
+ ip nhrp map 10.0.0.1 192.0.2.1
+ ip nhrp map multicast 192.0.2.1
+ ip nhrp map 10.0.0.2 10.20.0.2
+ ip nhrp map multicast 10.20.0.2
+ ip nhrp network-id 99
+ ip nhrp holdtime 300
+ ip nhrp nhs 10.0.0.1
+ ip nhrp nhs 10.0.0.2
+ ip nhrp registration timeout 2
+ tunnel source GigabitEthernet0
+ tunnel mode gre multipoint
+ tunnel key 100000
+!
+ip route 10.1.{other}.0 255.255.255.0 Tunnel0
+"
+    )
+}
+
+#[test]
+fn dmvpn_dual_hub_spokes_move_to_the_second_hub_when_the_first_dies() {
+    if !netns_available("dmvpn_dual_hub_spokes_move_to_the_second_hub_when_the_first_dies") {
+        return;
+    }
+    let wan = Netns::new("wan");
+    let h1 = Netns::new("hub1");
+    let h2 = Netns::new("hub2");
+    let a = Netns::new("sp1");
+    let b = Netns::new("sp2");
+    wan.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    veth(&wan, "eh", "192.0.2.254/24", &h1, "eth0", "192.0.2.1/24");
+    veth(&wan, "eh2", "10.20.0.254/24", &h2, "eth0", "10.20.0.2/24");
+    veth(
+        &wan,
+        "e1",
+        "198.51.100.254/24",
+        &a,
+        "eth0",
+        "198.51.100.1/24",
+    );
+    veth(&wan, "e2", "203.0.113.254/24", &b, "eth0", "203.0.113.1/24");
+    for (ns, gw) in [
+        (&h1, "192.0.2.254"),
+        (&h2, "10.20.0.254"),
+        (&a, "198.51.100.254"),
+        (&b, "203.0.113.254"),
+    ] {
+        ns.run(&["ip", "route", "add", "default", "via", gw]);
+    }
+    let hub1 = start_site(h1, "hub1", &dual_hub_config(1, "192.0.2.1"));
+    let hub2 = start_site(h2, "hub2", &dual_hub_config(2, "10.20.0.2"));
+    let s1 = start_site(a, "spoke1", &dual_spoke_config(1, "198.51.100.1"));
+    let s2 = start_site(b, "spoke2", &dual_spoke_config(2, "203.0.113.1"));
+    let nhs_up = |s: &Site| -> Vec<bool> {
+        json(s, &["show", "dmvpn"])["tunnels"][0]["nhs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["up"] == true)
+            .collect()
+    };
+    // Both spokes register with both hubs.
+    let t0 = Instant::now();
+    while !(nhs_up(&s1) == [true, true] && nhs_up(&s2) == [true, true]) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{:?} {:?}",
+            nhs_up(&s1),
+            nhs_up(&s2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for hub in [&hub1, &hub2] {
+        let es = entries(hub);
+        assert!(entry(&es, "10.0.0.11/32").is_some() && entry(&es, "10.0.0.12/32").is_some());
+    }
+    println!("{}", s1.cli(&["show", "dmvpn"]));
+    // Spoke to spoke through hub 1 (the first NHS).
+    assert_eq!(pings(&s1.ns, "10.1.1.1", "10.1.2.1", 5), 5);
+    assert!(gre_counter(&hub1, "hairpinned") >= 5);
+    let via_hub2_before = gre_counter(&hub2, "hairpinned");
+    // Hub 1 dies. The spokes notice (unanswered registrations) and send via hub 2.
+    let died = Instant::now();
+    drop(hub1);
+    let back = ping_until(&s1.ns, "10.1.1.1", "10.1.2.1", Duration::from_secs(40));
+    println!(
+        "[dmvpn dual hub] traffic through hub 2 {back:?} after hub 1 died (NHS down detection)"
+    );
+    let t0 = Instant::now();
+    while nhs_up(&s1) != [false, true] {
+        assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", nhs_up(&s1));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "[dmvpn dual hub] spoke 1 sees hub 1 down {:?} after it died",
+        died.elapsed()
+    );
+    assert_eq!(pings(&s1.ns, "10.1.1.1", "10.1.2.1", 10), 10);
+    assert_eq!(pings(&s2.ns, "10.1.2.1", "10.1.1.1", 10), 10);
+    assert!(gre_counter(&hub2, "hairpinned") >= via_hub2_before + 20);
+    let mbits = iperf(&s1.ns, "10.1.1.1", &s2.ns, "10.1.2.1", 2);
+    println!("[dmvpn dual hub] iperf3 spoke 1 -> spoke 2 through hub 2: {mbits:.0} Mbit/s");
+    assert!(mbits > 1.0);
+    println!("{}", s1.cli(&["show", "dmvpn"]));
+    drop(wan);
+}
