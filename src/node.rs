@@ -1225,17 +1225,7 @@ pub(crate) fn ike_profile(
     // Its identity is the local number of the tunnels it keys (validation: one number per profile).
     let keyed_number = cfg.interfaces.iter().find_map(|i| {
         let v = i.vpn_sip.as_ref()?;
-        i.tunnel
-            .protection
-            .as_ref()
-            .is_some_and(|tp| {
-                tp.ikev2_profile.as_deref() == Some(p.name.as_str())
-                    || cfg
-                        .effective_ipsec_profile(&tp.ipsec_profile)
-                        .and_then(|ip| ip.ikev2_profile)
-                        .as_deref()
-                        == Some(p.name.as_str())
-            })
+        (cfg.tunnel_ikev2_profile(i).as_deref() == Some(p.name.as_str()))
             .then_some(v.local_number.as_str())
     });
     let vpn_sip = keyed_number.is_some();

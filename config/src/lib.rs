@@ -218,6 +218,19 @@ impl Config {
             .filter_map(|i| i.vpn_sip.as_ref().map(|v| (i, v)))
     }
 
+    /// The IKEv2 profile that keys tunnel `i`: `tunnel protection ... ikev2-profile P`, else the IPsec
+    /// profile's `set ikev2-profile P`.
+    pub fn tunnel_ikev2_profile(&self, i: &Interface) -> Option<String> {
+        let tp = i.tunnel.protection.as_ref()?;
+        tp.ikev2_profile.clone().or_else(|| {
+            self.ipsec
+                .profiles
+                .iter()
+                .find(|p| p.name == tp.ipsec_profile)
+                .and_then(|p| p.ikev2_profile.clone())
+        })
+    }
+
     /// The IPsec profile `name` with defaults applied; `None` when it is not defined.
     pub fn effective_ipsec_profile(&self, name: &str) -> Option<EffectiveIpsecProfile> {
         let p = self.ipsec.profiles.iter().find(|p| p.name == name)?;

@@ -184,21 +184,12 @@ fn vpn_sip_bindings(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
         }
         // The IKEv2 profile's identity (key-id) is one local number: tunnels of another number need
         // their own profile.
-        let Some(ikp) = i
-            .tunnel
-            .protection
-            .as_ref()
-            .and_then(|p| p.ikev2_profile.as_ref())
-        else {
+        let Some(ikp) = c.tunnel_ikev2_profile(i) else {
             continue;
         };
         if let Some((other, ov)) = tunnels[..k].iter().find(|(o, ov)| {
             ov.local_number != v.local_number
-                && o.tunnel
-                    .protection
-                    .as_ref()
-                    .and_then(|p| p.ikev2_profile.as_ref())
-                    == Some(ikp)
+                && c.tunnel_ikev2_profile(o).as_deref() == Some(ikp.as_str())
         }) {
             d.push(Diagnostic::error(
                 &with_words(

@@ -284,6 +284,26 @@ fn tunnels_of_two_local_numbers_need_two_ikev2_profiles() {
 }
 
 #[test]
+fn the_shared_profile_rule_follows_the_ipsec_profiles_ikev2_profile() {
+    // Tunnel2 names no IKEv2 profile: its IPsec profile's `set ikev2-profile IPROF` keys it.
+    let t = two_numbers()
+        .replace(
+            " set security-association idle-time 120\n",
+            " set security-association idle-time 120\n set ikev2-profile IPROF\n",
+        )
+        .replace(
+            "tunnel protection ipsec profile IPROF ikev2-profile IPROF2",
+            "tunnel protection ipsec profile IPROF",
+        );
+    let e = errors(&t);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("IKEv2 profile IPROF keys Tunnel1 for local number 5678 and Tunnel2 for local number 5679"),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn a_tunnel_is_bound_to_one_local_number() {
     let t = with(
         " vpn-sip local-number 5678 remote-number 1234 bandwidth 1000\n",
