@@ -726,6 +726,51 @@ mod tests {
             status.ends_with("Calls to unknown numbers refused (404): 1\n"),
             "{status}"
         );
+        // A valid call to 0399999999 from a caller no tunnel of that number is bound to: 404, counted.
+        let offer = sip::IkeSdp {
+            addr: "100.65.0.9".parse().unwrap(),
+            port: 50009,
+            transport: sip::IkeTransport::UdpEncap,
+            setup: sip::Setup::Active,
+            fingerprint: sip::Fingerprint::new(sip::HashFunc::Sha1, vec![0xAB; 20]),
+            bandwidth_kbps: 1000,
+        }
+        .to_sdp(1, 1);
+        let invite = format!(
+            "INVITE sip:0399999999@{appliance_sip} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {registrar};branch=z9hG4bKstranger1\r\n\
+             Max-Forwards: 69\r\n\
+             From: <sip:0310000099@{r}>;tag=x2\r\n\
+             To: <sip:0399999999@{r}>\r\n\
+             Call-ID: stranger-1\r\n\
+             CSeq: 1 INVITE\r\n\
+             Content-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{offer}",
+            offer.len(),
+            r = topo.registrar,
+        );
+        sim.queue.push_back(Datagram {
+            from: registrar,
+            to: appliance_sip,
+            payload: invite.into_bytes(),
+        });
+        now += Duration::from_millis(1);
+        sim.step(now);
+        assert_eq!(sim.node(0).vpnsip.as_ref().unwrap().unknown_caller_calls, 1);
+        let status = crate::show::answer(
+            sim.node(0),
+            t0,
+            crate::show::ShowCommand::VpnSipRegistrationStatus,
+            &[],
+            false,
+        );
+        assert!(
+            status.ends_with(
+                "Calls to unknown numbers refused (404): 1\n\
+                 Calls from numbers without a VPN-SIP tunnel refused (404): 1\n"
+            ),
+            "{status}"
+        );
         // The sessions are untouched.
         let v = sim.node(0).vpnsip.as_ref().unwrap();
         assert!(

@@ -97,6 +97,8 @@ pub struct VpnSip {
     by_call: std::collections::HashMap<CallId, usize>,
     /// (Called local number, calling remote number) -> session index (incoming calls).
     by_number: std::collections::HashMap<(String, String), usize>,
+    /// Calls to one of our numbers from a caller no tunnel of that number is bound to (refused with 404).
+    pub unknown_caller_calls: u64,
 }
 
 /// The user agent's randomness: the OS generator.
@@ -271,6 +273,7 @@ impl VpnSip {
             by_tunnel,
             by_call: Default::default(),
             by_number,
+            unknown_caller_calls: 0,
         }))
     }
 
@@ -602,9 +605,16 @@ impl Node {
             .and_then(|v| v.by_number.get(&(to.to_owned(), from.to_owned())).copied())
         else {
             if let Some(v) = &mut self.vpnsip {
+                v.unknown_caller_calls += 1;
                 let _ =
                     v.ua.reject(now, call, 404, Some("no VPN-SIP tunnel for this number"));
             }
+            ios!(
+                VPN_SIP,
+                Warning,
+                CALL_REFUSED,
+                "call from {from} to {to} refused 404: no VPN-SIP tunnel binds {to} to {from}"
+            );
             return;
         };
         let creds = self.vpnsip_credentials(sidx);

@@ -1214,3 +1214,33 @@ fn each_local_number_registers_and_retries_on_its_own() {
     );
     assert!(n.uas[0].is_registered_as("1001"));
 }
+
+#[test]
+fn a_new_wan_address_reregisters_every_local_number() {
+    let mut n = multi_number_net("secret1003");
+    let now = n.now;
+    n.uas[0].register(now);
+    n.run_for(Duration::from_secs(1));
+    n.take_events();
+    let now = n.now;
+    n.uas[0].set_contact(now, addr("10.0.0.22:5060"));
+    n.run_for(Duration::from_secs(1));
+    let mut ev = n.take_events();
+    ev.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    let registered = |number: &str| {
+        (
+            0,
+            Event::Registered {
+                number: number.into(),
+                expires: 3600,
+                contact: addr("10.0.0.22:5060"),
+            },
+        )
+    };
+    assert_eq!(ev, vec![registered("1001"), registered("1003")]);
+    for number in ["1001", "1003"] {
+        let b = n.registrar.lookup(number);
+        assert_eq!(b.len(), 1, "{number}: old binding removed");
+        assert_eq!(b[0].addr, addr("10.0.0.22:5060"));
+    }
+}

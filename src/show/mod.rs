@@ -176,7 +176,17 @@ pub fn answer(
             }
         }
         ShowCommand::VpnSipRegistrationStatus => match &node.vpnsip {
-            Some(v) => sip::show::registration_status(&v.ua.snapshot(now)),
+            Some(v) => {
+                let mut out = sip::show::registration_status(&v.ua.snapshot(now));
+                // Lifeline extension: calls to one of our numbers from a caller no tunnel is bound to.
+                if v.unknown_caller_calls > 0 {
+                    out.push_str(&format!(
+                        "Calls from numbers without a VPN-SIP tunnel refused (404): {}\n",
+                        v.unknown_caller_calls
+                    ));
+                }
+                out
+            }
             None => "% VPN-SIP is not enabled\n".into(),
         },
         ShowCommand::VpnSipSipRegistrar => match &node.vpnsip {
