@@ -62,6 +62,14 @@ enum DriverMsg {
         from: Ipv4Addr,
         bytes: Vec<u8>,
     },
+    /// A kernel route with a gateway over GRE tunnel `tunnel`'s device appeared or went (`RTM_NEWROUTE`).
+    KernelRoute {
+        tunnel: usize,
+        prefix: Ipv4Addr,
+        len: u8,
+        gateway: Ipv4Addr,
+        add: bool,
+    },
     /// A packet the kernel routed into GRE tunnel `tunnel`'s TUN device.
     GreTun {
         tunnel: usize,
@@ -265,6 +273,16 @@ fn dispatch(app: &mut Appliance, now: Instant, msg: DriverMsg) {
         DriverMsg::Tun { tunnel, bytes } => app.node.handle_tun(now, tunnel, &bytes),
         DriverMsg::Gre { local, from, bytes } => app.node.gre.handle_gre(now, local, from, &bytes),
         DriverMsg::GreTun { tunnel, bytes } => app.node.gre.handle_tun(now, tunnel, &bytes),
+        DriverMsg::KernelRoute {
+            tunnel,
+            prefix,
+            len,
+            gateway,
+            add,
+        } => app
+            .node
+            .gre
+            .kernel_route(tunnel, nhrp::Prefix::new(prefix, len), gateway, add),
         DriverMsg::Link { device, up } => app.node.handle_link(now, &device, up),
         DriverMsg::Dhcp { device, bytes } => app.node.handle_dhcp(now, &device, &bytes),
         DriverMsg::Sip(ev) => app.node.handle_sip(now, ev),
@@ -513,6 +531,24 @@ impl OsDrivers {
                 None => None,
             };
             gre_tuns.push(dev);
+        }
+        if let Some(h) = &handle {
+            let mut indexes = HashMap::new();
+            for (idx, t) in node.gre.tunnels.iter().enumerate() {
+                if let Ok(i) = crate::os::link::link_index(h, &t.device).await {
+                    indexes.insert(i, idx);
+                }
+            }
+            if !indexes.is_empty()
+                && let Err(e) = watch_routes(indexes, tx.clone())
+            {
+                ios!(
+                    SYS,
+                    Warning,
+                    NO_ROUTE_EVENTS,
+                    "routes over GRE tunnels are not followed: {e}"
+                );
+            }
         }
         let mut gre = HashMap::new();
         for a in node.gre.sources() {
@@ -886,6 +922,60 @@ fn watch_links(tx: mpsc::Sender<DriverMsg>) -> std::io::Result<()> {
             let up = link.header.flags.contains(LinkFlags::Up)
                 && link.header.flags.contains(LinkFlags::LowerUp);
             if tx.send(DriverMsg::Link { device, up }).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Follow kernel routes with a gateway over the GRE tunnels' TUN devices (`RTMGRP_IPV4_ROUTE`): a TUN device
+/// does not tell which gateway the kernel chose, so mGRE forwarding keeps its own copy of these routes
+/// (`Gre::kernel_route`). `indexes` maps interface index -> GRE tunnel.
+fn watch_routes(indexes: HashMap<u32, usize>, tx: mpsc::Sender<DriverMsg>) -> std::io::Result<()> {
+    use futures::StreamExt;
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+    use rtnetlink::packet_core::NetlinkPayload;
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    let (mut conn, _handle, mut messages) = rtnetlink::new_connection()?;
+    let groups = rtnetlink::sys::SocketAddr::new(0, rtnetlink::constants::RTMGRP_IPV4_ROUTE);
+    {
+        use rtnetlink::sys::AsyncSocket;
+        conn.socket_mut().socket_mut().bind(&groups)?;
+    }
+    tokio::spawn(conn);
+    tokio::spawn(async move {
+        while let Some((msg, _)) = messages.next().await {
+            let (route, add) = match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => (r, true),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(r)) => (r, false),
+                _ => continue,
+            };
+            let mut oif = None;
+            let mut gateway = None;
+            let mut dst = Some(Ipv4Addr::UNSPECIFIED);
+            for a in &route.attributes {
+                match a {
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
+                    RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
+                    RouteAttribute::Destination(_) => dst = None,
+                    _ => {}
+                }
+            }
+            let (Some(tunnel), Some(gateway), Some(prefix)) =
+                (oif.and_then(|i| indexes.get(&i)), gateway, dst)
+            else {
+                continue;
+            };
+            let msg = DriverMsg::KernelRoute {
+                tunnel: *tunnel,
+                prefix,
+                len: route.header.destination_prefix_length,
+                gateway,
+                add,
+            };
+            if tx.send(msg).await.is_err() {
                 return;
             }
         }

@@ -98,6 +98,9 @@ pub struct GreTunnel {
     pub hub: bool,
     /// Static routes over this tunnel: (prefix, next hop in the tunnel's subnet).
     routes: Vec<(Prefix, Ipv4Addr)>,
+    /// Kernel routes over this tunnel's device with a gateway (a routing daemon such as FRR, or
+    /// `ip route`): the TUN device hides the gateway a packet was routed to, so the tunnel keeps its own copy.
+    kernel_routes: Vec<(Prefix, Ipv4Addr)>,
     /// Shortcut routes reported to the kernel.
     shortcuts: Vec<Prefix>,
     pub counters: GreCounters,
@@ -145,6 +148,7 @@ impl GreTunnel {
         }
         self.routes
             .iter()
+            .chain(&self.kernel_routes)
             .filter(|(p, _)| p.contains(dst))
             .max_by_key(|(p, _)| p.prefix_len())
             .map(|(_, nh)| *nh)
@@ -382,6 +386,32 @@ impl Gre {
             .iter()
             .filter_map(|t| t.nhrp.as_ref()?.poll_timeout())
             .min()
+    }
+
+    /// The kernel added (`add`) or removed a route `prefix via gateway` over tunnel `idx`'s device. Only
+    /// gateways on the tunnel's subnet matter (the others are not overlay next hops); a hub also answers
+    /// resolution requests for the prefix through it (phase 3).
+    pub fn kernel_route(&mut self, idx: usize, prefix: Prefix, gateway: Ipv4Addr, add: bool) {
+        let Some(t) = self.tunnels.get_mut(idx) else {
+            return;
+        };
+        if !t.in_subnet(gateway) || t.address.is_some_and(|(a, _)| a == gateway) {
+            return;
+        }
+        t.kernel_routes.retain(|(p, _)| *p != prefix);
+        let configured = t.routes.iter().any(|(p, _)| *p == prefix);
+        if add {
+            t.kernel_routes.push((prefix, gateway));
+        }
+        if let Some(n) = t.nhrp.as_mut()
+            && !configured
+        {
+            if add {
+                n.core_mut().add_route(prefix, gateway);
+            } else {
+                n.core_mut().remove_route(&prefix);
+            }
+        }
     }
 
     /// `clear ip nhrp`: dynamic entries go (static maps stay); returns how many entries went.
@@ -649,6 +679,7 @@ fn tunnel(
         nhrp,
         hub,
         routes,
+        kernel_routes: Vec::new(),
         shortcuts: Vec::new(),
         counters: GreCounters::default(),
     })
@@ -778,6 +809,26 @@ interface Tunnel2
             g.handle_tun(now, 7, bytes);
         }
         assert!(g.malformed + g.unmatched >= 3);
+    }
+
+    #[test]
+    fn kernel_routes_over_the_tunnel_give_the_overlay_next_hop() {
+        let now = Instant::now();
+        let (mut g, _) = Gre::from_config(now, &cfg(P2P));
+        let peer = Ipv4Addr::new(198, 51, 100, 2);
+        let lan = Prefix::new(Ipv4Addr::new(10, 2, 0, 0), 24);
+        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 2, 0, 1]));
+        assert_eq!(g.poll_output(), None);
+        // A routing daemon routes 10.2.0.0/24 via 10.0.0.2 (statically mapped to the peer).
+        g.kernel_route(1, lan, Ipv4Addr::new(10, 0, 0, 2), true);
+        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 2, 0, 1]));
+        assert!(matches!(g.poll_output(), Some(GreOut::Ip { dst, .. }) if dst == peer));
+        // Gateways off the tunnel's subnet are not overlay next hops; a withdrawn route is gone.
+        g.kernel_route(1, lan, Ipv4Addr::new(192, 0, 2, 9), true);
+        g.kernel_route(1, lan, Ipv4Addr::new(10, 0, 0, 2), false);
+        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 2, 0, 1]));
+        assert_eq!(g.poll_output(), None);
+        assert_eq!(g.tunnels[1].counters.no_route, 2);
     }
 
     #[test]

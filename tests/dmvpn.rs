@@ -935,3 +935,201 @@ fn dmvpn_dual_hub_spokes_move_to_the_second_hub_when_the_first_dies() {
     println!("{}", s1.cli(&["show", "dmvpn"]));
     drop(wan);
 }
+
+/// FRR (zebra + bgpd) in a namespace, run as the `frr` user, stopped by pid when dropped.
+struct Frr {
+    dir: PathBuf,
+}
+
+impl Frr {
+    fn start(ns: &Netns, config: &str) -> Frr {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("frr-{}", ns.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let conf = dir.join("frr.conf");
+        std::fs::write(&conf, config).unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for daemon in ["zebra", "bgpd"] {
+            let out = ns
+                .cmd(&format!("/usr/lib/frr/{daemon}"))
+                .args(["-d", "-u", "frr", "-g", "frr", "-i"])
+                .arg(dir.join(format!("{daemon}.pid")))
+                .arg("-z")
+                .arg(dir.join("zserv.api"))
+                .arg("--vty_socket")
+                .arg(&dir)
+                .arg("-f")
+                .arg(&conf)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{daemon}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // bgpd connects to zebra's socket: start it once zebra listens.
+            let t0 = Instant::now();
+            while daemon == "zebra" && !dir.join("zserv.api").exists() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "zebra did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Frr { dir }
+    }
+
+    fn vtysh(&self, cmd: &str) -> String {
+        let out = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .args(["-c", cmd])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        for daemon in ["bgpd", "zebra"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
+#[test]
+fn dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths() {
+    if !netns_available("dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths") {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/frr/bgpd").exists() {
+        assert!(
+            std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none(),
+            "FRR is not installed"
+        );
+        eprintln!("skipped: FRR is not installed");
+        return;
+    }
+    // No static routes to the LANs in Lifeline's configurations: BGP (hub = route reflector, next hop
+    // unchanged, as DMVPN phase 2 wants) puts them in the kernel over the tunnel device, and the appliance
+    // follows the kernel's routes over its GRE devices.
+    let strip = |c: String| -> String {
+        c.lines()
+            .filter(|l| !l.starts_with("ip route"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let wan = Netns::new("wan");
+    let h = Netns::new("hub");
+    let a = Netns::new("sp1");
+    let b = Netns::new("sp2");
+    wan.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    veth(&wan, "eh", "192.0.2.254/24", &h, "eth0", "192.0.2.1/24");
+    veth(
+        &wan,
+        "e1",
+        "198.51.100.254/24",
+        &a,
+        "eth0",
+        "198.51.100.1/24",
+    );
+    veth(&wan, "e2", "203.0.113.254/24", &b, "eth0", "203.0.113.1/24");
+    for (ns, gw) in [
+        (&h, "192.0.2.254"),
+        (&a, "198.51.100.254"),
+        (&b, "203.0.113.254"),
+    ] {
+        ns.run(&["ip", "route", "add", "default", "via", gw]);
+    }
+    let hub = start_site(h, "hub", &strip(hub_config(false)));
+    let s1 = start_site(a, "spoke1", &strip(spoke_config(1, "198.51.100.1", false)));
+    let s2 = start_site(b, "spoke2", &strip(spoke_config(2, "203.0.113.1", false)));
+    let c = Cloud {
+        cap: None,
+        hub,
+        s1,
+        s2,
+        _wan: wan,
+        _nat: None,
+    };
+    wait_registered(&c);
+    let hub_bgp = "\
+frr defaults traditional
+hostname hub
+router bgp 65000
+ bgp router-id 10.0.0.1
+ neighbor SPOKES peer-group
+ neighbor SPOKES remote-as 65000
+ bgp listen range 10.0.0.0/24 peer-group SPOKES
+ address-family ipv4 unicast
+  neighbor SPOKES route-reflector-client
+ exit-address-family
+";
+    let spoke_bgp = |n: u8| {
+        format!(
+            "\
+frr defaults traditional
+hostname spoke{n}
+router bgp 65000
+ bgp router-id 10.0.0.1{n}
+ neighbor 10.0.0.1 remote-as 65000
+ neighbor 10.0.0.1 timers connect 1
+ address-family ipv4 unicast
+  network 10.1.{n}.0/24
+ exit-address-family
+"
+        )
+    };
+    let _f_hub = Frr::start(&c.hub.ns, hub_bgp);
+    let f1 = Frr::start(&c.s1.ns, &spoke_bgp(1));
+    let _f2 = Frr::start(&c.s2.ns, &spoke_bgp(2));
+    // BGP converges over the DMVPN: spoke 1's kernel routes spoke 2's LAN via spoke 2's tunnel address.
+    let t0 = Instant::now();
+    loop {
+        let r = String::from_utf8_lossy(
+            &c.s1
+                .ns
+                .run(&["ip", "-4", "route", "show", "10.1.2.0/24"])
+                .stdout,
+        )
+        .to_string();
+        if r.contains("via 10.0.0.12 dev dmvpn0") {
+            println!(
+                "[dmvpn frr] BGP route after {:?}: {}",
+                t0.elapsed(),
+                r.trim()
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "no BGP route: {r}\n{}",
+            f1.vtysh("show bgp summary")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!("[dmvpn frr] first packet to direct spoke-to-spoke path: {took:?}");
+    let t0 = Instant::now();
+    while !entry(&entries(&c.s2), "10.0.0.11/32").is_some_and(|e| e["nbma"] == "198.51.100.1") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            entries(&c.s2)
+        );
+        let _ = pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 1);
+    }
+    assert_direct(&c);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 2);
+    println!("[dmvpn frr] iperf3 spoke 1 -> spoke 2 (direct, BGP routes): {mbits:.0} Mbit/s");
+    assert!(mbits > 1.0);
+    println!("{}", f1.vtysh("show ip route bgp"));
+}
