@@ -579,26 +579,27 @@ impl OsDrivers {
                 }
             }
         }
-        let raw_esp = if node.tunnels.is_empty() {
-            None
-        } else {
-            match RawEsp::open() {
-                Ok(r) => {
-                    let r = Arc::new(r);
-                    tokio::spawn(raw_esp_reader(r.clone(), tx.clone()));
-                    Some(r)
+        let raw_esp =
+            if node.tunnels.is_empty() && node.gre.tunnels.iter().all(|t| t.protect.is_none()) {
+                None
+            } else {
+                match RawEsp::open() {
+                    Ok(r) => {
+                        let r = Arc::new(r);
+                        tokio::spawn(raw_esp_reader(r.clone(), tx.clone()));
+                        Some(r)
+                    }
+                    Err(e) => {
+                        ios!(
+                            IPSEC,
+                            Warning,
+                            NO_RAW_ESP,
+                            "raw ESP unavailable (NAT-T only): {e}"
+                        );
+                        None
+                    }
                 }
-                Err(e) => {
-                    ios!(
-                        IPSEC,
-                        Warning,
-                        NO_RAW_ESP,
-                        "raw ESP unavailable (NAT-T only): {e}"
-                    );
-                    None
-                }
-            }
-        };
+            };
         let mut dhcp = HashMap::new();
         let mut dhcp_macs = Vec::new();
         for (ios, device) in node.dhcp_interfaces() {
@@ -643,6 +644,8 @@ impl OsDrivers {
 
     /// Send what the cores want sent, apply the route changes they decided.
     async fn flush(&mut self, app: &mut Appliance) {
+        // GRE first: a protected packet for a new peer starts IKE, whose first message is a node output.
+        self.flush_gre(app).await;
         while let Some(o) = app.node.poll_output() {
             if !matches!(o, Output::Udp { .. } | Output::Tun { .. })
                 && let Some(b) = self.gso_batch.as_mut()
@@ -745,7 +748,6 @@ impl OsDrivers {
                 Output::Sip(o) => self.sip.handle(o),
             }
         }
-        self.flush_gre(app).await;
         while let Some(p) = app.node.failover.poll_probe() {
             if let Some(sock) = self.probes.get(&p.op_id) {
                 // A send error (link down) is a lost probe: the SLA times it out, which is the point.
@@ -810,9 +812,17 @@ impl OsDrivers {
     /// GRE datagrams, TUN writes and shortcut routes of the GRE tunnels.
     async fn flush_gre(&mut self, app: &mut Appliance) {
         use crate::gre::GreOut;
-        while let Some(o) = app.node.gre.poll_output() {
+        let now = Instant::now();
+        while let Some(o) = app.node.poll_gre_output(now) {
             match o {
-                GreOut::Ip { src, dst, payload } => {
+                GreOut::Esp { dst, payload } => {
+                    if let Some(r) = &self.raw_esp {
+                        let _ = r.send_to(&payload, dst).await;
+                    }
+                }
+                GreOut::Ip {
+                    src, dst, payload, ..
+                } => {
                     if let Some(s) = self.gre.get(&src) {
                         let _ = s.send_to(&payload, dst).await;
                     }

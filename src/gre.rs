@@ -38,12 +38,15 @@ fn default_mtu(key: Option<u32>) -> u16 {
 /// What the GRE side wants done.
 #[derive(Debug, PartialEq, Eq)]
 pub enum GreOut {
-    /// A GRE packet (header and payload) to send as IP protocol 47 from `src` to `dst`.
+    /// A GRE packet (header and payload) of tunnel `tunnel` to send as IP protocol 47 from `src` to `dst`.
     Ip {
+        tunnel: usize,
         src: Ipv4Addr,
         dst: Ipv4Addr,
         payload: Vec<u8>,
     },
+    /// A protected GRE packet: ESP (IP protocol 50, transport mode) to `dst` (see `crate::gre_esp`).
+    Esp { dst: Ipv4Addr, payload: Vec<u8> },
     /// An inner packet for tunnel `tunnel`'s TUN device.
     Tun { tunnel: usize, packet: Vec<u8> },
     /// Install `prefix/len` over tunnel `tunnel`'s device in the kernel (an NHRP shortcut).
@@ -92,6 +95,8 @@ pub struct GreTunnel {
     /// `ip mtu` (or the GRE default).
     pub mtu: u16,
     pub adjust_mss: Option<u16>,
+    /// `tunnel protection`: the IKEv2 profile that keys each peer's transport-mode SA pair.
+    pub protect: Option<String>,
     /// The NHRP node of an mGRE tunnel with `ip nhrp` commands.
     pub nhrp: Option<Box<dyn NhrpNode + Send>>,
     /// True for an NHS (hub).
@@ -266,6 +271,7 @@ impl Gre {
             t.counters.tx_bytes += payload.len() as u64;
         }
         self.out.push_back(GreOut::Ip {
+            tunnel: idx,
             src: t.source,
             dst,
             payload: bytes,
@@ -676,6 +682,7 @@ fn tunnel(
         key,
         mtu,
         adjust_mss: i.tcp_adjust_mss,
+        protect: cfg.tunnel_ikev2_profile(i),
         nhrp,
         hub,
         routes,
@@ -752,6 +759,7 @@ interface Tunnel2
             src: s,
             dst,
             payload,
+            ..
         }) = g.poll_output()
         else {
             panic!("no GRE out")

@@ -10,6 +10,7 @@ mod daemon;
 mod demo;
 mod demo_netns;
 mod gre;
+mod gre_esp;
 mod ikev1;
 mod keylog;
 mod log;

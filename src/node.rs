@@ -113,6 +113,10 @@ pub struct Node {
     pub tunnels: Vec<Svti>,
     /// GRE and mGRE tunnels (DMVPN), with their NHRP nodes (`crate::gre`).
     pub gre: crate::gre::Gre,
+    /// ESP for GRE tunnels with `tunnel protection` (`crate::gre_esp`).
+    pub gre_esp: crate::gre_esp::GreEsp,
+    /// Protected GRE packets ready to leave (released when their SA came up).
+    gre_out: VecDeque<crate::gre::GreOut>,
     pub vpnsip: Option<VpnSip>,
     /// DHCP clients of interfaces with `ip address dhcp`, once the driver gave their MAC.
     pub dhcp: Vec<DhcpIf>,
@@ -154,9 +158,31 @@ impl Node {
         let (failover, mut problems) = Failover::from_config(now, &config, nonce);
         let mut ike = Endpoint::new(Box::new(OsRng));
         ike.set_nat_t_port(NAT_T_PORT);
+        let (gre, gre_problems) = crate::gre::Gre::from_config(now, &config);
+        problems.extend(gre_problems);
         for p in &config.ikev2.profiles {
             match ike_profile(&config, p) {
-                Ok(profile) => ike.add_profile(profile),
+                Ok(mut profile) => {
+                    // Protected GRE: host-to-host GRE selectors (our tunnel source, any peer), transport mode.
+                    if let Some(t) = gre
+                        .tunnels
+                        .iter()
+                        .find(|t| t.protect.as_deref() == Some(p.name.as_str()))
+                    {
+                        profile.ts = ike::TsPolicy::Explicit(
+                            vec![ike::wire::TrafficSelector::ipv4_host(t.source, 47)],
+                            vec![ike::wire::TrafficSelector::Ipv4 {
+                                ip_protocol: 47,
+                                start_port: 0,
+                                end_port: 65535,
+                                start: Ipv4Addr::UNSPECIFIED,
+                                end: Ipv4Addr::BROADCAST,
+                            }],
+                        );
+                        profile.mode = ike::Mode::Transport;
+                    }
+                    ike.add_profile(profile)
+                }
                 Err(e) => problems.push(format!("crypto ikev2 profile {}: {e}", p.name)),
             }
         }
@@ -194,8 +220,6 @@ impl Node {
                 None
             }
         };
-        let (gre, gre_problems) = crate::gre::Gre::from_config(now, &config);
-        problems.extend(gre_problems);
         let n = tunnels.len();
         let node = Node {
             dirty: (0..n).collect(),
@@ -209,6 +233,8 @@ impl Node {
             ikev1,
             tunnels,
             gre,
+            gre_esp: crate::gre_esp::GreEsp::default(),
+            gre_out: VecDeque::new(),
             vpnsip,
             dhcp: Vec::new(),
             spis: HashMap::new(),
@@ -231,6 +257,13 @@ impl Node {
     /// Local addresses the IKE sockets must be bound to (each on [`IKE_PORT`] and [`NAT_T_PORT`]).
     pub fn ike_addresses(&self) -> Vec<Ipv4Addr> {
         let mut v: Vec<Ipv4Addr> = self.tunnels.iter().filter_map(|t| t.source).collect();
+        v.extend(
+            self.gre
+                .tunnels
+                .iter()
+                .filter(|t| t.protect.is_some())
+                .map(|t| t.source),
+        );
         v.sort();
         v.dedup();
         v
@@ -331,6 +364,13 @@ impl Node {
             Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
             None => return,
         };
+        if self.gre_esp.owns(spi) {
+            if let Some((tunnel, peer, gre)) = self.gre_esp.open(now, payload) {
+                let local = self.gre.tunnels[tunnel].source;
+                self.gre.handle_gre(now, local, peer, &gre);
+            }
+            return;
+        }
         let Some(&idx) = self.spis.get(&spi) else {
             // Unknown SPI: counted on the first tunnel that could own it would be guesswork; log once per
             // packet at debug level and let IKE's INVALID_SPI handling (peer-side) recover.
@@ -786,9 +826,26 @@ impl Node {
                     ike_sa.0
                 );
             }
+            ike::Event::ChildSaEstablished { ike_sa, child }
+                if child.mode == ike::Mode::Transport
+                    && child.ts_local.iter().any(|t| {
+                        matches!(
+                            t,
+                            ike::wire::TrafficSelector::Ipv4 {
+                                ip_protocol: 47,
+                                ..
+                            }
+                        )
+                    }) =>
+            {
+                self.install_gre_child(now, ike_sa, &child)
+            }
             ike::Event::ChildSaEstablished { ike_sa, child } => {
                 self.install_child(now, ike_sa, &child)
             }
+            ike::Event::ChildSaDeleted {
+                spi_in, spi_out, ..
+            } if self.gre_esp.owns(spi_in) => self.gre_esp.remove_child(spi_in, spi_out),
             ike::Event::ChildSaDeleted {
                 spi_in, spi_out, ..
             } => {
@@ -802,6 +859,7 @@ impl Node {
                 }
             }
             ike::Event::IkeSaDeleted { ike_sa, reason } => {
+                self.gre_esp.ike_gone(ike_sa);
                 ios!(
                     IKEV2,
                     Notice,
@@ -899,6 +957,173 @@ impl Node {
                         && !vpn_sip(i)
                 })
             })
+    }
+
+    /// The next output of the GRE tunnels, with protected GRE sealed into ESP (or held while IKE keys the
+    /// peer: the first packet for a peer starts the negotiation).
+    pub fn poll_gre_output(&mut self, now: Instant) -> Option<crate::gre::GreOut> {
+        use crate::gre::GreOut;
+        loop {
+            if let Some(o) = self.gre_out.pop_front() {
+                return Some(o);
+            }
+            let o = self.gre.poll_output()?;
+            let GreOut::Ip {
+                tunnel,
+                src,
+                dst,
+                payload,
+            } = &o
+            else {
+                return Some(o);
+            };
+            let Some(profile) = self.gre.tunnels[*tunnel].protect.clone() else {
+                return Some(o);
+            };
+            match self.gre_esp.seal(now, *tunnel, *dst, payload) {
+                crate::gre_esp::Sealed::Esp(e) => {
+                    return Some(GreOut::Esp {
+                        dst: *dst,
+                        payload: e,
+                    });
+                }
+                crate::gre_esp::Sealed::Queued { initiate: true } => {
+                    let params = ike::InitiateParams {
+                        local: SocketAddr::V4(SocketAddrV4::new(*src, IKE_PORT)),
+                        remote: SocketAddr::V4(SocketAddrV4::new(*dst, IKE_PORT)),
+                        profile,
+                        remote_id: None,
+                        expected_fingerprint: None,
+                    };
+                    match self.ike.initiate(now, params) {
+                        Ok(id) => {
+                            ios!(
+                                IKEV2,
+                                Informational,
+                                INITIATE,
+                                "{} to {dst} (GRE protection)",
+                                self.gre.tunnels[*tunnel].ios_name
+                            );
+                            if let Some(p) = self.gre_esp.peers.get_mut(&(*tunnel, *dst)) {
+                                p.ike = Some(id);
+                            }
+                        }
+                        Err(e) => ios!(IKEV2, Error, INITIATE_FAILED, "GRE to {dst}: {e}"),
+                    }
+                    self.pump(now);
+                }
+                crate::gre_esp::Sealed::Queued { initiate: false }
+                | crate::gre_esp::Sealed::Dropped => {}
+            }
+        }
+    }
+
+    /// A transport-mode CHILD_SA with GRE selectors: the SA pair of a protected GRE tunnel's peer.
+    fn install_gre_child(&mut self, now: Instant, ike_sa: IkeSaId, child: &ChildSaKeys) {
+        let (IpAddr::V4(local), IpAddr::V4(peer)) = (child.local.ip(), child.remote.ip()) else {
+            return;
+        };
+        let Some(tunnel) = self
+            .gre
+            .tunnels
+            .iter()
+            .position(|t| t.protect.is_some() && t.source == local)
+        else {
+            ios!(
+                IPSEC,
+                Warning,
+                NO_TUNNEL,
+                "GRE CHILD_SA with {peer} matches no protected GRE tunnel"
+            );
+            return;
+        };
+        if child.udp_encap {
+            ios!(
+                IPSEC,
+                Warning,
+                NO_NAT_T,
+                "GRE protection with {peer} behind NAT (ESP in UDP) is not supported; SA not used"
+            );
+            return;
+        }
+        let (Some(encr), integ) = (map_encr(child.encr), child.integ.map(map_integ)) else {
+            return;
+        };
+        let mut lifetime = Lifetime::from_ios(child.lifetime_kb, child.lifetime.as_secs());
+        lifetime.soft_time = None;
+        if child.lifetime_kb == 0 {
+            lifetime.soft_bytes = None;
+            lifetime.hard_bytes = None;
+        }
+        let base = SaParams {
+            spi: child.spi_out,
+            encr,
+            integ,
+            enc_key: child.key_out.as_bytes(),
+            integ_key: child.integ_key_out.as_bytes(),
+            esn: child.esn,
+            mode: dataplane::Mode::Transport,
+            replay_window: 0,
+            lifetime,
+            idle_timeout: None,
+        };
+        let out = OutboundSa::new(now, &base);
+        let inb = InboundSa::new(
+            now,
+            &SaParams {
+                spi: child.spi_in,
+                enc_key: child.key_in.as_bytes(),
+                integ_key: child.integ_key_in.as_bytes(),
+                replay_window: 64,
+                ..base.clone()
+            },
+        );
+        let (Ok(out), Ok(inb)) = (out, inb) else {
+            ios!(IPSEC, Error, SA_FAILED, "GRE SA with {peer}: bad keys");
+            return;
+        };
+        if let Some(path) = &self.esp_key_log {
+            crate::keylog::append(
+                path,
+                encr,
+                integ,
+                [
+                    crate::keylog::Direction {
+                        src: child.local,
+                        dst: child.remote,
+                        spi: child.spi_out,
+                        enc_key: child.key_out.as_bytes(),
+                        integ_key: child.integ_key_out.as_bytes(),
+                    },
+                    crate::keylog::Direction {
+                        src: child.remote,
+                        dst: child.local,
+                        spi: child.spi_in,
+                        enc_key: child.key_in.as_bytes(),
+                        integ_key: child.integ_key_in.as_bytes(),
+                    },
+                ],
+            );
+        }
+        ios!(
+            IPSEC,
+            Informational,
+            SA_UP,
+            "{}: transport-mode SA pair with {peer} for GRE (IKE SA {}, SPI in {:#010x} out {:#010x})",
+            self.gre.tunnels[tunnel].ios_name,
+            ike_sa.0,
+            child.spi_in,
+            child.spi_out
+        );
+        if let Some(p) = self.gre_esp.peers.get_mut(&(tunnel, peer)) {
+            p.ike = Some(ike_sa);
+        }
+        for e in self.gre_esp.install(now, tunnel, peer, out, inb) {
+            self.gre_out.push_back(crate::gre::GreOut::Esp {
+                dst: peer,
+                payload: e,
+            });
+        }
     }
 
     fn install_child(&mut self, now: Instant, ike_sa: IkeSaId, child: &ChildSaKeys) {

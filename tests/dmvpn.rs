@@ -378,6 +378,41 @@ struct Cloud {
 /// With `nat`, spoke 1 sits at 10.11.0.2 behind an nftables masquerading router whose outside address is
 /// 198.51.100.1.
 fn cloud(phase3: bool, capture_on: &str, nat: bool) -> Cloud {
+    cloud_with(phase3, capture_on, nat, false)
+}
+
+/// `tunnel protection ipsec profile IPS` (IKEv2 PSK, AES-GCM-256, transport mode) added to a DMVPN node's
+/// configuration.
+fn protect(config: String) -> String {
+    let crypto = "\
+crypto ikev2 keyring KR
+ peer ANY
+  address 0.0.0.0 0.0.0.0
+  pre-shared-key lifeline-dmvpn-key-0413
+!
+crypto ikev2 profile PROF
+ match identity remote key-id dmvpn
+ identity local key-id dmvpn
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local KR
+!
+crypto ipsec transform-set TS esp-gcm 256
+ mode transport
+!
+crypto ipsec profile IPS
+ set transform-set TS
+ set ikev2-profile PROF
+!
+";
+    format!("{crypto}{config}").replace(
+        " tunnel key 100000\n",
+        " tunnel key 100000\n tunnel protection ipsec profile IPS\n",
+    )
+}
+
+fn cloud_with(phase3: bool, capture_on: &str, nat: bool, protected: bool) -> Cloud {
+    let wrap = |c: String| if protected { protect(c) } else { c };
     let wan = Netns::new("wan");
     let h = Netns::new("hub");
     let a = Netns::new("sp1");
@@ -460,9 +495,9 @@ fn cloud(phase3: bool, capture_on: &str, nat: bool) -> Cloud {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let hub = start_site(h, "hub", &hub_config(phase3));
-    let s1 = start_site(a, "spoke1", &spoke_config(1, s1_wan, phase3));
-    let s2 = start_site(b, "spoke2", &spoke_config(2, "203.0.113.1", phase3));
+    let hub = start_site(h, "hub", &wrap(hub_config(phase3)));
+    let s1 = start_site(a, "spoke1", &wrap(spoke_config(1, s1_wan, phase3)));
+    let s2 = start_site(b, "spoke2", &wrap(spoke_config(2, "203.0.113.1", phase3)));
     Cloud {
         cap,
         hub,
@@ -598,7 +633,7 @@ fn dmvpn_phase2_spokes_register_and_resolve_each_other_through_the_hub() {
     });
     println!("[dmvpn phase 2] first packet to direct spoke-to-spoke path: {took:?}");
     assert_direct(&c);
-    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 2);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 1);
     println!("[dmvpn phase 2] iperf3 spoke 1 -> spoke 2 (direct): {mbits:.0} Mbit/s");
     assert!(mbits > 1.0);
     let text = c.s1.cli(&["show", "dmvpn"]);
@@ -704,7 +739,7 @@ fn dmvpn_phase3_hub_redirect_and_spoke_shortcut_build_a_direct_path() {
         entry(&entries(&c.s2), "10.1.1.0/24").is_some_and(|e| e["nbma"] == "198.51.100.1")
     });
     assert_direct(&c);
-    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 2);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 1);
     println!("[dmvpn phase 3] iperf3 spoke 1 -> spoke 2 (shortcut): {mbits:.0} Mbit/s");
     assert!(mbits > 1.0);
     println!("{}", c.s1.cli(&["show", "ip", "nhrp"]));
@@ -755,7 +790,7 @@ fn dmvpn_spoke_behind_nat_registers_with_the_nat_extension_and_goes_direct() {
         let _ = pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 1);
     }
     assert_direct(&c);
-    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 2);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 1);
     println!("[dmvpn nat] iperf3 NATed spoke 1 -> spoke 2 (direct): {mbits:.0} Mbit/s");
     assert!(mbits > 1.0);
     // On the wire (outside the NAT): the registration request claims 10.11.0.2 and carries the NAT
@@ -918,18 +953,24 @@ fn dmvpn_dual_hub_spokes_move_to_the_second_hub_when_the_first_dies() {
         "[dmvpn dual hub] traffic through hub 2 {back:?} after hub 1 died (NHS down detection)"
     );
     let t0 = Instant::now();
-    while nhs_up(&s1) != [false, true] {
-        assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", nhs_up(&s1));
+    // Both spokes: each notices on its own registration schedule.
+    while nhs_up(&s1) != [false, true] || nhs_up(&s2) != [false, true] {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{:?} {:?}",
+            nhs_up(&s1),
+            nhs_up(&s2)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     println!(
-        "[dmvpn dual hub] spoke 1 sees hub 1 down {:?} after it died",
+        "[dmvpn dual hub] both spokes see hub 1 down {:?} after it died",
         died.elapsed()
     );
     assert_eq!(pings(&s1.ns, "10.1.1.1", "10.1.2.1", 10), 10);
     assert_eq!(pings(&s2.ns, "10.1.2.1", "10.1.1.1", 10), 10);
     assert!(gre_counter(&hub2, "hairpinned") >= via_hub2_before + 20);
-    let mbits = iperf(&s1.ns, "10.1.1.1", &s2.ns, "10.1.2.1", 2);
+    let mbits = iperf(&s1.ns, "10.1.1.1", &s2.ns, "10.1.2.1", 1);
     println!("[dmvpn dual hub] iperf3 spoke 1 -> spoke 2 through hub 2: {mbits:.0} Mbit/s");
     assert!(mbits > 1.0);
     println!("{}", s1.cli(&["show", "dmvpn"]));
@@ -1128,8 +1169,61 @@ router bgp 65000
         let _ = pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 1);
     }
     assert_direct(&c);
-    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 2);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 1);
     println!("[dmvpn frr] iperf3 spoke 1 -> spoke 2 (direct, BGP routes): {mbits:.0} Mbit/s");
     assert!(mbits > 1.0);
     println!("{}", f1.vtysh("show ip route bgp"));
+}
+
+#[test]
+fn dmvpn_protected_gre_carries_registration_resolution_and_direct_traffic_in_esp() {
+    if !netns_available(
+        "dmvpn_protected_gre_carries_registration_resolution_and_direct_traffic_in_esp",
+    ) {
+        return;
+    }
+    let mut c = cloud_with(false, "e2", false, true);
+    // Registration needs the hub's SA first: IKEv2 runs on the first GRE packet for each peer.
+    let reg = wait_registered(&c);
+    println!(
+        "[dmvpn ipsec] both spokes registered {reg:?} after start (IKEv2 + transport-mode ESP)"
+    );
+    let took = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!(
+        "[dmvpn ipsec] first packet to direct spoke-to-spoke path (resolution + IKE to the spoke): {took:?}"
+    );
+    let t0 = Instant::now();
+    while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", c.s1.log());
+    }
+    assert_direct(&c);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 1);
+    println!("[dmvpn ipsec] iperf3 spoke 1 -> spoke 2 (direct, protected): {mbits:.0} Mbit/s");
+    assert!(mbits > 1.0);
+    // On spoke 2's link: ESP between the spokes and with the hub, IKE, and no GRE in clear at all.
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let esp = tshark(&pcap, "esp", &["ip.src", "ip.dst", "esp.spi"]);
+    let direct = esp
+        .iter()
+        .filter(|r| {
+            r.starts_with("198.51.100.1\t203.0.113.1\t")
+                || r.starts_with("203.0.113.1\t198.51.100.1\t")
+        })
+        .count();
+    println!(
+        "[dmvpn ipsec] ESP packets on spoke 2's link: {}, spoke to spoke: {direct}",
+        esp.len()
+    );
+    assert!(direct >= 20, "{esp:?}");
+    assert!(
+        esp.iter().any(|r| r.contains("192.0.2.1")),
+        "no ESP with the hub"
+    );
+    let ike = tshark(&pcap, "isakmp", &["ip.src"]);
+    assert!(!ike.is_empty(), "no IKE on the wire");
+    let clear = tshark(&pcap, "gre", &["frame.number"]);
+    assert!(clear.is_empty(), "GRE in clear on the wire: {clear:?}");
+    let _ = std::fs::remove_file(&pcap);
 }

@@ -1,0 +1,157 @@
+//! `tunnel protection ipsec profile P` on GRE and mGRE tunnels: one transport-mode ESP SA pair per NBMA peer,
+//! keyed by IKEv2 with host-to-host GRE (IP protocol 47) selectors, brought up on demand by the first GRE
+//! packet for the peer (an NHRP registration, resolution, or data). Sans-io, part of [`crate::node::Node`].
+//!
+//! Absent: NAT traversal (ESP in UDP) for protected GRE, IKEv1 keying of it, `shared` SA databases across
+//! tunnels (each tunnel keys its own peers), `show crypto` rows for these SAs.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use dataplane::{HEADROOM, InboundSa, OutboundSa, TAILROOM};
+use ike::IkeSaId;
+
+/// Packets held per peer while its SA is negotiated.
+const PENDING_MAX: usize = 32;
+
+/// The ESP state of one (tunnel, peer) pair.
+#[derive(Default)]
+pub struct PeerSa {
+    pub out: Option<OutboundSa>,
+    /// SPIs of this peer's inbound SAs (the SAs live in [`GreEsp::inbound`]).
+    pub spis: Vec<u32>,
+    /// GRE packets waiting for the SA.
+    pub pending: Vec<Vec<u8>>,
+    /// The IKE SA being negotiated or in use.
+    pub ike: Option<IkeSaId>,
+    pub encrypted: u64,
+    pub decrypted: u64,
+}
+
+#[derive(Default)]
+pub struct GreEsp {
+    pub peers: HashMap<(usize, Ipv4Addr), PeerSa>,
+    /// Inbound SPI -> (SA, tunnel, peer).
+    pub inbound: HashMap<u32, (InboundSa, usize, Ipv4Addr)>,
+    /// Packets dropped: no SA and the queue full, or encryption/decryption failed.
+    pub dropped: u64,
+    buf: Vec<u8>,
+}
+
+/// What to do with an outgoing GRE packet.
+pub enum Sealed {
+    /// The ESP packet (IP protocol 50) to send.
+    Esp(Vec<u8>),
+    /// Queued; negotiate an SA with the peer (`true`: no IKE SA is under way yet).
+    Queued {
+        initiate: bool,
+    },
+    Dropped,
+}
+
+impl GreEsp {
+    /// Encrypt a GRE packet for `peer`, or queue it until the SA exists.
+    pub fn seal(&mut self, now: Instant, tunnel: usize, peer: Ipv4Addr, gre: &[u8]) -> Sealed {
+        let p = self.peers.entry((tunnel, peer)).or_default();
+        let Some(out) = p.out.as_mut() else {
+            if p.pending.len() >= PENDING_MAX {
+                self.dropped += 1;
+                return Sealed::Dropped;
+            }
+            p.pending.push(gre.to_vec());
+            return Sealed::Queued {
+                initiate: p.ike.is_none(),
+            };
+        };
+        let need = HEADROOM + gre.len() + TAILROOM + 64;
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+        self.buf[HEADROOM..HEADROOM + gre.len()].copy_from_slice(gre);
+        match out.encapsulate(now, &mut self.buf, HEADROOM..HEADROOM + gre.len(), 47) {
+            Ok(r) => {
+                p.encrypted += 1;
+                Sealed::Esp(self.buf[r].to_vec())
+            }
+            Err(_) => {
+                self.dropped += 1;
+                Sealed::Dropped
+            }
+        }
+    }
+
+    /// An ESP packet: `Some((tunnel, peer, gre))` when it is ours and authentic.
+    pub fn open(&mut self, now: Instant, esp: &[u8]) -> Option<(usize, Ipv4Addr, Vec<u8>)> {
+        let spi = u32::from_be_bytes(esp.get(..4)?.try_into().ok()?);
+        let (sa, tunnel, peer) = self.inbound.get_mut(&spi)?;
+        if self.buf.len() < esp.len() {
+            self.buf.resize(esp.len(), 0);
+        }
+        self.buf[..esp.len()].copy_from_slice(esp);
+        match sa.decapsulate(now, &mut self.buf, 0..esp.len()) {
+            Ok(d) if d.next_header == 47 => {
+                let (tunnel, peer) = (*tunnel, *peer);
+                if let Some(p) = self.peers.get_mut(&(tunnel, peer)) {
+                    p.decrypted += 1;
+                }
+                Some((tunnel, peer, self.buf[d.range].to_vec()))
+            }
+            _ => {
+                self.dropped += 1;
+                None
+            }
+        }
+    }
+
+    /// True when `spi` is one of ours.
+    pub fn owns(&self, spi: u32) -> bool {
+        self.inbound.contains_key(&spi)
+    }
+
+    /// A CHILD_SA for (tunnel, peer) is up: the new outbound SA replaces the old one (older inbound SAs
+    /// stay until IKE deletes them); returns the packets that waited, encrypted.
+    pub fn install(
+        &mut self,
+        now: Instant,
+        tunnel: usize,
+        peer: Ipv4Addr,
+        out: OutboundSa,
+        inb: InboundSa,
+    ) -> Vec<Vec<u8>> {
+        let spi = inb.spi();
+        self.inbound.insert(spi, (inb, tunnel, peer));
+        let p = self.peers.entry((tunnel, peer)).or_default();
+        p.spis.push(spi);
+        p.out = Some(out);
+        let waiting = std::mem::take(&mut p.pending);
+        waiting
+            .iter()
+            .filter_map(|g| match self.seal(now, tunnel, peer, g) {
+                Sealed::Esp(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A CHILD_SA went (`spi_in` is our inbound SPI of it).
+    pub fn remove_child(&mut self, spi_in: u32, spi_out: u32) {
+        if let Some((_, tunnel, peer)) = self.inbound.remove(&spi_in)
+            && let Some(p) = self.peers.get_mut(&(tunnel, peer))
+        {
+            p.spis.retain(|s| *s != spi_in);
+            if p.out.as_ref().is_some_and(|o| o.spi() == spi_out) {
+                p.out = None;
+            }
+        }
+    }
+
+    /// An IKE SA went: its peers may negotiate again.
+    pub fn ike_gone(&mut self, id: IkeSaId) {
+        for p in self.peers.values_mut() {
+            if p.ike == Some(id) {
+                p.ike = None;
+            }
+        }
+    }
+}
