@@ -144,21 +144,31 @@ pub fn guest_available(test: &str) -> bool {
 struct Slot(#[allow(dead_code)] File);
 
 impl Slot {
-    fn take(limit: Duration) -> Slot {
+    /// `n` slots at once (all or none, so two tests wanting two each cannot deadlock holding one each).
+    fn take(n: usize, limit: Duration) -> Vec<Slot> {
+        assert!(n <= SLOTS, "{n} guests at once: the harness allows {SLOTS}");
         let t0 = Instant::now();
         loop {
+            let mut got = Vec::new();
             for i in 0..SLOTS {
                 let f = File::create(Path::new(RUN_DIR).join(format!("slot{i}.lock")))
                     .expect("guest slot lock file");
                 if f.try_lock().is_ok() {
-                    return Slot(f);
+                    got.push(Slot(f));
+                    if got.len() == n {
+                        return got;
+                    }
                 }
             }
+            drop(got);
             assert!(
                 t0.elapsed() < limit,
-                "no guest slot free within {limit:?} ({SLOTS} guests already running)"
+                "{n} guest slot(s) not free within {limit:?} ({SLOTS} in all)"
             );
-            std::thread::sleep(Duration::from_millis(200));
+            // (a little jitter: two waiting processes should not keep taking one slot each)
+            std::thread::sleep(Duration::from_millis(
+                150 + u64::from(std::process::id() % 7) * 20,
+            ));
         }
     }
 }
@@ -234,8 +244,31 @@ impl Guest {
     /// Boots a guest whose eth0 is TAP device `tap` in `ns` (created unless it exists) and waits until its
     /// scenario script exited 0 (panics with the console log otherwise). Call [`guest_available`] first.
     pub fn start(ns: &Netns, tap: &str, opts: GuestOpts<'_>) -> Guest {
+        let slot = Slot::take(1, Duration::from_secs(300)).remove(0);
+        Guest::start_in_slot(ns, tap, opts, slot)
+    }
+
+    /// Two guests booted at once (two slots taken together); returns them in the order given.
+    pub fn start_two(
+        ns: &Netns,
+        a: (&str, GuestOpts<'_>),
+        b: (&str, GuestOpts<'_>),
+    ) -> (Guest, Guest) {
+        let mut slots = Slot::take(2, Duration::from_secs(300));
+        let (sb, sa) = (slots.pop().unwrap(), slots.pop().unwrap());
+        std::thread::scope(|s| {
+            let ha = s.spawn(|| Guest::start_in_slot(ns, a.0, a.1, sa));
+            let hb = s.spawn(|| Guest::start_in_slot(ns, b.0, b.1, sb));
+            let (ra, rb) = (ha.join(), hb.join());
+            match (ra, rb) {
+                (Ok(ga), Ok(gb)) => (ga, gb),
+                (Err(e), _) | (_, Err(e)) => std::panic::resume_unwind(e),
+            }
+        })
+    }
+
+    fn start_in_slot(ns: &Netns, tap: &str, opts: GuestOpts<'_>, slot: Slot) -> Guest {
         sweep_orphans();
-        let slot = Slot::take(Duration::from_secs(300));
         let name = format!(
             "t{}-{}",
             std::process::id(),

@@ -1,0 +1,497 @@
+//! DMVPN against FRR's `nhrpd` on Linux's kernel mGRE, in QEMU guests (clear mGRE, key 42, network-id 1,
+//! holdtime 60: `tests/peers/guest/scenarios/dmvpn.sh`). All NBMA addresses share one bridge (the capture
+//! point); at most two guests run at once.
+//!
+//! * `frr_hub_lifeline_spoke`: an FRR hub (192.0.2.1 / 10.0.0.1) and an FRR spoke (192.0.2.2 / 10.0.0.2) in
+//!   guests, a Lifeline spoke (192.0.2.11 / 10.0.0.11). The Lifeline spoke registers (the FRR hub's cache has
+//!   `dynamic 10.0.0.11 -> 192.0.2.11`), pings the hub both ways, then reaches the FRR spoke: Resolution
+//!   Request through the hub, Resolution Reply from the FRR spoke, and the ICMP goes directly between the two
+//!   spokes' NBMA addresses (tshark on the bridge).
+//! * `lifeline_hub_frr_spokes`: a Lifeline hub (192.0.2.1 / 10.0.0.1, `ip nhrp redirect`) and two FRR spokes
+//!   (192.0.2.2, 192.0.2.3, `ip nhrp shortcut`). Both register, ping the hub both ways, and reach each other:
+//!   first through the hub, which sends a Traffic Indication; the FRR spoke resolves the other one through
+//!   the hub and installs a shortcut, after which the ICMP goes directly between the spokes. (Two gaps of
+//!   the Lifeline hub found here, reported for issue #13: its Registration Reply keeps the request's destination
+//!   protocol address, which FRR's `nhs dynamic` takes for the NHS, so the spokes name their NHS; and it
+//!   does not forward the Resolution Replies FRR routes through it - the shortcut forms because both
+//!   spokes resolve each other.)
+//!
+//! FRR quirks the tests set up (see the README of `tests/peers/guest/`): an FRR spoke answers a Resolution
+//! Request only when its route to the requester is an NBMA next hop (FRR deployments get one from BGP; here
+//! `10.0.0.0/24 via 10.0.0.1 dev gre1 onlink`), and a guest forwards nothing until `ip_forward=1`.
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::guest::{Guest, GuestOpts};
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeline");
+
+struct Site {
+    ns: Netns,
+    sock: PathBuf,
+    log: PathBuf,
+    _daemon: Daemon,
+}
+
+fn start_site(ns: Netns, name: &str, config: &str) -> Site {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("guest-dmvpn-{}", ns.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join(format!("{name}.cfg"));
+    std::fs::write(&cfg, config).unwrap();
+    let sock = dir.join("ctl.sock");
+    let log = dir.join("lifeline.log");
+    let _ = std::fs::remove_file(&sock);
+    let child = ns
+        .cmd(BIN)
+        .arg("run")
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(child);
+    let t0 = Instant::now();
+    while !sock.exists() {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            panic!(
+                "{name} exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{name}: no control socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Site {
+        ns,
+        sock,
+        log,
+        _daemon: daemon,
+    }
+}
+
+impl Site {
+    fn cli(&self, words: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(words)
+            .arg("--socket")
+            .arg(&self.sock)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn json(&self, words: &[&str]) -> serde_json::Value {
+        let mut w = words.to_vec();
+        w.push("--json");
+        let text = self.cli(&w);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{words:?}: {e}: {text}"))
+    }
+
+    /// Tunnel0's NHRP cache entries.
+    fn entries(&self) -> Vec<serde_json::Value> {
+        self.json(&["show", "ip", "nhrp"])["tunnels"][0]["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn entry<'a>(es: &'a [serde_json::Value], prefix: &str) -> Option<&'a serde_json::Value> {
+    es.iter().find(|e| e["prefix"] == prefix)
+}
+
+/// Lifeline's Tunnel0 on the cloud: key 42, network-id 1, holdtime 60, no authentication (as the FRR side).
+fn tunnel(ip: &str, nhrp: &str) -> String {
+    format!(
+        "\
+interface Tunnel0
+ device dmvpn0
+ ip address {ip} 255.255.255.0
+ ip mtu 1400
+{nhrp} ip nhrp network-id 1
+ ip nhrp holdtime 60
+ tunnel source GigabitEthernet0
+ tunnel mode gre multipoint
+ tunnel key 42
+!
+"
+    )
+}
+
+fn wan(name: &str, ip: &str) -> String {
+    format!(
+        "hostname {name}\n!\ninterface GigabitEthernet0\n device eth0\n ip address {ip} 255.255.255.0\n!\n"
+    )
+}
+
+fn dmvpn_opts<'a>(env: &'a [(&'a str, &'a str)]) -> GuestOpts<'a> {
+    GuestOpts {
+        script: "dmvpn.sh",
+        env,
+        bridge: Some("br0"),
+        ..Default::default()
+    }
+}
+
+/// `GUEST_*` variables of `scenarios/dmvpn.sh` for a clear-mGRE hub or spoke.
+fn dmvpn_env<'a>(role: &'a str, nbma: &'a str, tun: &'a str) -> [(&'a str, &'a str); 5] {
+    [
+        ("GUEST_ROLE", role),
+        ("GUEST_NBMA", nbma),
+        ("GUEST_TUN", tun),
+        ("GUEST_HUB_NBMA", "192.0.2.1"),
+        ("GUEST_IPSEC", "none"),
+    ]
+}
+
+fn vtysh(g: &Guest, cmds: &[&str]) -> String {
+    let args: Vec<String> = cmds.iter().map(|c| format!("-c '{c}'")).collect();
+    g.exec(&format!("vtysh {}", args.join(" "))).1
+}
+
+/// (outer src, outer dst, inner src, inner dst, ICMP type) of ICMP carried in GRE, and the NHRP operation
+/// types (outer src, outer dst, op) in the capture.
+type Icmp = (String, String, String, String, String);
+fn wire(pcap: &std::path::Path) -> (Vec<Icmp>, Vec<(String, String, String)>) {
+    let fields = |filter: &str, f: &[&str]| -> Vec<Vec<String>> {
+        let mut c = Command::new("tshark");
+        c.args(["-n", "-r"])
+            .arg(pcap)
+            .args(["-Y", filter, "-T", "fields", "-E", "separator=|"]);
+        for x in f {
+            c.args(["-e", x]);
+        }
+        let out = sh(&mut c);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('|').map(str::to_string).collect())
+            .collect()
+    };
+    let icmp = fields("gre && icmp", &["ip.src", "ip.dst", "icmp.type"])
+        .into_iter()
+        .filter_map(|f| {
+            let s: Vec<&str> = f[0].split(',').collect();
+            let d: Vec<&str> = f[1].split(',').collect();
+            (s.len() == 2 && d.len() == 2).then(|| {
+                (
+                    s[0].to_string(),
+                    d[0].to_string(),
+                    s[1].to_string(),
+                    d[1].to_string(),
+                    f[2].clone(),
+                )
+            })
+        })
+        .collect();
+    let nhrp = fields("nhrp", &["ip.src", "ip.dst", "nhrp.hdr.op.type"])
+        .into_iter()
+        // (a Traffic Indication carries the packet that caused it: the first address is the outer one)
+        .map(|f| {
+            let first = |s: &str| s.split(',').next().unwrap_or("").to_string();
+            (first(&f[0]), first(&f[1]), f[2].clone())
+        })
+        .collect();
+    (icmp, nhrp)
+}
+
+/// Lab namespace with bridge br0 and a capture on it (started and listening).
+fn lab(label: &str) -> (Netns, Capture) {
+    let lab = Netns::new(label);
+    guest::bridge(&lab);
+    let cap = Capture::start(&lab, "br0", label).expect("tcpdump on br0");
+    let t0 = Instant::now();
+    while std::fs::metadata(&cap.path).map_or(0, |m| m.len()) < 24
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (lab, cap)
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn frr_hub_lifeline_spoke() {
+    if !guest::guest_available("frr_hub_lifeline_spoke") {
+        return;
+    }
+    let t0 = Instant::now();
+    let (lab, cap) = lab("gdFH");
+    let sp = Netns::new("gdFHsp");
+    guest::veth_to_bridge(&lab, "vsp", &sp, "eth0", "192.0.2.11/24");
+    let (he, se) = (
+        dmvpn_env("hub", "192.0.2.1", "10.0.0.1"),
+        dmvpn_env("spoke", "192.0.2.2", "10.0.0.2"),
+    );
+    let (hub, frr_spoke) = Guest::start_two(
+        &lab,
+        ("taphub", dmvpn_opts(&he)),
+        ("tapspk", dmvpn_opts(&se)),
+    );
+    println!(
+        "guests ready: hub {:.1} s (script {:.1} s), spoke {:.1} s (script {:.1} s)",
+        hub.boot_secs, hub.script_secs, frr_spoke.boot_secs, frr_spoke.script_secs
+    );
+    hub.run("sysctl -qw net.ipv4.ip_forward=1");
+    frr_spoke.run("ip route add 10.0.0.0/24 via 10.0.0.1 dev gre1 onlink");
+
+    let cfg = wan("lspoke", "192.0.2.11")
+        + &tunnel(
+            "10.0.0.11",
+            " ip nhrp map 10.0.0.1 192.0.2.1\n ip nhrp map multicast 192.0.2.1\n ip nhrp nhs 10.0.0.1\n",
+        );
+    let site = start_site(sp, "lspoke", &cfg);
+
+    // Registration: the FRR hub's cache holds the Lifeline spoke, and Lifeline sees its NHS up.
+    let took = wait_for(
+        "Lifeline spoke registered at the FRR hub",
+        Duration::from_secs(30),
+        || {
+            vtysh(&hub, &["show ip nhrp cache"]).lines().any(|l| {
+                l.contains("dynamic") && l.contains("10.0.0.11") && l.contains("192.0.2.11")
+            }) && site.json(&["show", "dmvpn"])["tunnels"][0]["nhs"][0]["up"] == true
+        },
+    );
+    println!("registered after {took:?}");
+    println!(
+        "hub# show ip nhrp cache\n{}",
+        vtysh(&hub, &["show ip nhrp cache"])
+    );
+    println!("lifeline# show dmvpn\n{}", site.cli(&["show", "dmvpn"]));
+    // Hub <-> Lifeline spoke over the tunnel, both ways.
+    site.ns
+        .run(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.0.0.1"]);
+    hub.run("ping -c 5 -i 0.2 -W 2 10.0.0.11");
+
+    // Lifeline spoke -> FRR spoke: resolution through the hub, then direct.
+    let first = Instant::now();
+    let took = wait_for(
+        "Lifeline resolves 10.0.0.2 to 192.0.2.2 and gets answers",
+        Duration::from_secs(45),
+        || {
+            let ok = site.ns.try_run(&["ping", "-c", "1", "-W", "1", "10.0.0.2"]);
+            let es = site.entries();
+            ok && entry(&es, "10.0.0.2/32").is_some_and(|e| e["nbma"] == "192.0.2.2")
+        },
+    );
+    println!("first packet to direct path to the FRR spoke: {took:?}");
+    let _ = first;
+    println!(
+        "lifeline# show ip nhrp\n{}",
+        site.cli(&["show", "ip", "nhrp"])
+    );
+    let ping = site
+        .ns
+        .run(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.0.0.2"]);
+    println!(
+        "lifeline -> frr spoke: {}",
+        String::from_utf8_lossy(&ping.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+    );
+    frr_spoke.run("ping -c 3 -i 0.2 -W 2 10.0.0.11");
+    println!(
+        "frr spoke# show ip nhrp cache\n{}",
+        vtysh(&frr_spoke, &["show ip nhrp cache"])
+    );
+
+    let pcap = cap.finish();
+    let (icmp, nhrp) = wire(&pcap);
+    let direct = |s: &str, d: &str, t: &str| {
+        icmp.iter()
+            .filter(|p| p.0 == s && p.1 == d && p.4 == t)
+            .count()
+    };
+    let (req, rep) = (
+        direct("192.0.2.11", "192.0.2.2", "8"),
+        direct("192.0.2.2", "192.0.2.11", "0"),
+    );
+    let ops = |op: &str| nhrp.iter().filter(|n| n.2 == op).count();
+    println!(
+        "capture: direct GRE/ICMP 192.0.2.11 -> 192.0.2.2: {req} requests, back: {rep} replies; NHRP: \
+         {} registration requests, {} replies, {} resolution requests, {} replies",
+        ops("3"),
+        ops("4"),
+        ops("1"),
+        ops("2")
+    );
+    assert!(
+        req >= 5 && rep >= 5,
+        "no direct spoke-to-spoke path on the wire ({})\n{}",
+        pcap.display(),
+        site.log()
+    );
+    assert!(
+        nhrp.iter()
+            .any(|n| n.0 == "192.0.2.11" && n.1 == "192.0.2.1" && n.2 == "1"),
+        "no Resolution Request from Lifeline to the FRR hub"
+    );
+    assert!(
+        nhrp.iter().any(|n| n.1 == "192.0.2.11" && n.2 == "2"),
+        "no Resolution Reply to Lifeline"
+    );
+    let _ = std::fs::remove_file(&pcap);
+    println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn lifeline_hub_frr_spokes() {
+    if !guest::guest_available("lifeline_hub_frr_spokes") {
+        return;
+    }
+    let t0 = Instant::now();
+    let (lab, cap) = lab("gdLH");
+    let hns = Netns::new("gdLHhub");
+    guest::veth_to_bridge(&lab, "vhub", &hns, "eth0", "192.0.2.1/24");
+    // The hub first: the spokes register as soon as they boot.
+    let cfg = wan("lhub", "192.0.2.1")
+        + &tunnel(
+            "10.0.0.1",
+            " ip nhrp map multicast dynamic\n ip nhrp redirect\n",
+        );
+    let site = start_site(hns, "lhub", &cfg);
+    let (e2, e3) = (
+        dmvpn_env("spoke", "192.0.2.2", "10.0.0.2"),
+        dmvpn_env("spoke", "192.0.2.3", "10.0.0.3"),
+    );
+    let (s2, s3) = Guest::start_two(&lab, ("tap2", dmvpn_opts(&e2)), ("tap3", dmvpn_opts(&e3)));
+    println!(
+        "guests ready: spoke2 {:.1} s (script {:.1} s), spoke3 {:.1} s (script {:.1} s)",
+        s2.boot_secs, s2.script_secs, s3.boot_secs, s3.script_secs
+    );
+    for g in [&s2, &s3] {
+        g.run("ip route add 10.0.0.0/24 via 10.0.0.1 dev gre1 onlink");
+        // The scenario's `ip nhrp nhs dynamic nbma 192.0.2.1` learns the NHS's protocol address from the
+        // Registration Reply's destination protocol address; Lifeline's hub copies the request's (the
+        // spoke's own address there), so the FRR spoke would take itself for its NHS. Name the NHS.
+        vtysh(
+            g,
+            &[
+                "configure terminal",
+                "interface gre1",
+                "no ip nhrp nhs dynamic nbma 192.0.2.1",
+                "ip nhrp nhs 10.0.0.1 nbma 192.0.2.1",
+            ],
+        );
+    }
+
+    let took = wait_for(
+        "both FRR spokes registered at the Lifeline hub",
+        Duration::from_secs(40),
+        || {
+            let es = site.entries();
+            [("10.0.0.2/32", "192.0.2.2"), ("10.0.0.3/32", "192.0.2.3")]
+                .iter()
+                .all(|(p, n)| entry(&es, p).is_some_and(|e| e["nbma"] == *n))
+        },
+    );
+    println!("registered after {took:?}");
+    println!("lifeline hub# show dmvpn\n{}", site.cli(&["show", "dmvpn"]));
+    println!(
+        "lifeline hub# show ip nhrp\n{}",
+        site.cli(&["show", "ip", "nhrp"])
+    );
+    for (g, me) in [(&s2, "10.0.0.2"), (&s3, "10.0.0.3")] {
+        let nhs = vtysh(g, &["show ip nhrp nhs"]);
+        assert!(nhs.contains("10.0.0.1"), "{me}: NHS not up:\n{nhs}");
+        g.run("ping -c 3 -i 0.2 -W 2 10.0.0.1");
+        site.ns
+            .run(&["ping", "-c", "3", "-i", "0.2", "-W", "2", me]);
+    }
+
+    // Spoke to spoke: through the hub first; the hub's redirect makes spoke 2 resolve spoke 3.
+    let took = wait_for(
+        "FRR spoke 2 gets a shortcut to spoke 3",
+        Duration::from_secs(45),
+        || {
+            let (rc, _) = s2.exec("ping -c 1 -W 1 10.0.0.3");
+            rc == 0
+                && vtysh(&s2, &["show ip nhrp cache"])
+                    .lines()
+                    .any(|l| l.contains("10.0.0.3") && l.contains("192.0.2.3"))
+        },
+    );
+    println!("FRR spoke 2 -> spoke 3: shortcut after {took:?}");
+    println!(
+        "spoke2# show ip nhrp cache / shortcut\n{}",
+        vtysh(&s2, &["show ip nhrp cache", "show ip nhrp shortcut"])
+    );
+    let out = s2.run("ping -c 5 -i 0.2 -W 2 10.0.0.3");
+    println!("spoke2 -> spoke3: {}", out.lines().last().unwrap_or(""));
+    println!(
+        "lifeline hub# show ip nhrp traffic\n{}",
+        site.cli(&["show", "ip", "nhrp", "traffic"])
+    );
+
+    let pcap = cap.finish();
+    let (icmp, nhrp) = wire(&pcap);
+    let count = |s: &str, d: &str, t: &str| {
+        icmp.iter()
+            .filter(|p| p.0 == s && p.1 == d && p.4 == t)
+            .count()
+    };
+    let via_hub = count("192.0.2.2", "192.0.2.1", "8");
+    let (req, rep) = (
+        count("192.0.2.2", "192.0.2.3", "8"),
+        count("192.0.2.3", "192.0.2.2", "0"),
+    );
+    let ops = |op: &str| nhrp.iter().filter(|n| n.2 == op).count();
+    println!(
+        "capture: spoke2 ICMP requests via the hub {via_hub}, direct {req} (replies direct {rep}); NHRP: \
+         {} registration requests, {} replies, {} resolution requests, {} replies, {} traffic indications",
+        ops("3"),
+        ops("4"),
+        ops("1"),
+        ops("2"),
+        ops("8")
+    );
+    assert!(
+        req >= 5 && rep >= 5,
+        "no direct spoke-to-spoke path on the wire ({})\n{}",
+        pcap.display(),
+        site.log()
+    );
+    // The hub redirected (Traffic Indication to spoke 2) and forwarded spoke 2's Resolution Request.
+    assert!(
+        nhrp.iter()
+            .any(|n| n.0 == "192.0.2.1" && n.1 == "192.0.2.2" && n.2 == "8"),
+        "no Traffic Indication from the Lifeline hub to spoke 2"
+    );
+    assert!(
+        nhrp.iter()
+            .any(|n| n.0 == "192.0.2.1" && n.1 == "192.0.2.3" && n.2 == "1"),
+        "the Lifeline hub did not forward a Resolution Request to spoke 3"
+    );
+    // Known gap (reported for issue #13): FRR sends its Resolution Reply along its route, through the
+    // hub; Lifeline's hub does not forward replies it did not ask for. Reported, not asserted.
+    let fwd = nhrp
+        .iter()
+        .filter(|n| n.0 == "192.0.2.1" && n.2 == "2")
+        .count();
+    println!("Resolution Replies forwarded by the Lifeline hub: {fwd}");
+    let _ = std::fs::remove_file(&pcap);
+    println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
+}
