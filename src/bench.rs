@@ -547,7 +547,7 @@ impl Loopback {
                 Output::Tun { tunnel, packet } => self.delivered.push(TunPacket {
                     node: i,
                     tunnel,
-                    packet,
+                    packet: packet.to_vec(),
                 }),
             }
         }

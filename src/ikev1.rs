@@ -410,7 +410,7 @@ impl Node {
             self.out.push_back(crate::node::Output::Udp {
                 local: tx.local,
                 remote: tx.remote,
-                payload: tx.payload,
+                payload: crate::pkt::PacketBuf::from_vec(tx.payload),
                 tos: 0,
             });
             progressed = true;

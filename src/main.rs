@@ -18,12 +18,18 @@ mod monitor;
 mod node;
 mod os;
 mod pki;
+mod pkt;
 mod qos;
 mod resolve;
 mod show;
 mod sim;
 mod sipnet;
 mod vpnsip;
+
+/// Unit tests count allocations (`daemon::tests::steady_state_packet_path_does_not_allocate`).
+#[cfg(test)]
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -19,6 +19,7 @@ use ike::{ChildSaKeys, EncrAlg, Endpoint, Identity, IkeSaId, IntegAlg, Keyring, 
 
 use crate::ios;
 use crate::monitor::Failover;
+use crate::pkt::PacketBuf;
 use crate::vpnsip::VpnSip;
 
 /// IKE's well-known ports (RFC 7296 §2.23).
@@ -26,6 +27,8 @@ pub const IKE_PORT: u16 = 500;
 pub const NAT_T_PORT: u16 = 4500;
 /// Room for ESP around the largest inner packet.
 const BUF_LEN: usize = dataplane::HEADROOM + 65535 + dataplane::TAILROOM;
+/// Buffers of shaped packets kept for reuse (a scheduler's queues hold at most a few hundred packets).
+const QOS_FREE_KEEP: usize = 1024;
 
 /// What the node wants done.
 #[derive(Debug)]
@@ -34,18 +37,18 @@ pub enum Output {
     Udp {
         local: SocketAddr,
         remote: SocketAddr,
-        payload: Vec<u8>,
+        payload: PacketBuf,
         /// IP TOS of the datagram (ESP copies the inner packet's, e.g. the CS4 of VPN-SIP's policy).
         tos: u8,
     },
     /// An ESP packet as IP protocol 50 (no NAT-T).
     RawEsp {
         dst: Ipv4Addr,
-        payload: Vec<u8>,
+        payload: PacketBuf,
         tos: u8,
     },
     /// An IP packet for the inside of tunnel `tunnel` (write it to its TUN device).
-    Tun { tunnel: usize, packet: Vec<u8> },
+    Tun { tunnel: usize, packet: PacketBuf },
     /// A DHCP message to send from `device` (UDP 68 -> `dst`:67); see [`Node::handle_dhcp`].
     Dhcp {
         device: String,
@@ -126,6 +129,8 @@ pub struct Node {
     pub(crate) v1_heard: HashMap<usize, Instant>,
     pub(crate) out: VecDeque<Output>,
     buf: Vec<u8>,
+    /// Buffers of shaped packets that left their scheduler, for the next packets offered to one.
+    qos_free: Vec<Vec<u8>>,
     /// Test hook (`lifeline run --sdp-fingerprint-override`): the VPN-SIP fingerprint we advertise.
     pub(crate) sdp_fingerprint_override: Option<ike::Fingerprint>,
     /// Tunnels that may have datagrams, events or a new deadline since [`Node::pump`] last looked at them
@@ -242,6 +247,7 @@ impl Node {
             esp_key_log: None,
             out: VecDeque::new(),
             buf: vec![0; BUF_LEN],
+            qos_free: Vec::new(),
             sdp_fingerprint_override: None,
         };
         (node, problems)
@@ -401,16 +407,25 @@ impl Node {
         self.v1_on_demand_dpd(now, idx);
         // (Queued in the shaper, the packet changes the tunnel's deadline.)
         self.touch(idx);
-        let t = &mut self.tunnels[idx];
-        if t.egress.is_attached() {
-            // Shaped tunnel: the scheduler owns the packet until the shaper lets it go.
+        if self.tunnels[idx].egress.is_attached() {
+            // Shaped tunnel: the scheduler owns the packet until the shaper lets it go, in a buffer from
+            // `qos_free` that comes back there when it leaves (sent or dropped): no allocation per packet.
             let start = dataplane::HEADROOM;
-            let mut owned = vec![0u8; start + packet.len() + dataplane::TAILROOM];
+            let mut owned = self
+                .qos_free
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(crate::pkt::SMALL));
+            owned.clear();
+            owned.resize(start + packet.len() + dataplane::TAILROOM, 0);
             owned[start..start + packet.len()].copy_from_slice(packet);
             let pkt = dataplane::qos::Packet::new(owned, start..start + packet.len());
-            match t.egress.offer(now, pkt) {
-                dataplane::qos::Offer::Send(p) => self.encrypt(now, idx, p.bytes()),
-                dataplane::qos::Offer::Queued | dataplane::qos::Offer::Dropped(_) => {}
+            match self.tunnels[idx].egress.offer(now, pkt) {
+                dataplane::qos::Offer::Send(p) => {
+                    self.encrypt(now, idx, p.bytes());
+                    self.recycle_qos(p);
+                }
+                dataplane::qos::Offer::Dropped(d) => self.recycle_qos(d.packet),
+                dataplane::qos::Offer::Queued => {}
             }
             self.drain_egress(now, idx);
         } else {
@@ -435,6 +450,17 @@ impl Node {
     fn drain_egress(&mut self, now: Instant, idx: usize) {
         while let Some(p) = self.tunnels[idx].egress.dequeue(now) {
             self.encrypt(now, idx, p.bytes());
+            self.recycle_qos(p);
+        }
+    }
+
+    /// A shaped packet left the scheduler: keep its buffer for the next one (at most [`QOS_FREE_KEEP`]).
+    fn recycle_qos(&mut self, p: dataplane::qos::Packet) {
+        if self.qos_free.len() < QOS_FREE_KEEP {
+            if self.qos_free.capacity() == 0 {
+                self.qos_free.reserve_exact(QOS_FREE_KEEP);
+            }
+            self.qos_free.push(p.into_parts().0);
         }
     }
 
@@ -728,7 +754,8 @@ impl Node {
         self.touch(idx);
         match v {
             Verdict::ToNetwork(tx) => {
-                let payload = self.buf[tx.range.clone()].to_vec();
+                // A pooled block: no allocation per packet once the pool is warm (`crate::pkt`).
+                let payload = PacketBuf::copy_from(&self.buf[tx.range.clone()]);
                 match (tx.src, tx.dst, tx.udp) {
                     (IpAddr::V4(src), IpAddr::V4(dst), Some(UdpPorts { local, remote })) => {
                         let remote = SocketAddr::V4(SocketAddrV4::new(dst, remote));
@@ -751,7 +778,7 @@ impl Node {
             }
             Verdict::ToTunnel(range) => self.out.push_back(Output::Tun {
                 tunnel: idx,
-                packet: self.buf[range].to_vec(),
+                packet: PacketBuf::copy_from(&self.buf[range]),
             }),
             Verdict::Queued | Verdict::Consumed | Verdict::Drop(_) => {}
         }
@@ -766,7 +793,7 @@ impl Node {
                 self.out.push_back(Output::Udp {
                     local,
                     remote: tx.remote,
-                    payload: tx.payload,
+                    payload: PacketBuf::from_vec(tx.payload),
                     tos: 0,
                 });
                 progressed = true;

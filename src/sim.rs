@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::node::{Node, Output};
+use crate::pkt::PacketBuf;
 
 /// Who owns an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +34,7 @@ const REGISTRAR: usize = usize::MAX;
 struct Datagram {
     from: SocketAddr,
     to: SocketAddr,
-    payload: Vec<u8>,
+    payload: PacketBuf,
 }
 
 /// An inner packet a node wrote to one of its tunnels (what its TUN device would have received).
@@ -251,7 +252,7 @@ impl Sim {
                 Output::Tun { tunnel, packet } => self.delivered.push(TunPacket {
                     node: i,
                     tunnel,
-                    packet,
+                    packet: packet.to_vec(),
                 }),
                 Output::OpenPort(a) => {
                     self.owners.insert(a, Owner::Node(i));
@@ -292,7 +293,7 @@ impl Sim {
             self.queue.push_back(Datagram {
                 from,
                 to: tx.to,
-                payload: tx.payload,
+                payload: PacketBuf::from_vec(tx.payload),
             });
         }
         self.rearm_registrar = true;
@@ -709,7 +710,7 @@ mod tests {
         sim.queue.push_back(Datagram {
             from: registrar,
             to: appliance_sip,
-            payload: invite.into_bytes(),
+            payload: PacketBuf::from_vec(invite.into_bytes()),
         });
         now += Duration::from_millis(1);
         sim.step(now);
@@ -752,7 +753,7 @@ mod tests {
         sim.queue.push_back(Datagram {
             from: registrar,
             to: appliance_sip,
-            payload: invite.into_bytes(),
+            payload: PacketBuf::from_vec(invite.into_bytes()),
         });
         now += Duration::from_millis(1);
         sim.step(now);
@@ -787,7 +788,7 @@ mod tests {
         sim.queue.push_back(Datagram {
             from: "192.0.2.1:1".parse().unwrap(),
             to: "192.0.2.2:2".parse().unwrap(),
-            payload: vec![1, 2, 3],
+            payload: PacketBuf::from_vec(vec![1, 2, 3]),
         });
         assert_eq!(sim.step(now), 1);
         assert_eq!(sim.stats.unroutable, 1);

@@ -82,7 +82,7 @@ pub(crate) fn transmit(v: &VpnSip, tx: sip::Transmit) -> Output {
         Output::Udp {
             local,
             remote: tx.to,
-            payload: tx.payload,
+            payload: crate::pkt::PacketBuf::from_vec(tx.payload),
             tos: 0,
         }
     }
