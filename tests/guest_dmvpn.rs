@@ -15,6 +15,10 @@
 //!   protocol address, which FRR's `nhs dynamic` takes for the NHS, so the spokes name their NHS; and it
 //!   does not forward the Resolution Replies FRR routes through it - the shortcut forms because both
 //!   spokes resolve each other.)
+//! * `lifeline_hub_frr_spoke_strongswan_protected`: a Lifeline hub with `tunnel protection ipsec profile`
+//!   (IKEv2 PSK, `esp-gcm 128`, transport) and an FRR spoke whose GRE to the hub strongSwan (charon, kernel
+//!   XFRM, trap policy for GRE) protects: the first registration starts IKE, the spoke registers through ESP,
+//!   pings cross both ways, and the bridge sees raw ESP and IKE only, no clear GRE.
 //!
 //! FRR quirks the tests set up (see the README of `tests/peers/guest/`): an FRR spoke answers a Resolution
 //! Request only when its route to the requester is an NBMA next hop (FRR deployments get one from BGP; here
@@ -492,6 +496,117 @@ fn lifeline_hub_frr_spokes() {
         .filter(|n| n.0 == "192.0.2.1" && n.2 == "2")
         .count();
     println!("Resolution Replies forwarded by the Lifeline hub: {fwd}");
+    let _ = std::fs::remove_file(&pcap);
+    println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// IKEv2 PSK protection for a Lifeline DMVPN node against the guests' strongSwan (`GUEST_IPSEC=swanctl`:
+/// IKE aes128-sha256-x25519, ESP aes128gcm16 transport, GRE selectors, ID = the NBMA address).
+fn protect(config: String) -> String {
+    let crypto = "\
+crypto ikev2 keyring KR
+ peer ANY
+  address 0.0.0.0 0.0.0.0
+  pre-shared-key lifeline-dmvpn-test-psk
+!
+crypto ikev2 profile PROF
+ match identity remote any
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local KR
+!
+crypto ipsec transform-set TS esp-gcm 128
+ mode transport
+!
+crypto ipsec profile IPS
+ set transform-set TS
+ set ikev2-profile PROF
+!
+";
+    format!("{crypto}{config}").replace(
+        " tunnel key 42\n",
+        " tunnel key 42\n tunnel protection ipsec profile IPS\n",
+    )
+}
+
+#[test]
+fn lifeline_hub_frr_spoke_strongswan_protected() {
+    if !guest::guest_available("lifeline_hub_frr_spoke_strongswan_protected") {
+        return;
+    }
+    let t0 = Instant::now();
+    let (lab, cap) = lab("gdLP");
+    let hns = Netns::new("gdLPhub");
+    guest::veth_to_bridge(&lab, "vhub", &hns, "eth0", "192.0.2.1/24");
+    let cfg = protect(
+        wan("lhub", "192.0.2.1")
+            + &tunnel(
+                "10.0.0.1",
+                " ip nhrp map multicast dynamic\n ip nhrp redirect\n",
+            ),
+    );
+    let site = start_site(hns, "lhub", &cfg);
+    let mut env = dmvpn_env("spoke", "192.0.2.2", "10.0.0.2").to_vec();
+    env.retain(|(k, _)| *k != "GUEST_IPSEC");
+    env.push(("GUEST_IPSEC", "swanctl"));
+    let g = Guest::start(&lab, "tap2", dmvpn_opts(&env));
+    println!(
+        "guest ready {:.1} s (script {:.1} s)",
+        g.boot_secs, g.script_secs
+    );
+    // (static NHS: see lifeline_hub_frr_spokes)
+    vtysh(
+        &g,
+        &[
+            "configure terminal",
+            "interface gre1",
+            "no ip nhrp nhs dynamic nbma 192.0.2.1",
+            "ip nhrp nhs 10.0.0.1 nbma 192.0.2.1",
+        ],
+    );
+    let took = wait_for(
+        "the FRR spoke registered through IPsec at the Lifeline hub",
+        Duration::from_secs(45),
+        || {
+            let es = site.entries();
+            entry(&es, "10.0.0.2/32").is_some_and(|e| e["nbma"] == "192.0.2.2")
+        },
+    );
+    println!("registered after {took:?}");
+    println!(
+        "spoke# swanctl --list-sas\n{}",
+        g.exec("swanctl --list-sas").1
+    );
+    println!("lifeline hub# show dmvpn\n{}", site.cli(&["show", "dmvpn"]));
+    g.run("ping -c 5 -i 0.2 -W 2 10.0.0.1");
+    site.ns
+        .run(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.0.0.2"]);
+    let xfrm = g.run("ip -s xfrm state | grep -E 'src|proto|lifetime current' -A1 | head -20");
+    println!("spoke# ip -s xfrm state\n{xfrm}");
+
+    let pcap = cap.finish();
+    let count = |filter: &str| {
+        let out = sh(Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-Y", filter]));
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let (esp, esp_udp, gre, ike) = (
+        count("ip.proto == 50"),
+        count("udp && esp"),
+        count("gre"),
+        count("isakmp"),
+    );
+    println!(
+        "bridge capture: raw ESP {esp}, ESP in UDP {esp_udp}, clear GRE {gre}, IKE {ike} packets"
+    );
+    assert!(
+        esp >= 20 && gre == 0 && ike >= 4,
+        "expected ESP only (and IKE) on the wire ({})\n{}",
+        pcap.display(),
+        site.log()
+    );
     let _ = std::fs::remove_file(&pcap);
     println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
 }
