@@ -19,6 +19,10 @@
 //!   (IKEv2 PSK, `esp-gcm 128`, transport) and an FRR spoke whose GRE to the hub strongSwan (charon, kernel
 //!   XFRM, trap policy for GRE) protects: the first registration starts IKE, the spoke registers through ESP,
 //!   pings cross both ways, and the bridge sees raw ESP and IKE only, no clear GRE.
+//! * `frr_hub_strongswan_lifeline_spoke_protected`: the other way round: an FRR hub whose charon accepts IKE
+//!   from any spoke, and a protected Lifeline spoke that initiates IKEv2 with its first registration
+//!   (charon answers INVALID_KE_PAYLOAD, Lifeline retries with Curve25519), registers through ESP, and pings
+//!   the hub both ways; raw ESP and IKE only on the wire.
 //!
 //! FRR quirks the tests set up (see the README of `tests/peers/guest/`): an FRR spoke answers a Resolution
 //! Request only when its route to the requester is an NBMA next hop (FRR deployments get one from BGP; here
@@ -601,6 +605,74 @@ fn lifeline_hub_frr_spoke_strongswan_protected() {
     println!(
         "bridge capture: raw ESP {esp}, ESP in UDP {esp_udp}, clear GRE {gre}, IKE {ike} packets"
     );
+    assert!(
+        esp >= 20 && gre == 0 && ike >= 4,
+        "expected ESP only (and IKE) on the wire ({})\n{}",
+        pcap.display(),
+        site.log()
+    );
+    let _ = std::fs::remove_file(&pcap);
+    println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn frr_hub_strongswan_lifeline_spoke_protected() {
+    if !guest::guest_available("frr_hub_strongswan_lifeline_spoke_protected") {
+        return;
+    }
+    let t0 = Instant::now();
+    let (lab, cap) = lab("gdFP");
+    let sp = Netns::new("gdFPsp");
+    guest::veth_to_bridge(&lab, "vsp", &sp, "eth0", "192.0.2.11/24");
+    let mut env = dmvpn_env("hub", "192.0.2.1", "10.0.0.1").to_vec();
+    env.retain(|(k, _)| *k != "GUEST_IPSEC");
+    env.push(("GUEST_IPSEC", "swanctl"));
+    let hub = Guest::start(&lab, "taphub", dmvpn_opts(&env));
+    println!(
+        "guest ready {:.1} s (script {:.1} s)",
+        hub.boot_secs, hub.script_secs
+    );
+    let cfg = protect(
+        wan("lspoke", "192.0.2.11")
+            + &tunnel(
+                "10.0.0.11",
+                " ip nhrp map 10.0.0.1 192.0.2.1\n ip nhrp map multicast 192.0.2.1\n ip nhrp nhs 10.0.0.1\n",
+            ),
+    );
+    let site = start_site(sp, "lspoke", &cfg);
+    let took = wait_for(
+        "the Lifeline spoke registered through IPsec at the FRR hub",
+        Duration::from_secs(45),
+        || {
+            vtysh(&hub, &["show ip nhrp cache"])
+                .lines()
+                .any(|l| l.contains("dynamic") && l.contains("10.0.0.11"))
+                && site.json(&["show", "dmvpn"])["tunnels"][0]["nhs"][0]["up"] == true
+        },
+    );
+    println!("registered after {took:?}");
+    println!(
+        "hub# swanctl --list-sas\n{}",
+        hub.exec("swanctl --list-sas").1
+    );
+    println!(
+        "hub# show ip nhrp cache\n{}",
+        vtysh(&hub, &["show ip nhrp cache"])
+    );
+    site.ns
+        .run(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.0.0.1"]);
+    hub.run("ping -c 5 -i 0.2 -W 2 10.0.0.11");
+
+    let pcap = cap.finish();
+    let count = |filter: &str| {
+        let out = sh(Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-Y", filter]));
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let (esp, gre, ike) = (count("ip.proto == 50"), count("gre"), count("isakmp"));
+    println!("bridge capture: raw ESP {esp}, clear GRE {gre}, IKE {ike} packets");
     assert!(
         esp >= 20 && gre == 0 && ike >= 4,
         "expected ESP only (and IKE) on the wire ({})\n{}",
