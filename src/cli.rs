@@ -111,6 +111,17 @@ enum PkiCommand {
         #[arg(long, default_value = crate::pki::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// IOS `crypto pki authenticate TRUSTPOINT`: accept FILE (PEM or DER) as the trustpoint's CA
+    /// certificate; it must match the trustpoint's `fingerprint` when one is configured. Place the CA's CRL
+    /// as STATE_DIR/pki/TRUSTPOINT.crl.
+    Authenticate {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long, default_value = crate::pki::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        trustpoint: String,
+        file: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -150,6 +161,15 @@ pub fn main() -> ExitCode {
         Command::Pki {
             command: PkiCommand::Enroll { config, state_dir },
         } => pki_enroll(&config, &state_dir),
+        Command::Pki {
+            command:
+                PkiCommand::Authenticate {
+                    config,
+                    state_dir,
+                    trustpoint,
+                    file,
+                },
+        } => pki_authenticate(&config, &state_dir, &trustpoint, &file),
         Command::Bench(args) => crate::bench::run(args),
         Command::Registrar { listen } => crate::demo_netns::registrar(listen),
         Command::Demo { netns: true } => crate::demo_netns::run_netns(),
@@ -205,6 +225,29 @@ fn check(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `lifeline pki authenticate`: what `crypto pki authenticate` prints once the certificate is accepted.
+fn pki_authenticate(
+    path: &std::path::Path,
+    state_dir: &std::path::Path,
+    trustpoint: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let parsed = config::parse(&read_config(path)?);
+    if parsed.has_errors() {
+        anyhow::bail!(
+            "configuration {} has errors (see `lifeline check`)",
+            path.display()
+        );
+    }
+    let (kept, fp) = crate::pki::authenticate(&parsed.config, state_dir, trustpoint, file)?;
+    println!(
+        "Certificate has the following attributes:\n       Fingerprint SHA1: {}\nTrustpoint CA certificate accepted ({}).",
+        crate::pki::ios_fingerprint(&fp),
+        kept.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `lifeline pki enroll`: what `crypto pki enroll` prints, for every trustpoint that has a credential.

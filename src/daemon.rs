@@ -158,7 +158,7 @@ pub fn run(
     // `crypto pki trustpoint`: keys and certificates before the IKE profiles that sign with them.
     let store = crate::pki::enroll(&cfg, state_dir)?;
     let (mut node, problems) = Node::new(now, cfg, u32::from_ne_bytes(seed));
-    let pki_problems = crate::pki::install(&mut node, &store);
+    let pki_problems = crate::pki::install(&mut node, &store, now, std::time::SystemTime::now());
     if !pki_problems.is_empty() {
         anyhow::bail!("{}; not starting", pki_problems.join("; "));
     }

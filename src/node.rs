@@ -144,6 +144,8 @@ pub struct Node {
     tunnel_timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Test hook (`run --debug-esp-keys FILE`): append each CHILD_SA's keys to FILE for tshark.
     pub esp_key_log: Option<std::path::PathBuf>,
+    /// `show crypto pki certificates` (set by [`crate::pki::install`]).
+    pub pki_view: Vec<crate::show::pki::CertView>,
 }
 
 /// The appliance's randomness: the OS generator.
@@ -245,6 +247,7 @@ impl Node {
             spis: HashMap::new(),
             v1_heard: HashMap::new(),
             esp_key_log: None,
+            pki_view: Vec::new(),
             out: VecDeque::new(),
             buf: vec![0; BUF_LEN],
             qos_free: Vec::new(),
@@ -1546,6 +1549,8 @@ fn identity(i: &config::Ikev2Identity) -> Identity {
         config::Ikev2Identity::Fqdn(f) => Identity::Fqdn(f.clone()),
         config::Ikev2Identity::Email(e) => Identity::Email(e.clone()),
         config::Ikev2Identity::Address(a) => Identity::Ipv4(*a),
+        // The certificate's subject, set when the credential is applied (`pki::apply`).
+        config::Ikev2Identity::Dn => Identity::Ipv4(Ipv4Addr::UNSPECIFIED),
     }
 }
 

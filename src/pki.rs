@@ -12,9 +12,18 @@
 //! A trustpoint with another enrollment (`terminal`, `url`) is used when the operator placed both files
 //! there. Key material is never logged or shown; only certificate fingerprints are.
 //!
-//! Trust in a peer's certificate outside VPN-SIP (where the SDP fingerprint decides): a verify trustpoint's
-//! `fingerprint HEX` (IOS: the CA certificate's fingerprint) pins the certificate with that SHA-1, which for
-//! a self-signed peer is the peer's own certificate.
+//! Trust in a peer's certificate outside VPN-SIP (where the SDP fingerprint decides):
+//!
+//! - **CA trustpoint** (IOS `crypto pki authenticate NAME`, here `lifeline pki authenticate NAME FILE`):
+//!   the CA certificate is kept as `STATE_DIR/pki/NAME.ca.crt` (DER or PEM). A verify trustpoint with a CA
+//!   accepts peer certificates that chain to it, valid at the wall clock, checked against the CA's CRL per
+//!   `revocation-check` (IOS default `crl`: a current CRL is required; `crl none`: used when present;
+//!   `none`: never). The CRL is `STATE_DIR/pki/NAME.crl` (DER or PEM; no HTTP/LDAP fetching: place it
+//!   there, e.g. from cron). A trustpoint's `fingerprint` is then the CA certificate's, as in IOS, and a CA
+//!   file that does not match it is refused. `match certificate MAP` in the IKEv2 profile applies
+//!   `crypto pki certificate map MAP` to the peer's certificate.
+//! - **Pinned peer** (no CA file): a verify trustpoint's `fingerprint HEX` pins the peer certificate with
+//!   that SHA-1, which for a self-signed peer is the peer's own certificate.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -45,10 +54,21 @@ pub struct Enrolled {
     pub cert_path: PathBuf,
 }
 
-/// The credentials of every trustpoint that has one.
+/// A trustpoint's CA certificate (and CRL), as `crypto pki authenticate` left them.
+#[derive(Debug, Clone)]
+pub struct CaCert {
+    pub der: Vec<u8>,
+    pub path: PathBuf,
+    /// `NAME.crl` when present.
+    pub crl: Option<Vec<u8>>,
+    pub crl_path: PathBuf,
+}
+
+/// The credentials of every trustpoint that has one, and the CA certificates of CA trustpoints.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     pub trustpoints: BTreeMap<String, Enrolled>,
+    pub cas: BTreeMap<String, CaCert>,
 }
 
 impl Store {
@@ -123,9 +143,133 @@ fn verifies_rsa(p: &config::Ikev2Profile) -> bool {
         .any(|m| matches!(m, config::AuthMethod::RsaSig))
 }
 
-/// Load or create the credentials of every trustpoint that needs one (see the module comment).
+/// DER from a file holding DER or PEM (any label).
+fn read_der_or_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.starts_with(b"-----BEGIN") {
+        let (_, der) = pem_rfc7468::decode_vec(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not PEM: {e}", path.display()))?;
+        Ok(der)
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Where `crypto pki authenticate NAME` keeps the CA certificate and its CRL.
+pub fn ca_paths(state_dir: &Path, trustpoint: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let dir = state_dir.join("pki");
+    let name = file_safe(trustpoint)?;
+    Ok((
+        dir.join(format!("{name}.ca.crt")),
+        dir.join(format!("{name}.crl")),
+    ))
+}
+
+/// The CA certificates (and CRLs) of the configured trustpoints present in the state directory. A CA that
+/// does not match the trustpoint's `fingerprint` is an error (IOS refuses it at `crypto pki authenticate`).
+fn load_cas(cfg: &config::Config, state_dir: &Path) -> anyhow::Result<BTreeMap<String, CaCert>> {
+    let mut cas = BTreeMap::new();
+    for tp in &cfg.pki.trustpoints {
+        let (path, crl_path) = ca_paths(state_dir, &tp.name)?;
+        if !path.exists() {
+            continue;
+        }
+        let der = read_der_or_pem(&path)?;
+        check_ca_fingerprint(tp, &der)?;
+        let crl = if crl_path.exists() {
+            Some(read_der_or_pem(&crl_path)?)
+        } else {
+            None
+        };
+        ios!(
+            PKI,
+            Informational,
+            CA_LOADED,
+            "trustpoint {}: CA certificate {} loaded, fingerprint SHA1 {}{}",
+            tp.name,
+            path.display(),
+            ios_fingerprint(&ike::Fingerprint::of_cert(&der)),
+            if crl.is_some() { ", with CRL" } else { "" }
+        );
+        cas.insert(
+            tp.name.clone(),
+            CaCert {
+                der,
+                path,
+                crl,
+                crl_path,
+            },
+        );
+    }
+    Ok(cas)
+}
+
+/// With a CA certificate, a trustpoint's `fingerprint` is the CA's (IOS).
+fn check_ca_fingerprint(tp: &config::Trustpoint, der: &[u8]) -> anyhow::Result<()> {
+    let Some(f) = &tp.fingerprint else {
+        return Ok(());
+    };
+    let want = parse_fingerprint(f).with_context(|| {
+        format!(
+            "trustpoint {}: fingerprint {f} is not a SHA-1 (40 hex digits)",
+            tp.name
+        )
+    })?;
+    let got = ike::Fingerprint::of_cert(der);
+    if got != want {
+        bail!(
+            "trustpoint {}: the CA certificate's fingerprint {} is not the configured {}",
+            tp.name,
+            ios_fingerprint(&got),
+            ios_fingerprint(&want)
+        );
+    }
+    Ok(())
+}
+
+/// `lifeline pki authenticate NAME FILE` (IOS `crypto pki authenticate NAME`): checks that FILE is a CA
+/// certificate (and that it matches the trustpoint's `fingerprint`, when one is configured) and keeps it in
+/// the state directory. Returns its path and SHA-1 fingerprint.
+pub fn authenticate(
+    cfg: &config::Config,
+    state_dir: &Path,
+    trustpoint: &str,
+    file: &Path,
+) -> anyhow::Result<(PathBuf, ike::Fingerprint)> {
+    let tp = cfg
+        .pki
+        .trustpoints
+        .iter()
+        .find(|t| t.name == trustpoint)
+        .with_context(|| format!("crypto pki trustpoint {trustpoint} is not configured"))?;
+    let der = read_der_or_pem(file)?;
+    ike::pki::Trustpoint::new(trustpoint, &der, ike::pki::RevocationCheck::None)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    check_ca_fingerprint(tp, &der)?;
+    let (path, _) = ca_paths(state_dir, trustpoint)?;
+    let dir = state_dir.join("pki");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_atomic(&path, &der, 0o644)?;
+    Ok((path, ike::Fingerprint::of_cert(&der)))
+}
+
+/// `revocation-check` words as the IKE library's policy (IOS default: `crl`).
+pub fn revocation(tp: &config::Trustpoint) -> ike::pki::RevocationCheck {
+    let w: Vec<&str> = tp.revocation_check.iter().map(String::as_str).collect();
+    match w.as_slice() {
+        ["none", ..] => ike::pki::RevocationCheck::None,
+        [_, "none", ..] => ike::pki::RevocationCheck::CrlOrNone,
+        _ => ike::pki::RevocationCheck::Crl,
+    }
+}
+
+/// Load or create the credentials of every trustpoint that needs one, and load the CA certificates of CA
+/// trustpoints (see the module comment).
 pub fn enroll(cfg: &config::Config, state_dir: &Path) -> anyhow::Result<Store> {
-    let mut store = Store::default();
+    let mut store = Store {
+        cas: load_cas(cfg, state_dir)?,
+        ..Store::default()
+    };
     let tps = wanted(cfg);
     if tps.is_empty() {
         return Ok(store);
@@ -453,6 +597,14 @@ pub fn apply(
                         .to_string()
                 }
             })?;
+        if p.identity_local == Some(config::Ikev2Identity::Dn) {
+            profile.local_id = cred.credential.subject_identity().ok_or_else(|| {
+                format!(
+                    "identity local dn: the certificate of trustpoint {} has no usable subject",
+                    cred.trustpoint
+                )
+            })?;
+        }
         profile.local_auth = ike::LocalAuth::Rsa(Box::new(cred.credential.clone()));
     }
     if verifies_rsa(p) {
@@ -464,17 +616,29 @@ pub fn apply(
             let Some(tp) = cfg.pki.trustpoints.iter().find(|t| &t.name == name) else {
                 return Err(format!("pki trustpoint {name} is not defined"));
             };
-            if let Some(f) = &tp.fingerprint {
+            if store.cas.contains_key(name) {
+                // A CA trustpoint: certificates that chain to it (its `fingerprint` is the CA's).
+                profile.ca_trustpoints.push(name.clone());
+            } else if let Some(f) = &tp.fingerprint {
                 let fp = parse_fingerprint(f).ok_or_else(|| {
                     format!("trustpoint {name}: fingerprint {f} is not a SHA-1 (40 hex digits)")
                 })?;
                 profile.trusted_certs.push(fp);
             }
         }
-        if !profile.vpn_sip && profile.trusted_certs.is_empty() {
+        if let Some(map) = p.match_certificate.first() {
+            if !cfg.pki.certificate_maps.iter().any(|m| &m.label == map) {
+                return Err(format!(
+                    "match certificate {map}: crypto pki certificate map {map} is not defined"
+                ));
+            }
+            profile.certificate_map = Some(map.clone());
+        }
+        if !profile.vpn_sip && profile.trusted_certs.is_empty() && profile.ca_trustpoints.is_empty()
+        {
             return Err(
-                "authentication remote rsa-sig: no peer certificate can be trusted (add `fingerprint` to a \
-                 verify trustpoint)"
+                "authentication remote rsa-sig: no peer certificate can be trusted (authenticate a CA for \
+                 a verify trustpoint with `lifeline pki authenticate`, or add its `fingerprint`)"
                     .into(),
             );
         }
@@ -482,9 +646,154 @@ pub fn apply(
     Ok(())
 }
 
-/// Profiles that use certificates, rebuilt with the credentials (`Node::new` built them for PSK).
-pub fn install(node: &mut crate::node::Node, store: &Store) -> Vec<String> {
+/// CA trustpoints (with their CRLs) and certificate maps into the IKEv2 endpoint, which is told the wall
+/// clock `wall` at `now` to check validity dates. Problems with a CRL are logged, not fatal: with
+/// `revocation-check crl` the peers of that CA are then refused with the reason.
+fn install_cas(
+    node: &mut crate::node::Node,
+    store: &Store,
+    now: std::time::Instant,
+    wall: std::time::SystemTime,
+) -> Vec<String> {
     let mut problems = Vec::new();
+    let cfg = node.config.clone();
+    node.ike.set_wall_clock(now, wall);
+    for tp in &cfg.pki.trustpoints {
+        let Some(ca) = store.cas.get(&tp.name) else {
+            continue;
+        };
+        match ike::pki::Trustpoint::new(&tp.name, &ca.der, revocation(tp)) {
+            Ok(t) => node.ike.add_trustpoint(t),
+            Err(e) => {
+                problems.push(format!(
+                    "trustpoint {}: {}: {e}",
+                    tp.name,
+                    ca.path.display()
+                ));
+                continue;
+            }
+        }
+        match &ca.crl {
+            Some(crl) => {
+                if let Err(e) = node.ike.set_crl(now, &tp.name, crl) {
+                    ios!(
+                        PKI,
+                        Warning,
+                        CRL_REJECTED,
+                        "trustpoint {}: CRL {} not used: {e}",
+                        tp.name,
+                        ca.crl_path.display()
+                    );
+                }
+            }
+            None if revocation(tp) == ike::pki::RevocationCheck::Crl => ios!(
+                PKI,
+                Warning,
+                CRL_UNAVAILABLE,
+                "trustpoint {}: revocation-check crl and no CRL at {}: certificates of this CA are refused",
+                tp.name,
+                ca.crl_path.display()
+            ),
+            None => {}
+        }
+    }
+    for m in &cfg.pki.certificate_maps {
+        let mut rules = Vec::new();
+        for r in &m.rules {
+            match ike::pki::MapRule::parse(r) {
+                Some(rule) => rules.push(rule),
+                None => problems.push(format!(
+                    "crypto pki certificate map {} {}: rule `{r}` is not `subject-name|issuer-name eq|ne|co|nc VALUE`",
+                    m.label, m.seq
+                )),
+            }
+        }
+        let entry = (m.seq, rules);
+        let mut map = node
+            .ike
+            .pki()
+            .map(&m.label)
+            .cloned()
+            .unwrap_or(ike::pki::CertificateMap {
+                name: m.label.clone(),
+                entries: Vec::new(),
+            });
+        map.entries.push(entry);
+        node.ike.add_certificate_map(map);
+    }
+    problems
+}
+
+/// One certificate for `show crypto pki certificates` (None when the DER does not parse).
+fn cert_view(
+    der: &[u8],
+    kind: crate::show::pki::CertKind,
+    trustpoint: &str,
+) -> Option<crate::show::pki::CertView> {
+    use der::Decode;
+    let c = x509_cert::Certificate::from_der(der).ok()?;
+    let tbs = c.tbs_certificate();
+    // IOS lists the RDNs most specific first with lower-case attribute names.
+    let rdns = |n: &x509_cert::name::Name| -> Vec<String> {
+        n.to_string()
+            .split(',')
+            .map(|r| match r.split_once('=') {
+                Some((k, v)) => format!("{}={v}", k.trim().to_lowercase()),
+                None => r.to_string(),
+            })
+            .collect()
+    };
+    let v = tbs.validity();
+    let (nb, na) = (v.not_before.to_system_time(), v.not_after.to_system_time());
+    let mut kind = kind;
+    if kind == crate::show::pki::CertKind::Router && tbs.issuer() == tbs.subject() {
+        kind = crate::show::pki::CertKind::RouterSelfSigned;
+    }
+    Some(crate::show::pki::CertView {
+        kind,
+        trustpoint: trustpoint.to_string(),
+        serial_hex: tbs
+            .serial_number()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect(),
+        issuer: rdns(tbs.issuer()),
+        subject: rdns(tbs.subject()),
+        not_before: nb,
+        not_after: na,
+        start_date: crate::show::pki::ios_date(nb),
+        end_date: crate::show::pki::ios_date(na),
+        fingerprint_sha1: ios_fingerprint(&ike::Fingerprint::of_cert(der)),
+    })
+}
+
+/// The certificates `show crypto pki certificates` lists: the appliance's own, then the CAs'.
+pub fn view(store: &Store) -> Vec<crate::show::pki::CertView> {
+    let own = store.trustpoints.values().filter_map(|e| {
+        cert_view(
+            e.credential.cert_der(),
+            crate::show::pki::CertKind::Router,
+            &e.trustpoint,
+        )
+    });
+    let cas = store
+        .cas
+        .iter()
+        .filter_map(|(n, ca)| cert_view(&ca.der, crate::show::pki::CertKind::Ca, n));
+    own.chain(cas).collect()
+}
+
+/// Profiles that use certificates, rebuilt with the credentials (`Node::new` built them for PSK), after
+/// the CA trustpoints they may name.
+pub fn install(
+    node: &mut crate::node::Node,
+    store: &Store,
+    now: std::time::Instant,
+    wall: std::time::SystemTime,
+) -> Vec<String> {
+    let mut problems = install_cas(node, store, now, wall);
+    node.pki_view = view(store);
     let cfg = node.config.clone();
     for p in cfg
         .ikev2
@@ -654,6 +963,117 @@ crypto ikev2 profile vpn-sip-profile
         prof.trusted_certs.clear();
         apply(&c, q, &mut prof, &store).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn test_pki(file: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("ike/tests/data")
+            .join(file)
+    }
+
+    #[test]
+    fn a_ca_trustpoint_is_authenticated_checked_against_its_fingerprint_and_used_to_verify() {
+        let ca_fp = ios_fingerprint(&ike::Fingerprint::of_cert(
+            &std::fs::read(test_pki("ca.der")).unwrap(),
+        ));
+        let text = |fp: &str| {
+            format!(
+                "crypto pki trustpoint CA\n enrollment url http://192.0.2.9/\n revocation-check crl\n                  rsakeypair peer2\n{fp}!\ncrypto pki certificate map data 1\n issuer-name co cn = lifeline test ca\n!\n\
+                 crypto ikev2 profile P\n identity local dn\n authentication local rsa-sig\n                  authentication remote rsa-sig\n pki trustpoint CA\n match certificate data\n!\n"
+            )
+        };
+        let dir = tmp("ca");
+        // A wrong `fingerprint` refuses the CA, as `crypto pki authenticate` does.
+        let wrong = cfg(&text(
+            " fingerprint 4907CC36 B1957258 5DFE23B2 649E7DDA 99BDB7C3\n",
+        ));
+        let err = authenticate(&wrong, &dir, "CA", &test_pki("ca.der")).unwrap_err();
+        assert!(err.to_string().contains("is not the configured"), "{err}");
+        // A certificate that is not a CA is refused.
+        let c = cfg(&text(&format!(" fingerprint {ca_fp}\n")));
+        let err = authenticate(&c, &dir, "CA", &test_pki("swan-ca.der")).unwrap_err();
+        assert!(err.to_string().contains("not a CA"), "{err}");
+        // The right one is kept (PEM accepted too) and loaded with the CRL placed beside it.
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            pem_b64(&std::fs::read(test_pki("ca.der")).unwrap())
+        );
+        let pem_path = dir.join("ca.pem");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&pem_path, pem).unwrap();
+        let (kept, fp) = authenticate(&c, &dir, "CA", &pem_path).unwrap();
+        assert_eq!(ios_fingerprint(&fp), ca_fp);
+        assert_eq!(kept, dir.join("pki/CA.ca.crt"));
+        std::fs::copy(test_pki("ca.crl.der"), dir.join("pki/CA.crl")).unwrap();
+        // Our own certificate, issued by that CA, placed as for `enrollment terminal|url`.
+        std::fs::copy(test_pki("lifeline-ca.pk8.der"), dir.join("pki/peer2.key")).unwrap();
+        std::fs::copy(test_pki("lifeline-ca.der"), dir.join("pki/CA.crt")).unwrap();
+        let store = enroll(&c, &dir).unwrap();
+        assert!(store.cas["CA"].crl.is_some());
+        let mut prof = ike::Profile::psk("P", ike::Identity::key_id("1"), Default::default());
+        apply(&c, &c.ikev2.profiles[0], &mut prof, &store).unwrap();
+        assert_eq!(prof.ca_trustpoints, vec!["CA".to_string()]);
+        assert!(
+            prof.trusted_certs.is_empty(),
+            "the fingerprint is the CA's, not a pin"
+        );
+        assert_eq!(prof.certificate_map.as_deref(), Some("data"));
+        // `identity local dn`: the subject of our certificate.
+        assert!(
+            matches!(&prof.local_id, ike::Identity::Dn(d) if d.len() > 20),
+            "{:?}",
+            prof.local_id
+        );
+        assert_eq!(
+            revocation(&c.pki.trustpoints[0]),
+            ike::pki::RevocationCheck::Crl
+        );
+        // show crypto pki certificates: ours (issued by the CA), then the CA's.
+        let v = view(&store);
+        let out = crate::show::pki::certificates(&v, std::time::SystemTime::now());
+        assert!(
+            out.starts_with("Certificate\n  Status: Available\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("CA Certificate\n  Status: Available\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("    cn=Lifeline Test CA\n    o=Lifeline Test\n"),
+            "{out}"
+        );
+        assert!(out.contains("  Associated Trustpoints: CA \n"), "{out}");
+        assert!(!out.contains("PRIVATE"));
+        let tps = crate::show::pki::trustpoints(&["CA".to_string()], &v);
+        assert!(
+            tps.contains("Trustpoint CA:\n    Subject Name: \n    cn=Lifeline Test CA\n"),
+            "{tps}"
+        );
+        assert!(tps.contains("Certificate configured."), "{tps}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Base64 with 64-column lines, for writing a PEM fixture.
+    fn pem_b64(der: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for ch in der.chunks(3) {
+            let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= ch.len() {
+                    s.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    s.push('=');
+                }
+            }
+        }
+        s.as_bytes()
+            .chunks(64)
+            .map(|l| std::str::from_utf8(l).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     #[test]

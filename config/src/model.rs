@@ -523,6 +523,8 @@ pub enum Ikev2Identity {
     Fqdn(String),
     Email(String),
     Address(Ipv4Addr),
+    /// `identity local dn`: the subject of the profile's certificate.
+    Dn,
 }
 
 /// `peer NAME` inside `crypto ikev2 keyring`.

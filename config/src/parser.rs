@@ -4358,6 +4358,7 @@ fn parse_identity(c: &mut Cur<'_, '_>) -> Result<Ikev2Identity, Outcome> {
         Some("fqdn") => Ok(Ikev2Identity::Fqdn(c.need("FQDN")?.to_string())),
         Some("email") => Ok(Ikev2Identity::Email(c.need("e-mail")?.to_string())),
         Some("address") => Ok(Ikev2Identity::Address(c.ip()?)),
+        Some("dn") => Ok(Ikev2Identity::Dn),
         _ => Err(Outcome::NotMine),
     }
 }

@@ -42,6 +42,7 @@ fn identity(i: &Ikev2Identity) -> String {
         Ikev2Identity::Fqdn(k) => format!("fqdn {k}"),
         Ikev2Identity::Email(k) => format!("email {k}"),
         Ikev2Identity::Address(a) => format!("address {a}"),
+        Ikev2Identity::Dn => "dn".to_string(),
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod crypto;
 pub mod dmvpn;
 pub mod isakmp;
+pub mod pki;
 pub mod vpnsip;
 
 use std::time::{Instant, SystemTime};
@@ -49,6 +50,8 @@ pub enum ShowCommand {
     IpNhrp,
     IpNhrpBrief,
     IpNhrpTraffic,
+    CryptoPkiCertificates,
+    CryptoPkiTrustpoints,
 }
 
 /// The command table: words as IOS spells them. Input words may be any unique prefix, case-insensitive.
@@ -95,6 +98,14 @@ const TABLE: &[(&[&str], ShowCommand)] = &[
         ShowCommand::CryptoIsakmpSa,
     ),
     (&["show", "crypto", "session"], ShowCommand::CryptoSession),
+    (
+        &["show", "crypto", "pki", "certificates"],
+        ShowCommand::CryptoPkiCertificates,
+    ),
+    (
+        &["show", "crypto", "pki", "trustpoints"],
+        ShowCommand::CryptoPkiTrustpoints,
+    ),
     (&["show", "interfaces"], ShowCommand::Interfaces),
     (
         &["show", "policy-map", "interface"],
@@ -152,6 +163,20 @@ pub fn answer(
         ShowCommand::IpNhrp => dmvpn::render(&node.gre, dmvpn::View::Nhrp, json),
         ShowCommand::IpNhrpBrief => dmvpn::render(&node.gre, dmvpn::View::NhrpBrief, json),
         ShowCommand::IpNhrpTraffic => dmvpn::render(&node.gre, dmvpn::View::NhrpTraffic, json),
+        ShowCommand::CryptoPkiCertificates if json => {
+            serde_json::to_string_pretty(&node.pki_view).unwrap_or_default()
+        }
+        ShowCommand::CryptoPkiCertificates => pki::certificates(&node.pki_view, SystemTime::now()),
+        ShowCommand::CryptoPkiTrustpoints => {
+            let names: Vec<String> = node
+                .config
+                .pki
+                .trustpoints
+                .iter()
+                .map(|t| t.name.clone())
+                .collect();
+            pki::trustpoints(&names, &node.pki_view)
+        }
         ShowCommand::VpnSipSession => {
             let Some(v) = &node.vpnsip else {
                 return "% VPN-SIP is not enabled\n".into();
@@ -198,6 +223,11 @@ pub fn answer(
         }
         ShowCommand::CryptoIpsecSa | ShowCommand::Interfaces => {
             // `show interfaces TunnelN` names one tunnel; `show crypto ipsec sa` lists them all.
+            // (`show crypto ipsec sa interface Tunnel0` names it after the keyword, as IOS does.)
+            let args: Vec<&String> = args
+                .iter()
+                .filter(|a| !(a.len() >= 2 && "interface".starts_with(&a.to_ascii_lowercase())))
+                .collect();
             let wanted = args.first().map(|a| config::canonicalize_interface(a));
             let mut out = String::new();
             for (i, t) in node.tunnels.iter().enumerate() {

@@ -96,6 +96,22 @@ impl Charon {
     /// [`Charon::start`] with charon's IKE port and NAT-T port (`charon.port`, `charon.port_nat_t`) set,
     /// e.g. to the port a VPN-SIP head end names in its SDP.
     pub fn start_with_ports(ns: &Netns, swanctl_conf: &str, port: u16, port_nat_t: u16) -> Charon {
+        Charon::start_full(ns, swanctl_conf, port, port_nat_t, &[])
+    }
+
+    /// [`Charon::start`] with credential files copied into swanctl's directories first: `(dir, file)`
+    /// pairs such as `("x509ca", path)`, `("private", path)`.
+    pub fn start_with_creds(ns: &Netns, swanctl_conf: &str, creds: &[(&str, &Path)]) -> Charon {
+        Charon::start_full(ns, swanctl_conf, 500, 4500, creds)
+    }
+
+    fn start_full(
+        ns: &Netns,
+        swanctl_conf: &str,
+        port: u16,
+        port_nat_t: u16,
+        creds: &[(&str, &Path)],
+    ) -> Charon {
         let state = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sw-{}", ns.name));
         let _ = std::fs::remove_dir_all(&state);
         let swanctl_dir = state.join("swanctl");
@@ -116,6 +132,11 @@ impl Charon {
             );
         std::fs::write(state.join("strongswan.conf"), conf).unwrap();
         std::fs::write(swanctl_dir.join("swanctl.conf"), swanctl_conf).unwrap();
+        for (dir, file) in creds {
+            let name = file.file_name().expect("credential file name");
+            std::fs::copy(file, swanctl_dir.join(dir).join(name))
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        }
         // `ip netns exec`, `unshare` and `sh -c exec` all exec: the child's PID is charon's.
         let child = ns
             .cmd("unshare")
