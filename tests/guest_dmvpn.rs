@@ -22,7 +22,8 @@
 //! * `frr_hub_strongswan_lifeline_spoke_protected`: the other way round: an FRR hub whose charon accepts IKE
 //!   from any spoke, and a protected Lifeline spoke that initiates IKEv2 with its first registration
 //!   (charon answers INVALID_KE_PAYLOAD, Lifeline retries with Curve25519), registers through ESP, and pings
-//!   the hub both ways; raw ESP and IKE only on the wire.
+//!   the hub both ways; then it resolves an FRR spoke (with strongSwan too) through the hub, keys a direct SA
+//!   with that spoke's charon and pings it over direct ESP; raw ESP and IKE only on the wire.
 //!
 //! FRR quirks the tests set up (see the README of `tests/peers/guest/`): an FRR spoke answers a Resolution
 //! Request only when its route to the requester is an NBMA next hop (FRR deployments get one from BGP; here
@@ -624,13 +625,54 @@ fn frr_hub_strongswan_lifeline_spoke_protected() {
     let (lab, cap) = lab("gdFP");
     let sp = Netns::new("gdFPsp");
     guest::veth_to_bridge(&lab, "vsp", &sp, "eth0", "192.0.2.11/24");
-    let mut env = dmvpn_env("hub", "192.0.2.1", "10.0.0.1").to_vec();
-    env.retain(|(k, _)| *k != "GUEST_IPSEC");
-    env.push(("GUEST_IPSEC", "swanctl"));
-    let hub = Guest::start(&lab, "taphub", dmvpn_opts(&env));
+    let with_swan = |e: [(&'static str, &'static str); 5]| {
+        let mut v = e.to_vec();
+        v.retain(|(k, _)| *k != "GUEST_IPSEC");
+        v.push(("GUEST_IPSEC", "swanctl"));
+        v
+    };
+    let he = with_swan(dmvpn_env("hub", "192.0.2.1", "10.0.0.1"));
+    let se = with_swan(dmvpn_env("spoke", "192.0.2.2", "10.0.0.2"));
+    let (hub, frr_spoke) = Guest::start_two(
+        &lab,
+        ("taphub", dmvpn_opts(&he)),
+        ("tapspk", dmvpn_opts(&se)),
+    );
     println!(
-        "guest ready {:.1} s (script {:.1} s)",
-        hub.boot_secs, hub.script_secs
+        "guests ready: hub {:.1} s (script {:.1} s), spoke {:.1} s (script {:.1} s)",
+        hub.boot_secs, hub.script_secs, frr_spoke.boot_secs, frr_spoke.script_secs
+    );
+    hub.run("sysctl -qw net.ipv4.ip_forward=1");
+    // The FRR spoke: a route to the cloud via the hub (see frr_hub_lifeline_spoke), and a second charon
+    // connection that accepts IKE from any other spoke (the scenario's only knows the hub).
+    frr_spoke.run(
+        "ip route add 10.0.0.0/24 via 10.0.0.1 dev gre1 onlink
+cat >/etc/swanctl/conf.d/peers.conf <<'CONF'
+connections {
+    peers {
+        version = 2
+        local_addrs = 192.0.2.2
+        remote_addrs = %any
+        proposals = aes128-sha256-x25519
+        local {
+            auth = psk
+            id = 192.0.2.2
+        }
+        remote {
+            auth = psk
+        }
+        children {
+            peers {
+                mode = transport
+                local_ts = dynamic[47]
+                remote_ts = dynamic[47]
+                esp_proposals = aes128gcm16
+            }
+        }
+    }
+}
+CONF
+swanctl --load-all --noprompt --uri unix:///run/charon.vici",
     );
     let cfg = protect(
         wan("lspoke", "192.0.2.11")
@@ -641,13 +683,17 @@ fn frr_hub_strongswan_lifeline_spoke_protected() {
     );
     let site = start_site(sp, "lspoke", &cfg);
     let took = wait_for(
-        "the Lifeline spoke registered through IPsec at the FRR hub",
+        "the Lifeline spoke and the FRR spoke registered through IPsec at the FRR hub",
         Duration::from_secs(45),
         || {
-            vtysh(&hub, &["show ip nhrp cache"])
-                .lines()
-                .any(|l| l.contains("dynamic") && l.contains("10.0.0.11"))
-                && site.json(&["show", "dmvpn"])["tunnels"][0]["nhs"][0]["up"] == true
+            // (both: a resolution for a spoke the hub does not know yet fails, and the negative
+            // cache entry would hold the next try back)
+            let cache = vtysh(&hub, &["show ip nhrp cache"]);
+            ["10.0.0.11", "10.0.0.2 "].iter().all(|a| {
+                cache
+                    .lines()
+                    .any(|l| l.contains("dynamic") && l.contains(a))
+            }) && site.json(&["show", "dmvpn"])["tunnels"][0]["nhs"][0]["up"] == true
         },
     );
     println!("registered after {took:?}");
@@ -663,6 +709,27 @@ fn frr_hub_strongswan_lifeline_spoke_protected() {
         .run(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.0.0.1"]);
     hub.run("ping -c 5 -i 0.2 -W 2 10.0.0.11");
 
+    // Spoke to spoke: resolution through the hub, then IKE from Lifeline straight to the FRR spoke's charon
+    // and ESP directly between the spokes.
+    let took = wait_for(
+        "Lifeline resolves 10.0.0.2 and reaches it over a direct protected path",
+        Duration::from_secs(60),
+        || {
+            let ok = site.ns.try_run(&["ping", "-c", "1", "-W", "1", "10.0.0.2"]);
+            let es = site.entries();
+            ok && entry(&es, "10.0.0.2/32").is_some_and(|e| e["nbma"] == "192.0.2.2")
+        },
+    );
+    println!("first packet to the FRR spoke answered over the direct path after {took:?}");
+    site.ns
+        .run(&["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.0.0.2"]);
+    let sas = frr_spoke.exec("swanctl --list-sas").1;
+    println!("frr spoke# swanctl --list-sas\n{sas}");
+    assert!(
+        sas.contains("192.0.2.11") && sas.contains("INSTALLED"),
+        "no SA between the FRR spoke and the Lifeline spoke:\n{sas}"
+    );
+
     let pcap = cap.finish();
     let count = |filter: &str| {
         let out = sh(Command::new("tshark")
@@ -672,7 +739,11 @@ fn frr_hub_strongswan_lifeline_spoke_protected() {
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
     let (esp, gre, ike) = (count("ip.proto == 50"), count("gre"), count("isakmp"));
-    println!("bridge capture: raw ESP {esp}, clear GRE {gre}, IKE {ike} packets");
+    let direct = count("ip.proto == 50 && ip.addr == 192.0.2.11 && ip.addr == 192.0.2.2");
+    println!(
+        "bridge capture: raw ESP {esp} (spoke to spoke directly: {direct}), clear GRE {gre}, IKE {ike} packets"
+    );
+    assert!(direct >= 10, "no direct ESP between the spokes");
     assert!(
         esp >= 20 && gre == 0 && ike >= 4,
         "expected ESP only (and IKE) on the wire ({})\n{}",
