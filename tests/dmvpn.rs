@@ -1202,6 +1202,23 @@ fn dmvpn_protected_gre_carries_registration_resolution_and_direct_traffic_in_esp
     let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 1);
     println!("[dmvpn ipsec] iperf3 spoke 1 -> spoke 2 (direct, protected): {mbits:.0} Mbit/s");
     assert!(mbits > 1.0);
+    // `show crypto ipsec sa` on spoke 1: one transport-mode SA pair per NBMA peer (hub, spoke 2), GRE selectors.
+    let sa = c.s1.cli(&["show", "crypto", "ipsec", "sa"]);
+    println!("{sa}");
+    assert!(
+        sa.contains("local  ident (addr/mask/prot/port): (198.51.100.1/255.255.255.255/47/0)"),
+        "{sa}"
+    );
+    for peer in ["192.0.2.1", "203.0.113.1"] {
+        assert!(
+            sa.contains(&format!(
+                "remote ident (addr/mask/prot/port): ({peer}/255.255.255.255/47/0)"
+            )),
+            "{sa}"
+        );
+    }
+    assert!(sa.contains("in use settings ={Transport, }"), "{sa}");
+    assert!(!sa.contains("#pkts encaps: 0,"), "{sa}");
     // On spoke 2's link: ESP between the spokes and with the hub, IKE, and no GRE in clear at all.
     let pcap = c.cap.take().expect("tcpdump").finish();
     let esp = tshark(&pcap, "esp", &["ip.src", "ip.dst", "esp.spi"]);

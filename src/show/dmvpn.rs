@@ -117,3 +117,89 @@ pub fn render(gre: &Gre, view: View, json: bool) -> String {
         View::NhrpTraffic => nhrp::show::show_ip_nhrp_traffic(&refs),
     }
 }
+
+/// The `show crypto ipsec sa` blocks of protected GRE tunnels: one per (tunnel, NBMA peer), host-to-host GRE
+/// selectors, transport mode (the IOS shape of seed-dmvpn §3.10, without the fields Lifeline does not keep).
+pub fn gre_ipsec_sa(node: &crate::node::Node) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut peers: Vec<_> = node.gre_esp.peers.iter().collect();
+    peers.sort_by_key(|((t, p), _)| (*t, *p));
+    for ((tunnel, peer), sa) in peers {
+        let Some(t) = node.gre.tunnels.get(*tunnel) else {
+            continue;
+        };
+        let host = |a: std::net::Ipv4Addr| format!("({a}/255.255.255.255/47/0)");
+        let inbound: Vec<&dataplane::InboundSa> = sa
+            .spis
+            .iter()
+            .filter_map(|s| node.gre_esp.inbound.get(s).map(|(i, _, _)| i))
+            .collect();
+        let encaps = sa.out.as_ref().map_or(0, |o| o.counters().packets);
+        let decaps: u64 = inbound.iter().map(|i| i.counters().packets).sum();
+        let _ = writeln!(out, "interface: {}", t.ios_name);
+        let _ = writeln!(
+            out,
+            "    Crypto map tag: {}-head-0, local addr {}\n",
+            t.ios_name, t.source
+        );
+        let _ = writeln!(out, "   protected vrf: (none)");
+        let _ = writeln!(
+            out,
+            "   local  ident (addr/mask/prot/port): {}",
+            host(t.source)
+        );
+        let _ = writeln!(
+            out,
+            "   remote ident (addr/mask/prot/port): {}",
+            host(*peer)
+        );
+        let _ = writeln!(out, "   current_peer {peer} port 500");
+        let _ = writeln!(out, "     PERMIT, flags={{origin_is_acl,}}");
+        let _ = writeln!(
+            out,
+            "    #pkts encaps: {encaps}, #pkts encrypt: {encaps}, #pkts digest: {encaps}"
+        );
+        let _ = writeln!(
+            out,
+            "    #pkts decaps: {decaps}, #pkts decrypt: {decaps}, #pkts verify: {decaps}"
+        );
+        let _ = writeln!(
+            out,
+            "\n     local crypto endpt.: {}, remote crypto endpt.: {peer}",
+            t.source
+        );
+        let _ = writeln!(
+            out,
+            "     current outbound spi: 0x{:X}({})\n",
+            sa.out.as_ref().map_or(0, |o| o.spi()),
+            sa.out.as_ref().map_or(0, |o| o.spi())
+        );
+        let transform = |c: &dataplane::crypto::Cipher| match c.integ() {
+            Some(i) => format!("{} {}", c.encr().ios_name(), i.ios_name()),
+            None => c.encr().ios_name(),
+        };
+        out.push_str("     inbound esp sas:\n");
+        for i in &inbound {
+            let _ = writeln!(
+                out,
+                "      spi: 0x{:X}({})\n        transform: {} ,\n        in use settings ={{Transport, }}",
+                i.spi(),
+                i.spi(),
+                transform(i.cipher())
+            );
+        }
+        out.push_str("     outbound esp sas:\n");
+        if let Some(o) = &sa.out {
+            let _ = writeln!(
+                out,
+                "      spi: 0x{:X}({})\n        transform: {} ,\n        in use settings ={{Transport, }}",
+                o.spi(),
+                o.spi(),
+                transform(o.cipher())
+            );
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -257,6 +257,9 @@ pub fn answer(
                 });
                 out.push('\n');
             }
+            if cmd == ShowCommand::CryptoIpsecSa {
+                out.push_str(&dmvpn::gre_ipsec_sa(node));
+            }
             out
         }
         ShowCommand::PolicyMapInterface => {
