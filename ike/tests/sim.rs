@@ -373,6 +373,43 @@ fn wildcard_key_matches_any_identity() {
     assert_eq!(children(&p.ev_a).len(), 1);
 }
 
+/// Without `identity local`, each end identifies itself by the IKE SA's local address (IOS's default),
+/// never as 0.0.0.0 (a peer matching `identity remote address A` would refuse that).
+#[test]
+fn without_identity_local_the_local_address_is_the_identity() {
+    let any = Identity::Ipv4(std::net::Ipv4Addr::UNSPECIFIED);
+    let mut pb = profile("2000", "x", PSK);
+    pb.local_id = any.clone();
+    pb.keyring = Keyring::default().with(None, PSK);
+    pb.vpn_sip = false;
+    let mut pa = profile("1000", "2000", PSK);
+    pa.local_id = any;
+    pa.keyring = Keyring::default().with(None, PSK);
+    pa.vpn_sip = false;
+    let mut p = Pair::new(pa, pb);
+    let params = InitiateParams {
+        local: p.a_addr,
+        remote: p.b_addr,
+        profile: "IPROF".into(),
+        remote_id: None,
+        expected_fingerprint: None,
+    };
+    p.a.initiate(p.now, params).unwrap();
+    p.run();
+    let peer_of = |ev: &[Event]| {
+        ev.iter().find_map(|e| match e {
+            Event::IkeSaEstablished { peer_id, .. } => Some(peer_id.clone()),
+            _ => None,
+        })
+    };
+    let ip = |a: SocketAddr| match a.ip() {
+        std::net::IpAddr::V4(v) => Identity::Ipv4(v),
+        std::net::IpAddr::V6(_) => unreachable!(),
+    };
+    assert_eq!(peer_of(&p.ev_b), Some(ip(p.a_addr)), "{:?}", p.ev_b);
+    assert_eq!(peer_of(&p.ev_a), Some(ip(p.b_addr)), "{:?}", p.ev_a);
+}
+
 #[test]
 fn lost_response_is_retransmitted_with_backoff() {
     let mut p = Pair::vpn_sip();

@@ -324,6 +324,17 @@ struct Child {
     peer_rekey: Option<(Vec<u8>, u32)>,
 }
 
+impl IkeSa {
+    /// Our IDi/IDr: the profile's `identity local`, or, when it names none (the unspecified IPv4
+    /// address), the IKE SA's local address, as IOS does by default.
+    fn local_identity(&self) -> Identity {
+        match (&self.profile.local_id, self.local.ip()) {
+            (Identity::Ipv4(a), std::net::IpAddr::V4(l)) if a.is_unspecified() => Identity::Ipv4(l),
+            (id, _) => id.clone(),
+        }
+    }
+}
+
 pub(crate) struct IkeSa {
     id: IkeSaId,
     profile: Arc<Profile>,
@@ -1059,7 +1070,7 @@ impl IkeSa {
         let (Some(suite), Some(keys)) = (self.chan.suite, self.chan.keys.as_ref()) else {
             return;
         };
-        let idi = self.profile.local_id.to_wire();
+        let idi = self.local_identity().to_wire();
         let (cert, auth) = self.our_auth(
             suite.prf,
             sa_init_req,
@@ -1496,7 +1507,7 @@ impl IkeSa {
             Err(reason) => return self.reject_auth(msg_id, reason, ctx),
         };
         self.peer_id = Some(peer.clone());
-        let idr = self.profile.local_id.to_wire();
+        let idr = self.local_identity().to_wire();
         let (cert, auth) = self.our_auth(
             suite.prf,
             &sa_init_resp,
@@ -2765,7 +2776,7 @@ impl IkeSa {
             lifetime: self.profile.ike_lifetime,
             active,
             profile: self.profile.name.clone(),
-            local_id: self.profile.local_id.clone(),
+            local_id: self.local_identity(),
             peer_id: self.peer_id.clone(),
             nat_t: self.udp_encap,
             capabilities: caps,
