@@ -363,7 +363,11 @@ fn frr_hub_lifeline_spoke() {
         "no Resolution Reply to Lifeline"
     );
     let _ = std::fs::remove_file(&pcap);
-    println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "whole test {:.1} s, of which {:.1} s waiting for guest slots",
+        t0.elapsed().as_secs_f64(),
+        hub.waited_secs
+    );
 }
 
 #[test]
@@ -502,7 +506,11 @@ fn lifeline_hub_frr_spokes() {
         .count();
     println!("Resolution Replies forwarded by the Lifeline hub: {fwd}");
     let _ = std::fs::remove_file(&pcap);
-    println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "whole test {:.1} s, of which {:.1} s waiting for guest slots",
+        t0.elapsed().as_secs_f64(),
+        s2.waited_secs
+    );
 }
 
 /// IKEv2 PSK protection for a Lifeline DMVPN node against the guests' strongSwan (`GUEST_IPSEC=swanctl`:
@@ -613,7 +621,11 @@ fn lifeline_hub_frr_spoke_strongswan_protected() {
         site.log()
     );
     let _ = std::fs::remove_file(&pcap);
-    println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "whole test {:.1} s, of which {:.1} s waiting for guest slots",
+        t0.elapsed().as_secs_f64(),
+        g.waited_secs
+    );
 }
 
 #[test]
@@ -751,5 +763,9 @@ swanctl --load-all --noprompt --uri unix:///run/charon.vici",
         site.log()
     );
     let _ = std::fs::remove_file(&pcap);
-    println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "whole test {:.1} s, of which {:.1} s waiting for guest slots",
+        t0.elapsed().as_secs_f64(),
+        hub.waited_secs
+    );
 }

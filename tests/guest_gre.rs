@@ -240,5 +240,9 @@ fn lifeline_gre_and_linux_kernel_gre_ping_both_ways() {
     }
     let gre1 = g.run("ip -s link show gre1");
     println!("guest gre1 counters:\n{gre1}");
-    println!("whole test {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "whole test {:.1} s, of which {:.1} s waiting for guest slots",
+        t0.elapsed().as_secs_f64(),
+        g.waited_secs
+    );
 }

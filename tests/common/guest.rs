@@ -214,6 +214,8 @@ pub struct Guest {
     pub boot_secs: f64,
     /// Seconds from QEMU start to the end of the per-boot script.
     pub script_secs: f64,
+    /// Seconds spent waiting for a free guest slot (other tests' guests) before booting.
+    pub waited_secs: f64,
     _slot: Slot,
 }
 
@@ -244,8 +246,12 @@ impl Guest {
     /// Boots a guest whose eth0 is TAP device `tap` in `ns` (created unless it exists) and waits until its
     /// scenario script exited 0 (panics with the console log otherwise). Call [`guest_available`] first.
     pub fn start(ns: &Netns, tap: &str, opts: GuestOpts<'_>) -> Guest {
+        let t0 = Instant::now();
         let slot = Slot::take(1, Duration::from_secs(300)).remove(0);
-        Guest::start_in_slot(ns, tap, opts, slot)
+        let mut g = Guest::start_in_slot(ns, tap, opts, slot);
+        g.waited_secs = t0.elapsed().as_secs_f64() - g.script_secs;
+        g.waited_secs = g.waited_secs.max(0.0);
+        g
     }
 
     /// Two guests booted at once (two slots taken together); returns them in the order given.
@@ -254,14 +260,20 @@ impl Guest {
         a: (&str, GuestOpts<'_>),
         b: (&str, GuestOpts<'_>),
     ) -> (Guest, Guest) {
+        let t0 = Instant::now();
         let mut slots = Slot::take(2, Duration::from_secs(300));
+        let waited = t0.elapsed().as_secs_f64();
         let (sb, sa) = (slots.pop().unwrap(), slots.pop().unwrap());
         std::thread::scope(|s| {
             let ha = s.spawn(|| Guest::start_in_slot(ns, a.0, a.1, sa));
             let hb = s.spawn(|| Guest::start_in_slot(ns, b.0, b.1, sb));
             let (ra, rb) = (ha.join(), hb.join());
             match (ra, rb) {
-                (Ok(ga), Ok(gb)) => (ga, gb),
+                (Ok(mut ga), Ok(mut gb)) => {
+                    ga.waited_secs = waited;
+                    gb.waited_secs = waited;
+                    (ga, gb)
+                }
                 (Err(e), _) | (_, Err(e)) => std::panic::resume_unwind(e),
             }
         })
@@ -311,6 +323,7 @@ impl Guest {
             dir,
             boot_secs: 0.0,
             script_secs: 0.0,
+            waited_secs: 0.0,
             _slot: slot,
         };
         let text = format!(
