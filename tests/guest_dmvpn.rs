@@ -590,6 +590,12 @@ fn lifeline_hub_frr_spoke_strongswan_protected() {
         "spoke# swanctl --list-sas\n{}",
         g.exec("swanctl --list-sas").1
     );
+    // Lifeline authenticates as its address (IOS's default identity without `identity local`).
+    let sas = g.exec("swanctl --list-sas").1;
+    assert!(
+        sas.contains("remote '192.0.2.1' @ 192.0.2.1"),
+        "the hub's IKE identity is not its address:\n{sas}"
+    );
     println!("lifeline hub# show dmvpn\n{}", site.cli(&["show", "dmvpn"]));
     g.run("ping -c 5 -i 0.2 -W 2 10.0.0.1");
     site.ns
@@ -712,6 +718,11 @@ swanctl --load-all --noprompt --uri unix:///run/charon.vici",
     println!(
         "hub# swanctl --list-sas\n{}",
         hub.exec("swanctl --list-sas").1
+    );
+    let sas = hub.exec("swanctl --list-sas").1;
+    assert!(
+        sas.contains("remote '192.0.2.11' @ 192.0.2.11"),
+        "the Lifeline spoke's IKE identity is not its address:\n{sas}"
     );
     println!(
         "hub# show ip nhrp cache\n{}",
