@@ -10,8 +10,9 @@
 //!
 //! Absent: IPv6 overlay or NBMA, the NHRP group vendor extension (per-tunnel
 //! QoS), `ip nhrp nhs` priority/cluster/fallback, multi-hop NHS hierarchies
-//! (forwarding works, but replies are not relayed back along the reverse
-//! path), purge retransmission, the legacy NAT proxy mode, IKE/ESP (the
+//! (requests are forwarded, and a Resolution Reply routed through a node is
+//! relayed toward its requester, but no reverse transit records are kept),
+//! purge retransmission, the legacy NAT proxy mode, IKE/ESP (the
 //! appliance brings SAs up on [`Event::Resolved`] / [`Event::PeerRegistered`]).
 //! No I/O, no clock reads, no randomness (the first request ID is configured).
 #![forbid(unsafe_code)]

@@ -111,6 +111,8 @@ pub struct Drops {
     pub auth: u64,
     pub quota: u64,
     pub unexpected: u64,
+    /// Replies not relayed because their hop count ran out.
+    pub hop_limit: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -950,6 +952,14 @@ impl Core {
         // Reply: same request ID, CIE code, responder = us, NAT ext with the post-NAT address.
         r.op = OpType::REGISTRATION_REPLY;
         r.hop_count = 255;
+        //= https://www.rfc-editor.org/rfc/rfc2332#section-5.2.3
+        //# If an NHC is configured with the protocol address of a serving NHS then
+        //# the NHC may place the NHS's protocol address in the Destination Protocol
+        //# Address field ... otherwise the NHC must place its own protocol address
+        // §5.2.4 forms the reply from the request, but a client that did not know
+        // us (FRR `nhs dynamic`) learns the NHS from this field: name ourselves
+        // (as FRR's hub does; unchanged for IOS clients, which already put us here).
+        r.dst_proto = self.cfg.tunnel_addr.into();
         for c in &mut r.cies {
             c.code = code;
         }
@@ -1253,7 +1263,38 @@ impl Core {
         self.send(now, requester_nbma, &r);
     }
 
+    /// Where to relay a Resolution Reply for requester `requester` that came
+    /// from `nbma_from`: a registered client, else a complete cache entry or a
+    /// route over the cloud (server role), never back to the sender.
+    fn reply_next_hop(&self, requester: Ipv4Addr, nbma_from: Ipv4Addr) -> Option<Ipv4Addr> {
+        if requester == self.cfg.tunnel_addr {
+            return None;
+        }
+        let complete = |e: &&Entry| e.is_complete() && e.nbma != Some(nbma_from);
+        if let Some(e) = self.cache.get(&Prefix::host(requester)).filter(complete) {
+            return e.nbma;
+        }
+        let (_, nh) = self
+            .routes
+            .iter()
+            .filter(|(p, _)| p.contains(requester))
+            .max_by_key(|(p, _)| p.prefix_len())?;
+        self.cache.get(&Prefix::host(*nh)).filter(complete)?.nbma
+    }
+
     fn on_resolution_reply(&mut self, now: Instant, nbma_from: Ipv4Addr, r: &Repr) {
+        // FRR responders send the reply along their route to the requester,
+        // i.e. through the hub: relay it like a request (guest-to-dmvpn item 2).
+        if let Some(to) = v4(&r.src_proto).and_then(|req| self.reply_next_hop(req, nbma_from)) {
+            if r.hop_count <= 1 {
+                self.drops.hop_limit += 1;
+                return;
+            }
+            let mut fwd = r.clone();
+            fwd.hop_count -= 1;
+            self.send(now, to, &fwd);
+            return;
+        }
         let id = r.request_id();
         let Some(p) = self.pending.remove(&id) else {
             self.drops.unexpected += 1;

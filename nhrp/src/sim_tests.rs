@@ -1143,3 +1143,96 @@ fn registrations_and_resolutions_survive_a_lossy_network() {
     }
     assert!(sim.log.len() > 1000, "{} packets", sim.log.len());
 }
+
+/// guest-to-dmvpn item 1: an FRR spoke with `ip nhrp nhs dynamic nbma X` does
+/// not know the NHS's tunnel address, so its Registration Request carries its
+/// OWN address as destination (RFC 2332 §5.2.3), and it learns the NHS from the
+/// reply's destination protocol address. The hub must put itself there.
+#[test]
+fn registration_reply_names_the_hub_when_the_request_did_not() {
+    let mut sim = topology(|_| {}, |_| {});
+    let mut req = sim.sent(1, OpType::REGISTRATION_REQUEST)[0].2.clone();
+    assert_eq!(req.dst_proto.to_ipv4(), Some(ip("10.0.0.1")));
+    // As FRR's `nhs dynamic` sends it: dst proto = src proto (the spoke itself).
+    req.dst_proto = req.src_proto;
+    let now = sim.now;
+    sim.nodes[0].handle_input(now, ip("172.17.0.11"), &req.emit().unwrap());
+    let t = sim.nodes[0].poll_transmit().expect("a registration reply");
+    let rep = Packet::parse(&t.payload).unwrap();
+    assert_eq!(rep.op, OpType::REGISTRATION_REPLY);
+    assert_eq!(t.nbma_dst, ip("172.17.0.11"));
+    assert_eq!(rep.request_id(), req.request_id());
+    assert_eq!(rep.cies[0].code, Code::SUCCESS);
+    assert_eq!(rep.src_proto.to_ipv4(), Some(ip("10.0.0.11")));
+    assert_eq!(
+        rep.dst_proto.to_ipv4(),
+        Some(ip("10.0.0.1")),
+        "the reply names the NHS, not the registering spoke"
+    );
+    // An IOS/Lifeline-style request (dst = NHS) gets the same answer.
+    let rep = &sim.sent(0, OpType::REGISTRATION_REPLY)[0].2;
+    assert_eq!(rep.dst_proto.to_ipv4(), Some(ip("10.0.0.1")));
+}
+
+/// guest-to-dmvpn item 2: FRR responders send the Resolution Reply along their
+/// route to the requester, i.e. back through the hub. The hub forwards it to
+/// the requester (hop count - 1) instead of dropping it as not its own.
+#[test]
+fn hub_forwards_resolution_reply_routed_through_it() {
+    let mut sim = topology(|_| {}, |_| {});
+    let now = sim.now;
+    assert_eq!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12")),
+        Resolution::Pending
+    );
+    // Pump by hand: S1 -> hub -> S2, then S2's reply goes to the hub (FRR style).
+    let req = sim.nodes[1].poll_transmit().unwrap();
+    assert_eq!(req.nbma_dst, ip("172.17.0.1"));
+    sim.nodes[0].handle_input(now, ip("172.17.0.11"), &req.payload);
+    let fwd = sim.nodes[0].poll_transmit().unwrap();
+    assert_eq!(fwd.nbma_dst, ip("172.17.0.12"));
+    sim.nodes[2].handle_input(now, ip("172.17.0.1"), &fwd.payload);
+    let reply = sim.nodes[2].poll_transmit().unwrap();
+    let sent = Packet::parse(&reply.payload).unwrap();
+    assert_eq!(sent.op, OpType::RESOLUTION_REPLY);
+    let unexpected = sim.nodes[0].core().drops().unexpected;
+    sim.nodes[0].handle_input(now, ip("172.17.0.12"), &reply.payload);
+    let out = sim.nodes[0]
+        .poll_transmit()
+        .expect("the hub forwards the reply");
+    assert_eq!(out.nbma_dst, ip("172.17.0.11"), "to the requester");
+    let relayed = Packet::parse(&out.payload).unwrap();
+    assert_eq!(relayed.op, OpType::RESOLUTION_REPLY);
+    assert_eq!(relayed.hop_count, sent.hop_count - 1);
+    assert_eq!(relayed.request_id(), sent.request_id());
+    assert_eq!(relayed.cies, sent.cies);
+    assert_eq!(sim.nodes[0].core().drops().unexpected, unexpected);
+    let hub = sim.nodes[0].snapshot().traffic;
+    assert_eq!(
+        (hub.rcvd[1], hub.sent[1]),
+        (1, 1),
+        "Resolution Reply rcvd/sent"
+    );
+    sim.nodes[1].handle_input(now, ip("172.17.0.1"), &out.payload);
+    assert_eq!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12")),
+        Resolution::Known {
+            via: ip("10.0.0.12"),
+            nbma: ip("172.17.0.12")
+        }
+    );
+
+    // Hop count exhausted: dropped and counted, not sent on.
+    let mut last = sent.clone();
+    last.hop_count = 1;
+    sim.nodes[0].handle_input(now, ip("172.17.0.12"), &last.emit().unwrap());
+    assert!(sim.nodes[0].poll_transmit().is_none());
+    assert_eq!(sim.nodes[0].core().drops().hop_limit, 1);
+    // A reply for a requester the hub cannot reach is dropped as before.
+    let mut stray = sent;
+    stray.src_proto = ip("10.9.9.9").into();
+    let unexpected = sim.nodes[0].core().drops().unexpected;
+    sim.nodes[0].handle_input(now, ip("172.17.0.12"), &stray.emit().unwrap());
+    assert!(sim.nodes[0].poll_transmit().is_none());
+    assert_eq!(sim.nodes[0].core().drops().unexpected, unexpected + 1);
+}
