@@ -1492,7 +1492,8 @@ pub(crate) fn ike_profile(
     let mut profile = Profile::psk(&p.name, local_id, keyring);
     profile.remote_id = p.match_identity_remote.iter().find_map(|m| match m {
         config::IdentityMatch::KeyId(k) => Some(Identity::key_id(k)),
-        config::IdentityMatch::Address(a, None) => Some(Identity::Ipv4(*a)),
+        // `address 0.0.0.0` is IOS's wildcard (any peer address).
+        config::IdentityMatch::Address(a, None) if !a.is_unspecified() => Some(Identity::Ipv4(*a)),
         config::IdentityMatch::Fqdn {
             domain: false,
             name,
@@ -1604,4 +1605,30 @@ pub(crate) fn esp_proposal(ts: &config::TransformSet) -> Option<ike::EspProposal
         integ: if gcm { None } else { integ },
         esn: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile_of(text: &str) -> ike::Profile {
+        let parsed = config::parse(text);
+        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+        let cfg = parsed.config;
+        ike_profile(&cfg, &cfg.ikev2.profiles[0]).unwrap()
+    }
+
+    #[test]
+    fn match_identity_remote_address_0_0_0_0_is_any_address() {
+        let base = "crypto ikev2 keyring K\n peer any\n  address 0.0.0.0 0.0.0.0\n  pre-shared-key k\n!\n\
+                    crypto ikev2 profile P\n match identity remote address MATCH\n \
+                    authentication local pre-share\n authentication remote pre-share\n keyring local K\n!\n";
+        let any = profile_of(&base.replace("MATCH", "0.0.0.0"));
+        assert_eq!(any.remote_id, None);
+        let one = profile_of(&base.replace("MATCH", "192.0.2.7"));
+        assert_eq!(
+            one.remote_id,
+            Some(Identity::Ipv4(Ipv4Addr::new(192, 0, 2, 7)))
+        );
+    }
 }
