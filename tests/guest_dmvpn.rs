@@ -11,10 +11,10 @@
 //!   (192.0.2.2, 192.0.2.3, `ip nhrp shortcut`). Both register, ping the hub both ways, and reach each other:
 //!   first through the hub, which sends a Traffic Indication; the FRR spoke resolves the other one through
 //!   the hub and installs a shortcut, after which the ICMP goes directly between the spokes. (Two gaps of
-//!   the Lifeline hub found here, reported for issue #13: its Registration Reply keeps the request's destination
-//!   protocol address, which FRR's `nhs dynamic` takes for the NHS, so the spokes name their NHS; and it
-//!   does not forward the Resolution Replies FRR routes through it - the shortcut forms because both
-//!   spokes resolve each other.)
+//!   the Lifeline hub found here and fixed: its Registration Reply kept the request's destination protocol
+//!   address, which FRR's `nhs dynamic` takes for the NHS - the spokes now keep `nhs dynamic` and must learn
+//!   10.0.0.1; and it dropped the Resolution Replies FRR routes through it - it now relays them, asserted on
+//!   the capture.)
 //! * `lifeline_hub_frr_spoke_strongswan_protected`: a Lifeline hub with `tunnel protection ipsec profile`
 //!   (IKEv2 PSK, `esp-gcm 128`, transport) and an FRR spoke whose GRE to the hub strongSwan (charon, kernel
 //!   XFRM, trap policy for GRE) protects: the first registration starts IKE, the spoke registers through ESP,
@@ -397,19 +397,9 @@ fn lifeline_hub_frr_spokes() {
     );
     for g in [&s2, &s3] {
         g.run("ip route add 10.0.0.0/24 via 10.0.0.1 dev gre1 onlink");
-        // The scenario's `ip nhrp nhs dynamic nbma 192.0.2.1` learns the NHS's protocol address from the
-        // Registration Reply's destination protocol address; Lifeline's hub copies the request's (the
-        // spoke's own address there), so the FRR spoke would take itself for its NHS. Name the NHS.
-        vtysh(
-            g,
-            &[
-                "configure terminal",
-                "interface gre1",
-                "no ip nhrp nhs dynamic nbma 192.0.2.1",
-                "ip nhrp nhs 10.0.0.1 nbma 192.0.2.1",
-            ],
-        );
     }
+    // The spokes keep the scenario's `ip nhrp nhs dynamic nbma 192.0.2.1`: they learn the NHS's protocol
+    // address from the Registration Reply's destination protocol address, which the hub sets to itself.
 
     let took = wait_for(
         "both FRR spokes registered at the Lifeline hub",
@@ -429,7 +419,12 @@ fn lifeline_hub_frr_spokes() {
     );
     for (g, me) in [(&s2, "10.0.0.2"), (&s3, "10.0.0.3")] {
         let nhs = vtysh(g, &["show ip nhrp nhs"]);
-        assert!(nhs.contains("10.0.0.1"), "{me}: NHS not up:\n{nhs}");
+        // `gre1 192.0.2.1 192.0.2.1 10.0.0.1`: the NHS learnt with its tunnel address, not the spoke's own.
+        assert!(
+            nhs.lines()
+                .any(|l| l.contains("192.0.2.1") && l.split_whitespace().any(|w| w == "10.0.0.1")),
+            "{me}: NHS not learnt as 10.0.0.1:\n{nhs}"
+        );
         g.run("ping -c 3 -i 0.2 -W 2 10.0.0.1");
         site.ns
             .run(&["ping", "-c", "3", "-i", "0.2", "-W", "2", me]);
@@ -498,13 +493,24 @@ fn lifeline_hub_frr_spokes() {
             .any(|n| n.0 == "192.0.2.1" && n.1 == "192.0.2.3" && n.2 == "1"),
         "the Lifeline hub did not forward a Resolution Request to spoke 3"
     );
-    // Known gap (reported for issue #13): FRR sends its Resolution Reply along its route, through the
-    // hub; Lifeline's hub does not forward replies it did not ask for. Reported, not asserted.
-    let fwd = nhrp
-        .iter()
-        .filter(|n| n.0 == "192.0.2.1" && n.2 == "2")
-        .count();
-    println!("Resolution Replies forwarded by the Lifeline hub: {fwd}");
+    // FRR sends its Resolution Reply along its route to the requester, through the hub (unless it has
+    // a shortcut to the requester already); the hub relays every one it gets to the requester.
+    let (into_hub, fwd) = (
+        nhrp.iter()
+            .filter(|n| n.1 == "192.0.2.1" && n.2 == "2")
+            .count(),
+        nhrp.iter()
+            .filter(|n| n.0 == "192.0.2.1" && n.2 == "2")
+            .count(),
+    );
+    println!(
+        "Resolution Replies routed through the Lifeline hub: {into_hub}, relayed by it: {fwd}"
+    );
+    assert!(
+        fwd >= into_hub,
+        "the Lifeline hub dropped Resolution Replies routed through it ({})",
+        pcap.display()
+    );
     let _ = std::fs::remove_file(&pcap);
     println!(
         "whole test {:.1} s, of which {:.1} s waiting for guest slots",
@@ -567,16 +573,7 @@ fn lifeline_hub_frr_spoke_strongswan_protected() {
         "guest ready {:.1} s (script {:.1} s)",
         g.boot_secs, g.script_secs
     );
-    // (static NHS: see lifeline_hub_frr_spokes)
-    vtysh(
-        &g,
-        &[
-            "configure terminal",
-            "interface gre1",
-            "no ip nhrp nhs dynamic nbma 192.0.2.1",
-            "ip nhrp nhs 10.0.0.1 nbma 192.0.2.1",
-        ],
-    );
+    // The scenario's `ip nhrp nhs dynamic nbma 192.0.2.1`: the NHS is learnt from the Registration Reply.
     let took = wait_for(
         "the FRR spoke registered through IPsec at the Lifeline hub",
         Duration::from_secs(45),
