@@ -2,11 +2,14 @@
 //! keyed by IKEv2 with host-to-host GRE (IP protocol 47) selectors, brought up on demand by the first GRE
 //! packet for the peer (an NHRP registration, resolution, or data). Sans-io, part of [`crate::node::Node`].
 //!
-//! Absent: NAT traversal (ESP in UDP) for protected GRE, IKEv1 keying of it, `shared` SA databases across
-//! tunnels (each tunnel keys its own peers), `show crypto` rows for these SAs.
+//! Behind NAT (IKE detected it, or `nat force-encap`) the peer's ESP travels in UDP (RFC 3948) from and to the
+//! ports IKE ended on ([`PeerSa::udp`]); the node sends it on its IKE port-4500 socket like an SVTI's.
+//!
+//! Absent: IKEv1 keying of protected GRE, `shared` SA databases across tunnels (each tunnel keys its own
+//! peers), NAT keepalives and NAT rebinding (a new outside port) for these SAs.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use dataplane::{HEADROOM, InboundSa, OutboundSa, TAILROOM};
@@ -25,6 +28,8 @@ pub struct PeerSa {
     pub pending: Vec<Vec<u8>>,
     /// The IKE SA being negotiated or in use.
     pub ike: Option<IkeSaId>,
+    /// ESP in UDP: (our address and port, the peer's as seen after NAT) of the IKE SA that made the pair.
+    pub udp: Option<(SocketAddr, SocketAddr)>,
     pub encrypted: u64,
     pub decrypted: u64,
 }
@@ -104,6 +109,11 @@ impl GreEsp {
         }
     }
 
+    /// How `peer`'s ESP leaves: `Some((local, remote))` for ESP in UDP, `None` for IP protocol 50.
+    pub fn udp(&self, tunnel: usize, peer: Ipv4Addr) -> Option<(SocketAddr, SocketAddr)> {
+        self.peers.get(&(tunnel, peer)).and_then(|p| p.udp)
+    }
+
     /// True when `spi` is one of ours.
     pub fn owns(&self, spi: u32) -> bool {
         self.inbound.contains_key(&spi)
@@ -118,12 +128,14 @@ impl GreEsp {
         peer: Ipv4Addr,
         out: OutboundSa,
         inb: InboundSa,
+        udp: Option<(SocketAddr, SocketAddr)>,
     ) -> Vec<Vec<u8>> {
         let spi = inb.spi();
         self.inbound.insert(spi, (inb, tunnel, peer));
         let p = self.peers.entry((tunnel, peer)).or_default();
         p.spis.push(spi);
         p.out = Some(out);
+        p.udp = udp;
         let waiting = std::mem::take(&mut p.pending);
         waiting
             .iter()

@@ -1012,10 +1012,9 @@ impl Node {
             };
             match self.gre_esp.seal(now, *tunnel, *dst, payload) {
                 crate::gre_esp::Sealed::Esp(e) => {
-                    return Some(GreOut::Esp {
-                        dst: *dst,
-                        payload: e,
-                    });
+                    if let Some(o) = self.gre_esp_out(*tunnel, *dst, e) {
+                        return Some(o);
+                    }
                 }
                 crate::gre_esp::Sealed::Queued { initiate: true } => {
                     let params = ike::InitiateParams {
@@ -1067,15 +1066,6 @@ impl Node {
             );
             return;
         };
-        if child.udp_encap {
-            ios!(
-                IPSEC,
-                Warning,
-                NO_NAT_T,
-                "GRE protection with {peer} behind NAT (ESP in UDP) is not supported; SA not used"
-            );
-            return;
-        }
         let (Some(encr), integ) = (map_encr(child.encr), child.integ.map(map_integ)) else {
             return;
         };
@@ -1139,20 +1129,50 @@ impl Node {
             IPSEC,
             Informational,
             SA_UP,
-            "{}: transport-mode SA pair with {peer} for GRE (IKE SA {}, SPI in {:#010x} out {:#010x})",
+            "{}: transport-mode SA pair with {peer} for GRE (IKE SA {}, SPI in {:#010x} out {:#010x}){}",
             self.gre.tunnels[tunnel].ios_name,
             ike_sa.0,
             child.spi_in,
-            child.spi_out
+            child.spi_out,
+            if child.udp_encap {
+                format!(" in UDP {} -> {}", child.local, child.remote)
+            } else {
+                String::new()
+            }
         );
         if let Some(p) = self.gre_esp.peers.get_mut(&(tunnel, peer)) {
             p.ike = Some(ike_sa);
         }
-        for e in self.gre_esp.install(now, tunnel, peer, out, inb) {
-            self.gre_out.push_back(crate::gre::GreOut::Esp {
+        let udp = child.udp_encap.then_some((child.local, child.remote));
+        for e in self.gre_esp.install(now, tunnel, peer, out, inb, udp) {
+            if let Some(o) = self.gre_esp_out(tunnel, peer, e) {
+                self.gre_out.push_back(o);
+            }
+        }
+    }
+
+    /// A sealed GRE packet for `peer`: raw ESP as a GRE output, or (ESP in UDP, NAT-T) a UDP datagram on the
+    /// IKE port-4500 socket, queued with the node's outputs as the SVTIs' ESP in UDP is.
+    fn gre_esp_out(
+        &mut self,
+        tunnel: usize,
+        peer: Ipv4Addr,
+        esp: Vec<u8>,
+    ) -> Option<crate::gre::GreOut> {
+        match self.gre_esp.udp(tunnel, peer) {
+            Some((local, remote)) => {
+                self.out.push_back(Output::Udp {
+                    local,
+                    remote,
+                    payload: PacketBuf::from_vec(esp),
+                    tos: 0,
+                });
+                None
+            }
+            None => Some(crate::gre::GreOut::Esp {
                 dst: peer,
-                payload: e,
-            });
+                payload: esp,
+            }),
         }
     }
 

@@ -451,26 +451,29 @@ fn cloud_with(phase3: bool, capture_on: &str, nat: bool, protected: bool) -> Clo
         ]);
         // GRE arriving at the outside address goes to the spoke (a port forward for protocol 47): without
         // it the NAT drops what other spokes send before spoke 1 sent them anything (resolution replies).
+        // Protected GRE needs none: ESP in UDP (see dmvpn_protected_spoke_behind_nat_*).
         n.run(&[
             "nft",
             "add chain ip nat pre { type nat hook prerouting priority -100 ; }",
         ]);
-        n.run(&[
-            "nft",
-            "add",
-            "rule",
-            "ip",
-            "nat",
-            "pre",
-            "iifname",
-            "out",
-            "ip",
-            "protocol",
-            "gre",
-            "dnat",
-            "to",
-            "10.11.0.2",
-        ]);
+        (!protected).then(|| {
+            n.run(&[
+                "nft",
+                "add",
+                "rule",
+                "ip",
+                "nat",
+                "pre",
+                "iifname",
+                "out",
+                "ip",
+                "protocol",
+                "gre",
+                "dnat",
+                "to",
+                "10.11.0.2",
+            ])
+        });
         (Some(n), "10.11.0.2", "10.11.0.1")
     } else {
         veth(
@@ -1240,6 +1243,87 @@ fn dmvpn_protected_gre_carries_registration_resolution_and_direct_traffic_in_esp
     );
     let ike = tshark(&pcap, "isakmp", &["ip.src"]);
     assert!(!ike.is_empty(), "no IKE on the wire");
+    let clear = tshark(&pcap, "gre", &["frame.number"]);
+    assert!(clear.is_empty(), "GRE in clear on the wire: {clear:?}");
+    let _ = std::fs::remove_file(&pcap);
+}
+
+#[test]
+fn dmvpn_protected_spoke_behind_nat_uses_esp_in_udp_through_a_masquerading_nat() {
+    if !netns_available(
+        "dmvpn_protected_spoke_behind_nat_uses_esp_in_udp_through_a_masquerading_nat",
+    ) {
+        return;
+    }
+    // Spoke 1 behind a plain masquerade (no port forward at all); capture outside the NAT.
+    let mut c = cloud_with(false, "e1", true, true);
+    let reg = wait_registered(&c);
+    println!(
+        "[dmvpn ipsec nat] both spokes registered {reg:?} after start (IKEv2 NAT-T, ESP in UDP)"
+    );
+    let es = entries(&c.hub);
+    let e = entry(&es, "10.0.0.11/32").unwrap();
+    assert_eq!(e["nbma"], "198.51.100.1", "{e}");
+    assert_eq!(e["claimed_nbma"], "10.11.0.2", "{e}");
+    // Spoke 2 (public) resolves spoke 1 (NATed): the request goes through the hub, spoke 1's reply goes
+    // direct and spoke 1 initiates IKE to spoke 2, which makes the NAT's UDP mappings (500, then 4500) for
+    // spoke 2. The other way round a plain masquerade cannot work first: spoke 2's reply to spoke 1's
+    // resolution needs an SA with spoke 1, and its IKE_SA_INIT to the NAT's outside address meets no mapping.
+    let t0 = Instant::now();
+    while pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 1) != 1
+        || !entry(&entries(&c.s2), "10.0.0.11/32").is_some_and(|e| e["nbma"] == "198.51.100.1")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "spoke 2 has no direct path to spoke 1: {:?}\n{}\n{}\n{}\n{}",
+            entries(&c.s2),
+            c.hub.cli(&["show", "ip", "nhrp", "traffic"]),
+            c.s2.cli(&["show", "ip", "nhrp", "traffic"]),
+            c.hub.log(),
+            c.s2.log()
+        );
+    }
+    println!(
+        "[dmvpn ipsec nat] public spoke 2 -> NATed spoke 1: direct path {:?} after the first packet",
+        t0.elapsed()
+    );
+    // Now spoke 1's own resolution of spoke 2 is answered over the SA spoke 1 initiated.
+    let t0 = Instant::now();
+    while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1
+        || !entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no direct path both ways: {:?}\n{}\n{}",
+            entries(&c.s2),
+            c.s1.log(),
+            c.s2.log()
+        );
+    }
+    assert_direct(&c);
+    let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 1);
+    println!(
+        "[dmvpn ipsec nat] iperf3 NATed spoke 1 -> spoke 2 (direct, ESP in UDP): {mbits:.0} Mbit/s"
+    );
+    assert!(mbits > 1.0);
+    // Outside the NAT: spoke 1's ESP only in UDP 4500 (with the hub and with spoke 2), no raw ESP, no clear GRE.
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let udp = tshark(&pcap, "udp.port == 4500 && esp", &["ip.src", "ip.dst"]);
+    let count = |a: &str, b: &str| {
+        udp.iter()
+            .filter(|r| **r == format!("{a}\t{b}") || **r == format!("{b}\t{a}"))
+            .count()
+    };
+    let (hub, direct) = (
+        count("198.51.100.1", "192.0.2.1"),
+        count("198.51.100.1", "203.0.113.1"),
+    );
+    println!(
+        "[dmvpn ipsec nat] ESP in UDP outside the NAT: with the hub {hub}, spoke to spoke {direct}"
+    );
+    assert!(hub >= 2 && direct >= 20, "{udp:?}");
+    let raw = tshark(&pcap, "ip.proto == 50", &["ip.src", "ip.dst"]);
+    assert!(raw.is_empty(), "raw ESP on the wire: {raw:?}");
     let clear = tshark(&pcap, "gre", &["frame.number"]);
     assert!(clear.is_empty(), "GRE in clear on the wire: {clear:?}");
     let _ = std::fs::remove_file(&pcap);
