@@ -30,6 +30,8 @@ pub struct PeerSa {
     pub ike: Option<IkeSaId>,
     /// ESP in UDP: (our address and port, the peer's as seen after NAT) of the IKE SA that made the pair.
     pub udp: Option<(SocketAddr, SocketAddr)>,
+    /// Creation order (`show crypto map` lists the profile instances in it).
+    pub seq: u64,
     pub encrypted: u64,
     pub decrypted: u64,
 }
@@ -42,6 +44,7 @@ pub struct GreEsp {
     /// Packets dropped: no SA and the queue full, or encryption/decryption failed.
     pub dropped: u64,
     buf: Vec<u8>,
+    next_seq: u64,
 }
 
 /// What to do with an outgoing GRE packet.
@@ -57,8 +60,26 @@ pub enum Sealed {
 
 impl GreEsp {
     /// Encrypt a GRE packet for `peer`, or queue it until the SA exists.
+    /// The peer's state, made (numbered in creation order) if it is new.
+    fn peer<'a>(
+        peers: &'a mut HashMap<(usize, Ipv4Addr), PeerSa>,
+        next_seq: &mut u64,
+        tunnel: usize,
+        peer: Ipv4Addr,
+    ) -> &'a mut PeerSa {
+        let seq = *next_seq;
+        let p = peers.entry((tunnel, peer)).or_insert_with(|| PeerSa {
+            seq,
+            ..PeerSa::default()
+        });
+        if p.seq == seq {
+            *next_seq += 1;
+        }
+        p
+    }
+
     pub fn seal(&mut self, now: Instant, tunnel: usize, peer: Ipv4Addr, gre: &[u8]) -> Sealed {
-        let p = self.peers.entry((tunnel, peer)).or_default();
+        let p = Self::peer(&mut self.peers, &mut self.next_seq, tunnel, peer);
         let Some(out) = p.out.as_mut() else {
             if p.pending.len() >= PENDING_MAX {
                 self.dropped += 1;
@@ -132,7 +153,7 @@ impl GreEsp {
     ) -> Vec<Vec<u8>> {
         let spi = inb.spi();
         self.inbound.insert(spi, (inb, tunnel, peer));
-        let p = self.peers.entry((tunnel, peer)).or_default();
+        let p = Self::peer(&mut self.peers, &mut self.next_seq, tunnel, peer);
         p.spis.push(spi);
         p.out = Some(out);
         p.udp = udp;

@@ -1222,6 +1222,63 @@ fn dmvpn_protected_gre_carries_registration_resolution_and_direct_traffic_in_esp
     }
     assert!(sa.contains("in use settings ={Transport, }"), "{sa}");
     assert!(!sa.contains("#pkts encaps: 0,"), "{sa}");
+    // `show crypto map` / `show crypto socket` on the live hub (seed-dmvpn §3.8 (a), §3.9): the generated map
+    // Tunnel0-head-0, one PROFILE INSTANCE and one open socket per spoke. The spokes' order is the order
+    // they registered in, so their addresses are masked.
+    let mask = |t: String| {
+        t.replace("198.51.100.1", "<spoke>")
+            .replace("203.0.113.1", "<spoke>")
+    };
+    let map = c.hub.cli(&["show", "crypto", "map"]);
+    println!("{map}");
+    let common = "  Security association lifetime: 4608000 kilobytes/3600 seconds\n  PFS (Y/N): N\n  Transform sets={TS, }\n";
+    let instance = |seq: u32| {
+        format!(
+            "Crypto Map \"Tunnel0-head-0\" {seq} ipsec-isakmp\n  Map is a PROFILE INSTANCE.\n  Peer = <spoke>\n  Extended IP access list\n    access-list permit gre host 192.0.2.1 host <spoke>\n  Current peer: <spoke>\n{common}"
+        )
+    };
+    assert_eq!(
+        mask(map),
+        format!(
+            "Crypto Map \"Tunnel0-head-0\" 10 ipsec-isakmp\n  Profile name: IPS\n{common}{}{}  Interfaces using crypto map Tunnel0-head-0:\n  Tunnel0\n",
+            instance(20),
+            instance(30)
+        )
+    );
+    let socket = c.hub.cli(&["show", "crypto", "socket"]);
+    println!("{socket}");
+    let sock = "  Tu0 Peers (local/remote): 192.0.2.1\n/<spoke>\n  Local Ident (addr/mask/port/prot): (192.0.2.1/255.255.255.255/0/47)\n  Remote Ident (addr/mask/port/prot): (<spoke>/255.255.255.255/0/47)\n  IPsec Profile: \"IPS\"\n  Socket State: Open\n  Client: \"TUNNEL SEC\" (Client State: Active)\n";
+    assert_eq!(
+        mask(socket),
+        format!(
+            "Number of Crypto Socket connections 2\n{sock}{sock}Crypto Sockets in Listen state:\nClient: \"TUNNEL SEC\" Profile: \"IPS\" Map-name: \"Tunnel0-head-0\"\n"
+        )
+    );
+    // Spoke 1's map in --json: the hub's instance first (registration), then spoke 2's (on demand).
+    let m = &json(&c.s1, &["show", "crypto", "map"])["maps"][0];
+    assert_eq!(m["name"], "Tunnel0-head-0", "{m}");
+    assert_eq!(m["ipsec_profile"], "IPS", "{m}");
+    assert_eq!(m["transform_sets"][0], "TS", "{m}");
+    let peers: Vec<(u64, String, String)> = m["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["seq"].as_u64().unwrap(),
+                i["peer"].as_str().unwrap().to_string(),
+                i["socket_state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            (20, "192.0.2.1".to_string(), "Open".to_string()),
+            (30, "203.0.113.1".to_string(), "Open".to_string())
+        ],
+        "{m}"
+    );
     // On spoke 2's link: ESP between the spokes and with the hub, IKE, and no GRE in clear at all.
     let pcap = c.cap.take().expect("tcpdump").finish();
     let esp = tshark(&pcap, "esp", &["ip.src", "ip.dst", "esp.spi"]);
@@ -1301,6 +1358,27 @@ fn dmvpn_protected_spoke_behind_nat_uses_esp_in_udp_through_a_masquerading_nat()
         );
     }
     assert_direct(&c);
+    // The hub's crypto map: the NATed spoke's instance is ESP in UDP (to the NAT's mapped port), spoke 2's raw.
+    let m = &json(&c.hub, &["show", "crypto", "map"])["maps"][0];
+    let inst = |peer: &str| {
+        m["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["peer"] == peer)
+            .cloned()
+            .unwrap_or_else(|| panic!("no instance for {peer}: {m}"))
+    };
+    assert!(
+        inst("198.51.100.1")["udp_encap"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("198.51.100.1:")),
+        "{m}"
+    );
+    assert!(inst("203.0.113.1")["udp_encap"].is_null(), "{m}");
+    let sa = c.hub.cli(&["show", "crypto", "ipsec", "sa"]);
+    assert!(sa.contains("current_peer 198.51.100.1 port 4500"), "{sa}");
+    assert!(sa.contains("current_peer 203.0.113.1 port 500"), "{sa}");
     let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 1);
     println!(
         "[dmvpn ipsec nat] iperf3 NATed spoke 1 -> spoke 2 (direct, ESP in UDP): {mbits:.0} Mbit/s"

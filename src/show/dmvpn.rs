@@ -154,7 +154,9 @@ pub fn gre_ipsec_sa(node: &crate::node::Node) -> String {
             "   remote ident (addr/mask/prot/port): {}",
             host(*peer)
         );
-        let _ = writeln!(out, "   current_peer {peer} port 500");
+        // Behind NAT the peer's port after translation (ESP in UDP), as IOS prints it.
+        let port = sa.udp.map_or(500, |(_, r)| r.port());
+        let _ = writeln!(out, "   current_peer {peer} port {port}");
         let _ = writeln!(out, "     PERMIT, flags={{origin_is_acl,}}");
         let _ = writeln!(
             out,

@@ -5,6 +5,7 @@
 
 pub mod crypto;
 pub mod dmvpn;
+pub mod gre_crypto;
 pub mod isakmp;
 pub mod pki;
 pub mod vpnsip;
@@ -52,6 +53,8 @@ pub enum ShowCommand {
     IpNhrpTraffic,
     CryptoPkiCertificates,
     CryptoPkiTrustpoints,
+    CryptoMap,
+    CryptoSocket,
 }
 
 /// The command table: words as IOS spells them. Input words may be any unique prefix, case-insensitive.
@@ -106,6 +109,8 @@ const TABLE: &[(&[&str], ShowCommand)] = &[
         &["show", "crypto", "pki", "trustpoints"],
         ShowCommand::CryptoPkiTrustpoints,
     ),
+    (&["show", "crypto", "map"], ShowCommand::CryptoMap),
+    (&["show", "crypto", "socket"], ShowCommand::CryptoSocket),
     (&["show", "interfaces"], ShowCommand::Interfaces),
     (
         &["show", "policy-map", "interface"],
@@ -163,6 +168,11 @@ pub fn answer(
         ShowCommand::IpNhrp => dmvpn::render(&node.gre, dmvpn::View::Nhrp, json),
         ShowCommand::IpNhrpBrief => dmvpn::render(&node.gre, dmvpn::View::NhrpBrief, json),
         ShowCommand::IpNhrpTraffic => dmvpn::render(&node.gre, dmvpn::View::NhrpTraffic, json),
+        ShowCommand::CryptoMap | ShowCommand::CryptoSocket if json => {
+            gre_crypto::json(&gre_crypto::maps(node))
+        }
+        ShowCommand::CryptoMap => gre_crypto::crypto_map(&gre_crypto::maps(node)),
+        ShowCommand::CryptoSocket => gre_crypto::crypto_socket(&gre_crypto::maps(node)),
         ShowCommand::CryptoPkiCertificates if json => {
             serde_json::to_string_pretty(&node.pki_view).unwrap_or_default()
         }
