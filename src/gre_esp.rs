@@ -6,7 +6,8 @@
 //! ports IKE ended on ([`PeerSa::udp`]); the node sends it on its IKE port-4500 socket like an SVTI's.
 //!
 //! Absent: IKEv1 keying of protected GRE, `shared` SA databases across tunnels (each tunnel keys its own
-//! peers), NAT keepalives and NAT rebinding (a new outside port) for these SAs.
+//! peers), NAT rebinding (a new outside port) for these SAs. (NAT keepalives come from the IKE SA, on the same
+//! UDP 4500 address pair.)
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -1406,3 +1406,48 @@ fn dmvpn_protected_spoke_behind_nat_uses_esp_in_udp_through_a_masquerading_nat()
     assert!(clear.is_empty(), "GRE in clear on the wire: {clear:?}");
     let _ = std::fs::remove_file(&pcap);
 }
+
+#[test]
+fn dmvpn_protected_natted_spoke_resolves_first_through_a_udp_port_forward() {
+    if !netns_available("dmvpn_protected_natted_spoke_resolves_first_through_a_udp_port_forward") {
+        return;
+    }
+    let mut c = cloud_with(false, "e1", true, true);
+    // A port forward of UDP 500 and 4500 on the NAT's outside address to spoke 1 (a static NAT for IKE):
+    // spoke 2's IKE_SA_INIT to spoke 1's post-NAT address now arrives, so the NATed spoke may resolve first.
+    let nat = c._nat.as_ref().expect("NAT router");
+    nat.run(&[
+        "nft",
+        "add rule ip nat pre iifname out udp dport { 500, 4500 } dnat to 10.11.0.2",
+    ]);
+    let reg = wait_registered(&c);
+    println!("[dmvpn ipsec nat fwd] both spokes registered {reg:?} after start");
+    let took = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!("[dmvpn ipsec nat fwd] first packet to direct path from the NATed spoke: {took:?}");
+    let t0 = Instant::now();
+    while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{}\n{}",
+            c.s1.log(),
+            c.s2.log()
+        );
+    }
+    assert_direct(&c);
+    // Spoke 2 keyed spoke 1 (it answered spoke 1's resolution) through the forward, in UDP 4500.
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let udp = tshark(&pcap, "udp.port == 4500 && esp", &["ip.src", "ip.dst"]);
+    let direct = udp
+        .iter()
+        .filter(|r| {
+            r.as_str() == "198.51.100.1\t203.0.113.1" || r.as_str() == "203.0.113.1\t198.51.100.1"
+        })
+        .count();
+    println!("[dmvpn ipsec nat fwd] ESP in UDP spoke to spoke outside the NAT: {direct}");
+    assert!(direct >= 20, "{udp:?}");
+    let raw = tshark(&pcap, "ip.proto == 50 || gre", &["frame.number"]);
+    assert!(raw.is_empty(), "raw ESP or clear GRE on the wire: {raw:?}");
+    let _ = std::fs::remove_file(&pcap);
+}
