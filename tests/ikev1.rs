@@ -21,10 +21,9 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::lifeline::{BIN, Lifeline};
 use common::strongswan::{Charon, strongswan_available};
 use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_lifeline");
 const PSK: &str = "lifeline-ikev1-key-0388";
 
 /// The tests share two cores: one at a time.
@@ -73,11 +72,23 @@ ip route {remote_lan} 255.255.255.0 Tunnel0
     )
 }
 
+/// A site: its namespace and the appliance running in it.
 struct Site {
+    ll: Lifeline,
     ns: Netns,
-    sock: PathBuf,
-    log: PathBuf,
-    daemon: Option<Daemon>,
+}
+
+impl std::ops::Deref for Site {
+    type Target = Lifeline;
+    fn deref(&self) -> &Lifeline {
+        &self.ll
+    }
+}
+
+impl std::ops::DerefMut for Site {
+    fn deref_mut(&mut self) -> &mut Lifeline {
+        &mut self.ll
+    }
 }
 
 impl Site {
@@ -85,85 +96,9 @@ impl Site {
         Site::start_with(ns, name, config, &[])
     }
 
-    fn start_with(ns: Netns, name: &str, config: &str, extra: &[&str]) -> Site {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ikev1-{}", ns.name));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join(format!("{name}.cfg"));
-        std::fs::write(&cfg, config).unwrap();
-        let sock = dir.join("ctl.sock");
-        let log = dir.join("lifeline.log");
-        let child = ns
-            .cmd(BIN)
-            .arg("run")
-            .args(extra)
-            .arg("-c")
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(&sock)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Site {
-            ns,
-            sock,
-            log,
-            daemon: Some(Daemon(child)),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn show(&self, words: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .args(words)
-            .arg("--socket")
-            .arg(&self.sock)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{words:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Kill the daemon (SIGKILL: no DELETE goes out), as a crashed or unplugged peer.
-    fn kill(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            let _ = d.0.kill();
-            let _ = d.0.wait();
-        }
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- Lifeline log {} ---\n{}",
-                self.log.display(),
-                self.log()
-            );
-        }
-    }
-}
-
-fn ping_until(ns: &Netns, src: &str, dst: &str, limit: Duration) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        if ns.try_run(&["ping", "-c", "1", "-W", "1", "-I", src, dst]) {
-            return t0.elapsed();
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "no answer from {dst} within {limit:?}"
-        );
+    fn start_with(ns: Netns, _name: &str, config: &str, extra: &[&str]) -> Site {
+        let ll = Lifeline::start_with(&ns, "ikev1", config, extra);
+        Site { ll, ns }
     }
 }
 

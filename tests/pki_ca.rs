@@ -15,15 +15,16 @@
 #![allow(clippy::unwrap_used)]
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::lifeline::{BIN, Lifeline};
 use common::strongswan::{Charon, strongswan_available};
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lifeline");
 const A_WAN: &str = "198.51.100.1";
 const B_WAN: &str = "198.51.100.2";
 const A_LAN: &str = "10.1.0.1";
@@ -115,109 +116,41 @@ fn strongswan_conf(cert: &str) -> String {
     )
 }
 
-struct Site {
-    dir: PathBuf,
-    log: PathBuf,
-    _daemon: Daemon,
-}
-
-impl Site {
-    /// Authenticate the CA, place our certificate, key and the CA's CRL, and start the appliance.
-    fn start(ns: &Netns, crl: Option<&str>) -> Site {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pkica-{}", ns.name));
-        let _ = std::fs::remove_dir_all(&dir);
-        let state = dir.join("state");
-        std::fs::create_dir_all(&state).unwrap();
-        let cfg = dir.join("branch.cfg");
-        std::fs::write(&cfg, lifeline_config()).unwrap();
-        let out = Command::new(BIN)
-            .args(["pki", "authenticate", "-c"])
-            .arg(&cfg)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("CA")
-            .arg(data("ca.der"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.contains("Fingerprint SHA1:"),
-            "pki authenticate: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if let Some(crl) = crl {
-            std::fs::copy(data(crl), state.join("pki/CA.crl")).unwrap();
-        }
-        std::fs::copy(data("lifeline-ca.pk8.der"), state.join("pki/branch.key")).unwrap();
-        std::fs::copy(data("lifeline-ca.der"), state.join("pki/CA.crt")).unwrap();
-        let log = dir.join("lifeline.log");
-        let child = ns
-            .cmd(BIN)
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(dir.join("ctl.sock"))
-            .arg("--state-dir")
-            .arg(&state)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Site {
-            dir,
-            log,
-            _daemon: Daemon(child),
-        }
+/// Authenticate the CA, place our certificate, key and the CA's CRL (if any) in a fresh state directory,
+/// and start the appliance with it.
+fn start_site(ns: &Netns, crl: Option<&str>) -> Lifeline {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pkica-{}", ns.name));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let cfg = dir.join("branch.cfg");
+    std::fs::write(&cfg, lifeline_config()).unwrap();
+    let out = Command::new(BIN)
+        .args(["pki", "authenticate", "-c"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("CA")
+        .arg(data("ca.der"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Fingerprint SHA1:"),
+        "pki authenticate: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(crl) = crl {
+        std::fs::copy(data(crl), state.join("pki/CA.crl")).unwrap();
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn show(&self, words: &[&str]) -> String {
-        let t0 = Instant::now();
-        loop {
-            let out = Command::new(BIN)
-                .args(words)
-                .arg("--socket")
-                .arg(self.dir.join("ctl.sock"))
-                .output()
-                .unwrap();
-            if out.status.success() {
-                return String::from_utf8_lossy(&out.stdout).into_owned();
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "{words:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_log(&self, what: &str, limit: Duration) {
-        let t0 = Instant::now();
-        while !self.log().contains(what) {
-            assert!(
-                t0.elapsed() < limit,
-                "no `{what}` in the log within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- Lifeline log ({}) ---\n{}",
-                self.log.display(),
-                self.log()
-            );
-        }
-    }
+    std::fs::copy(data("lifeline-ca.pk8.der"), state.join("pki/branch.key")).unwrap();
+    std::fs::copy(data("lifeline-ca.der"), state.join("pki/CA.crt")).unwrap();
+    Lifeline::start_with(
+        ns,
+        "pkica-site",
+        &lifeline_config(),
+        &[OsStr::new("--state-dir"), state.as_os_str()],
+    )
 }
 
 fn topology() -> (Netns, Netns) {
@@ -245,19 +178,6 @@ fn charon(b: &Netns, cert: &str, key: &str) -> Charon {
     charon
 }
 
-fn pings(ns: &Netns, src: &str, dst: &str, limit: Duration) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        if ns.try_run(&["ping", "-c", "1", "-W", "1", "-I", src, dst]) {
-            return t0.elapsed();
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "no answer from {dst} within {limit:?}"
-        );
-    }
-}
-
 #[test]
 fn ca_issued_certificates_bring_the_tunnel_up_and_show_crypto_pki_lists_them() {
     if !strongswan_available("ca_issued_certificates_bring_the_tunnel_up") {
@@ -266,10 +186,10 @@ fn ca_issued_certificates_bring_the_tunnel_up_and_show_crypto_pki_lists_them() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (a, b) = topology();
     let _sw = charon(&b, "swan-ca.der", "swan-ca.pk8.der");
-    let site = Site::start(&a, Some("ca-empty.crl.der"));
-    let took = pings(&a, A_LAN, B_LAN, Duration::from_secs(20));
+    let site = start_site(&a, Some("ca-empty.crl.der"));
+    let took = ping_until(&a, A_LAN, B_LAN, Duration::from_secs(20));
     println!("CA-validated SVTI to strongSwan: first answer after {took:?}");
-    pings(&b, B_LAN, A_LAN, Duration::from_secs(5));
+    ping_until(&b, B_LAN, A_LAN, Duration::from_secs(5));
     assert!(site.log().contains("CA_LOADED"), "{}", site.log());
 
     let certs = site.show(&["show", "crypto", "pki", "certificates"]);
@@ -317,7 +237,7 @@ fn a_revoked_certificate_or_a_missing_crl_is_refused_with_the_reason() {
     ] {
         let (a, b) = topology();
         let sw = charon(&b, cert, key);
-        let site = Site::start(&a, crl);
+        let site = start_site(&a, crl);
         site.wait_log("AUTH_FAILED", Duration::from_secs(20));
         let log = site.log();
         assert!(

@@ -19,10 +19,10 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::lifeline::Lifeline;
 use common::strongswan::{Charon, RouteConn, strongswan_available};
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lifeline");
 const PSK: &str = "lifeline-strongswan-key-0388";
 const A_WAN: &str = "198.51.100.1";
 const B_WAN: &str = "198.51.100.2";
@@ -94,57 +94,33 @@ fn strongswan_conn(esp: &str) -> RouteConn {
     }
 }
 
-/// The Lifeline daemon with its stderr in a file.
-struct Lifeline {
-    log: PathBuf,
-    /// Wireshark `esp_sa` records of every CHILD_SA (the hidden `--debug-esp-keys` test hook).
+/// Site A's appliance, writing Wireshark `esp_sa` records of every CHILD_SA (the hidden
+/// `--debug-esp-keys` test hook).
+struct Site {
+    ll: Lifeline,
     keys: PathBuf,
-    _daemon: Daemon,
 }
 
-impl Lifeline {
-    fn start(ns: &Netns, config: &str) -> Lifeline {
+impl std::ops::Deref for Site {
+    type Target = Lifeline;
+    fn deref(&self) -> &Lifeline {
+        &self.ll
+    }
+}
+
+impl Site {
+    fn start(ns: &Netns, config: &str) -> Site {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ll-{}", ns.name));
         std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("siteA.cfg");
-        std::fs::write(&cfg, config).unwrap();
-        let log = dir.join("lifeline.log");
         let keys = dir.join("esp_sa");
         let _ = std::fs::remove_file(&keys);
-        let child = ns
-            .cmd(BIN)
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(dir.join("ctl.sock"))
-            .arg("--debug-esp-keys")
-            .arg(&keys)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Lifeline {
-            log,
-            keys,
-            _daemon: Daemon(child),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Lifeline {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- Lifeline log ({}) ---\n{}",
-                self.log.display(),
-                self.log()
-            );
-        }
+        let ll = Lifeline::start_with(
+            ns,
+            "ll",
+            config,
+            &[std::ffi::OsStr::new("--debug-esp-keys"), keys.as_os_str()],
+        );
+        Site { ll, keys }
     }
 }
 
@@ -164,19 +140,6 @@ fn topology() -> (Netns, Netns) {
     b.run(&["ip", "addr", "add", &format!("{B_LAN}/24"), "dev", "lo"]);
     b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
     (a, b)
-}
-
-fn ping_until(ns: &Netns, src: &str, dst: &str, limit: Duration) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        if ns.try_run(&["ping", "-c", "1", "-W", "1", "-I", src, dst]) {
-            return t0.elapsed();
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "no answer from {dst} within {limit:?}"
-        );
-    }
 }
 
 /// Wait until something in `ns` listens on UDP `addr:port`.
@@ -246,7 +209,7 @@ fn iperf3(client: &Netns, src: &str, server: &Netns, dst: &str) -> f64 {
 }
 
 /// Ping both ways and an iperf3 stream each way, through the tunnel.
-fn exercise(label: &str, a: &Netns, b: &Netns, ll: &Lifeline) {
+fn exercise(label: &str, a: &Netns, b: &Netns, ll: &Site) {
     // Steady state: ten pings each way, every one answered; captured on their own for tshark.
     let pings = Capture::start(a, "eth0", "svti-strongswan-pings");
     std::thread::sleep(Duration::from_millis(300));
@@ -406,7 +369,7 @@ fn lifeline_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
     let cap = Capture::start(&a, "eth0", "svti-strongswan");
     let charon = Charon::start(&b, &strongswan_conn(swan_esp).render());
     charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
-    let ll = Lifeline::start(&a, &lifeline_config(transform, true));
+    let ll = Site::start(&a, &lifeline_config(transform, true));
     let took = ping_until(&a, A_LAN, B_LAN, Duration::from_secs(20));
     println!("[{label}] first answer through the tunnel after {took:?}");
     check_logs(&label, &ll, &charon, charon_esp);
@@ -430,7 +393,7 @@ fn strongswan_initiates(transform: &str, swan_esp: &str, charon_esp: &str) {
     let cap = Capture::start(&a, "eth0", "svti-strongswan");
     let charon = Charon::start(&b, &strongswan_conn(swan_esp).render());
     charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
-    let ll = Lifeline::start(&a, &lifeline_config(transform, true));
+    let ll = Site::start(&a, &lifeline_config(transform, true));
     ping_until(&a, A_LAN, B_LAN, Duration::from_secs(20));
     let out = charon.swanctl(&["--terminate", "--ike", "lifeline", "--timeout", "10"]);
     assert!(
@@ -543,7 +506,7 @@ fn strongswan_initiates_to_lifeline_without_tunnel_destination() {
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (a, b) = topology();
-    let ll = Lifeline::start(&a, &lifeline_config("esp-gcm 256", false));
+    let ll = Site::start(&a, &lifeline_config("esp-gcm 256", false));
     wait_udp_listen(&a, A_WAN, 500);
     wait_udp_listen(&a, A_WAN, 4500);
     let charon = Charon::start(&b, &strongswan_conn("aes256gcm16").render());
@@ -569,7 +532,7 @@ fn strongswan_rekeys_child_and_ike_sa_of_lifeline_tunnel() {
     let _cap = Capture::start(&a, "eth0", "svti-strongswan-rekey");
     let charon = Charon::start(&b, &strongswan_conn("aes256gcm16").render());
     charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
-    let ll = Lifeline::start(&a, &lifeline_config("esp-gcm 256", true));
+    let ll = Site::start(&a, &lifeline_config("esp-gcm 256", true));
     ping_until(&a, A_LAN, B_LAN, Duration::from_secs(20));
     let ping = |ns: &Netns, src: &str, dst: &str| {
         ns.run(&["ping", "-c", "5", "-i", "0.1", "-W", "1", "-I", src, dst]);
@@ -630,7 +593,7 @@ fn mismatched_psk_or_esp_proposal_installs_nothing() {
         conn.psk = "not-the-same-key".into();
         let charon = Charon::start(&b, &conn.render());
         charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
-        let ll = Lifeline::start(&a, &lifeline_config("esp-gcm 256", true));
+        let ll = Site::start(&a, &lifeline_config("esp-gcm 256", true));
         let t0 = Instant::now();
         while !charon.log().contains("MAC mismatched") {
             assert!(
@@ -654,7 +617,7 @@ fn mismatched_psk_or_esp_proposal_installs_nothing() {
         let (a, b) = topology();
         let charon = Charon::start(&b, &strongswan_conn("aes128gcm16").render());
         charon.route_based(&b, &["10.1.0.0/24"], B_LAN);
-        let ll = Lifeline::start(&a, &lifeline_config("esp-gcm 256", true));
+        let ll = Site::start(&a, &lifeline_config("esp-gcm 256", true));
         let t0 = Instant::now();
         while !charon.log().contains("no acceptable proposal found") {
             assert!(

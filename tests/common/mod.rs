@@ -8,6 +8,7 @@
 pub mod dnsmasq;
 pub mod guest;
 pub mod kamailio;
+pub mod lifeline;
 pub mod strongswan;
 
 use std::path::PathBuf;
@@ -183,6 +184,26 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// One ping a second from `src` to `dst` in `ns` until one is answered; returns how long that took.
+/// Panics after `limit`.
+pub fn ping_until(
+    ns: &Netns,
+    src: &str,
+    dst: &str,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    let t0 = std::time::Instant::now();
+    loop {
+        if ns.try_run(&["ping", "-c", "1", "-W", "1", "-I", src, dst]) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "no answer from {dst} within {limit:?}"
+        );
     }
 }
 
