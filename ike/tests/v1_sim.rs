@@ -239,6 +239,62 @@ fn quick_mode_with_pfs_in_transport_mode_for_gre() {
     );
 }
 
+/// One endpoint serving VTIs (set 0: tunnel mode, any/any) and protected GRE (set 1: transport mode, GRE
+/// host selectors, its own transform set) at once: each initiation names its set and the responder matches
+/// the offer to the set it fits.
+fn vti_and_gre() -> Config {
+    let mut c = cfg(b"k");
+    c.quick_modes.push(lifeline_ike::v1::QuickMode {
+        transform_sets: vec![lifeline_ike::config::EspProposal {
+            encr: lifeline_ike::EncrAlg::AesCbc256,
+            integ: Some(lifeline_ike::IntegAlg::HmacSha256_128),
+            esn: false,
+        }],
+        mode: Mode::Transport,
+        pfs: None,
+        selectors: Selectors::Host { protocol: 47 },
+        ipsec_lifetime: Duration::from_secs(1800),
+        ipsec_lifetime_kb: 0,
+    });
+    c
+}
+
+#[test]
+fn one_endpoint_keys_vti_and_gre_with_per_initiation_quick_mode_sets() {
+    let mut p = Pair::new(vti_and_gre(), vti_and_gre());
+    p.a.initiate_with(p.now, p.a_addr, p.b_addr, 1).unwrap();
+    p.run();
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (1, 1));
+    assert_mirrored(&ca[0], &cb[0]);
+    for c in [&ca[0], &cb[0]] {
+        assert_eq!(c.mode, Mode::Transport);
+        assert_eq!(c.encr, lifeline_ike::EncrAlg::AesCbc256);
+        assert_eq!(c.lifetime, Duration::from_secs(1800));
+    }
+    assert_eq!(
+        ca[0].ts_local,
+        vec![lifeline_ike::wire::TrafficSelector::ipv4_host(
+            Ipv4Addr::new(10, 0, 0, 1),
+            47
+        )]
+    );
+    // Set 0 from the same endpoints: tunnel mode, any/any, the default transform set.
+    let mut p = Pair::new(vti_and_gre(), vti_and_gre());
+    p.initiate();
+    let (ca, cb) = (children(&p.ev_a), children(&p.ev_b));
+    assert_eq!((ca.len(), cb.len()), (1, 1));
+    assert_eq!((ca[0].mode, cb[0].mode), (Mode::Tunnel, Mode::Tunnel));
+    assert_eq!(ca[0].encr, lifeline_ike::EncrAlg::AesCbc128);
+    // A set that does not exist is an error, not a silent fallback.
+    assert!(p.a.initiate_with(p.now, p.a_addr, p.b_addr, 2).is_err());
+    // A responder without the GRE set refuses the GRE offer.
+    let mut p = Pair::new(vti_and_gre(), cfg(b"k"));
+    p.a.initiate_with(p.now, p.a_addr, p.b_addr, 1).unwrap();
+    p.run();
+    assert!(children(&p.ev_b).is_empty());
+}
+
 #[test]
 fn pfs_mismatch_is_refused_with_no_proposal_chosen() {
     let mut ca = cfg(b"k");

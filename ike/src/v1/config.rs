@@ -293,6 +293,29 @@ pub struct Config {
     pub retransmit: Retransmit,
     /// Certificate authentication (for `authentication rsa-sig` policies).
     pub rsa: Option<RsaSig>,
+    /// Further quick-mode parameter sets (one per IPsec profile use, e.g. GRE tunnel protection in
+    /// transport mode with host selectors next to VTIs' tunnel mode any/any). Set 0 is this config's own
+    /// `mode`/`selectors`/`pfs`/`transform_sets`/lifetimes; set `i` (1-based) is `quick_modes[i - 1]`. An
+    /// initiation names its set ([`crate::v1::Endpoint::initiate_with`]); a responder accepts the first set
+    /// whose selectors, mode, PFS and transforms all match the offer.
+    pub quick_modes: Vec<QuickMode>,
+}
+
+/// One set of quick-mode parameters (what an IPsec profile says).
+#[derive(Debug, Clone)]
+pub struct QuickMode {
+    /// Transform sets in preference order.
+    pub transform_sets: Vec<EspProposal>,
+    /// `mode tunnel` / `mode transport`.
+    pub mode: Mode,
+    /// `set pfs groupN`.
+    pub pfs: Option<DhGroup>,
+    /// Quick mode selectors.
+    pub selectors: Selectors,
+    /// IPsec SA lifetime.
+    pub ipsec_lifetime: Duration,
+    /// IPsec SA volume lifetime (KB).
+    pub ipsec_lifetime_kb: u64,
 }
 
 impl Config {
@@ -323,7 +346,28 @@ impl Config {
             initial_contact: true,
             retransmit: Retransmit::default(),
             rsa: None,
+            quick_modes: Vec::new(),
         }
+    }
+
+    /// Quick-mode parameter set `i` (0: this config's own fields); `None` past the last one.
+    pub fn quick_mode(&self, i: usize) -> Option<QuickMode> {
+        if i == 0 {
+            return Some(QuickMode {
+                transform_sets: self.transform_sets.clone(),
+                mode: self.mode,
+                pfs: self.pfs,
+                selectors: self.selectors,
+                ipsec_lifetime: self.ipsec_lifetime,
+                ipsec_lifetime_kb: self.ipsec_lifetime_kb,
+            });
+        }
+        self.quick_modes.get(i - 1).cloned()
+    }
+
+    /// How many quick-mode parameter sets there are (at least 1).
+    pub fn quick_mode_count(&self) -> usize {
+        1 + self.quick_modes.len()
     }
 
     /// The key for a peer address: the longest matching mask wins.

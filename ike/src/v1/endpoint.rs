@@ -1,7 +1,7 @@
 //! The sans-io IKEv1 endpoint: main mode (PSK), quick mode, informational (DELETE, DPD), NAT-T.
 
 use super::config::{
-    AuthMethod, Config, Refusal, Selectors, Suite, encr_from, group_from, group_number,
+    AuthMethod, Config, QuickMode, Refusal, Selectors, Suite, encr_from, group_from, group_number,
 };
 use super::keys::{self, HashAlg, Phase1Keys};
 use super::wire::{
@@ -95,6 +95,9 @@ pub enum CommandError {
     /// No IKE SA with that id.
     #[error("no such ISAKMP SA")]
     NoSuchSa,
+    /// No quick-mode parameter set with that index ([`Config::quick_mode`]).
+    #[error("no quick-mode parameter set {0}")]
+    NoSuchQuickMode(usize),
     /// IKEv1 here is IPv4 only.
     #[error("IKEv1 is IPv4 only here")]
     Ipv6,
@@ -275,6 +278,9 @@ struct Sa {
     next_nat_keepalive: Option<Instant>,
     /// This main mode replaces the ISAKMP SA with that id (phase-1 rekey by the original initiator).
     replaces: Option<IkeSaId>,
+    /// The quick-mode parameter set ([`Config::quick_mode`]) this ISAKMP SA's quick modes use: named by
+    /// the initiation, or the one the responder matched the peer's last offer with.
+    qm_set: usize,
     /// The replacement of this SA has been started.
     p1_rekey_started: bool,
     /// Replaced by our phase-1 rekey: DELETE it then (not at once, so that the peer has adopted its IPsec
@@ -621,6 +627,7 @@ impl Endpoint {
         p: &EspProposal,
         pfs: Option<DhGroup>,
         udp: bool,
+        q: &QuickMode,
     ) -> Transform {
         let (id, bits) = match p.encr {
             EncrAlg::AesGcm16_128 | EncrAlg::AesGcm16_256 => (ESP_AES_GCM_16, p.encr.key_bits()),
@@ -629,7 +636,7 @@ impl Endpoint {
         //= https://www.rfc-editor.org/rfc/rfc3947#section-5.1
         //# UDP-Encapsulated-Tunnel         3
         //# UDP-Encapsulated-Transport      4
-        let encap = match (self.config.mode, udp) {
+        let encap = match (q.mode, udp) {
             (Mode::Tunnel, false) => 1,
             (Mode::Transport, false) => 2,
             (Mode::Tunnel, true) => 3,
@@ -637,9 +644,9 @@ impl Endpoint {
         };
         let mut attributes = vec![
             Attribute::Basic(Q_LIFE_TYPE, 1),
-            Attribute::int(Q_LIFE_DUR, self.config.ipsec_lifetime.as_secs()),
+            Attribute::int(Q_LIFE_DUR, q.ipsec_lifetime.as_secs()),
             Attribute::Basic(Q_LIFE_TYPE, 2),
-            Attribute::int(Q_LIFE_DUR, self.config.ipsec_lifetime_kb),
+            Attribute::int(Q_LIFE_DUR, q.ipsec_lifetime_kb),
             Attribute::Basic(Q_ENCAP, encap),
             Attribute::Basic(Q_KEY_LEN, bits),
         ];
@@ -666,7 +673,21 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<IkeSaId, CommandError> {
-        self.start_main_mode(now, local, remote, None)
+        self.start_main_mode(now, local, remote, None, 0)
+    }
+
+    /// As [`Endpoint::initiate`], with quick-mode parameter set `quick_mode` ([`Config::quick_mode`]).
+    pub fn initiate_with(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        quick_mode: usize,
+    ) -> Result<IkeSaId, CommandError> {
+        if quick_mode >= self.config.quick_mode_count() {
+            return Err(CommandError::NoSuchQuickMode(quick_mode));
+        }
+        self.start_main_mode(now, local, remote, None, quick_mode)
     }
 
     fn start_main_mode(
@@ -675,6 +696,7 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         replaces: Option<IkeSaId>,
+        qm_set: usize,
     ) -> Result<IkeSaId, CommandError> {
         if !remote.is_ipv4() || !local.is_ipv4() {
             return Err(CommandError::Ipv6);
@@ -709,6 +731,7 @@ impl Endpoint {
         sa.psk = psk;
         sa.state = P1State::I1;
         sa.replaces = replaces;
+        sa.qm_set = qm_set;
         self.send_request(now, &mut sa, msg);
         self.sas.insert(id, sa);
         Ok(id)
@@ -763,6 +786,7 @@ impl Endpoint {
             last_heard: now,
             next_nat_keepalive: None,
             replaces: None,
+            qm_set: 0,
             p1_rekey_started: false,
             retire_at: None,
         }
@@ -1849,7 +1873,19 @@ impl Endpoint {
     // ---------------------------------------------------------------- quick mode
 
     fn selectors(&self, sa: &Sa) -> (IdPayload, IdPayload) {
-        match self.config.selectors {
+        Self::selectors_of(self.qm_set(sa.qm_set).selectors, sa)
+    }
+
+    /// Quick-mode parameter set `i`, or set 0 when `i` is out of range.
+    fn qm_set(&self, i: usize) -> QuickMode {
+        match self.config.quick_mode(i) {
+            Some(q) => q,
+            None => self.config.quick_mode(0).unwrap_or_else(|| unreachable!()),
+        }
+    }
+
+    fn selectors_of(selectors: Selectors, sa: &Sa) -> (IdPayload, IdPayload) {
+        match selectors {
             Selectors::AnyAny => {
                 let any = IdPayload {
                     id_type: IdType::IPV4_ADDR_SUBNET,
@@ -1882,10 +1918,11 @@ impl Endpoint {
         let mid = self.random_u32();
         let spi_in = self.random_u32();
         let ni = self.random(NONCE_LEN);
-        let pfs = self.config.pfs;
+        let q = self.qm_set(sa.qm_set);
+        let pfs = q.pfs;
         let dh = pfs.map(|g| g.generate(&mut *self.rng));
         let udp = sa.nat();
-        let offered = self.config.transform_sets.clone();
+        let offered = q.transform_sets.clone();
         let proposals = offered
             .iter()
             .enumerate()
@@ -1893,7 +1930,7 @@ impl Endpoint {
                 number: (i + 1).min(255) as u8,
                 protocol: ProtocolId::ESP,
                 spi: spi_in.to_be_bytes().to_vec(),
-                transforms: vec![self.esp_transform(1, p, pfs, udp)],
+                transforms: vec![self.esp_transform(1, p, pfs, udp, &q)],
             })
             .collect();
         let ids = self.selectors(sa);
@@ -2097,9 +2134,15 @@ impl Endpoint {
         ))
     }
 
-    fn ids_acceptable(&self, sa: &Sa, idci: &IdPayload, idcr: &IdPayload) -> bool {
-        let (l, r) = self.selectors(sa);
-        match self.config.selectors {
+    fn ids_acceptable(
+        &self,
+        sa: &Sa,
+        selectors: Selectors,
+        idci: &IdPayload,
+        idcr: &IdPayload,
+    ) -> bool {
+        let (l, r) = Self::selectors_of(selectors, sa);
+        match selectors {
             Selectors::AnyAny => *idci == r && *idcr == l,
             Selectors::Host { protocol } => {
                 // Behind a NAT the peer names its private address (RFC 3947 NAT-OA); accept any host.
@@ -2146,56 +2189,65 @@ impl Endpoint {
         let ke = find_ke(&ps);
         let mut refusals = Vec::new();
         let mut chosen = None;
-        if !self.ids_acceptable(sa, &idci, &idcr) {
-            refusals.push(Refusal::Unsupported(format!(
-                "proxy identities {idci:?} / {idcr:?}"
-            )));
-        } else {
-            'o: for p in &offer.proposals {
-                if p.protocol != ProtocolId::ESP || p.spi.len() != 4 {
-                    continue;
-                }
-                for t in &p.transforms {
-                    match self.parse_esp_transform(t) {
-                        Ok((ep, mode, group)) => {
-                            let mode_ok = mode == self.config.mode
-                                || (self.config.mode == Mode::Transport && mode == Mode::Tunnel);
-                            let pfs = match group.map(group_from) {
-                                None => Ok(None),
-                                Some(Ok(g)) => Ok(Some(g)),
-                                Some(Err(r)) => Err(r),
-                            };
-                            let pfs = match pfs {
-                                Ok(g) => g,
-                                Err(r) => {
-                                    refusals.push(r);
-                                    continue;
+        let mut chosen_set = sa.qm_set;
+        'sets: for set in 0..self.config.quick_mode_count() {
+            let q = self.qm_set(set);
+            if !self.ids_acceptable(sa, q.selectors, &idci, &idcr) {
+                refusals.push(Refusal::Unsupported(format!(
+                    "proxy identities {idci:?} / {idcr:?}"
+                )));
+            } else {
+                'o: for p in &offer.proposals {
+                    if p.protocol != ProtocolId::ESP || p.spi.len() != 4 {
+                        continue;
+                    }
+                    for t in &p.transforms {
+                        match self.parse_esp_transform(t) {
+                            Ok((ep, mode, group)) => {
+                                let mode_ok = mode == q.mode
+                                    || (q.mode == Mode::Transport && mode == Mode::Tunnel);
+                                let pfs = match group.map(group_from) {
+                                    None => Ok(None),
+                                    Some(Ok(g)) => Ok(Some(g)),
+                                    Some(Err(r)) => Err(r),
+                                };
+                                let pfs = match pfs {
+                                    Ok(g) => g,
+                                    Err(r) => {
+                                        refusals.push(r);
+                                        continue;
+                                    }
+                                };
+                                let pfs_ok = match (q.pfs, pfs) {
+                                    (Some(w), Some(g)) => w == g && ke.is_some(),
+                                    (Some(_), None) => false,
+                                    (None, Some(_)) => ke.is_some(),
+                                    (None, None) => true,
+                                };
+                                let ts_ok = q
+                                    .transform_sets
+                                    .iter()
+                                    .any(|c| c.encr == ep.encr && c.integ == ep.integ);
+                                if mode_ok && pfs_ok && ts_ok {
+                                    let spi = u32::from_be_bytes([
+                                        p.spi[0], p.spi[1], p.spi[2], p.spi[3],
+                                    ]);
+                                    chosen = Some((p.number, t.clone(), ep, mode, pfs, spi));
+                                    chosen_set = set;
+                                    break 'o;
                                 }
-                            };
-                            let pfs_ok = match (self.config.pfs, pfs) {
-                                (Some(w), Some(g)) => w == g && ke.is_some(),
-                                (Some(_), None) => false,
-                                (None, Some(_)) => ke.is_some(),
-                                (None, None) => true,
-                            };
-                            let ts_ok = self
-                                .config
-                                .transform_sets
-                                .iter()
-                                .any(|c| c.encr == ep.encr && c.integ == ep.integ);
-                            if mode_ok && pfs_ok && ts_ok {
-                                let spi =
-                                    u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
-                                chosen = Some((p.number, t.clone(), ep, mode, pfs, spi));
-                                break 'o;
+                                refusals.push(Refusal::Unsupported(format!("transform {:?}/{:?} mode {mode:?} PFS {pfs:?} (no matching transform set / mode / PFS)", ep.encr, ep.integ)));
                             }
-                            refusals.push(Refusal::Unsupported(format!("transform {:?}/{:?} mode {mode:?} PFS {pfs:?} (no matching transform set / mode / PFS)", ep.encr, ep.integ)));
+                            Err(r) => refusals.push(r),
                         }
-                        Err(r) => refusals.push(r),
                     }
                 }
             }
+            if chosen.is_some() {
+                break 'sets;
+            }
         }
+        sa.qm_set = chosen_set;
         let Some((pnum, t, ep, mode, pfs, spi_out)) = chosen.clone() else {
             self.diag(
                 Some(sa.remote),
@@ -2396,6 +2448,7 @@ impl Endpoint {
         ids: (&IdPayload, &IdPayload),
     ) -> ChildSaKeys {
         let prf = sa.hash().prf();
+        let q = self.qm_set(sa.qm_set);
         let d = sa.keys.as_ref().map_or(&[][..], |k| k.skeyid_d.as_bytes());
         let elen = ep.encr.keymat_len();
         let ilen = ep.integ.map_or(0, IntegAlg::key_len);
@@ -2427,8 +2480,8 @@ impl Endpoint {
             udp_encap: sa.nat(),
             local: sa.local,
             remote: sa.remote,
-            lifetime: self.config.ipsec_lifetime,
-            lifetime_kb: self.config.ipsec_lifetime_kb,
+            lifetime: q.ipsec_lifetime,
+            lifetime_kb: q.ipsec_lifetime_kb,
         }
     }
 
@@ -2638,7 +2691,7 @@ impl Endpoint {
         // ISAKMP lifetime: the original initiator replaces the SA at 90 %; hard expiry at 100 %.
         if sa.initiator && !sa.p1_rekey_started && now >= est + lifetime.mul_f64(0.9) {
             sa.p1_rekey_started = true;
-            let _ = self.start_main_mode(now, sa.local, sa.remote, Some(sa.id));
+            let _ = self.start_main_mode(now, sa.local, sa.remote, Some(sa.id), sa.qm_set);
         }
         if now >= est + lifetime {
             // The IPsec SAs outlive it (RFC 2409 keeps phase-2 SAs independent of the ISAKMP SA that made

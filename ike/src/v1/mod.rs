@@ -7,7 +7,7 @@ pub mod wire;
 
 pub use config::{
     AuthMethod, Config, IsakmpPolicy, Keepalive, PolicyEncryption, PolicyHash, PresharedKey,
-    Refusal, RsaSig, Selectors, Suite,
+    QuickMode, Refusal, RsaSig, Selectors, Suite,
 };
 pub use endpoint::{
     CommandError, Diagnostic, DiagnosticReason, Endpoint, IsakmpSaSnapshot, VID_DPD, VID_NAT_T,
