@@ -1066,65 +1066,21 @@ impl Node {
             );
             return;
         };
-        let (Some(encr), integ) = (map_encr(child.encr), child.integ.map(map_integ)) else {
-            return;
-        };
-        let mut lifetime = Lifetime::from_ios(child.lifetime_kb, child.lifetime.as_secs());
-        lifetime.soft_time = None;
-        if child.lifetime_kb == 0 {
-            lifetime.soft_bytes = None;
-            lifetime.hard_bytes = None;
-        }
-        let base = SaParams {
-            spi: child.spi_out,
-            encr,
-            integ,
-            enc_key: child.key_out.as_bytes(),
-            integ_key: child.integ_key_out.as_bytes(),
-            esn: child.esn,
-            mode: dataplane::Mode::Transport,
-            replay_window: 0,
-            lifetime,
-            idle_timeout: None,
-        };
-        let out = OutboundSa::new(now, &base);
-        let inb = InboundSa::new(
+        let (out, inb) = match sa_pair(
             now,
-            &SaParams {
-                spi: child.spi_in,
-                enc_key: child.key_in.as_bytes(),
-                integ_key: child.integ_key_in.as_bytes(),
-                replay_window: 64,
-                ..base.clone()
-            },
-        );
-        let (Ok(out), Ok(inb)) = (out, inb) else {
-            ios!(IPSEC, Error, SA_FAILED, "GRE SA with {peer}: bad keys");
-            return;
+            child,
+            dataplane::Mode::Transport,
+            64,
+            None,
+            self.esp_key_log.as_deref(),
+        ) {
+            Ok(p) => p,
+            Err(SaPairError::Unsupported) => return,
+            Err(SaPairError::BadKeys) => {
+                ios!(IPSEC, Error, SA_FAILED, "GRE SA with {peer}: bad keys");
+                return;
+            }
         };
-        if let Some(path) = &self.esp_key_log {
-            crate::keylog::append(
-                path,
-                encr,
-                integ,
-                [
-                    crate::keylog::Direction {
-                        src: child.local,
-                        dst: child.remote,
-                        spi: child.spi_out,
-                        enc_key: child.key_out.as_bytes(),
-                        integ_key: child.integ_key_out.as_bytes(),
-                    },
-                    crate::keylog::Direction {
-                        src: child.remote,
-                        dst: child.local,
-                        spi: child.spi_in,
-                        enc_key: child.key_in.as_bytes(),
-                        integ_key: child.integ_key_in.as_bytes(),
-                    },
-                ],
-            );
-        }
         ios!(
             IPSEC,
             Informational,
@@ -1222,77 +1178,30 @@ impl Node {
         }
         self.touch(idx);
         let tpl = self.tunnels[idx].sa_template;
-        let (Some(encr), integ) = (map_encr(child.encr), child.integ.map(map_integ)) else {
-            return;
-        };
         let mode = match child.mode {
             ike::Mode::Tunnel => dataplane::Mode::Tunnel,
             ike::Mode::Transport => dataplane::Mode::Transport,
         };
-        let mut lifetime = Lifetime::from_ios(child.lifetime_kb, child.lifetime.as_secs());
-        // IKE rekeys by time on its own (at 90 % of the lifetime); the data plane's soft limit only asks
-        // for a rekey by volume, or both would rekey the same SA.
-        lifetime.soft_time = None;
-        if child.lifetime_kb == 0 {
-            // `lifetime kilobytes disable`
-            lifetime.soft_bytes = None;
-            lifetime.hard_bytes = None;
-        }
-        let base = SaParams {
-            spi: child.spi_out,
-            encr,
-            integ,
-            enc_key: child.key_out.as_bytes(),
-            integ_key: child.integ_key_out.as_bytes(),
-            esn: child.esn,
-            mode,
-            replay_window: 0,
-            lifetime,
-            idle_timeout: tpl.idle,
-        };
-        let out = OutboundSa::new(now, &base);
-        let inb = InboundSa::new(
+        let (out, inb) = match sa_pair(
             now,
-            &SaParams {
-                spi: child.spi_in,
-                enc_key: child.key_in.as_bytes(),
-                integ_key: child.integ_key_in.as_bytes(),
-                replay_window: tpl.replay_window,
-                ..base.clone()
-            },
-        );
-        if let Some(path) = &self.esp_key_log {
-            crate::keylog::append(
-                path,
-                encr,
-                integ,
-                [
-                    crate::keylog::Direction {
-                        src: child.local,
-                        dst: child.remote,
-                        spi: child.spi_out,
-                        enc_key: child.key_out.as_bytes(),
-                        integ_key: child.integ_key_out.as_bytes(),
-                    },
-                    crate::keylog::Direction {
-                        src: child.remote,
-                        dst: child.local,
-                        spi: child.spi_in,
-                        enc_key: child.key_in.as_bytes(),
-                        integ_key: child.integ_key_in.as_bytes(),
-                    },
-                ],
-            );
-        }
-        let (Ok(out), Ok(inb)) = (out, inb) else {
-            ios!(
-                IPSEC,
-                Error,
-                BAD_SA,
-                "keys for SPI {:#010x} rejected by the data plane",
-                child.spi_in
-            );
-            return;
+            child,
+            mode,
+            tpl.replay_window,
+            tpl.idle,
+            self.esp_key_log.as_deref(),
+        ) {
+            Ok(p) => p,
+            Err(SaPairError::Unsupported) => return,
+            Err(SaPairError::BadKeys) => {
+                ios!(
+                    IPSEC,
+                    Error,
+                    BAD_SA,
+                    "keys for SPI {:#010x} rejected by the data plane",
+                    child.spi_in
+                );
+                return;
+            }
         };
         let t = &mut self.tunnels[idx];
         t.ike_sa = Some(ike_sa);
@@ -1374,6 +1283,89 @@ impl Node {
                 tracing::debug!(spi, %from, "invalid SPI");
             }
         }
+    }
+}
+
+/// Why [`sa_pair`] made no SA pair.
+enum SaPairError {
+    /// A cipher the data plane does not have (IKE only negotiates what it offers: not reached).
+    Unsupported,
+    /// The data plane refused the keys.
+    BadKeys,
+}
+
+/// The data plane's outbound and inbound SA for a negotiated CHILD_SA / IPsec SA pair (SVTI or GRE; IKEv2
+/// or IKEv1), with the lifetimes IKE negotiated; both directions' keys go to the `--debug-esp-keys` file
+/// when one is given.
+fn sa_pair(
+    now: Instant,
+    child: &ChildSaKeys,
+    mode: dataplane::Mode,
+    replay_window: u32,
+    idle: Option<Duration>,
+    key_log: Option<&std::path::Path>,
+) -> Result<(OutboundSa, InboundSa), SaPairError> {
+    let (Some(encr), integ) = (map_encr(child.encr), child.integ.map(map_integ)) else {
+        return Err(SaPairError::Unsupported);
+    };
+    let mut lifetime = Lifetime::from_ios(child.lifetime_kb, child.lifetime.as_secs());
+    // IKE rekeys by time on its own (at 90 % of the lifetime); the data plane's soft limit only asks
+    // for a rekey by volume, or both would rekey the same SA.
+    lifetime.soft_time = None;
+    if child.lifetime_kb == 0 {
+        // `lifetime kilobytes disable`
+        lifetime.soft_bytes = None;
+        lifetime.hard_bytes = None;
+    }
+    let base = SaParams {
+        spi: child.spi_out,
+        encr,
+        integ,
+        enc_key: child.key_out.as_bytes(),
+        integ_key: child.integ_key_out.as_bytes(),
+        esn: child.esn,
+        mode,
+        replay_window: 0,
+        lifetime,
+        idle_timeout: idle,
+    };
+    let out = OutboundSa::new(now, &base);
+    let inb = InboundSa::new(
+        now,
+        &SaParams {
+            spi: child.spi_in,
+            enc_key: child.key_in.as_bytes(),
+            integ_key: child.integ_key_in.as_bytes(),
+            replay_window,
+            ..base.clone()
+        },
+    );
+    if let Some(path) = key_log {
+        crate::keylog::append(
+            path,
+            encr,
+            integ,
+            [
+                crate::keylog::Direction {
+                    src: child.local,
+                    dst: child.remote,
+                    spi: child.spi_out,
+                    enc_key: child.key_out.as_bytes(),
+                    integ_key: child.integ_key_out.as_bytes(),
+                },
+                crate::keylog::Direction {
+                    src: child.remote,
+                    dst: child.local,
+                    spi: child.spi_in,
+                    enc_key: child.key_in.as_bytes(),
+                    integ_key: child.integ_key_in.as_bytes(),
+                },
+            ],
+        );
+    }
+    match (out, inb) {
+        (Ok(o), Ok(i)) => Ok((o, i)),
+        _ => Err(SaPairError::BadKeys),
     }
 }
 
