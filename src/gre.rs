@@ -79,6 +79,10 @@ pub struct GreCounters {
     pub dropped: u64,
     pub nhrp_in: u64,
     pub nhrp_out: u64,
+    /// Copies of multicast/broadcast packets sent to the NHRP multicast list (one per target).
+    pub multicast_out: u64,
+    /// Multicast/broadcast packets received from the cloud (routing protocols' hellos, ...).
+    pub multicast_in: u64,
 }
 
 /// One `interface TunnelN` in a GRE mode.
@@ -326,6 +330,9 @@ impl Gre {
                         return;
                     }
                 }
+                if dst.is_multicast() || dst.is_broadcast() {
+                    t.counters.multicast_in += 1;
+                }
                 let mut packet = payload.to_vec();
                 if let Some(mss) = t.adjust_mss {
                     dataplane::wire::ipv4::clamp_tcp_mss(&mut packet, mss);
@@ -364,6 +371,10 @@ impl Gre {
                 .as_ref()
                 .map(|n| n.core().multicast_targets())
                 .unwrap_or_default();
+            if targets.is_empty() {
+                t.counters.no_route += 1;
+            }
+            t.counters.multicast_out += targets.len() as u64;
             for nbma in targets {
                 self.emit(idx, nbma, gre::ProtocolType::IPV4, &packet);
             }

@@ -980,13 +980,18 @@ fn dmvpn_dual_hub_spokes_move_to_the_second_hub_when_the_first_dies() {
     drop(wan);
 }
 
-/// FRR (zebra + bgpd) in a namespace, run as the `frr` user, stopped by pid when dropped.
+/// FRR (zebra + a routing daemon) in a namespace, run as the `frr` user, stopped by pid when dropped.
 struct Frr {
     dir: PathBuf,
+    daemons: [&'static str; 2],
 }
 
 impl Frr {
     fn start(ns: &Netns, config: &str) -> Frr {
+        Frr::start_with(ns, config, "bgpd")
+    }
+
+    fn start_with(ns: &Netns, config: &str, routing: &'static str) -> Frr {
         use std::os::unix::fs::PermissionsExt;
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("frr-{}", ns.name));
         let _ = std::fs::remove_dir_all(&dir);
@@ -995,7 +1000,8 @@ impl Frr {
         let conf = dir.join("frr.conf");
         std::fs::write(&conf, config).unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
-        for daemon in ["zebra", "bgpd"] {
+        let daemons = ["zebra", routing];
+        for daemon in daemons {
             let out = ns
                 .cmd(&format!("/usr/lib/frr/{daemon}"))
                 .args(["-d", "-u", "frr", "-g", "frr", "-i"])
@@ -1013,7 +1019,7 @@ impl Frr {
                 "{daemon}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            // bgpd connects to zebra's socket: start it once zebra listens.
+            // The routing daemon connects to zebra's socket: start it once zebra listens.
             let t0 = Instant::now();
             while daemon == "zebra" && !dir.join("zserv.api").exists() {
                 assert!(
@@ -1023,7 +1029,7 @@ impl Frr {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Frr { dir }
+        Frr { dir, daemons }
     }
 
     fn vtysh(&self, cmd: &str) -> String {
@@ -1039,7 +1045,7 @@ impl Frr {
 
 impl Drop for Frr {
     fn drop(&mut self) {
-        for daemon in ["bgpd", "zebra"] {
+        for daemon in self.daemons.iter().rev() {
             if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{daemon}.pid"))) {
                 let _ = Command::new("kill").arg(pid.trim()).status();
             }
@@ -1047,22 +1053,9 @@ impl Drop for Frr {
     }
 }
 
-#[test]
-fn dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths() {
-    if !netns_available("dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths") {
-        return;
-    }
-    if !std::path::Path::new("/usr/lib/frr/bgpd").exists() {
-        assert!(
-            std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none(),
-            "FRR is not installed"
-        );
-        eprintln!("skipped: FRR is not installed");
-        return;
-    }
-    // No static routes to the LANs in Lifeline's configurations: BGP (hub = route reflector, next hop
-    // unchanged, as DMVPN phase 2 wants) puts them in the kernel over the tunnel device, and the appliance
-    // follows the kernel's routes over its GRE devices.
+/// Hub and two spokes without static routes to the LANs (a routing daemon puts them in the kernel over the
+/// tunnel device, and the appliance follows the kernel's routes over its GRE devices).
+fn frr_cloud() -> Cloud {
     let strip = |c: String| -> String {
         c.lines()
             .filter(|l| !l.starts_with("ip route"))
@@ -1094,14 +1087,33 @@ fn dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths() {
     let hub = start_site(h, "hub", &strip(hub_config(false)));
     let s1 = start_site(a, "spoke1", &strip(spoke_config(1, "198.51.100.1", false)));
     let s2 = start_site(b, "spoke2", &strip(spoke_config(2, "203.0.113.1", false)));
-    let c = Cloud {
+    Cloud {
         cap: None,
         hub,
         s1,
         s2,
         _wan: wan,
         _nat: None,
-    };
+    }
+}
+
+#[test]
+fn dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths() {
+    if !netns_available("dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths") {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/frr/bgpd").exists() {
+        assert!(
+            std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none(),
+            "FRR is not installed"
+        );
+        eprintln!("skipped: FRR is not installed");
+        return;
+    }
+    // No static routes to the LANs in Lifeline's configurations: BGP (hub = route reflector, next hop
+    // unchanged, as DMVPN phase 2 wants) puts them in the kernel over the tunnel device, and the appliance
+    // follows the kernel's routes over its GRE devices.
+    let c = frr_cloud();
     wait_registered(&c);
     let hub_bgp = "\
 frr defaults traditional
@@ -1176,6 +1188,131 @@ router bgp 65000
     println!("[dmvpn frr] iperf3 spoke 1 -> spoke 2 (direct, BGP routes): {mbits:.0} Mbit/s");
     assert!(mbits > 1.0);
     println!("{}", f1.vtysh("show ip route bgp"));
+}
+
+/// The cloud's GRE counter `name` on `site` (0 when absent).
+fn gre_count(site: &Site, name: &str) -> u64 {
+    json(site, &["show", "dmvpn"])["tunnels"][0]["gre"][name]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// FRR's ospfd over the Lifeline DMVPN, the phase 2 design (`broadcast` network, the hub the DR, spokes
+/// priority 0): the routing protocols' multicast (hellos to 224.0.0.5, updates to 224.0.0.5/6) goes through
+/// the NHRP multicast list (`map multicast dynamic` on the hub, `map multicast <hub>` on the spokes),
+/// adjacencies come up, each spoke learns the other's LAN via the other's tunnel address, and spoke-to-spoke
+/// traffic goes direct after resolution.
+#[test]
+fn dmvpn_frr_ospf_over_lifeline_dmvpn_replicates_hellos_and_gives_direct_paths() {
+    if !netns_available(
+        "dmvpn_frr_ospf_over_lifeline_dmvpn_replicates_hellos_and_gives_direct_paths",
+    ) {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/frr/ospfd").exists() {
+        assert!(
+            std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none(),
+            "FRR is not installed"
+        );
+        eprintln!("skipped: FRR is not installed");
+        return;
+    }
+    let c = frr_cloud();
+    wait_registered(&c);
+    let ospf = |name: &str, id: &str, priority: u8| {
+        format!(
+            "\
+frr defaults traditional
+hostname {name}
+ip prefix-list LAN seq 5 permit 10.1.0.0/16 le 24
+route-map LAN permit 10
+ match ip address prefix-list LAN
+interface dmvpn0
+ ip ospf network broadcast
+ ip ospf priority {priority}
+ ip ospf hello-interval 1
+ ip ospf dead-interval 4
+router ospf
+ ospf router-id {id}
+ timers throttle spf 0 50 500
+ redistribute connected route-map LAN
+ network 10.0.0.0/24 area 0
+"
+        )
+    };
+    let f_hub = Frr::start_with(&c.hub.ns, &ospf("hub", "10.0.0.1", 255), "ospfd");
+    let _f1 = Frr::start_with(&c.s1.ns, &ospf("spoke1", "10.0.0.11", 0), "ospfd");
+    let _f2 = Frr::start_with(&c.s2.ns, &ospf("spoke2", "10.0.0.12", 0), "ospfd");
+    // Adjacencies through the tunnel, then each spoke's kernel routes the other's LAN via its tunnel address.
+    let t0 = Instant::now();
+    let route = |s: &Site, lan: &str| {
+        String::from_utf8_lossy(&s.ns.run(&["ip", "-4", "route", "show", lan]).stdout).to_string()
+    };
+    loop {
+        let r1 = route(&c.s1, "10.1.2.0/24");
+        let r2 = route(&c.s2, "10.1.1.0/24");
+        if r1.contains("via 10.0.0.12 dev dmvpn0") && r2.contains("via 10.0.0.11 dev dmvpn0") {
+            println!(
+                "[dmvpn ospf] spoke LANs learnt {:?} after ospfd start: {} / {}",
+                t0.elapsed(),
+                r1.trim(),
+                r2.trim()
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "no OSPF routes: {r1} / {r2}\n{}\nhub gre: {}",
+            f_hub.vtysh("show ip ospf neighbor"),
+            json(&c.hub, &["show", "dmvpn"])["tunnels"][0]["gre"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let neighbors = f_hub.vtysh("show ip ospf neighbor");
+    println!("{neighbors}");
+    for spoke in ["10.0.0.11", "10.0.0.12"] {
+        assert!(
+            neighbors
+                .lines()
+                .any(|l| l.starts_with(spoke) && l.contains("Full")),
+            "hub not Full with {spoke}: {neighbors}"
+        );
+    }
+    // The hellos went through user-space replication: the hub copies each to both registered spokes, each
+    // spoke copies its own to the hub.
+    let (hub_out, hub_in) = (
+        gre_count(&c.hub, "multicast_out"),
+        gre_count(&c.hub, "multicast_in"),
+    );
+    let (s1_out, s1_in) = (
+        gre_count(&c.s1, "multicast_out"),
+        gre_count(&c.s1, "multicast_in"),
+    );
+    println!(
+        "[dmvpn ospf] multicast copies: hub out {hub_out} in {hub_in}, spoke 1 out {s1_out} in {s1_in}"
+    );
+    assert!(hub_out >= 4 && hub_in >= 4 && s1_out >= 2 && s1_in >= 2);
+    let took = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!("[dmvpn ospf] first packet to direct spoke-to-spoke path: {took:?}");
+    let t0 = Instant::now();
+    while !entry(&entries(&c.s2), "10.0.0.11/32").is_some_and(|e| e["nbma"] == "198.51.100.1") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            entries(&c.s2)
+        );
+        let _ = pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 1);
+    }
+    assert_direct(&c);
+    // The adjacencies survived the direct path (hellos still reach the hub and back).
+    let neighbors = f_hub.vtysh("show ip ospf neighbor");
+    assert_eq!(
+        neighbors.lines().filter(|l| l.contains("Full")).count(),
+        2,
+        "{neighbors}"
+    );
 }
 
 #[test]

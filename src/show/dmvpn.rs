@@ -77,6 +77,8 @@ fn tunnel_json(s: &Snapshot, gre: Option<&crate::gre::GreTunnel>, now: Instant) 
             "no_route": t.counters.no_route,
             "nhrp_in": t.counters.nhrp_in,
             "nhrp_out": t.counters.nhrp_out,
+            "multicast_out": t.counters.multicast_out,
+            "multicast_in": t.counters.multicast_in,
         })),
     })
 }
