@@ -546,12 +546,21 @@ impl Gre {
                     });
                 }
             }
-            Event::QuotaExceeded => ios!(
-                NHRP,
-                Warning,
-                QUOTA,
-                "{name}: max-send quota exceeded, NHRP packet dropped"
-            ),
+            Event::QuotaExceeded => {
+                // seed 001:419: `%NHRP-4-QUOTA: Max-send quota of [int]pkts/[int]Sec. exceeded on [chars]`.
+                let (pkts, every) = t
+                    .nhrp
+                    .as_ref()
+                    .map(|n| n.core().snapshot().max_send)
+                    .unwrap_or_default();
+                ios!(
+                    NHRP,
+                    Warning,
+                    QUOTA,
+                    "Max-send quota of {pkts}pkts/{}Sec. exceeded on {name}",
+                    every.as_secs()
+                )
+            }
             Event::ErrorIndication { from, code } => ios!(
                 NHRP,
                 Warning,

@@ -412,7 +412,18 @@ crypto ipsec profile IPS
 }
 
 fn cloud_with(phase3: bool, capture_on: &str, nat: bool, protected: bool) -> Cloud {
-    let wrap = |c: String| if protected { protect(c) } else { c };
+    cloud_edited(phase3, capture_on, nat, protected, &|_, c| c)
+}
+
+/// [`cloud_with`], each node's configuration passed through `edit` (0: hub, 1 and 2: the spokes) first.
+fn cloud_edited(
+    phase3: bool,
+    capture_on: &str,
+    nat: bool,
+    protected: bool,
+    edit: &dyn Fn(u8, String) -> String,
+) -> Cloud {
+    let wrap = |n: u8, c: String| edit(n, if protected { protect(c) } else { c });
     let wan = Netns::new("wan");
     let h = Netns::new("hub");
     let a = Netns::new("sp1");
@@ -498,9 +509,13 @@ fn cloud_with(phase3: bool, capture_on: &str, nat: bool, protected: bool) -> Clo
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let hub = start_site(h, "hub", &wrap(hub_config(phase3)));
-    let s1 = start_site(a, "spoke1", &wrap(spoke_config(1, s1_wan, phase3)));
-    let s2 = start_site(b, "spoke2", &wrap(spoke_config(2, "203.0.113.1", phase3)));
+    let hub = start_site(h, "hub", &wrap(0, hub_config(phase3)));
+    let s1 = start_site(a, "spoke1", &wrap(1, spoke_config(1, s1_wan, phase3)));
+    let s2 = start_site(
+        b,
+        "spoke2",
+        &wrap(2, spoke_config(2, "203.0.113.1", phase3)),
+    );
     Cloud {
         cap,
         hub,
@@ -1188,6 +1203,75 @@ router bgp 65000
     println!("[dmvpn frr] iperf3 spoke 1 -> spoke 2 (direct, BGP routes): {mbits:.0} Mbit/s");
     assert!(mbits > 1.0);
     println!("{}", f1.vtysh("show ip route bgp"));
+}
+
+/// `ip nhrp authentication` (seed 001:510, "must be set to the same value on all hubs and spokes"): spoke 1
+/// carries the wrong string, spoke 2 the right one. The hub registers spoke 2 only, drops spoke 1's
+/// registrations (counted in `show ip nhrp traffic` and `--json`, logged `%NHRP-4-AUTH_FAILURE`), and spoke 1
+/// never sees its NHS up.
+#[test]
+fn dmvpn_nhrp_authentication_mismatch_keeps_the_spoke_unregistered() {
+    if !netns_available("dmvpn_nhrp_authentication_mismatch_keeps_the_spoke_unregistered") {
+        return;
+    }
+    let c = cloud_edited(false, "eh", false, false, &|n, cfg| {
+        if n == 1 {
+            cfg.replace(
+                " ip nhrp authentication donttell\n",
+                " ip nhrp authentication wrongkey\n",
+            )
+        } else {
+            cfg
+        }
+    });
+    let t0 = Instant::now();
+    loop {
+        let es = entries(&c.hub);
+        let drops = json(&c.hub, &["show", "ip", "nhrp"])["tunnels"][0]["drops"]["authentication"]
+            .as_u64()
+            .unwrap_or(0);
+        let s2_up = json(&c.s2, &["show", "dmvpn"])["tunnels"][0]["nhs"][0]["up"] == true;
+        // Spoke 1 retries after 1 s, 2 s, ...: two refusals show the drop is not a one-off race.
+        if s2_up && entry(&es, "10.0.0.12/32").is_some() && drops >= 2 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{es:?} drops {drops}\n{}\n{}",
+            c.hub.log(),
+            c.s1.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let es = entries(&c.hub);
+    assert!(entry(&es, "10.0.0.11/32").is_none(), "{es:?}");
+    assert_ne!(
+        json(&c.s1, &["show", "dmvpn"])["tunnels"][0]["nhs"][0]["up"],
+        true
+    );
+    let traffic = c.hub.cli(&["show", "ip", "nhrp", "traffic"]);
+    println!("{traffic}");
+    let line = traffic
+        .lines()
+        .find(|l| l.contains("Authentication"))
+        .unwrap_or_else(|| panic!("no drop line: {traffic}"));
+    let n: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(n >= 2, "{traffic}");
+    assert!(traffic.contains("Dropped: Total "), "{traffic}");
+    let log = c.hub.log();
+    assert!(
+        log.contains(
+            "%NHRP-4-AUTH_FAILURE: Tunnel0: NHRP packet from 198.51.100.1 failed authentication"
+        ),
+        "{log}"
+    );
+    assert!(
+        !log.contains("wrongkey") && !log.contains("donttell"),
+        "{log}"
+    );
+    assert!(!traffic.contains("wrongkey") && !traffic.contains("donttell"));
+    // The registered spoke works through the hub, the other one has no NHS to send to.
+    assert_eq!(pings(&c.s2.ns, "10.1.2.1", "10.0.0.1", 3), 3);
 }
 
 /// The cloud's GRE counter `name` on `site` (0 when absent).

@@ -339,6 +339,7 @@ impl Core {
             max_send: self.cfg.max_send,
             usage_percent: usage,
             post_nat_nbma: self.post_nat_nbma,
+            drops: self.drops,
         }
     }
 

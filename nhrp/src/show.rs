@@ -88,6 +88,9 @@ pub struct Snapshot {
     pub usage_percent: u32,
     /// Our post-NAT address as the NHS reported it.
     pub post_nat_nbma: Option<Ipv4Addr>,
+    /// Packets dropped: received ones (malformed, failed authentication, unexpected, hop count) and ones
+    /// the max-send quota kept from being sent.
+    pub drops: crate::node::Drops,
 }
 
 /// `hh:mm:ss` below a day, then `XdYYh`, then `XwYd` (IOS up-time format).
@@ -382,6 +385,22 @@ pub fn show_ip_nhrp_traffic(snaps: &[&Snapshot]) -> String {
                 out,
                 "    {} Error Indication     {} Traffic Indication",
                 c[6], c[7]
+            );
+        }
+        // Lifeline's addition (not in IOS' output): shown once something was dropped.
+        let d = &s.drops;
+        let total = d.auth + d.quota + d.malformed + d.unexpected + d.hop_limit;
+        if total > 0 {
+            let _ = writeln!(out, "Dropped: Total {total}");
+            let _ = writeln!(
+                out,
+                "    {} Authentication  {} Max-send quota  {} Malformed",
+                d.auth, d.quota, d.malformed
+            );
+            let _ = writeln!(
+                out,
+                "    {} Unexpected  {} Hop count exceeded",
+                d.unexpected, d.hop_limit
             );
         }
     }

@@ -68,6 +68,14 @@ fn tunnel_json(s: &Snapshot, gre: Option<&crate::gre::GreTunnel>, now: Instant) 
         "entries": entries,
         "nhs": nhs,
         "traffic": { "sent": s.traffic.sent, "rcvd": s.traffic.rcvd },
+        "drops": {
+            "authentication": s.drops.auth,
+            "quota": s.drops.quota,
+            "malformed": s.drops.malformed,
+            "unexpected": s.drops.unexpected,
+            "hop_limit": s.drops.hop_limit,
+        },
+        "max_send": { "packets": s.max_send.0, "seconds": s.max_send.1.as_secs(), "usage_percent": s.usage_percent },
         "gre": gre.map(|t| json!({
             "key": t.key,
             "mtu": t.mtu,

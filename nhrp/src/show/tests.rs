@@ -35,6 +35,7 @@ fn snap(interface: &str, role: Role, entries: Vec<Entry>) -> Snapshot {
         max_send: (100, Duration::from_secs(10)),
         usage_percent: 0,
         post_nat_nbma: None,
+        drops: Default::default(),
     }
 }
 
@@ -355,6 +356,21 @@ Rcvd: Total 69
     0 Error Indication     0 Traffic Indication";
     assert_eq!(normalise(&got), normalise(seed), "{got}");
     let _ = now;
+}
+
+#[test]
+fn show_ip_nhrp_traffic_adds_drops_once_something_was_dropped() {
+    let mut s = snap("Tunnel0", Role::Hub, vec![]);
+    assert!(!show_ip_nhrp_traffic(&[&s]).contains("Dropped"));
+    s.drops.auth = 3;
+    s.drops.quota = 2;
+    let got = show_ip_nhrp_traffic(&[&s]);
+    assert!(
+        got.ends_with(
+            "Dropped: Total 5\n    3 Authentication  2 Max-send quota  0 Malformed\n    0 Unexpected  0 Hop count exceeded\n"
+        ),
+        "{got}"
+    );
 }
 
 #[test]
