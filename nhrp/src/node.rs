@@ -262,9 +262,16 @@ impl Core {
             .map(|n| n.next_action);
         let pending = self.pending.values().map(|p| p.next_retry);
         let refresh = self.cache.iter().filter_map(Self::refresh_at);
+        // The end of a max-send interval that saw packets: `show`'s usage goes back to 0%.
+        let quota = self
+            .quota
+            .window_start
+            .filter(|_| self.quota.sent > 0)
+            .map(|s| s + self.cfg.max_send.1);
         nhs.chain(pending)
             .chain(refresh)
             .chain(self.cache.next_expiry())
+            .chain(quota)
             .min()
     }
 
@@ -635,6 +642,13 @@ impl Core {
 
     /// Time passed: registrations, retransmissions, refreshes, expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self
+            .quota
+            .window_start
+            .is_some_and(|s| now >= s + self.cfg.max_send.1)
+        {
+            self.quota = Quota::default();
+        }
         for idx in 0..self.nhs.len() {
             let Some(n) = self.nhs.get_mut(idx) else {
                 continue;

@@ -749,6 +749,66 @@ fn max_send_quota_drops_excess_and_reports_once() {
     );
     assert_eq!(sim.nodes[1].core().drops().quota, 8);
     assert_eq!(sim.nodes[1].snapshot().usage_percent, 100);
+    let traffic = show::show_ip_nhrp_traffic(&[&sim.nodes[1].snapshot()]);
+    assert!(
+        traffic.starts_with("Tunnel0: Max-send limit:3Pkts/10Sec, Usage:100%\n"),
+        "{traffic}"
+    );
+    assert!(
+        traffic.contains("Dropped: Total 8\n    0 Authentication  8 Max-send quota  0 Malformed\n"),
+        "{traffic}"
+    );
+}
+
+/// The quota is per interval (seed 001:416): once the interval that ran out is over, `show` reads 0% and
+/// the spoke sends again (a resolution it could not send before now resolves); a second overrun in a new
+/// interval is reported again (one `%NHRP-4-QUOTA` per interval).
+#[test]
+fn max_send_quota_refills_every_interval() {
+    let mut sim = topology(|_| {}, |s| s.max_send = (3, Duration::from_secs(10)));
+    let now = sim.now;
+    for last in 20..30 {
+        sim.nodes[1]
+            .core_mut()
+            .resolve(now, Ipv4Addr::new(10, 0, 0, last));
+    }
+    sim.deliver();
+    let sent_before = sim.sent(1, OpType::RESOLUTION_REQUEST).len();
+    assert!(sim.nodes[1].core().drops().quota > 0);
+    sim.run_for(Duration::from_secs(11));
+    assert_eq!(sim.nodes[1].snapshot().usage_percent, 0);
+    let now = sim.now;
+    assert!(matches!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.0.0.12")),
+        Resolution::Pending | Resolution::ViaNhs
+    ));
+    sim.deliver();
+    assert!(sim.sent(1, OpType::RESOLUTION_REQUEST).len() > sent_before);
+    assert!(
+        sim.nodes[1]
+            .snapshot()
+            .entries
+            .iter()
+            .any(|e| e.prefix.addr() == ip("10.0.0.12") && e.nbma == Some(ip("172.17.0.12"))),
+        "{:?}",
+        sim.nodes[1].snapshot().entries
+    );
+    let usage = sim.nodes[1].snapshot().usage_percent;
+    assert!((1..=100).contains(&usage), "{usage}");
+    // A new overrun in this interval: reported once more.
+    let now = sim.now;
+    for last in 40..50 {
+        sim.nodes[1]
+            .core_mut()
+            .resolve(now, Ipv4Addr::new(10, 0, 0, last));
+    }
+    sim.deliver();
+    let quota_events = sim
+        .events_of(1)
+        .iter()
+        .filter(|e| ***e == Event::QuotaExceeded)
+        .count();
+    assert!(quota_events >= 2, "{quota_events}");
 }
 
 #[test]
