@@ -101,6 +101,11 @@ pub struct GreTunnel {
     pub adjust_mss: Option<u16>,
     /// `tunnel protection`: the IKEv2 profile that keys each peer's transport-mode SA pair.
     pub protect: Option<String>,
+    /// `tunnel protection ipsec profile P shared`: (P, the `tunnel source` interface's name).
+    pub shared: Option<(String, String)>,
+    /// The tunnel whose SA database this one uses (its own index unless `shared` with an earlier tunnel
+    /// on the same source and profile): `crate::gre_esp` keys peers by (sadb, NBMA peer).
+    pub sadb: usize,
     /// The NHRP node of an mGRE tunnel with `ip nhrp` commands.
     pub nhrp: Option<Box<dyn NhrpNode + Send>>,
     /// True for an NHS (hub).
@@ -237,7 +242,16 @@ impl Gre {
                         None => g.demux.add_mgre(id, t.source, t.key),
                     };
                     match r {
-                        Ok(()) => g.tunnels.push(t),
+                        Ok(()) => {
+                            let mut t = t;
+                            t.sadb = g.tunnels.len();
+                            if let Some(first) = g.tunnels.iter().position(|o| {
+                                o.shared.is_some() && o.shared == t.shared && o.source == t.source
+                            }) {
+                                t.sadb = first;
+                            }
+                            g.tunnels.push(t);
+                        }
                         Err(e) => problems.push(format!("interface {}: {e}", i.name)),
                     }
                 }
@@ -703,6 +717,13 @@ fn tunnel(
         mtu,
         adjust_mss: i.tcp_adjust_mss,
         protect: cfg.tunnel_ikev2_profile(i),
+        shared: i.tunnel.protection.as_ref().filter(|p| p.shared).map(|p| {
+            (
+                p.ipsec_profile.clone(),
+                source_interface_name(i).to_string(),
+            )
+        }),
+        sadb: index,
         nhrp,
         hub,
         routes,

@@ -5,8 +5,12 @@
 //! Behind NAT (IKE detected it, or `nat force-encap`) the peer's ESP travels in UDP (RFC 3948) from and to the
 //! ports IKE ended on ([`PeerSa::udp`]); the node sends it on its IKE port-4500 socket like an SVTI's.
 //!
-//! Absent: IKEv1 keying of protected GRE, `shared` SA databases across tunnels (each tunnel keys its own
-//! peers), NAT rebinding (a new outside port) for these SAs. (NAT keepalives come from the IKE SA, on the same
+//! With `tunnel protection ipsec profile P shared` the tunnels on one source and profile share one SA database:
+//! the peers here are keyed by the first such tunnel's index ([`crate::gre::GreTunnel::sadb`]), so one IKE SA
+//! and one SA pair per NBMA peer carry the GRE of all of them (the GRE key picks the tunnel after decryption);
+//! whichever tunnel sends to a peer first brings the pair up, and it stays while any of them uses it.
+//!
+//! Absent: IKEv1 keying of protected GRE, NAT rebinding (a new outside port) for these SAs. (NAT keepalives come from the IKE SA, on the same
 //! UDP 4500 address pair.)
 
 use std::collections::HashMap;
@@ -19,7 +23,7 @@ use ike::IkeSaId;
 /// Packets held per peer while its SA is negotiated.
 const PENDING_MAX: usize = 32;
 
-/// The ESP state of one (tunnel, peer) pair.
+/// The ESP state of one (SA database, peer) pair.
 #[derive(Default)]
 pub struct PeerSa {
     pub out: Option<OutboundSa>,
@@ -39,8 +43,9 @@ pub struct PeerSa {
 
 #[derive(Default)]
 pub struct GreEsp {
+    /// (SA database: the index of its first tunnel, NBMA peer) -> state.
     pub peers: HashMap<(usize, Ipv4Addr), PeerSa>,
-    /// Inbound SPI -> (SA, tunnel, peer).
+    /// Inbound SPI -> (SA, SA database, peer).
     pub inbound: HashMap<u32, (InboundSa, usize, Ipv4Addr)>,
     /// Packets dropped: no SA and the queue full, or encryption/decryption failed.
     pub dropped: u64,

@@ -1010,13 +1010,27 @@ impl Node {
             let Some(profile) = self.gre.tunnels[*tunnel].protect.clone() else {
                 return Some(o);
             };
-            match self.gre_esp.seal(now, *tunnel, *dst, payload) {
+            // `shared`: the tunnels on one source and profile use the first one's SA database.
+            let sadb = self.gre.tunnels[*tunnel].sadb;
+            match self.gre_esp.seal(now, sadb, *dst, payload) {
                 crate::gre_esp::Sealed::Esp(e) => {
-                    if let Some(o) = self.gre_esp_out(*tunnel, *dst, e) {
+                    if let Some(o) = self.gre_esp_out(sadb, *dst, e) {
                         return Some(o);
                     }
                 }
                 crate::gre_esp::Sealed::Queued { initiate: true } => {
+                    // The peer is already keying us (it answers an NHRP packet of ours, or it sends first):
+                    // wait for its CHILD_SA instead of a second, crossing IKE SA. The packet stays queued;
+                    // should that negotiation fail, the next packet for the peer initiates.
+                    let answering = self.ike.snapshot(now).ike_sas.iter().any(|sa| {
+                        !sa.initiator
+                            && sa.status == "IN-NEG"
+                            && sa.remote.ip() == IpAddr::V4(*dst)
+                            && sa.local.ip() == IpAddr::V4(*src)
+                    });
+                    if answering {
+                        continue;
+                    }
                     let params = ike::InitiateParams {
                         local: SocketAddr::V4(SocketAddrV4::new(*src, IKE_PORT)),
                         remote: SocketAddr::V4(SocketAddrV4::new(*dst, IKE_PORT)),
@@ -1033,7 +1047,7 @@ impl Node {
                                 "{} to {dst} (GRE protection)",
                                 self.gre.tunnels[*tunnel].ios_name
                             );
-                            if let Some(p) = self.gre_esp.peers.get_mut(&(*tunnel, *dst)) {
+                            if let Some(p) = self.gre_esp.peers.get_mut(&(sadb, *dst)) {
                                 p.ike = Some(id);
                             }
                         }
@@ -1056,7 +1070,8 @@ impl Node {
             .gre
             .tunnels
             .iter()
-            .position(|t| t.protect.is_some() && t.source == local)
+            .find(|t| t.protect.is_some() && t.source == local)
+            .map(|t| t.sadb)
         else {
             ios!(
                 IPSEC,
@@ -1086,7 +1101,10 @@ impl Node {
             Informational,
             SA_UP,
             "{}: transport-mode SA pair with {peer} for GRE (IKE SA {}, SPI in {:#010x} out {:#010x}){}",
-            self.gre.tunnels[tunnel].ios_name,
+            match &self.gre.tunnels[tunnel].shared {
+                Some((profile, _)) => format!("{profile}-head-1 (shared)"),
+                None => self.gre.tunnels[tunnel].ios_name.clone(),
+            },
             ike_sa.0,
             child.spi_in,
             child.spi_out,

@@ -7,6 +7,8 @@
 //!   without IPsec and EIGRP), each on its own subnet behind a router namespace: registration, spoke-to-spoke
 //!   resolution through the hub (phase 2), hub redirect + spoke shortcut (phase 3), `show dmvpn`,
 //!   `show ip nhrp`, `clear ip nhrp`, NHRP decoded by tshark.
+//! - `dmvpn_shared_*`: seed EX-8/EX-9's two mGRE clouds on one source with `tunnel protection ... shared`: one
+//!   IKE SA and one SA pair per NBMA peer for both clouds, `show crypto map|socket` in the seed's shared form.
 #![allow(clippy::unwrap_used)]
 mod common;
 
@@ -1670,5 +1672,222 @@ fn dmvpn_protected_natted_spoke_resolves_first_through_a_udp_port_forward() {
     assert!(direct >= 20, "{udp:?}");
     let raw = tshark(&pcap, "ip.proto == 50 || gre", &["frame.number"]);
     assert!(raw.is_empty(), "raw ESP or clear GRE on the wire: {raw:?}");
+    let _ = std::fs::remove_file(&pcap);
+}
+
+/// Seed EX-8/EX-9's dual DMVPN on one node: the `Tunnel0` protected by [`protect`] (cloud 1: 10.0.0.0/24, key
+/// 100000) plus a copy as `Tunnel1` (cloud 2: 10.0.1.0/24, key 100001, network-id 98) on the same
+/// `tunnel source`, both with `tunnel protection ipsec profile IPS shared`.
+fn dual_shared(protected: String) -> String {
+    let c = protected.replace(
+        " tunnel protection ipsec profile IPS\n",
+        " tunnel protection ipsec profile IPS shared\n",
+    );
+    let start = c.find("interface Tunnel0\n").unwrap();
+    let end = start + c[start..].find("!\n").unwrap() + 2;
+    let second = c[start..end]
+        .replace("Tunnel0", "Tunnel1")
+        .replace("dmvpn0", "dmvpn1")
+        .replace("10.0.0.", "10.0.1.")
+        .replace("network-id 99", "network-id 98")
+        .replace("key 100000", "key 100001");
+    format!("{}{second}{}", &c[..end], &c[end..])
+}
+
+/// The IKE SAs of `site` as (remote address, number of CHILD_SAs).
+fn ike_sas(site: &Site) -> Vec<(String, usize)> {
+    json(site, &["show", "crypto", "ikev2", "sa"])["ikev2_sas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["remote"].as_str().unwrap().to_string(),
+                s["child_sas"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn dmvpn_shared_protection_carries_two_clouds_in_one_sa_pair_per_peer() {
+    if !netns_available("dmvpn_shared_protection_carries_two_clouds_in_one_sa_pair_per_peer") {
+        return;
+    }
+    let mut c = cloud_edited(false, "e2", false, true, &|_, c| dual_shared(c));
+    // Both clouds register (the hub's Tunnel0 and Tunnel1 caches hold both spokes).
+    let t0 = Instant::now();
+    loop {
+        let v = json(&c.hub, &["show", "ip", "nhrp"]);
+        let registered = |t: usize, p: &str| {
+            v["tunnels"][t]["entries"]
+                .as_array()
+                .is_some_and(|es| es.iter().any(|e| e["prefix"] == p))
+        };
+        if registered(0, "10.0.0.11/32")
+            && registered(0, "10.0.0.12/32")
+            && registered(1, "10.0.1.11/32")
+            && registered(1, "10.0.1.12/32")
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "clouds did not register: {v}\n{}\n{}",
+            c.hub.log(),
+            c.s1.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "[dmvpn shared] both spokes registered on both clouds {:?} after the last daemon started",
+        t0.elapsed()
+    );
+    // Pings over each cloud: to the hub, and spoke to spoke (resolution, then direct).
+    for (src, dst) in [
+        ("10.0.0.11", "10.0.0.1"),
+        ("10.0.1.11", "10.0.1.1"),
+        ("10.0.0.11", "10.0.0.12"),
+        ("10.0.1.11", "10.0.1.12"),
+    ] {
+        ping_until(&c.s1.ns, src, dst, Duration::from_secs(20));
+    }
+    // Spoke to spoke: wait for the direct path on each cloud (resolved to spoke 2's NBMA address).
+    let t0 = Instant::now();
+    for (t, p) in [(0, "10.0.0.12/32"), (1, "10.0.1.12/32")] {
+        loop {
+            let v = json(&c.s1, &["show", "ip", "nhrp"]);
+            let es = v["tunnels"][t]["entries"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if entry(&es, p).is_some_and(|e| e["nbma"] == "203.0.113.1") {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no direct path: {v}\n{}",
+                c.s1.log()
+            );
+            let _ = pings(&c.s1.ns, &format!("10.0.{t}.11"), &p[..p.len() - 3], 1);
+        }
+    }
+    for (src, dst) in [
+        ("10.0.0.11", "10.0.0.1"),
+        ("10.0.1.11", "10.0.1.1"),
+        ("10.0.0.11", "10.0.0.12"),
+        ("10.0.1.11", "10.0.1.12"),
+    ] {
+        assert_eq!(
+            pings(&c.s1.ns, src, dst, 5),
+            5,
+            "{src} -> {dst}\n{}\n{}",
+            c.s1.cli(&["show", "ip", "nhrp"]),
+            c.s1.log()
+        );
+    }
+    for (src, dst) in [("10.0.0.12", "10.0.0.1"), ("10.0.1.12", "10.0.1.1")] {
+        assert_eq!(pings(&c.s2.ns, src, dst, 5), 5, "{src} -> {dst}");
+    }
+    // One IKE SA with one CHILD_SA per NBMA peer, whatever the number of clouds.
+    let hub_sas = ike_sas(&c.hub);
+    let mut remotes: Vec<&str> = hub_sas.iter().map(|(r, _)| r.as_str()).collect();
+    remotes.sort();
+    assert_eq!(
+        remotes,
+        ["198.51.100.1:500", "203.0.113.1:500"],
+        "{hub_sas:?}"
+    );
+    assert!(hub_sas.iter().all(|(_, n)| *n == 1), "{hub_sas:?}");
+    let s1_sas = ike_sas(&c.s1);
+    println!("[dmvpn shared] IKE SAs: hub {hub_sas:?}, spoke 1 {s1_sas:?}");
+    assert_eq!(
+        s1_sas.len(),
+        2,
+        "spoke 1: hub and spoke 2 once each: {s1_sas:?}"
+    );
+    assert!(s1_sas.iter().all(|(_, n)| *n == 1), "{s1_sas:?}");
+    // `show crypto ipsec sa` on the hub: the whole shared SADB (both spokes) under Tunnel0 and again under
+    // Tunnel1 (seed-dmvpn SH-9), one outbound SPI per spoke.
+    let sa = c.hub.cli(&["show", "crypto", "ipsec", "sa"]);
+    println!("{sa}");
+    assert_eq!(sa.matches("interface: Tunnel0\n").count(), 2, "{sa}");
+    assert_eq!(sa.matches("interface: Tunnel1\n").count(), 2, "{sa}");
+    assert_eq!(
+        sa.matches("Crypto map tag: IPS-head-1, local addr 192.0.2.1\n")
+            .count(),
+        4,
+        "{sa}"
+    );
+    let mut out_spis: Vec<&str> = sa
+        .lines()
+        .filter(|l| l.starts_with("     current outbound spi: "))
+        .collect();
+    out_spis.sort();
+    out_spis.dedup();
+    assert_eq!(out_spis.len(), 2, "{sa}");
+    // `show crypto map` / `show crypto socket` on spoke 1 field for field with seed 001:3589-3665 (shared):
+    // instance 65537 is the hub (registration), 65538 spoke 2 (on demand).
+    let map = c.s1.cli(&["show", "crypto", "map"]);
+    println!("{map}");
+    let common = "  Security association lifetime: 4608000 kilobytes/3600 seconds\n  PFS (Y/N): N\n  Transform sets={\n    TS,\n  }\n";
+    let instance = |seq: u32, peer: &str| {
+        format!(
+            "Crypto Map \"IPS-head-1\" {seq} ipsec-isakmp\n  Map is a PROFILE INSTANCE.\n  Peer = {peer}\n  Extended IP access list\n    access-list permit gre host 198.51.100.1 host {peer}\n  Current peer: {peer}\n{common}"
+        )
+    };
+    assert_eq!(
+        map,
+        format!(
+            "Crypto Map: \"IPS-head-1\" idb: GigabitEthernet0 local address: 198.51.100.1\nCrypto Map \"IPS-head-1\" 65536 ipsec-isakmp\n  Profile name: IPS\n{common}{}{}  Interfaces using crypto map IPS-head-1:\n    Tunnel1\n    Tunnel0\n",
+            instance(65537, "192.0.2.1"),
+            instance(65538, "203.0.113.1")
+        )
+    );
+    let socket = c.s1.cli(&["show", "crypto", "socket"]);
+    println!("{socket}");
+    let sock = |peer: &str| {
+        format!(
+            "  Shd Peers (local/remote): 198.51.100.1\n/{peer}\n  Local Ident (addr/mask/port/prot): (198.51.100.1/255.255.255.255/0/47)\n  Remote Ident (addr/mask/port/prot): ({peer}/255.255.255.255/0/47)\n  Flags: shared\n  IPsec Profile: \"IPS\"\n  Socket State: Open\n  Client: \"TUNNEL SEC\" (Client State: Active)\n"
+        )
+    };
+    assert_eq!(
+        socket,
+        format!(
+            "Number of Crypto Socket connections 2\n{}{}Crypto Sockets in Listen state:\nClient: \"TUNNEL SEC\" Profile: \"IPS\" Map-name: \"IPS-head-1\"\n",
+            sock("192.0.2.1"),
+            sock("203.0.113.1")
+        )
+    );
+    // On spoke 2's link: ESP and IKE only, no GRE in clear; spoke 2's ESP with the hub and spoke 1 uses one
+    // outbound SPI per peer although two clouds cross it.
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let all = tshark(&pcap, "ip", &["_ws.col.Protocol"]);
+    let odd: Vec<&String> = all
+        .iter()
+        .filter(|p| !matches!(p.as_str(), "ESP" | "ISAKMP"))
+        .collect();
+    assert!(
+        odd.is_empty(),
+        "not ESP or IKE on the wire: {odd:?}\n{:?}",
+        tshark(
+            &pcap,
+            "!esp && !isakmp",
+            &["frame.number", "ip.src", "ip.dst", "_ws.col.Info"]
+        )
+    );
+    let esp = tshark(
+        &pcap,
+        "esp && ip.src == 203.0.113.1",
+        &["ip.dst", "esp.spi"],
+    );
+    let mut spis: Vec<&String> = esp.iter().collect();
+    spis.sort();
+    spis.dedup();
+    println!(
+        "[dmvpn shared] spoke 2's ESP: {} packets, (peer, SPI) pairs {spis:?}",
+        esp.len()
+    );
+    assert_eq!(spis.len(), 2, "{spis:?}");
     let _ = std::fs::remove_file(&pcap);
 }

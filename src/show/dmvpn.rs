@@ -135,9 +135,17 @@ pub fn gre_ipsec_sa(node: &crate::node::Node) -> String {
     let mut out = String::new();
     let mut peers: Vec<_> = node.gre_esp.peers.iter().collect();
     peers.sort_by_key(|((t, p), _)| (*t, *p));
-    for ((tunnel, peer), sa) in peers {
-        let Some(t) = node.gre.tunnels.get(*tunnel) else {
-            continue;
+    // A shared SA database is printed whole under each tunnel that uses it (seed-dmvpn SH-9, §3.10 (a)).
+    let rows = node.gre.tunnels.iter().flat_map(|t| {
+        peers
+            .iter()
+            .filter(move |((sadb, _), _)| *sadb == t.sadb)
+            .map(move |((_, peer), sa)| (t, peer, *sa))
+    });
+    for (t, peer, sa) in rows {
+        let tag = match &t.shared {
+            Some((profile, _)) => format!("{profile}-head-1"),
+            None => format!("{}-head-0", t.ios_name),
         };
         let host = |a: std::net::Ipv4Addr| format!("({a}/255.255.255.255/47/0)");
         let inbound: Vec<&dataplane::InboundSa> = sa
@@ -148,11 +156,7 @@ pub fn gre_ipsec_sa(node: &crate::node::Node) -> String {
         let encaps = sa.out.as_ref().map_or(0, |o| o.counters().packets);
         let decaps: u64 = inbound.iter().map(|i| i.counters().packets).sum();
         let _ = writeln!(out, "interface: {}", t.ios_name);
-        let _ = writeln!(
-            out,
-            "    Crypto map tag: {}-head-0, local addr {}\n",
-            t.ios_name, t.source
-        );
+        let _ = writeln!(out, "    Crypto map tag: {tag}, local addr {}\n", t.source);
         let _ = writeln!(out, "   protected vrf: (none)");
         let _ = writeln!(
             out,
