@@ -889,4 +889,38 @@ interface Tunnel2
         p[8] = 1;
         assert!(!decrement_ttl(&mut p));
     }
+
+    /// `shared`: the tunnels on one source and profile use the first one's SA database; others keep their own.
+    #[test]
+    fn shared_tunnels_on_one_source_use_one_sa_database() {
+        let tunnel = |n: u8, src: &str, shared: &str| {
+            format!(
+                "interface Tunnel{n}\n device dmvpn{n}\n ip address 10.0.{n}.1 255.255.255.0\n \
+                 tunnel source {src}\n tunnel mode gre multipoint\n tunnel key 10{n}\n \
+                 tunnel protection ipsec profile IPS{shared}\n!\n"
+            )
+        };
+        let text = format!(
+            "crypto ikev2 keyring KR\n peer ANY\n  address 0.0.0.0 0.0.0.0\n  pre-shared-key k-0001\n!\n\
+             crypto ikev2 profile PROF\n match identity remote address 0.0.0.0\n \
+             authentication local pre-share\n authentication remote pre-share\n keyring local KR\n!\n\
+             crypto ipsec transform-set TS esp-gcm 256\n mode transport\n!\n\
+             crypto ipsec profile IPS\n set transform-set TS\n set ikev2-profile PROF\n!\n\
+             interface GigabitEthernet0\n device eth0\n ip address 198.51.100.1 255.255.255.0\n!\n\
+             interface GigabitEthernet1\n device eth1\n ip address 203.0.113.1 255.255.255.0\n!\n\
+             {}{}{}",
+            tunnel(0, "GigabitEthernet0", " shared"),
+            tunnel(1, "GigabitEthernet1", ""),
+            tunnel(2, "GigabitEthernet0", " shared"),
+        );
+        let (g, problems) = Gre::from_config(Instant::now(), &cfg(&text));
+        assert!(problems.is_empty(), "{problems:?}");
+        let sadbs: Vec<usize> = g.tunnels.iter().map(|t| t.sadb).collect();
+        assert_eq!(sadbs, [0, 1, 0]);
+        assert_eq!(
+            g.tunnels[2].shared,
+            Some(("IPS".to_string(), "GigabitEthernet0".to_string()))
+        );
+        assert_eq!(g.tunnels[1].shared, None);
+    }
 }

@@ -128,7 +128,8 @@ pub fn render(gre: &Gre, view: View, json: bool) -> String {
     }
 }
 
-/// The `show crypto ipsec sa` blocks of protected GRE tunnels: one per (tunnel, NBMA peer), host-to-host GRE
+/// The `show crypto ipsec sa` blocks of protected GRE tunnels: one per (tunnel, NBMA peer of its SA database: with
+/// `shared`, every peer of the shared SADB under each tunnel), host-to-host GRE
 /// selectors, transport mode (the IOS shape of seed-dmvpn §3.10, without the fields Lifeline does not keep).
 pub fn gre_ipsec_sa(node: &crate::node::Node) -> String {
     use std::fmt::Write as _;
