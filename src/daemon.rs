@@ -585,27 +585,27 @@ impl OsDrivers {
                 }
             }
         }
-        let raw_esp =
-            if node.tunnels.is_empty() && node.gre.tunnels.iter().all(|t| t.protect.is_none()) {
-                None
-            } else {
-                match RawEsp::open() {
-                    Ok(r) => {
-                        let r = Arc::new(r);
-                        tokio::task::spawn_local(raw_esp_reader(r.clone(), tx.clone()));
-                        Some(r)
-                    }
-                    Err(e) => {
-                        ios!(
-                            IPSEC,
-                            Warning,
-                            NO_RAW_ESP,
-                            "raw ESP unavailable (NAT-T only): {e}"
-                        );
-                        None
-                    }
+        let raw_esp = if node.tunnels.is_empty() && node.gre.tunnels.iter().all(|t| !t.protected())
+        {
+            None
+        } else {
+            match RawEsp::open() {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    tokio::task::spawn_local(raw_esp_reader(r.clone(), tx.clone()));
+                    Some(r)
                 }
-            };
+                Err(e) => {
+                    ios!(
+                        IPSEC,
+                        Warning,
+                        NO_RAW_ESP,
+                        "raw ESP unavailable (NAT-T only): {e}"
+                    );
+                    None
+                }
+            }
+        };
         let mut dhcp = HashMap::new();
         let mut dhcp_macs = Vec::new();
         for (ios, device) in node.dhcp_interfaces() {

@@ -106,6 +106,9 @@ pub struct GreTunnel {
     /// The tunnel whose SA database this one uses (its own index unless `shared` with an earlier tunnel
     /// on the same source and profile): `crate::gre_esp` keys peers by (sadb, NBMA peer).
     pub sadb: usize,
+    /// `tunnel protection` whose IPsec profile names no IKEv2 profile: IKEv1 keys each peer's SA pair
+    /// (`crate::ikev1`, the GRE quick-mode set).
+    pub protect_v1: bool,
     /// The NHRP node of an mGRE tunnel with `ip nhrp` commands.
     pub nhrp: Option<Box<dyn NhrpNode + Send>>,
     /// True for an NHS (hub).
@@ -121,6 +124,11 @@ pub struct GreTunnel {
 }
 
 impl GreTunnel {
+    /// `tunnel protection` is configured (keyed by IKEv2 or IKEv1).
+    pub fn protected(&self) -> bool {
+        self.protect.is_some() || self.protect_v1
+    }
+
     fn in_subnet(&self, a: Ipv4Addr) -> bool {
         self.address
             .is_some_and(|(own, len)| Prefix::new(own, len).contains(a))
@@ -724,6 +732,7 @@ fn tunnel(
             )
         }),
         sadb: index,
+        protect_v1: crate::ikev1::keyed_by_ikev1(cfg, i),
         nhrp,
         hub,
         routes,

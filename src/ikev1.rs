@@ -95,45 +95,169 @@ fn policy(p: &config::IsakmpPolicy) -> Result<v1::IsakmpPolicy, String> {
     Ok(out)
 }
 
-/// The IKEv1 endpoint configuration of the appliance, or `None` when no tunnel is keyed by IKEv1; and the
-/// problems to log (refused legacy algorithms with their replacements, settings that do not map).
-pub fn endpoint_config(cfg: &config::Config) -> (Option<v1::Config>, Vec<String>) {
+/// Which quick-mode parameter set ([`v1::Config::quick_mode`]) each kind of IKEv1 tunnel initiates with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuickModeSets {
+    /// Static VTIs (`tunnel mode ipsec ipv4`): tunnel mode, 0.0.0.0/0 both ways.
+    pub vti: Option<usize>,
+    /// Protected GRE / mGRE: transport mode, host-to-host GRE (IP protocol 47) selectors per NBMA peer.
+    pub gre: Option<usize>,
+}
+
+/// Whether interface `i` is a GRE or mGRE tunnel.
+pub fn is_gre(i: &config::Interface) -> bool {
+    matches!(
+        i.tunnel.effective_mode(),
+        config::TunnelMode::GreIp | config::TunnelMode::GreMultipoint
+    )
+}
+
+/// The quick-mode parameters of IPsec profile `profile_name` (`None`, with the reason in `problems`, when
+/// nothing usable is left after refusing legacy algorithms).
+fn quick_mode(
+    cfg: &config::Config,
+    profile_name: &str,
+    gre: bool,
+    problems: &mut Vec<String>,
+) -> Option<v1::QuickMode> {
+    let Some(ip) = cfg.effective_ipsec_profile(profile_name) else {
+        problems.push(format!(
+            "crypto ipsec profile {profile_name} is not defined"
+        ));
+        return None;
+    };
+    let mut transform_sets = Vec::new();
+    for ts in &ip.transform_sets {
+        let legacy: Vec<String> = ts
+            .transforms
+            .iter()
+            .flat_map(|t| t.split_whitespace())
+            .filter_map(|w| {
+                LEGACY_TRANSFORMS
+                    .iter()
+                    .find(|(l, _)| *l == w)
+                    .map(|(l, r)| {
+                        format!("{l} is a legacy algorithm and is refused; configure {r}")
+                    })
+            })
+            .collect();
+        if !legacy.is_empty() {
+            problems.push(format!(
+                "crypto ipsec transform-set {}: {}",
+                ts.name,
+                legacy.join("; ")
+            ));
+            continue;
+        }
+        match crate::node::esp_proposal(ts) {
+            Some(p) => transform_sets.push(p),
+            None => problems.push(format!(
+                "crypto ipsec transform-set {} {}: no supported ESP cipher",
+                ts.name,
+                ts.transforms.join(" ")
+            )),
+        }
+    }
+    if transform_sets.is_empty() {
+        problems.push(format!(
+            "crypto ipsec profile {profile_name}: no usable transform set; IKEv1 tunnels stay down"
+        ));
+        return None;
+    }
+    let pfs = match ip.pfs_group {
+        None => None,
+        Some(g) => match crate::node::dh_group(g) {
+            Some(d) => Some(d),
+            None => {
+                let what = match g {
+                    1 => "set pfs (group1, 768-bit MODP)".to_string(),
+                    2 | 5 => format!("set pfs group{g}"),
+                    _ => format!("set pfs group{g} (unsupported)"),
+                };
+                problems.push(format!(
+                    "crypto ipsec profile {profile_name}: {what} is a legacy algorithm and is refused; configure set pfs group14; IKEv1 tunnels stay down"
+                ));
+                return None;
+            }
+        },
+    };
+    let (mode, selectors) = if gre {
+        // Tunnel protection on GRE: the GRE packet between the two NBMA addresses is what ESP protects,
+        // in transport mode (a `mode tunnel` transform set would only add an outer header).
+        (Mode::Transport, v1::Selectors::Host { protocol: 47 })
+    } else {
+        // A VTI carries any traffic: quick mode proposes 0.0.0.0/0 both ways, tunnel mode.
+        (Mode::Tunnel, v1::Selectors::AnyAny)
+    };
+    Some(v1::QuickMode {
+        transform_sets,
+        mode,
+        pfs,
+        selectors,
+        ipsec_lifetime: Duration::from_secs(u64::from(ip.lifetime_seconds)),
+        ipsec_lifetime_kb: ip.lifetime_kilobytes.unwrap_or(0),
+    })
+}
+
+/// The IKEv1 endpoint configuration of the appliance, or `None` when no tunnel is keyed by IKEv1; which
+/// quick-mode set each kind of tunnel uses; and the problems to log (refused legacy algorithms with their
+/// replacements, settings that do not map).
+///
+/// Static VTIs and protected GRE tunnels keyed by IKEv1 get one quick-mode parameter set each (the IPsec
+/// profile of the first such tunnel of each kind): VTIs tunnel mode any/any, GRE transport mode with GRE
+/// host selectors. A second tunnel of the same kind naming a different IPsec profile is reported.
+pub fn endpoint_config(cfg: &config::Config) -> (Option<v1::Config>, QuickModeSets, Vec<String>) {
     let mut problems = Vec::new();
+    let mut sets = QuickModeSets::default();
     let tunnels: Vec<&config::Interface> = cfg
         .interfaces
         .iter()
         .filter(|i| i.is_tunnel() && keyed_by_ikev1(cfg, i))
         .collect();
-    let Some(first) = tunnels.first() else {
-        return (None, problems);
-    };
-    let profile_name = first
-        .tunnel
-        .protection
-        .as_ref()
-        .map(|p| p.ipsec_profile.clone())
-        .unwrap_or_default();
-    for t in &tunnels[1..] {
-        let other = t
+    if tunnels.is_empty() {
+        return (None, sets, problems);
+    }
+    let mut quick_modes: Vec<v1::QuickMode> = Vec::new();
+    for gre in [false, true] {
+        let kind: Vec<&&config::Interface> = tunnels.iter().filter(|i| is_gre(i) == gre).collect();
+        let Some(first) = kind.first() else {
+            continue;
+        };
+        let profile_name = first
             .tunnel
             .protection
             .as_ref()
-            .map(|p| p.ipsec_profile.as_str());
-        if other != Some(profile_name.as_str()) {
-            problems.push(format!(
-                "interface {}: IKEv1 uses the IPsec profile of {} ({profile_name}) for every tunnel; profile {} is not applied",
-                t.name,
-                first.name,
-                other.unwrap_or("-")
-            ));
+            .map(|p| p.ipsec_profile.clone())
+            .unwrap_or_default();
+        for t in &kind[1..] {
+            let other = t
+                .tunnel
+                .protection
+                .as_ref()
+                .map(|p| p.ipsec_profile.as_str());
+            if other != Some(profile_name.as_str()) {
+                problems.push(format!(
+                    "interface {}: IKEv1 uses the IPsec profile of {} ({profile_name}) for every {} tunnel; profile {} is not applied",
+                    t.name,
+                    first.name,
+                    if gre { "GRE" } else { "IPsec (VTI)" },
+                    other.unwrap_or("-")
+                ));
+            }
+        }
+        if let Some(q) = quick_mode(cfg, &profile_name, gre, &mut problems) {
+            let idx = Some(quick_modes.len());
+            if gre {
+                sets.gre = idx;
+            } else {
+                sets.vti = idx;
+            }
+            quick_modes.push(q);
         }
     }
-    let Some(ip) = cfg.effective_ipsec_profile(&profile_name) else {
-        problems.push(format!(
-            "crypto ipsec profile {profile_name} is not defined"
-        ));
-        return (None, problems);
-    };
+    if quick_modes.is_empty() {
+        return (None, sets, problems);
+    }
     let mut c = v1::Config::psk(v1::PresharedKey::new(b"", Ipv4Addr::UNSPECIFIED, None));
     c.keys.clear();
     c.policies.clear();
@@ -164,66 +288,17 @@ pub fn endpoint_config(cfg: &config::Config) -> (Option<v1::Config>, Vec<String>
             )),
         }
     }
-    c.transform_sets.clear();
-    for ts in &ip.transform_sets {
-        let legacy: Vec<String> = ts
-            .transforms
-            .iter()
-            .flat_map(|t| t.split_whitespace())
-            .filter_map(|w| {
-                LEGACY_TRANSFORMS
-                    .iter()
-                    .find(|(l, _)| *l == w)
-                    .map(|(l, r)| {
-                        format!("{l} is a legacy algorithm and is refused; configure {r}")
-                    })
-            })
-            .collect();
-        if !legacy.is_empty() {
-            problems.push(format!(
-                "crypto ipsec transform-set {}: {}",
-                ts.name,
-                legacy.join("; ")
-            ));
-            continue;
-        }
-        match crate::node::esp_proposal(ts) {
-            Some(p) => c.transform_sets.push(p),
-            None => problems.push(format!(
-                "crypto ipsec transform-set {} {}: no supported ESP cipher",
-                ts.name,
-                ts.transforms.join(" ")
-            )),
-        }
+    // Set 0 is the config's own fields; the rest go to `quick_modes`.
+    let mut rest = quick_modes.into_iter();
+    if let Some(q0) = rest.next() {
+        c.transform_sets = q0.transform_sets;
+        c.mode = q0.mode;
+        c.selectors = q0.selectors;
+        c.pfs = q0.pfs;
+        c.ipsec_lifetime = q0.ipsec_lifetime;
+        c.ipsec_lifetime_kb = q0.ipsec_lifetime_kb;
     }
-    if c.transform_sets.is_empty() {
-        problems.push(format!(
-            "crypto ipsec profile {profile_name}: no usable transform set; IKEv1 tunnels stay down"
-        ));
-        return (None, problems);
-    }
-    // A VTI carries any traffic: quick mode proposes 0.0.0.0/0 both ways, tunnel mode.
-    c.mode = Mode::Tunnel;
-    c.selectors = v1::Selectors::AnyAny;
-    match ip.pfs_group {
-        None => c.pfs = None,
-        Some(g) => match crate::node::dh_group(g) {
-            Some(d) => c.pfs = Some(d),
-            None => {
-                let what = match g {
-                    1 => "set pfs (group1, 768-bit MODP)".to_string(),
-                    2 | 5 => format!("set pfs group{g}"),
-                    _ => format!("set pfs group{g} (unsupported)"),
-                };
-                problems.push(format!(
-                    "crypto ipsec profile {profile_name}: {what} is a legacy algorithm and is refused; configure set pfs group14; IKEv1 tunnels stay down"
-                ));
-                return (None, problems);
-            }
-        },
-    }
-    c.ipsec_lifetime = Duration::from_secs(u64::from(ip.lifetime_seconds));
-    c.ipsec_lifetime_kb = ip.lifetime_kilobytes.unwrap_or(0);
+    c.quick_modes = rest.collect();
     c.keepalive = cfg.isakmp.keepalive.map(|k| v1::Keepalive {
         interval: Duration::from_secs(u64::from(k.seconds)),
         retry: Duration::from_secs(u64::from(k.retry.unwrap_or(2))),
@@ -234,22 +309,22 @@ pub fn endpoint_config(cfg: &config::Config) -> (Option<v1::Config>, Vec<String>
         .isakmp
         .nat_keepalive
         .map(|s| Duration::from_secs(u64::from(s)));
-    (Some(c), problems)
+    (Some(c), sets, problems)
 }
 
 /// Build the endpoint (its policy refusals are logged by the first pump).
 pub fn endpoint(
     cfg: &config::Config,
     rng: Box<dyn ike::Rng + Send>,
-) -> (Option<v1::Endpoint>, Vec<String>) {
-    let (c, problems) = endpoint_config(cfg);
+) -> (Option<v1::Endpoint>, QuickModeSets, Vec<String>) {
+    let (c, sets, problems) = endpoint_config(cfg);
     let ep = c.map(|c| {
         let mut e = v1::Endpoint::new(c, rng);
         e.set_first_id(V1_FIRST_ID);
         e.set_nat_t_port(NAT_T_PORT);
         e
     });
-    (ep, problems)
+    (ep, sets, problems)
 }
 
 impl Node {
@@ -297,13 +372,14 @@ impl Node {
             return true;
         }
         let name = t.ios_name.clone();
-        let Some(v1) = &mut self.ikev1 else {
+        let (Some(v1), Some(set)) = (&mut self.ikev1, self.ikev1_sets.vti) else {
             return true;
         };
-        match v1.initiate(
+        match v1.initiate_with(
             now,
             SocketAddr::V4(SocketAddrV4::new(src, IKE_PORT)),
             SocketAddr::V4(SocketAddrV4::new(dst, IKE_PORT)),
+            set,
         ) {
             Ok(id) => {
                 ios!(
@@ -317,6 +393,47 @@ impl Node {
             Err(e) => ios!(CRYPTO, Error, IKMP_INITIATE_FAILED, "{name}: {e}"),
         }
         true
+    }
+
+    /// Protected GRE tunnel `tunnel` keyed by IKEv1 has a packet for NBMA peer `dst` and no SA: start main
+    /// mode from `src` with the GRE quick-mode set (transport mode, GRE host selectors).
+    pub(crate) fn initiate_gre_v1(
+        &mut self,
+        now: Instant,
+        tunnel: usize,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Option<IkeSaId> {
+        let name = self.gre.tunnels[tunnel].ios_name.clone();
+        let (Some(v1), Some(set)) = (&mut self.ikev1, self.ikev1_sets.gre) else {
+            ios!(
+                CRYPTO,
+                Error,
+                IKMP_INITIATE_FAILED,
+                "{name}: no usable IKEv1 configuration for GRE protection (see the startup problems); packets to {dst} are dropped"
+            );
+            return None;
+        };
+        match v1.initiate_with(
+            now,
+            SocketAddr::V4(SocketAddrV4::new(src, IKE_PORT)),
+            SocketAddr::V4(SocketAddrV4::new(dst, IKE_PORT)),
+            set,
+        ) {
+            Ok(id) => {
+                ios!(
+                    CRYPTO,
+                    Informational,
+                    IKMP_INITIATE,
+                    "{name}: main mode to {dst} (GRE protection)"
+                );
+                Some(id)
+            }
+            Err(e) => {
+                ios!(CRYPTO, Error, IKMP_INITIATE_FAILED, "{name} to {dst}: {e}");
+                None
+            }
+        }
     }
 
     /// `crypto isakmp keepalive S [R]` without `periodic` (IOS's on-demand DPD): traffic is going out of
@@ -440,6 +557,9 @@ impl Node {
                 );
             }
             ike::Event::IkeSaDeleted { ike_sa, reason } => {
+                // Protected GRE peers of this ISAKMP SA may negotiate again (their IPsec SAs stay until
+                // they expire or are deleted).
+                self.gre_esp.ike_gone(ike_sa);
                 ios!(
                     CRYPTO,
                     Notice,
@@ -522,7 +642,7 @@ interface Tunnel0
     #[test]
     fn seed_svti_maps_to_an_ikev1_endpoint_with_the_ios_defaults() {
         let cfg = parse(SVTI);
-        let (c, problems) = endpoint_config(&cfg);
+        let (c, _, problems) = endpoint_config(&cfg);
         assert!(problems.is_empty(), "{problems:?}");
         let c = c.unwrap();
         let (suites, refused) = c.suites();
@@ -539,12 +659,69 @@ interface Tunnel0
     }
 
     #[test]
+    fn svti_and_protected_mgre_get_their_own_quick_mode_sets() {
+        // The seed SVTI plus an EX-1-style mGRE with its own transport-mode profile, both IKEv1.
+        let text = format!(
+            "{SVTI}crypto ipsec transform-set TG esp-aes 256 esp-sha256-hmac\n mode transport\n!\ncrypto ipsec profile PG\n set transform-set TG\n set security-association lifetime seconds 1800\n!\ninterface Tunnel1\n ip address 10.0.0.1 255.255.255.0\n tunnel source Ethernet3/0\n tunnel mode gre multipoint\n tunnel protection ipsec profile PG\n"
+        );
+        let cfg = parse(&text);
+        let (c, sets, problems) = endpoint_config(&cfg);
+        assert!(problems.is_empty(), "{problems:?}");
+        let c = c.unwrap();
+        assert_eq!(
+            sets,
+            QuickModeSets {
+                vti: Some(0),
+                gre: Some(1)
+            }
+        );
+        let vti = c.quick_mode(0).unwrap();
+        assert_eq!(vti.mode, Mode::Tunnel);
+        assert_eq!(vti.selectors, v1::Selectors::AnyAny);
+        assert_eq!(vti.transform_sets[0].encr, ike::EncrAlg::AesCbc128);
+        let gre = c.quick_mode(1).unwrap();
+        assert_eq!(gre.mode, Mode::Transport);
+        assert_eq!(gre.selectors, v1::Selectors::Host { protocol: 47 });
+        assert_eq!(gre.transform_sets[0].encr, ike::EncrAlg::AesCbc256);
+        assert_eq!(gre.ipsec_lifetime, Duration::from_secs(1800));
+        // GRE alone: its set is set 0.
+        let gre_only = text.replace(" tunnel protection ipsec profile P1\n", "");
+        let (c, sets, problems) = endpoint_config(&parse(&gre_only));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            sets,
+            QuickModeSets {
+                vti: None,
+                gre: Some(0)
+            }
+        );
+        assert_eq!(c.unwrap().mode, Mode::Transport);
+        // A legacy GRE profile leaves the VTI keyed and says why GRE is not.
+        let legacy = text.replace("TG esp-aes 256 esp-sha256-hmac", "TG esp-des esp-md5-hmac");
+        let (c, sets, problems) = endpoint_config(&parse(&legacy));
+        assert!(c.is_some());
+        assert_eq!(
+            sets,
+            QuickModeSets {
+                vti: Some(0),
+                gre: None
+            }
+        );
+        assert!(
+            problems
+                .join("\n")
+                .contains("crypto ipsec profile PG: no usable transform set"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn an_ikev2_profile_keeps_the_tunnel_on_ikev2() {
         let text = SVTI.replace(
             " tunnel protection ipsec profile P1",
             " tunnel protection ipsec profile P1 ikev2-profile X",
         );
-        let (c, _) = endpoint_config(&parse(&text));
+        let (c, _, _) = endpoint_config(&parse(&text));
         assert!(c.is_none());
     }
 
@@ -556,7 +733,7 @@ interface Tunnel0
             .replace(" group 14\n", "")
             .replace("esp-aes esp-sha-hmac", "esp-des esp-md5-hmac");
         let cfg = parse(&text);
-        let (c, problems) = endpoint_config(&cfg);
+        let (c, _, problems) = endpoint_config(&cfg);
         assert!(c.is_none(), "no usable transform set: no endpoint");
         let all = problems.join("\n");
         assert!(
@@ -566,7 +743,7 @@ interface Tunnel0
         assert!(all.contains("esp-md5-hmac"), "{all}");
         // With a good transform set the endpoint exists, and its policy refusal names DES and AES.
         let text = text.replace("esp-des esp-md5-hmac", "esp-aes 256 esp-sha256-hmac");
-        let (c, problems) = endpoint_config(&parse(&text));
+        let (c, _, problems) = endpoint_config(&parse(&text));
         assert!(problems.is_empty(), "{problems:?}");
         let (suites, refused) = c.unwrap().suites();
         assert!(suites.is_empty());
@@ -580,7 +757,7 @@ interface Tunnel0
             " set transform-set T1",
             " set transform-set T1\n set pfs group2",
         );
-        let (c, problems) = endpoint_config(&parse(&text));
+        let (c, _, problems) = endpoint_config(&parse(&text));
         assert!(c.is_none());
         assert!(
             problems

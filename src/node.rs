@@ -113,6 +113,8 @@ pub struct Node {
     pub ike: Endpoint,
     /// The IKEv1 endpoint, when a tunnel is keyed by IKEv1 (`crate::ikev1`).
     pub ikev1: Option<ike::v1::Endpoint>,
+    /// The IKEv1 quick-mode parameter set of each tunnel kind (VTI, GRE).
+    pub ikev1_sets: crate::ikev1::QuickModeSets,
     pub tunnels: Vec<Svti>,
     /// GRE and mGRE tunnels (DMVPN), with their NHRP nodes (`crate::gre`).
     pub gre: crate::gre::Gre,
@@ -193,7 +195,7 @@ impl Node {
                 Err(e) => problems.push(format!("crypto ikev2 profile {}: {e}", p.name)),
             }
         }
-        let (ikev1, v1_problems) = crate::ikev1::endpoint(&config, Box::new(OsRng));
+        let (ikev1, ikev1_sets, v1_problems) = crate::ikev1::endpoint(&config, Box::new(OsRng));
         problems.extend(v1_problems);
         let mut tunnels = Vec::new();
         for i in config.interfaces.iter().filter(|i| i.is_tunnel()) {
@@ -238,6 +240,7 @@ impl Node {
             failover,
             ike,
             ikev1,
+            ikev1_sets,
             tunnels,
             gre,
             gre_esp: crate::gre_esp::GreEsp::default(),
@@ -270,7 +273,7 @@ impl Node {
             self.gre
                 .tunnels
                 .iter()
-                .filter(|t| t.protect.is_some())
+                .filter(|t| t.protected())
                 .map(|t| t.source),
         );
         v.sort();
@@ -373,6 +376,15 @@ impl Node {
             Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
             None => return,
         };
+        // IKEv1: ESP on the SPI of a quick mode we answered whose third message is still on its way
+        // installs the SA now (`ike::v1::Endpoint::inbound_esp`), so the packet is not lost.
+        if !self.gre_esp.owns(spi)
+            && !self.spis.contains_key(&spi)
+            && let Some(v1) = &mut self.ikev1
+            && v1.inbound_esp(now, spi)
+        {
+            self.pump_ikev1(now);
+        }
         if self.gre_esp.owns(spi) {
             if let Some((tunnel, peer, gre)) = self.gre_esp.open(now, payload) {
                 let local = self.gre.tunnels[tunnel].source;
@@ -1007,9 +1019,10 @@ impl Node {
             else {
                 return Some(o);
             };
-            let Some(profile) = self.gre.tunnels[*tunnel].protect.clone() else {
+            if !self.gre.tunnels[*tunnel].protected() {
                 return Some(o);
-            };
+            }
+            let profile = self.gre.tunnels[*tunnel].protect.clone();
             // `shared`: the tunnels on one source and profile use the first one's SA database.
             let sadb = self.gre.tunnels[*tunnel].sadb;
             match self.gre_esp.seal(now, sadb, *dst, payload) {
@@ -1031,6 +1044,15 @@ impl Node {
                     if answering {
                         continue;
                     }
+                    let Some(profile) = profile else {
+                        // No IKEv2 profile: IKEv1 main mode + quick mode with the GRE set.
+                        let id = self.initiate_gre_v1(now, *tunnel, *src, *dst);
+                        if let Some(p) = self.gre_esp.peers.get_mut(&(sadb, *dst)) {
+                            p.ike = id;
+                        }
+                        self.pump(now);
+                        continue;
+                    };
                     let params = ike::InitiateParams {
                         local: SocketAddr::V4(SocketAddrV4::new(*src, IKE_PORT)),
                         remote: SocketAddr::V4(SocketAddrV4::new(*dst, IKE_PORT)),
@@ -1070,7 +1092,7 @@ impl Node {
             .gre
             .tunnels
             .iter()
-            .find(|t| t.protect.is_some() && t.source == local)
+            .find(|t| t.protected() && t.source == local)
             .map(|t| t.sadb)
         else {
             ios!(

@@ -413,6 +413,30 @@ crypto ipsec profile IPS
     )
 }
 
+/// The seeds' DMVPN crypto (EX-1/EX-2: `crypto isakmp policy`, a wildcard `crypto isakmp key`, a transport-mode
+/// transform set, an IPsec profile without an IKEv2 profile, so IKEv1) with modern algorithms.
+fn protect_ikev1(config: String) -> String {
+    let crypto = "\
+crypto isakmp policy 1
+ encr aes 256
+ hash sha256
+ authentication pre-share
+ group 14
+crypto isakmp key lifeline-dmvpn-key-0413 address 0.0.0.0 0.0.0.0
+!
+crypto ipsec transform-set TS esp-aes 256 esp-sha256-hmac
+ mode transport
+!
+crypto ipsec profile IPS
+ set transform-set TS
+!
+";
+    format!("{crypto}{config}").replace(
+        " tunnel key 100000\n",
+        " tunnel key 100000\n tunnel protection ipsec profile IPS\n",
+    )
+}
+
 fn cloud_with(phase3: bool, capture_on: &str, nat: bool, protected: bool) -> Cloud {
     cloud_edited(phase3, capture_on, nat, protected, &|_, c| c)
 }
@@ -1889,5 +1913,94 @@ fn dmvpn_shared_protection_carries_two_clouds_in_one_sa_pair_per_peer() {
         esp.len()
     );
     assert_eq!(spis.len(), 2, "{spis:?}");
+    let _ = std::fs::remove_file(&pcap);
+}
+
+#[test]
+fn dmvpn_protected_by_ikev1_seed_style_registers_resolves_and_goes_direct_in_esp() {
+    if !netns_available(
+        "dmvpn_protected_by_ikev1_seed_style_registers_resolves_and_goes_direct_in_esp",
+    ) {
+        return;
+    }
+    let mut c = cloud_edited(false, "e2", false, false, &|_, c| protect_ikev1(c));
+    // Registration needs the hub's SA first: IKEv1 main mode + quick mode on the first GRE packet.
+    let reg = wait_registered(&c);
+    println!(
+        "[dmvpn ikev1] both spokes registered {reg:?} after start (IKEv1 + transport-mode ESP)"
+    );
+    let took = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!(
+        "[dmvpn ikev1] first packet to direct spoke-to-spoke path (resolution + IKEv1 to the spoke): {took:?}"
+    );
+    let t0 = Instant::now();
+    while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", c.s1.log());
+    }
+    assert_direct(&c);
+    // `show crypto isakmp sa`: the hub has one QM_IDLE ISAKMP SA with each spoke; spoke 1 with the hub and spoke 2.
+    let hub_sa = c.hub.cli(&["show", "crypto", "isakmp", "sa"]);
+    let s1_sa = c.s1.cli(&["show", "crypto", "isakmp", "sa"]);
+    println!("{hub_sa}\n{s1_sa}");
+    for (out, peers) in [
+        (&hub_sa, ["198.51.100.1", "203.0.113.1"]),
+        (&s1_sa, ["192.0.2.1", "203.0.113.1"]),
+    ] {
+        for p in peers {
+            assert!(
+                out.lines().any(|l| l.contains(p) && l.contains("QM_IDLE")),
+                "no QM_IDLE ISAKMP SA with {p}:\n{out}"
+            );
+        }
+    }
+    // `show crypto ipsec sa` on spoke 1: transport mode, GRE host selectors, per NBMA peer, packets through.
+    let sa = c.s1.cli(&["show", "crypto", "ipsec", "sa"]);
+    assert!(
+        sa.contains("local  ident (addr/mask/prot/port): (198.51.100.1/255.255.255.255/47/0)"),
+        "{sa}"
+    );
+    for peer in ["192.0.2.1", "203.0.113.1"] {
+        assert!(
+            sa.contains(&format!(
+                "remote ident (addr/mask/prot/port): ({peer}/255.255.255.255/47/0)"
+            )),
+            "{sa}"
+        );
+    }
+    assert!(sa.contains("in use settings ={Transport, }"), "{sa}");
+    assert!(!sa.contains("#pkts encaps: 0,"), "{sa}");
+    // On spoke 2's link: ISAKMP (UDP 500, IKEv1) and ESP only; ESP spoke to spoke and with the hub, no GRE in clear.
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let esp = tshark(&pcap, "esp", &["ip.src", "ip.dst"]);
+    let direct = esp
+        .iter()
+        .filter(|r| **r == "198.51.100.1\t203.0.113.1" || **r == "203.0.113.1\t198.51.100.1")
+        .count();
+    println!(
+        "[dmvpn ikev1] ESP packets on spoke 2's link: {}, spoke to spoke: {direct}",
+        esp.len()
+    );
+    assert!(direct >= 20, "{esp:?}");
+    assert!(
+        esp.iter().any(|r| r.contains("192.0.2.1")),
+        "no ESP with the hub"
+    );
+    let versions = tshark(&pcap, "isakmp", &["isakmp.version"]);
+    assert!(!versions.is_empty(), "no ISAKMP on the wire");
+    assert!(
+        versions.iter().all(|v| v.starts_with("1.0") || v == "0x10"),
+        "not IKEv1: {versions:?}"
+    );
+    let other = tshark(
+        &pcap,
+        "ip && !esp && !isakmp",
+        &["frame.number", "ip.proto"],
+    );
+    assert!(
+        other.is_empty(),
+        "packets other than ESP and ISAKMP: {other:?}"
+    );
     let _ = std::fs::remove_file(&pcap);
 }

@@ -296,6 +296,32 @@ fn one_endpoint_keys_vti_and_gre_with_per_initiation_quick_mode_sets() {
 }
 
 #[test]
+fn responder_installs_on_the_initiators_first_esp_when_quick_mode_3_is_late() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    // The initiator's fifth message is quick mode 3 (main mode 1, 3, 5, quick mode 1, 3): it is late.
+    let mut sent = 0;
+    p.drop = Box::new(move |from_a, _| {
+        if from_a {
+            sent += 1;
+        }
+        from_a && sent == 5
+    });
+    p.initiate();
+    let ca = children(&p.ev_a);
+    assert_eq!(ca.len(), 1);
+    assert!(children(&p.ev_b).is_empty());
+    // ESP on some other SPI changes nothing; on the SA's SPI the responder installs it.
+    assert!(!p.b.inbound_esp(p.now, ca[0].spi_out ^ 1));
+    assert!(p.b.inbound_esp(p.now, ca[0].spi_out));
+    p.run();
+    let cb = children(&p.ev_b);
+    assert_eq!(cb.len(), 1);
+    assert_mirrored(&ca[0], &cb[0]);
+    // Only once.
+    assert!(!p.b.inbound_esp(p.now, ca[0].spi_out));
+}
+
+#[test]
 fn pfs_mismatch_is_refused_with_no_proposal_chosen() {
     let mut ca = cfg(b"k");
     ca.pfs = None;

@@ -852,6 +852,43 @@ impl Endpoint {
         Ok(())
     }
 
+    /// ESP arrived for inbound SPI `spi_in`. When that is the SPI of a quick mode this endpoint answered
+    /// and whose third message (the initiator's HASH(3)) has not been seen yet, the initiator evidently
+    /// holds the keys (it installs them on our second message and only then sends with them), and the
+    /// third message may simply still be on its way on the other socket: the IPsec SA is installed now
+    /// (`ChildSaEstablished`), as it would be by the third message, which then only ends the exchange.
+    /// Without this the first packets the initiator queued for the new SA (e.g. the NHRP registration that
+    /// started it) are lost as ESP with an unknown SPI. Returns true when an SA was installed.
+    pub fn inbound_esp(&mut self, now: Instant, spi_in: u32) -> bool {
+        let found = self.sas.iter().find_map(|(id, sa)| {
+            sa.qms
+                .iter()
+                .find(|(_, q)| {
+                    q.state == QmState::R1 && q.keys.as_ref().is_some_and(|k| k.spi_in == spi_in)
+                })
+                .map(|(mid, _)| (*id, *mid))
+        });
+        let Some((id, mid)) = found else {
+            return false;
+        };
+        let Some(mut sa) = self.sas.remove(&id) else {
+            return false;
+        };
+        let mut installed = false;
+        if let Some(q) = sa.qms.get_mut(&mid) {
+            q.state = QmState::Done;
+            q.retrans = None;
+            q.last_tx = vec![];
+            if let Some(keys) = q.keys.take() {
+                let pfs = q.pfs;
+                self.install_child(now, &mut sa, keys, pfs, false, None);
+                installed = true;
+            }
+        }
+        self.sas.insert(id, sa);
+        installed
+    }
+
     /// Starts a new quick mode to replace the IPsec SA with inbound SPI `spi_in`.
     pub fn rekey_child(
         &mut self,
