@@ -1,5 +1,5 @@
 //! `tunnel protection ipsec profile P` on GRE and mGRE tunnels: one transport-mode ESP SA pair per NBMA peer,
-//! keyed by IKEv2 with host-to-host GRE (IP protocol 47) selectors, brought up on demand by the first GRE
+//! keyed by IKE with host-to-host GRE (IP protocol 47) selectors, brought up on demand by the first GRE
 //! packet for the peer (an NHRP registration, resolution, or data). Sans-io, part of [`crate::node::Node`].
 //!
 //! Behind NAT (IKE detected it, or `nat force-encap`) the peer's ESP travels in UDP (RFC 3948) from and to the
@@ -10,7 +10,10 @@
 //! and one SA pair per NBMA peer carry the GRE of all of them (the GRE key picks the tunnel after decryption);
 //! whichever tunnel sends to a peer first brings the pair up, and it stays while any of them uses it.
 //!
-//! Absent: IKEv1 keying of protected GRE, NAT rebinding (a new outside port) for these SAs. (NAT keepalives come from the IKE SA, on the same
+//! Keyed by IKEv2 (the IPsec profile's `set ikev2-profile`) or, without one, by IKEv1 (`crate::ikev1`, the GRE
+//! quick-mode set): both hand the node the same `ChildSaKeys`, installed here by `Node::install_gre_child`.
+//!
+//! Absent: NAT rebinding (a new outside port) for these SAs. (NAT keepalives come from the IKE SA, on the same
 //! UDP 4500 address pair.)
 
 use std::collections::HashMap;

@@ -2004,3 +2004,79 @@ fn dmvpn_protected_by_ikev1_seed_style_registers_resolves_and_goes_direct_in_esp
     );
     let _ = std::fs::remove_file(&pcap);
 }
+
+#[test]
+fn dmvpn_protected_by_ikev1_spoke_behind_nat_uses_esp_in_udp() {
+    if !netns_available("dmvpn_protected_by_ikev1_spoke_behind_nat_uses_esp_in_udp") {
+        return;
+    }
+    // Spoke 1 behind the masquerading NAT; capture outside it. (`protected` false only selects the NAT's
+    // GRE forward, which protected GRE never uses: everything of spoke 1 below is ESP in UDP.)
+    let mut c = cloud_edited(false, "e1", true, false, &|_, c| protect_ikev1(c));
+    let reg = wait_registered(&c);
+    println!(
+        "[dmvpn ikev1 nat] both spokes registered {reg:?} after start (IKEv1 NAT-T, ESP in UDP)"
+    );
+    // The public spoke resolves the NATed one first (see the IKEv2 variant for why this order).
+    let t0 = Instant::now();
+    while pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 1) != 1
+        || !entry(&entries(&c.s2), "10.0.0.11/32").is_some_and(|e| e["nbma"] == "198.51.100.1")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "spoke 2 has no direct path to spoke 1: {:?}\n{}\n{}",
+            entries(&c.s2),
+            c.hub.log(),
+            c.s2.log()
+        );
+    }
+    println!(
+        "[dmvpn ikev1 nat] public spoke 2 -> NATed spoke 1: direct path {:?} after the first packet",
+        t0.elapsed()
+    );
+    let t0 = Instant::now();
+    while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1
+        || !entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no direct path both ways: {:?}\n{}\n{}",
+            entries(&c.s1),
+            c.s1.log(),
+            c.s2.log()
+        );
+    }
+    assert_direct(&c);
+    let sa = c.hub.cli(&["show", "crypto", "ipsec", "sa"]);
+    assert!(sa.contains("current_peer 198.51.100.1 port 4500"), "{sa}");
+    assert!(sa.contains("current_peer 203.0.113.1 port 500"), "{sa}");
+    let isakmp = c.hub.cli(&["show", "crypto", "isakmp", "sa"]);
+    println!("{isakmp}");
+    assert!(
+        isakmp
+            .lines()
+            .any(|l| l.contains("198.51.100.1") && l.contains("QM_IDLE")),
+        "{isakmp}"
+    );
+    // Outside the NAT: spoke 1's ESP only in UDP 4500 (with the hub and with spoke 2), no raw ESP, no clear GRE.
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let udp = tshark(&pcap, "udp.port == 4500 && esp", &["ip.src", "ip.dst"]);
+    let count = |a: &str, b: &str| {
+        udp.iter()
+            .filter(|r| **r == format!("{a}\t{b}") || **r == format!("{b}\t{a}"))
+            .count()
+    };
+    let (hub, direct) = (
+        count("198.51.100.1", "192.0.2.1"),
+        count("198.51.100.1", "203.0.113.1"),
+    );
+    println!(
+        "[dmvpn ikev1 nat] ESP in UDP outside the NAT: with the hub {hub}, spoke to spoke {direct}"
+    );
+    assert!(hub >= 2 && direct >= 20, "{udp:?}");
+    let raw = tshark(&pcap, "ip.proto == 50", &["ip.src", "ip.dst"]);
+    assert!(raw.is_empty(), "raw ESP on the wire: {raw:?}");
+    let clear = tshark(&pcap, "gre", &["frame.number"]);
+    assert!(clear.is_empty(), "GRE in clear on the wire: {clear:?}");
+    let _ = std::fs::remove_file(&pcap);
+}
