@@ -1040,6 +1040,14 @@ impl Node {
                             && sa.status == "IN-NEG"
                             && sa.remote.ip() == IpAddr::V4(*dst)
                             && sa.local.ip() == IpAddr::V4(*src)
+                    }) || self.ikev1.as_ref().is_some_and(|v1| {
+                        // IKEv1: the peer's main mode with us is under way (its quick mode follows).
+                        v1.snapshot(now).iter().any(|sa| {
+                            !sa.initiator
+                                && sa.state != "QM_IDLE"
+                                && sa.src.ip() == IpAddr::V4(*dst)
+                                && sa.dst.ip() == IpAddr::V4(*src)
+                        })
                     });
                     if answering {
                         continue;
