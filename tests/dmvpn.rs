@@ -28,6 +28,11 @@ struct Site {
 }
 
 fn start_site(ns: Netns, name: &str, config: &str) -> Site {
+    start_site_with(ns, name, config, &[])
+}
+
+/// [`start_site`] with extra `lifeline run` arguments (hidden test hooks).
+fn start_site_with(ns: Netns, name: &str, config: &str, extra: &[&str]) -> Site {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("dmvpn-{}", ns.name));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join(format!("{name}.cfg"));
@@ -41,6 +46,7 @@ fn start_site(ns: Netns, name: &str, config: &str) -> Site {
         .arg(&cfg)
         .arg("--socket")
         .arg(&sock)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -2079,4 +2085,89 @@ fn dmvpn_protected_by_ikev1_spoke_behind_nat_uses_esp_in_udp() {
     let clear = tshark(&pcap, "gre", &["frame.number"]);
     assert!(clear.is_empty(), "GRE in clear on the wire: {clear:?}");
     let _ = std::fs::remove_file(&pcap);
+}
+
+/// The `current outbound spi` values in `show crypto ipsec sa`.
+fn outbound_spis(site: &Site) -> Vec<String> {
+    site.cli(&["show", "crypto", "ipsec", "sa"])
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("current outbound spi: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn p2p_gre_protected_by_ikev1_rekeys_its_quick_mode_sa_under_traffic() {
+    if !netns_available("p2p_gre_protected_by_ikev1_rekeys_its_quick_mode_sa_under_traffic") {
+        return;
+    }
+    let a = Netns::new("g1A");
+    let b = Netns::new("g1B");
+    veth(&a, "eth0", "198.51.100.1/24", &b, "eth0", "198.51.100.2/24");
+    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
+    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
+    let cfg = |me: &str, wan: &str, peer: &str, tip: &str, lan: &str| {
+        protect_ikev1(
+            p2p_config(me, wan, peer, tip, lan)
+                .replace(" tunnel key 100\n", " tunnel key 100000\n"),
+        )
+    };
+    // IPsec SA lifetime cut to 10 s (hidden hook; IOS allows 120 s at least): the quick mode initiator
+    // rekeys at 9 s, the old SA goes at 10 s.
+    let hook = ["--lifetime-override", "10"];
+    let sa = start_site_with(
+        a,
+        "siteA",
+        &cfg(
+            "siteA",
+            "198.51.100.1",
+            "198.51.100.2",
+            "172.16.0.1",
+            "10.2.0.0",
+        ),
+        &hook,
+    );
+    let sb = start_site_with(
+        b,
+        "siteB",
+        &cfg(
+            "siteB",
+            "198.51.100.2",
+            "198.51.100.1",
+            "172.16.0.2",
+            "10.1.0.0",
+        ),
+        &hook,
+    );
+    let took = ping_until(&sa.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    println!("[p2p gre ikev1] first answer through Tunnel0 after {took:?}");
+    let first = outbound_spis(&sa);
+    assert_eq!(first.len(), 1, "{first:?}");
+    // 14 s of pings every 200 ms across at least one rekey.
+    let out = sa
+        .ns
+        .cmd("ping")
+        .args([
+            "-c", "70", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let received: u32 = text
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" received"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let later = outbound_spis(&sa);
+    println!(
+        "[p2p gre ikev1] {received}/70 pings across the rekey; outbound SPI {first:?} -> {later:?}"
+    );
+    assert!(received >= 66, "{text}\n{}\n{}", sa.log(), sb.log());
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert_ne!(first, later, "no quick-mode rekey: {}", sa.log());
+    let ups = |s: &Site| s.log().matches("for GRE (IKE SA").count();
+    assert!(ups(&sa) >= 2 && ups(&sb) >= 2, "{}\n{}", sa.log(), sb.log());
+    // The ISAKMP SA is still there (quick mode rekeys under it; its lifetime is a day).
+    let isakmp = sa.cli(&["show", "crypto", "isakmp", "sa"]);
+    assert!(isakmp.contains("QM_IDLE"), "{isakmp}");
 }
