@@ -181,6 +181,20 @@ fn quick_mode(
             }
         },
     };
+    if gre {
+        let tunnel_mode: Vec<&str> = ip
+            .transform_sets
+            .iter()
+            .filter(|t| t.mode != Some(config::IpsecMode::Transport))
+            .map(|t| t.name.as_str())
+            .collect();
+        if !tunnel_mode.is_empty() {
+            problems.push(format!(
+                "crypto ipsec profile {profile_name}: transform set(s) {} in tunnel mode: GRE tunnel protection keyed by IKEv1 is negotiated in transport mode (configure `mode transport`, as the seeds recommend); a peer that insists on tunnel mode is refused",
+                tunnel_mode.join(", ")
+            ));
+        }
+    }
     let (mode, selectors) = if gre {
         // Tunnel protection on GRE: the GRE packet between the two NBMA addresses is what ESP protects,
         // in transport mode (a `mode tunnel` transform set would only add an outer header).

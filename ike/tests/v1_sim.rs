@@ -293,6 +293,14 @@ fn one_endpoint_keys_vti_and_gre_with_per_initiation_quick_mode_sets() {
     p.a.initiate_with(p.now, p.a_addr, p.b_addr, 1).unwrap();
     p.run();
     assert!(children(&p.ev_b).is_empty());
+    // Tunnel mode with GRE host selectors is refused (no fallback from `mode transport` there).
+    let mut tunnel_gre = cfg(b"k");
+    tunnel_gre.selectors = Selectors::Host { protocol: 47 };
+    tunnel_gre.transform_sets = vti_and_gre().quick_modes[0].transform_sets.clone();
+    let mut p = Pair::new(tunnel_gre, vti_and_gre());
+    p.initiate();
+    assert!(children(&p.ev_b).is_empty());
+    assert!(children(&p.ev_a).is_empty());
 }
 
 #[test]

@@ -2241,8 +2241,12 @@ impl Endpoint {
                     for t in &p.transforms {
                         match self.parse_esp_transform(t) {
                             Ok((ep, mode, group)) => {
+                                // `mode transport` is a preference (IOS falls back to tunnel mode),
+                                // except with host selectors (GRE): tunnel-mode GRE is not built here.
                                 let mode_ok = mode == q.mode
-                                    || (q.mode == Mode::Transport && mode == Mode::Tunnel);
+                                    || (q.mode == Mode::Transport
+                                        && mode == Mode::Tunnel
+                                        && q.selectors == Selectors::AnyAny);
                                 let pfs = match group.map(group_from) {
                                     None => Ok(None),
                                     Some(Ok(g)) => Ok(Some(g)),
