@@ -420,11 +420,11 @@ impl Node {
     ) -> Option<IkeSaId> {
         let name = self.gre.tunnels[tunnel].ios_name.clone();
         let (Some(v1), Some(set)) = (&mut self.ikev1, self.ikev1_sets.gre) else {
-            ios!(
-                CRYPTO,
-                Error,
-                IKMP_INITIATE_FAILED,
-                "{name}: no usable IKEv1 configuration for GRE protection (see the startup problems); packets to {dst} are dropped"
+            // Said once at startup (the refused algorithms, "IKEv1 tunnels stay down"); not per packet.
+            tracing::debug!(
+                tunnel = %name,
+                %dst,
+                "no usable IKEv1 configuration for GRE protection: packet held, then dropped"
             );
             return None;
         };
