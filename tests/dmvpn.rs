@@ -1977,6 +1977,20 @@ fn dmvpn_protected_by_ikev1_seed_style_registers_resolves_and_goes_direct_in_esp
     }
     assert!(sa.contains("in use settings ={Transport, }"), "{sa}");
     assert!(!sa.contains("#pkts encaps: 0,"), "{sa}");
+    // The seeds' IKEv1 show samples: the hub's generated map has one PROFILE INSTANCE and one open socket per spoke.
+    let map = c.hub.cli(&["show", "crypto", "map"]);
+    assert_eq!(
+        map.matches("Map is a PROFILE INSTANCE.").count(),
+        2,
+        "{map}"
+    );
+    assert!(map.contains("Transform sets={TS, }"), "{map}");
+    let socket = c.hub.cli(&["show", "crypto", "socket"]);
+    assert!(
+        socket.starts_with("Number of Crypto Socket connections 2\n"),
+        "{socket}"
+    );
+    assert_eq!(socket.matches("Socket State: Open").count(), 2, "{socket}");
     // On spoke 2's link: ISAKMP (UDP 500, IKEv1) and ESP only; ESP spoke to spoke and with the hub, no GRE in clear.
     let pcap = c.cap.take().expect("tcpdump").finish();
     let esp = tshark(&pcap, "esp", &["ip.src", "ip.dst"]);
