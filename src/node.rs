@@ -1111,6 +1111,42 @@ impl Node {
             );
             return;
         };
+        // Both ends of a spoke pair may start IKE at once (each to answer the other's resolution): two IKE
+        // SAs for one peer. Keep exactly one, the same at both ends, as for static VTIs: the one initiated
+        // by the lower address. (Rekeys come under the same IKE SA, or are an IKEv1 peer's phase-1 rekey.)
+        if let Some(existing) = self
+            .gre_esp
+            .peers
+            .get(&(tunnel, peer))
+            .and_then(|p| p.ike)
+            .filter(|e| *e != ike_sa)
+            && self.ike_we_initiated(now, existing).is_some()
+            && !self.v1_peer_rekey(now, existing, ike_sa)
+        {
+            let we_initiated = self.ike_we_initiated(now, ike_sa);
+            if we_initiated == Some(local < peer) {
+                ios!(
+                    IKEV2,
+                    Informational,
+                    DUPLICATE,
+                    "GRE peer {peer}: duplicate IKE SA {} replaces {}",
+                    ike_sa.0,
+                    existing.0
+                );
+                self.ike_delete(now, existing);
+            } else {
+                ios!(
+                    IKEV2,
+                    Informational,
+                    DUPLICATE,
+                    "GRE peer {peer}: duplicate IKE SA {} deleted, keeping {}",
+                    ike_sa.0,
+                    existing.0
+                );
+                self.ike_delete(now, ike_sa);
+                return;
+            }
+        }
         let (out, inb) = match sa_pair(
             now,
             child,
