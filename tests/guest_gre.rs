@@ -226,8 +226,18 @@ fn lifeline_gre_and_linux_kernel_gre_ping_both_ways() {
             "iperf3", "-c", "10.2.0.1", "-B", "10.1.0.1", "-t", "2", "-J",
         ];
         argv.extend(extra);
-        let out = site.run(&argv);
-        let json = String::from_utf8_lossy(&out.stdout);
+        // The guest's iperf3 server (under TCG) re-opens its listening socket after each test and may
+        // still be busy with the last one: "unable to connect" / "busy" is retried for a while.
+        let t_iperf = Instant::now();
+        let json = loop {
+            let out = site.run(&argv);
+            let json = String::from_utf8_lossy(&out.stdout).into_owned();
+            let transient = json.contains("unable to connect") || json.contains("busy");
+            if !transient || t_iperf.elapsed() > Duration::from_secs(20) {
+                break json;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
         let bps: f64 = json
             .split("\"sum_received\"")
             .nth(1)
