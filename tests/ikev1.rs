@@ -260,19 +260,7 @@ const B_WAN: &str = "198.51.100.2";
 
 fn strongswan_pair(label: &str, lifeline_initiates: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Netns::new(&format!("{label}A"));
-    let b = Netns::new(&format!("{label}B"));
-    veth(
-        &a,
-        "eth0",
-        &format!("{A_WAN}/24"),
-        &b,
-        "eth0",
-        &format!("{B_WAN}/24"),
-    );
-    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
-    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
-    b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    let (a, b) = wan_pair(label, A_WAN, "10.1.0.1", B_WAN, "10.2.0.1");
     let _cap = Capture::start(&a, "eth0", &format!("ikev1-{label}"));
     let charon = Charon::start(&b, &charon_conf(B_WAN, A_WAN));
     charon.route_based(&b, &["10.1.0.0/24"], "10.2.0.1");
@@ -823,19 +811,7 @@ fn count(log: &str, what: &str) -> usize {
 /// initiates; strongSwan's new ISAKMP SA must then replace Lifeline's, not be deleted as a duplicate.
 fn strongswan_rekeys(label: &str, lifeline_drives: bool, lifeline_has_destination: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let a = Netns::new(&format!("{label}A"));
-    let b = Netns::new(&format!("{label}B"));
-    veth(
-        &a,
-        "eth0",
-        &format!("{A_WAN}/24"),
-        &b,
-        "eth0",
-        &format!("{B_WAN}/24"),
-    );
-    a.run(&["ip", "addr", "add", "10.1.0.1/24", "dev", "lo"]);
-    b.run(&["ip", "addr", "add", "10.2.0.1/24", "dev", "lo"]);
-    b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    let (a, b) = wan_pair(label, A_WAN, "10.1.0.1", B_WAN, "10.2.0.1");
     let _cap = Capture::start(&a, "eth0", &format!("ikev1-{label}"));
     let mut conf = charon_conf(B_WAN, A_WAN);
     if !lifeline_drives {

@@ -154,20 +154,7 @@ fn start_site(ns: &Netns, crl: Option<&str>) -> Lifeline {
 }
 
 fn topology() -> (Netns, Netns) {
-    let a = Netns::new("caA");
-    let b = Netns::new("caB");
-    veth(
-        &a,
-        "eth0",
-        &format!("{A_WAN}/24"),
-        &b,
-        "eth0",
-        &format!("{B_WAN}/24"),
-    );
-    a.run(&["ip", "addr", "add", &format!("{A_LAN}/24"), "dev", "lo"]);
-    b.run(&["ip", "addr", "add", &format!("{B_LAN}/24"), "dev", "lo"]);
-    b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
-    (a, b)
+    wan_pair("ca", A_WAN, A_LAN, B_WAN, B_LAN)
 }
 
 fn charon(b: &Netns, cert: &str, key: &str) -> Charon {

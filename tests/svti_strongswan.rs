@@ -126,20 +126,7 @@ impl Site {
 
 /// Two namespaces: A (Lifeline) and B (strongSwan), WANs on one veth, each LAN address on `lo`.
 fn topology() -> (Netns, Netns) {
-    let a = Netns::new("swA");
-    let b = Netns::new("swB");
-    veth(
-        &a,
-        "eth0",
-        &format!("{A_WAN}/24"),
-        &b,
-        "eth0",
-        &format!("{B_WAN}/24"),
-    );
-    a.run(&["ip", "addr", "add", &format!("{A_LAN}/24"), "dev", "lo"]);
-    b.run(&["ip", "addr", "add", &format!("{B_LAN}/24"), "dev", "lo"]);
-    b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
-    (a, b)
+    wan_pair("sw", A_WAN, A_LAN, B_WAN, B_LAN)
 }
 
 /// Wait until something in `ns` listens on UDP `addr:port`.

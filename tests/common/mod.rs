@@ -187,6 +187,26 @@ impl Drop for Daemon {
     }
 }
 
+/// Two sites on one veth: namespaces `{label}A` and `{label}B` with WANs `a_wan`/`b_wan` (/24) on `eth0`
+/// and LAN addresses `a_lan`/`b_lan` (/24) on `lo`. B routes into a tunnel device that is not its WAN
+/// (strongSwan's `ipsec0`), so its reverse-path filter is off.
+pub fn wan_pair(label: &str, a_wan: &str, a_lan: &str, b_wan: &str, b_lan: &str) -> (Netns, Netns) {
+    let a = Netns::new(&format!("{label}A"));
+    let b = Netns::new(&format!("{label}B"));
+    veth(
+        &a,
+        "eth0",
+        &format!("{a_wan}/24"),
+        &b,
+        "eth0",
+        &format!("{b_wan}/24"),
+    );
+    a.run(&["ip", "addr", "add", &format!("{a_lan}/24"), "dev", "lo"]);
+    b.run(&["ip", "addr", "add", &format!("{b_lan}/24"), "dev", "lo"]);
+    b.run(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    (a, b)
+}
+
 /// One ping a second from `src` to `dst` in `ns` until one is answered; returns how long that took.
 /// Panics after `limit`.
 pub fn ping_until(
