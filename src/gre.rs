@@ -136,13 +136,11 @@ impl GreTunnel {
 
     /// The NBMA address of the NHS to use: the first that is up, else the first with a known address.
     fn nhs_nbma(&self) -> Option<Ipv4Addr> {
-        let node = self.nhrp.as_ref()?;
-        let snap = node.core().snapshot();
-        snap.nhs
-            .iter()
-            .find(|n| n.up && n.nbma.is_some())
-            .or_else(|| snap.nhs.iter().find(|n| n.nbma.is_some()))
-            .and_then(|n| n.nbma)
+        self.nhrp
+            .as_ref()?
+            .core()
+            .active_nhs()
+            .map(|(_, nbma)| nbma)
     }
 
     fn is_nhs(&self, a: Ipv4Addr) -> bool {
@@ -179,14 +177,12 @@ impl GreTunnel {
     /// Where a packet for `dst` goes on this mGRE tunnel (see the module docs).
     fn next_nbma(&mut self, now: Instant, dst: Ipv4Addr) -> Option<Ipv4Addr> {
         let own = self.address.map(|(a, _)| a);
-        if self.cached(dst).is_some() {
+        if let Some((_, nbma)) = self.cached(dst) {
             // Marks the entry used (refreshed before it expires).
-            if let Some(n) = self.nhrp.as_mut()
-                && let Resolution::Known { nbma, .. } = n.core_mut().resolve(now, dst)
-            {
-                return Some(nbma);
+            if let Some(n) = self.nhrp.as_mut() {
+                let _ = n.core_mut().resolve(now, dst);
             }
-            return self.cached(dst).map(|(_, n)| n);
+            return Some(nbma);
         }
         let nh = self.overlay_next_hop(dst).filter(|nh| Some(*nh) != own);
         if let Some(nh) = nh
@@ -604,11 +600,11 @@ fn decrement_ttl(p: &mut [u8]) -> bool {
     if p.len() < 20 || p[8] <= 1 {
         return false;
     }
+    let old = u16::from_be_bytes([p[8], p[9]]);
     p[8] -= 1;
-    // The TTL is the high byte of the 16-bit word at offset 8: the checksum grows by 0x0100 (one's complement).
-    let sum = u32::from(u16::from_be_bytes([p[10], p[11]])) + 0x0100;
-    let sum = (sum & 0xffff) + (sum >> 16);
-    p[10..12].copy_from_slice(&(sum as u16).to_be_bytes());
+    let new = u16::from_be_bytes([p[8], p[9]]);
+    let sum = dataplane::wire::ipv4::update_checksum(u16::from_be_bytes([p[10], p[11]]), old, new);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
     true
 }
 

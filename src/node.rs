@@ -378,14 +378,16 @@ impl Node {
         };
         // IKEv1: ESP on the SPI of a quick mode we answered whose third message is still on its way
         // installs the SA now (`ike::v1::Endpoint::inbound_esp`), so the packet is not lost.
-        if !self.gre_esp.owns(spi)
+        let mut gre = self.gre_esp.owns(spi);
+        if !gre
             && !self.spis.contains_key(&spi)
             && let Some(v1) = &mut self.ikev1
             && v1.inbound_esp(now, spi)
         {
             self.pump_ikev1(now);
+            gre = self.gre_esp.owns(spi);
         }
-        if self.gre_esp.owns(spi) {
+        if gre {
             if let Some((tunnel, peer, gre)) = self.gre_esp.open(now, payload) {
                 let local = self.gre.tunnels[tunnel].source;
                 self.gre.handle_gre(now, local, peer, &gre);
@@ -945,6 +947,40 @@ impl Node {
         }
     }
 
+    /// Two IKE SAs for one peer because both ends initiated at once (`new` brought `child`): keep exactly
+    /// one, the same at both ends, the one initiated by the lower address; the other is deleted. True when
+    /// `new` is the one kept.
+    fn keep_new_of_duplicates(
+        &mut self,
+        now: Instant,
+        existing: IkeSaId,
+        new: IkeSaId,
+        child: &ChildSaKeys,
+        what: &str,
+    ) -> bool {
+        let local_is_lower = child.local.ip() < child.remote.ip();
+        let keep_new = self.ike_we_initiated(now, new) == Some(local_is_lower);
+        let (kept, gone) = if keep_new {
+            (new, existing)
+        } else {
+            (existing, new)
+        };
+        ios!(
+            IKEV2,
+            Informational,
+            DUPLICATE,
+            "{what}duplicate IKE SA {} {}",
+            new.0,
+            if keep_new {
+                format!("replaces {}", existing.0)
+            } else {
+                format!("deleted, keeping {}", kept.0)
+            }
+        );
+        self.ike_delete(now, gone);
+        keep_new
+    }
+
     /// Static tunnels (with a `tunnel destination`) that lost their IKE SA while packets wait for one
     /// (the data plane raised its acquire while that SA was still negotiating, and raises no second one
     /// until the acquire times out): negotiate again now.
@@ -1112,8 +1148,7 @@ impl Node {
             return;
         };
         // Both ends of a spoke pair may start IKE at once (each to answer the other's resolution): two IKE
-        // SAs for one peer. Keep exactly one, the same at both ends, as for static VTIs: the one initiated
-        // by the lower address. (Rekeys come under the same IKE SA, or are an IKEv1 peer's phase-1 rekey.)
+        // SAs for one peer. (Rekeys come under the same IKE SA, or are an IKEv1 peer's phase-1 rekey.)
         if let Some(existing) = self
             .gre_esp
             .peers
@@ -1122,30 +1157,15 @@ impl Node {
             .filter(|e| *e != ike_sa)
             && self.ike_we_initiated(now, existing).is_some()
             && !self.v1_peer_rekey(now, existing, ike_sa)
+            && !self.keep_new_of_duplicates(
+                now,
+                existing,
+                ike_sa,
+                child,
+                &format!("GRE peer {peer}: "),
+            )
         {
-            let we_initiated = self.ike_we_initiated(now, ike_sa);
-            if we_initiated == Some(local < peer) {
-                ios!(
-                    IKEV2,
-                    Informational,
-                    DUPLICATE,
-                    "GRE peer {peer}: duplicate IKE SA {} replaces {}",
-                    ike_sa.0,
-                    existing.0
-                );
-                self.ike_delete(now, existing);
-            } else {
-                ios!(
-                    IKEV2,
-                    Informational,
-                    DUPLICATE,
-                    "GRE peer {peer}: duplicate IKE SA {} deleted, keeping {}",
-                    ike_sa.0,
-                    existing.0
-                );
-                self.ike_delete(now, ike_sa);
-                return;
-            }
+            return;
         }
         let (out, inb) = match sa_pair(
             now,
@@ -1228,37 +1248,14 @@ impl Node {
             return;
         };
         // Both ends of a static VTI initiate at once and may end up with two IKE SAs for one tunnel.
-        // Keep exactly one, the same on both ends: the one initiated by the lower address.
         if let Some(existing) = self.tunnels[idx].ike_sa
             && existing != ike_sa
             && self.tunnels[idx].dp.outbound_spi().is_some()
             && self.tunnels[idx].destination.is_some()
             && !self.v1_peer_rekey(now, existing, ike_sa)
+            && !self.keep_new_of_duplicates(now, existing, ike_sa, child, "")
         {
-            let we_initiated = self.ike_we_initiated(now, ike_sa);
-            let local_is_lower = child.local.ip() < child.remote.ip();
-            if we_initiated == Some(local_is_lower) {
-                ios!(
-                    IKEV2,
-                    Informational,
-                    DUPLICATE,
-                    "duplicate IKE SA {} replaces {}",
-                    ike_sa.0,
-                    existing.0
-                );
-                self.ike_delete(now, existing);
-            } else {
-                ios!(
-                    IKEV2,
-                    Informational,
-                    DUPLICATE,
-                    "duplicate IKE SA {} deleted, keeping {}",
-                    ike_sa.0,
-                    existing.0
-                );
-                self.ike_delete(now, ike_sa);
-                return;
-            }
+            return;
         }
         self.touch(idx);
         let tpl = self.tunnels[idx].sa_template;

@@ -479,8 +479,8 @@ impl Core {
         self.send(now, nhs_nbma, &r);
     }
 
-    /// The NHS to send resolution requests to: the first one up, else the first known.
-    fn active_nhs(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    /// The NHS to send resolution requests to: the first one up, else the first known; (protocol, NBMA).
+    pub fn active_nhs(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
         self.nhs
             .iter()
             .find(|n| n.up && n.nbma.is_some())

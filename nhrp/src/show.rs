@@ -105,7 +105,8 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
-fn short_name(interface: &str) -> String {
+/// `Tunnel0` -> `Tu0`, as IOS abbreviates interfaces in tables.
+pub fn short_name(interface: &str) -> String {
     match interface.strip_prefix("Tunnel") {
         Some(n) => format!("Tu{n}"),
         None => interface.to_string(),

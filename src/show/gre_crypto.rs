@@ -192,14 +192,6 @@ pub fn crypto_map(maps: &[GreCryptoMap]) -> String {
     out
 }
 
-/// IOS's short interface name in `show crypto socket` (`Tunnel0` -> `Tu0`).
-fn short(ios_name: &str) -> String {
-    match ios_name.strip_prefix("Tunnel") {
-        Some(n) => format!("Tu{n}"),
-        None => ios_name.to_string(),
-    }
-}
-
 /// `show crypto socket` (seed-dmvpn §3.9; unshared sockets carry the tunnel's short name where shared ones
 /// print `Shd`, and no `Flags: shared`).
 pub fn crypto_socket(maps: &[GreCryptoMap]) -> String {
@@ -215,7 +207,7 @@ pub fn crypto_socket(maps: &[GreCryptoMap]) -> String {
                 if shared {
                     "Shd".to_string()
                 } else {
-                    short(&m.interface)
+                    nhrp::show::short_name(&m.interface)
                 },
                 m.local,
                 i.peer
