@@ -432,9 +432,13 @@ fn tunnel_shaping_cbwfq_shares_and_llq_latency_through_real_tunnels() {
     if llq_r.1 != llq_r.0 {
         failures.push(format!("priority class lost pings under load: {llq_r:?}"));
     }
-    if !(fifo_r.2 > 4.0 * llq_r.2 && fifo_r.2 > 200.0) {
+    // Under a 2x flood the shaper-only queue is nearly always full, so its pings are either delayed
+    // behind it or tail-dropped; a run where every one of them was dropped (CI, busy host) shows the
+    // same thing as a long RTT does.
+    let fifo_mostly_lost = fifo_r.1 * 2 < fifo_r.0;
+    if !(fifo_mostly_lost || (fifo_r.2 > 4.0 * llq_r.2 && fifo_r.2 > 200.0)) {
         failures.push(format!(
-            "shaper-only RTT not above the priority class's: {fifo_r:?}"
+            "shaper-only pings neither mostly lost nor slower than the priority class's: {fifo_r:?}"
         ));
     }
     println!("whole test {:?}", t_start.elapsed());
