@@ -633,3 +633,45 @@ fn the_table_covers_every_dmvpn_example_and_fixture() {
     }
     assert!(missing.is_empty(), "not in CASES: {missing:?}");
 }
+
+/// seed 001:3195 ("All tunnels with the same tunnel source interface must use the same IPsec profile and the
+/// `shared` keyword"): EX-8's spoke 1 with its second cloud moved to a profile of its own is refused by
+/// `lifeline check`, the diagnostic naming both tunnels and both profiles.
+#[test]
+fn two_shared_groups_with_different_profiles_on_one_source_are_refused() {
+    let ex8 = std::fs::read_to_string(fixtures().join("001-shared-spoke1.cfg")).unwrap();
+    let split = ex8
+        .replace(
+            "crypto IPsec profile vpnprof\n  set transform-set trans2\n",
+            "crypto IPsec profile vpnprof\n  set transform-set trans2\n!\ncrypto IPsec profile vpnprof2\n  set transform-set trans2\n",
+        )
+        .replacen(
+            "tunnel key 100001\n  tunnel protection IPsec profile vpnprof shared",
+            "tunnel key 100001\n  tunnel protection IPsec profile vpnprof2 shared",
+            1,
+        );
+    assert_ne!(split, ex8);
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("shared-two-profiles-{}.cfg", std::process::id()));
+    std::fs::write(&path, &split).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let errors: Vec<&str> = stdout.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(errors.len(), 1, "{stdout}");
+    assert!(
+        errors[0].ends_with(
+            ":52:3: error: tunnels sharing tunnel source Ethernet0 with `shared` must use one IPsec profile: \
+             Tunnel0 uses vpnprof, Tunnel1 uses vpnprof2: `tunnel protection IPsec profile vpnprof2 shared` \
+             (suggestion: tunnel protection ipsec profile vpnprof shared)"
+        ),
+        "{}",
+        errors[0]
+    );
+    let _ = std::fs::remove_file(&path);
+}

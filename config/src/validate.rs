@@ -533,6 +533,10 @@ fn shared_sources(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
     }
     let mut groups: Vec<_> = by_src.into_iter().collect();
     groups.sort_by(|a, b| a.0.cmp(&b.0));
+    for (src, tunnels) in &groups {
+        shared_profile_per_source(src, tunnels, spans, d);
+    }
+    shared_profile_names(&groups, spans, d);
     for (src, tunnels) in groups {
         if tunnels.len() < 2
             || !tunnels
@@ -583,6 +587,93 @@ fn shared_sources(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
                     keys.insert(t.tunnel.key, name);
                 }
             }
+        }
+    }
+}
+
+//= seed 000 L32-33, 001 L3195: all tunnels with the same tunnel source must use "the same IPsec profile
+//= name, and the **shared** keyword". Lifeline keeps one SA database per (source, profile), and an SA keyed
+//= with the source's peer can only go to one of them: two `shared` groups with different profiles on one
+//= source would split the peers between them, so it is refused.
+fn shared_profile_per_source(
+    src: &str,
+    tunnels: &[&Interface],
+    spans: &Spans,
+    d: &mut Vec<Diagnostic>,
+) {
+    let mut first: Option<(&str, &str)> = None;
+    for t in tunnels {
+        let Some(p) = t.tunnel.protection.as_ref().filter(|p| p.shared) else {
+            continue;
+        };
+        match first {
+            None => first = Some((&t.name, &p.ipsec_profile)),
+            Some((other, profile)) if profile != p.ipsec_profile => {
+                let name = &t.name;
+                d.push(Diagnostic::error(
+                    &with_words(
+                        spans.get(&format!("if:{name}:tunnel-protection")),
+                        format!("tunnel protection ipsec profile {} shared", p.ipsec_profile),
+                    ),
+                    format!(
+                        "tunnels sharing tunnel source {src} with `shared` must use one IPsec profile: {other} uses {profile}, {name} uses {}",
+                        p.ipsec_profile
+                    ),
+                    Some(format!("tunnel protection ipsec profile {profile} shared")),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+//= seed 000 L41-42, 001 L3199-3205: "Different IPsec profile names must be used for shared and unshared
+//= tunnels" and "a different IPsec profile must be used for each set of shared tunnels". Lifeline keeps
+//= them apart by source anyway, so these are warnings.
+fn shared_profile_names(
+    groups: &[(String, Vec<&Interface>)],
+    spans: &Spans,
+    d: &mut Vec<Diagnostic>,
+) {
+    // Profile -> (source, tunnel) of its first shared use.
+    let mut shared_by: HashMap<&str, (&str, &str)> = HashMap::new();
+    for (src, tunnels) in groups {
+        for t in tunnels {
+            if let Some(p) = t.tunnel.protection.as_ref().filter(|p| p.shared) {
+                shared_by.entry(&p.ipsec_profile).or_insert((src, &t.name));
+            }
+        }
+    }
+    for (src, tunnels) in groups {
+        for t in tunnels {
+            let Some(p) = &t.tunnel.protection else {
+                continue;
+            };
+            let Some((first_src, first)) = shared_by.get(p.ipsec_profile.as_str()) else {
+                continue;
+            };
+            let name = &t.name;
+            let msg = if !p.shared {
+                format!(
+                    "IPsec profile {} is used with `shared` on {first} and without it on {name}: shared and unshared tunnels need different profiles",
+                    p.ipsec_profile
+                )
+            } else if first_src != src {
+                format!(
+                    "IPsec profile {} is shared on tunnel source {first_src} ({first}) and on {src} ({name}): each set of shared tunnels needs its own profile",
+                    p.ipsec_profile
+                )
+            } else {
+                continue;
+            };
+            d.push(Diagnostic::warning(
+                &with_words(
+                    spans.get(&format!("if:{name}:tunnel-protection")),
+                    format!("tunnel protection ipsec profile {}", p.ipsec_profile),
+                ),
+                msg,
+                Some(format!("use another `crypto ipsec profile` on {name}")),
+            ));
         }
     }
 }

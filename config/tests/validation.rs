@@ -444,6 +444,61 @@ fn mgre_tunnels_sharing_a_source_need_distinct_keys() {
     );
 }
 
+/// seed 000 L32, 001 L3195: the `shared` tunnels of one source use one IPsec profile; two shared groups with
+/// different profiles on one source are refused, naming both tunnels and both profiles.
+#[test]
+fn shared_tunnels_on_one_source_need_one_ipsec_profile() {
+    let t = format!("crypto ipsec profile Q\n{MGRE}");
+    let t = {
+        // Tunnel1's protection names Q.
+        let at = t.rfind("profile P shared").unwrap();
+        format!(
+            "{}profile Q shared{}",
+            &t[..at],
+            &t[at + "profile P shared".len()..]
+        )
+    };
+    assert_eq!(
+        errors(&t),
+        vec![
+            "14:2: error: tunnels sharing tunnel source Ethernet0 with `shared` must use one IPsec profile: Tunnel0 uses P, Tunnel1 uses Q: `tunnel protection ipsec profile Q shared` (suggestion: tunnel protection ipsec profile P shared)"
+        ]
+    );
+    // Point-to-point tunnels to one destination are held to the same rule.
+    let p2p = t.replace("tunnel mode gre multipoint", "tunnel destination 192.0.2.1");
+    assert_eq!(errors(&p2p).len(), 1, "{:?}", errors(&p2p));
+    // On two sources, two profiles are what IOS asks for.
+    let two_sources = t.replacen("tunnel source Ethernet0", "tunnel source Ethernet1", 1);
+    assert_eq!(errors(&two_sources), Vec::<String>::new());
+    assert_eq!(warnings(&two_sources), Vec::<String>::new());
+}
+
+/// seed 000 L41-42, 001 L3199-3205: one profile for a shared and an unshared tunnel, or for two sets of shared
+/// tunnels, is a warning.
+#[test]
+fn one_profile_for_shared_and_unshared_tunnels_is_a_warning() {
+    let mixed = MGRE.replacen("tunnel source Ethernet0", "tunnel source Ethernet1", 1);
+    let mixed = {
+        let at = mixed.rfind("profile P shared").unwrap();
+        format!(
+            "{}profile P{}",
+            &mixed[..at],
+            &mixed[at + "profile P shared".len()..]
+        )
+    };
+    assert_eq!(errors(&mixed), Vec::<String>::new());
+    assert_eq!(
+        warnings(&mixed),
+        vec![
+            "13:2: warning: IPsec profile P is used with `shared` on Tunnel0 and without it on Tunnel1: shared and unshared tunnels need different profiles: `tunnel protection ipsec profile P` (suggestion: use another `crypto ipsec profile` on Tunnel1)"
+        ]
+    );
+    let two_sets = MGRE.replacen("tunnel source Ethernet0", "tunnel source Ethernet1", 1);
+    assert_eq!(errors(&two_sets), Vec::<String>::new());
+    assert_eq!(warnings(&two_sets).len(), 1, "{:?}", warnings(&two_sets));
+    assert!(warnings(&two_sets)[0].contains("each set of shared tunnels needs its own profile"));
+}
+
 /// seed-dmvpn TUN-6 / §6.2 A26: two unprotected mGRE tunnels on one source need different keys.
 #[test]
 fn unprotected_mgre_tunnels_on_one_source_need_distinct_keys() {
