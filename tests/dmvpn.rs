@@ -1475,6 +1475,23 @@ fn dmvpn_protected_gre_carries_registration_resolution_and_direct_traffic_in_esp
     }
     assert!(sa.contains("in use settings ={Transport, }"), "{sa}");
     assert!(!sa.contains("#pkts encaps: 0,"), "{sa}");
+    // The same rows in `show crypto ipsec sa --json` (`gre`), with the SAs' counters.
+    let rows = gre_sa_rows(&c.s1);
+    let peers: Vec<&str> = rows.iter().map(|r| r["peer"].as_str().unwrap()).collect();
+    assert_eq!(peers, ["192.0.2.1", "203.0.113.1"], "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["interface"], "Tunnel0", "{r}");
+        assert_eq!(r["crypto_map_tag"], "Tunnel0-head-0", "{r}");
+        assert_eq!(r["source"], "198.51.100.1", "{r}");
+        assert!(r["udp_encap"].is_null(), "{r}");
+        assert_eq!(r["outbound"]["mode"], "transport", "{r}");
+        assert!(r["outbound"]["packets"].as_u64().unwrap() > 0, "{r}");
+        assert!(
+            r["encaps"].as_u64().unwrap() > 0 && r["decaps"].as_u64().unwrap() > 0,
+            "{r}"
+        );
+        assert!(!r["inbound"].as_array().unwrap().is_empty(), "{r}");
+    }
     // `show crypto map` / `show crypto socket` on the live hub (seed-dmvpn §3.8 (a), §3.9): the generated map
     // Tunnel0-head-0, one PROFILE INSTANCE and one open socket per spoke. The spokes' order is the order
     // they registered in, so their addresses are masked.
@@ -1632,6 +1649,19 @@ fn dmvpn_protected_spoke_behind_nat_uses_esp_in_udp_through_a_masquerading_nat()
     let sa = c.hub.cli(&["show", "crypto", "ipsec", "sa"]);
     assert!(sa.contains("current_peer 198.51.100.1 port 4500"), "{sa}");
     assert!(sa.contains("current_peer 203.0.113.1 port 500"), "{sa}");
+    let rows = gre_sa_rows(&c.hub);
+    let row = |peer: &str| rows.iter().find(|r| r["peer"] == peer).cloned().unwrap();
+    assert_eq!(
+        row("198.51.100.1")["udp_encap"]["remote"],
+        "198.51.100.1:4500",
+        "{rows:?}"
+    );
+    assert_eq!(
+        row("198.51.100.1")["udp_encap"]["local"],
+        "192.0.2.1:4500",
+        "{rows:?}"
+    );
+    assert!(row("203.0.113.1")["udp_encap"].is_null(), "{rows:?}");
     let mbits = iperf(&c.s1.ns, "10.1.1.1", &c.s2.ns, "10.1.2.1", 1);
     println!(
         "[dmvpn ipsec nat] iperf3 NATed spoke 1 -> spoke 2 (direct, ESP in UDP): {mbits:.0} Mbit/s"
@@ -1722,6 +1752,15 @@ fn dual_shared(protected: String) -> String {
         .replace("network-id 99", "network-id 98")
         .replace("key 100000", "key 100001");
     format!("{}{second}{}", &c[..end], &c[end..])
+}
+
+/// The protected-GRE rows of `show crypto ipsec sa --json` (one per tunnel and NBMA peer).
+fn gre_sa_rows(site: &Site) -> Vec<serde_json::Value> {
+    let v = json(site, &["show", "crypto", "ipsec", "sa"]);
+    v["gre"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no gre rows: {v}"))
 }
 
 /// The IKE SAs of `site` as (remote address, number of CHILD_SAs).
@@ -1856,6 +1895,32 @@ fn dmvpn_shared_protection_carries_two_clouds_in_one_sa_pair_per_peer() {
     out_spis.sort();
     out_spis.dedup();
     assert_eq!(out_spis.len(), 2, "{sa}");
+    // `--json`: the same four rows, the SADB shared (one outbound SPI per spoke under both tunnels).
+    let rows = gre_sa_rows(&c.hub);
+    let mut seen: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r["shared"], true, "{r}");
+            assert_eq!(r["crypto_map_tag"], "IPS-head-1", "{r}");
+            (
+                r["interface"].as_str().unwrap().to_string(),
+                r["peer"].as_str().unwrap().to_string(),
+                r["outbound"]["spi"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 4, "{rows:?}");
+    assert_eq!(
+        (&seen[0].1, &seen[0].2),
+        (&seen[2].1, &seen[2].2),
+        "{rows:?}"
+    );
+    assert_eq!(
+        (&seen[1].1, &seen[1].2),
+        (&seen[3].1, &seen[3].2),
+        "{rows:?}"
+    );
     // `show crypto map` / `show crypto socket` on spoke 1 field for field with seed 001:3589-3665 (shared):
     // instance 65537 is the hub (registration), 65538 spoke 2 (on demand).
     let map = c.s1.cli(&["show", "crypto", "map"]);

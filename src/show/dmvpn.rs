@@ -128,6 +128,72 @@ pub fn render(gre: &Gre, view: View, json: bool) -> String {
     }
 }
 
+/// The `--json` form of [`gre_ipsec_sa`]: one row per (tunnel, NBMA peer), the shared SA database under each
+/// tunnel that uses it, with the SAs' counters and lifetimes and the ESP-in-UDP ports behind NAT.
+pub fn gre_ipsec_sa_json(node: &crate::node::Node, now: std::time::Instant) -> serde_json::Value {
+    let sa = |spi: u32,
+              cipher: &dataplane::crypto::Cipher,
+              mode: dataplane::Mode,
+              replay: Option<u32>,
+              rem: (Option<u64>, Option<std::time::Duration>),
+              c: dataplane::SaCounters| {
+        serde_json::json!({
+            "spi": format!("{spi:08X}"),
+            "encr": format!("{:?}", cipher.encr()),
+            "integ": cipher.integ().map(|i| format!("{i:?}")),
+            "mode": format!("{mode:?}").to_ascii_lowercase(),
+            "replay_window": replay,
+            "remaining_kb": rem.0.map(|b| b / 1024),
+            "remaining_s": rem.1.map(|d| d.as_secs()),
+            "packets": c.packets,
+            "bytes": c.bytes,
+            "errors": c.errors,
+            "replay_failures": c.replay_failures,
+            "auth_failures": c.auth_failures,
+        })
+    };
+    let mut peers: Vec<_> = node.gre_esp.peers.iter().collect();
+    peers.sort_by_key(|((t, p), _)| (*t, *p));
+    let rows: Vec<serde_json::Value> = node
+        .gre
+        .tunnels
+        .iter()
+        .flat_map(|t| {
+            peers
+                .iter()
+                .filter(move |((sadb, _), _)| *sadb == t.sadb)
+                .map(move |((_, peer), p)| (t, *peer, *p))
+        })
+        .map(|(t, peer, p)| {
+            let inbound: Vec<&dataplane::InboundSa> = p
+                .spis
+                .iter()
+                .filter_map(|s| node.gre_esp.inbound.get(s).map(|(i, _, _)| i))
+                .collect();
+            serde_json::json!({
+                "interface": t.ios_name,
+                "crypto_map_tag": match &t.shared {
+                    Some((profile, _)) => format!("{profile}-head-1"),
+                    None => format!("{}-head-0", t.ios_name),
+                },
+                "shared": t.shared.is_some(),
+                "source": t.source.to_string(),
+                "peer": peer.to_string(),
+                "udp_encap": p.udp.map(|(l, r)| serde_json::json!({"local": l.to_string(), "remote": r.to_string()})),
+                "outbound": p.out.as_ref().map(|o| sa(o.spi(), o.cipher(), o.mode(), None, o.remaining(now), o.counters())),
+                "inbound": inbound.iter().map(|i| {
+                    let w = i.replay_window();
+                    sa(i.spi(), i.cipher(), i.mode(), w.enabled().then_some(w.size()), i.remaining(now), i.counters())
+                }).collect::<Vec<_>>(),
+                "encaps": p.encrypted,
+                "decaps": p.decrypted,
+                "queued": p.pending.len(),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows)
+}
+
 /// The `show crypto ipsec sa` blocks of protected GRE tunnels: one per (tunnel, NBMA peer of its SA database: with
 /// `shared`, every peer of the shared SADB under each tunnel), host-to-host GRE
 /// selectors, transport mode (the IOS shape of seed-dmvpn §3.10, without the fields Lifeline does not keep).

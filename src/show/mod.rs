@@ -229,7 +229,10 @@ pub fn answer(
             None => "% VPN-SIP is not enabled\n".into(),
         },
         ShowCommand::CryptoIpsecSa if json => {
-            serde_json::to_string_pretty(&crypto::ipsec_sa_json(node, now)).unwrap_or_default()
+            let mut v = crypto::ipsec_sa_json(node, now);
+            // Protected GRE: one row per (tunnel, NBMA peer), as the text form lists them after the VTIs.
+            v["gre"] = dmvpn::gre_ipsec_sa_json(node, now);
+            serde_json::to_string_pretty(&v).unwrap_or_default()
         }
         ShowCommand::CryptoIpsecSa | ShowCommand::Interfaces => {
             // `show interfaces TunnelN` names one tunnel; `show crypto ipsec sa` lists them all.
