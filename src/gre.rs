@@ -29,6 +29,7 @@ use nhrp::wire::gre;
 use nhrp::{Event, Nhc, NhrpNode, Nhs, Prefix, Resolution};
 
 use crate::ios;
+use crate::pkt::{GRE_HEADROOM, PacketBuf};
 
 /// Default `ip mtu` of a GRE tunnel over a 1500-byte path (IOS: 1476 = 1500 - 20 - 4; with a key 1472).
 fn default_mtu(key: Option<u32>) -> u16 {
@@ -43,12 +44,12 @@ pub enum GreOut {
         tunnel: usize,
         src: Ipv4Addr,
         dst: Ipv4Addr,
-        payload: Vec<u8>,
+        payload: PacketBuf,
     },
     /// A protected GRE packet: ESP (IP protocol 50, transport mode) to `dst` (see `crate::gre_esp`).
-    Esp { dst: Ipv4Addr, payload: Vec<u8> },
+    Esp { dst: Ipv4Addr, payload: PacketBuf },
     /// An inner packet for tunnel `tunnel`'s TUN device.
-    Tun { tunnel: usize, packet: Vec<u8> },
+    Tun { tunnel: usize, packet: PacketBuf },
     /// Install `prefix/len` over tunnel `tunnel`'s device in the kernel (an NHRP shortcut).
     RouteAdd {
         tunnel: usize,
@@ -277,32 +278,54 @@ impl Gre {
         self.out.pop_front()
     }
 
-    fn emit(&mut self, idx: usize, dst: Ipv4Addr, proto: gre::ProtocolType, payload: &[u8]) {
+    /// Sends `payload` to `dst` as GRE of tunnel `idx`: the GRE header goes into the buffer's headroom (no
+    /// copy; a buffer without room is copied once).
+    fn emit(
+        &mut self,
+        idx: usize,
+        dst: Ipv4Addr,
+        proto: gre::ProtocolType,
+        mut payload: PacketBuf,
+    ) {
         let t = &mut self.tunnels[idx];
-        let bytes = gre::Repr {
+        let repr = gre::Repr {
             protocol: proto,
             key: t.key,
             seq: None,
             checksum: false,
+        };
+        let inner = payload.len();
+        let hdr = repr.buffer_len();
+        if payload.headroom() < hdr {
+            payload = PacketBuf::copy_with_headroom(GRE_HEADROOM, &payload);
         }
-        .encapsulate(payload);
+        if let Some(h) = payload.prepend(hdr) {
+            repr.emit(&mut gre::Packet::new_unchecked(h));
+        }
         if proto == gre::ProtocolType::NHRP {
             t.counters.nhrp_out += 1;
         } else {
             t.counters.tx_packets += 1;
-            t.counters.tx_bytes += payload.len() as u64;
+            t.counters.tx_bytes += inner as u64;
         }
         self.out.push_back(GreOut::Ip {
             tunnel: idx,
             src: t.source,
             dst,
-            payload: bytes,
+            payload,
         });
     }
 
-    /// A GRE packet (IP payload of protocol 47) from `remote` to our address `local`.
-    pub fn handle_gre(&mut self, now: Instant, local: Ipv4Addr, remote: Ipv4Addr, bytes: &[u8]) {
-        let Ok(p) = gre::Packet::new_checked(bytes) else {
+    /// A GRE packet (IP payload of protocol 47) from `remote` to our address `local`. An inner packet
+    /// stays in `bytes`' buffer on its way to the TUN device or, on a hub, back out.
+    pub fn handle_gre(
+        &mut self,
+        now: Instant,
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        mut bytes: PacketBuf,
+    ) {
+        let Ok(p) = gre::Packet::new_checked(&bytes[..]) else {
             self.malformed += 1;
             return;
         };
@@ -315,7 +338,9 @@ impl Gre {
             return;
         };
         let idx = id as usize;
-        let payload = p.payload();
+        let header = p.header_len();
+        bytes.advance(header);
+        let payload = &mut bytes[..];
         match repr.protocol {
             gre::ProtocolType::NHRP => {
                 let t = &mut self.tunnels[idx];
@@ -334,8 +359,7 @@ impl Gre {
                 if t.hub && Some(dst) != t.address.map(|(a, _)| a) && !dst.is_multicast() {
                     let target = t.next_nbma(now, dst).filter(|n| *n != remote);
                     if let Some(nbma) = target {
-                        let mut packet = payload.to_vec();
-                        if !decrement_ttl(&mut packet) {
+                        if payload[8] <= 1 {
                             t.counters.dropped += 1;
                             return;
                         }
@@ -343,7 +367,8 @@ impl Gre {
                         if let Some(n) = t.nhrp.as_mut() {
                             n.core_mut().handle_hairpin(now, remote, payload);
                         }
-                        self.emit(idx, nbma, gre::ProtocolType::IPV4, &packet);
+                        decrement_ttl(payload);
+                        self.emit(idx, nbma, gre::ProtocolType::IPV4, bytes);
                         self.pump(now, idx);
                         return;
                     }
@@ -351,21 +376,21 @@ impl Gre {
                 if dst.is_multicast() || dst.is_broadcast() {
                     t.counters.multicast_in += 1;
                 }
-                let mut packet = payload.to_vec();
                 if let Some(mss) = t.adjust_mss {
-                    dataplane::wire::ipv4::clamp_tcp_mss(&mut packet, mss);
+                    dataplane::wire::ipv4::clamp_tcp_mss(payload, mss);
                 }
                 self.out.push_back(GreOut::Tun {
                     tunnel: idx,
-                    packet,
+                    packet: bytes,
                 });
             }
             _ => self.tunnels[idx].counters.dropped += 1,
         }
     }
 
-    /// An IPv4 packet the kernel routed into tunnel `idx`.
-    pub fn handle_tun(&mut self, now: Instant, idx: usize, packet: &[u8]) {
+    /// An IPv4 packet the kernel routed into tunnel `idx` (read with [`GRE_HEADROOM`] in front of it, so the
+    /// GRE header, and ESP for a protected tunnel, go on in place).
+    pub fn handle_tun(&mut self, now: Instant, idx: usize, mut packet: PacketBuf) {
         let Some(t) = self.tunnels.get_mut(idx) else {
             return;
         };
@@ -373,13 +398,12 @@ impl Gre {
             t.counters.dropped += 1;
             return;
         }
-        let mut packet = packet.to_vec();
         if let Some(mss) = t.adjust_mss {
             dataplane::wire::ipv4::clamp_tcp_mss(&mut packet, mss);
         }
         let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
         if let Some(d) = t.destination {
-            self.emit(idx, d, gre::ProtocolType::IPV4, &packet);
+            self.emit(idx, d, gre::ProtocolType::IPV4, packet);
             return;
         }
         if dst.is_multicast() || dst.is_broadcast() {
@@ -393,13 +417,17 @@ impl Gre {
                 t.counters.no_route += 1;
             }
             t.counters.multicast_out += targets.len() as u64;
-            for nbma in targets {
-                self.emit(idx, nbma, gre::ProtocolType::IPV4, &packet);
+            if let Some((last, rest)) = targets.split_last() {
+                for nbma in rest {
+                    let copy = PacketBuf::copy_with_headroom(GRE_HEADROOM, &packet);
+                    self.emit(idx, *nbma, gre::ProtocolType::IPV4, copy);
+                }
+                self.emit(idx, *last, gre::ProtocolType::IPV4, packet);
             }
             return;
         }
         match t.next_nbma(now, dst) {
-            Some(nbma) => self.emit(idx, nbma, gre::ProtocolType::IPV4, &packet),
+            Some(nbma) => self.emit(idx, nbma, gre::ProtocolType::IPV4, packet),
             None => t.counters.no_route += 1,
         }
         self.pump(now, idx);
@@ -470,7 +498,8 @@ impl Gre {
                 return;
             };
             if let Some(tx) = node.poll_transmit() {
-                self.emit(idx, tx.nbma_dst, gre::ProtocolType::NHRP, &tx.payload);
+                let payload = PacketBuf::copy_with_headroom(GRE_HEADROOM, &tx.payload);
+                self.emit(idx, tx.nbma_dst, gre::ProtocolType::NHRP, payload);
                 continue;
             }
             let Some(ev) = node.poll_event() else {
@@ -775,6 +804,11 @@ interface Tunnel2
  ip nhrp map 10.0.0.2 198.51.100.2
 ";
 
+    /// A pooled buffer with GRE headroom, as the TUN reader makes them.
+    fn pb(bytes: &[u8]) -> PacketBuf {
+        PacketBuf::copy_with_headroom(GRE_HEADROOM, bytes)
+    }
+
     fn ipv4_packet(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
         let mut p = vec![0u8; 28];
         p[0] = 0x45;
@@ -800,7 +834,7 @@ interface Tunnel2
         let peer = Ipv4Addr::new(198, 51, 100, 2);
         // Out of the point-to-point tunnel: keyed GRE to its destination.
         let inner = ipv4_packet([10, 1, 1, 1], [10, 1, 1, 2]);
-        g.handle_tun(now, 0, &inner);
+        g.handle_tun(now, 0, pb(&inner));
         let Some(GreOut::Ip {
             src: s,
             dst,
@@ -814,31 +848,36 @@ interface Tunnel2
         assert_eq!(&payload[..8], &[0x20, 0, 0x08, 0, 0, 0, 0, 100]);
         assert_eq!(&payload[8..], &inner[..]);
         // The same packet coming back belongs to the point-to-point tunnel (same source and key as mGRE).
-        g.handle_gre(now, src, peer, &payload);
+        g.handle_gre(now, src, peer, pb(&payload));
         assert_eq!(
             g.poll_output(),
             Some(GreOut::Tun {
                 tunnel: 0,
-                packet: inner.clone()
+                packet: pb(&inner)
             })
         );
         // From another source with the same key: the multipoint tunnel.
-        g.handle_gre(now, src, Ipv4Addr::new(198, 51, 100, 3), &payload);
+        g.handle_gre(
+            now,
+            src,
+            Ipv4Addr::new(198, 51, 100, 3),
+            PacketBuf::copy_from(&payload),
+        );
         assert!(matches!(
             g.poll_output(),
             Some(GreOut::Tun { tunnel: 1, .. })
         ));
         // A wrong key matches nothing and is counted.
-        let mut bad = payload.clone();
+        let mut bad = payload.to_vec();
         bad[7] = 101;
-        g.handle_gre(now, src, peer, &bad);
+        g.handle_gre(now, src, peer, pb(&bad));
         assert_eq!(g.poll_output(), None);
         assert_eq!(g.unmatched, 1);
         // mGRE out: the static map gives the NBMA address.
-        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 0, 0, 2]));
+        g.handle_tun(now, 1, pb(&ipv4_packet([10, 0, 0, 1], [10, 0, 0, 2])));
         assert!(matches!(g.poll_output(), Some(GreOut::Ip { dst, .. }) if dst == peer));
         // No mapping: counted, nothing sent.
-        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 0, 0, 3]));
+        g.handle_tun(now, 1, pb(&ipv4_packet([10, 0, 0, 1], [10, 0, 0, 3])));
         assert_eq!(g.poll_output(), None);
         assert_eq!(g.tunnels[1].counters.no_route, 1);
     }
@@ -857,10 +896,10 @@ interface Tunnel2
                 now,
                 Ipv4Addr::new(198, 51, 100, 1),
                 Ipv4Addr::new(1, 2, 3, 4),
-                bytes,
+                pb(bytes),
             );
-            g.handle_tun(now, 0, bytes);
-            g.handle_tun(now, 7, bytes);
+            g.handle_tun(now, 0, pb(bytes));
+            g.handle_tun(now, 7, pb(bytes));
         }
         assert!(g.malformed + g.unmatched >= 3);
     }
@@ -871,16 +910,16 @@ interface Tunnel2
         let (mut g, _) = Gre::from_config(now, &cfg(P2P));
         let peer = Ipv4Addr::new(198, 51, 100, 2);
         let lan = Prefix::new(Ipv4Addr::new(10, 2, 0, 0), 24);
-        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 2, 0, 1]));
+        g.handle_tun(now, 1, pb(&ipv4_packet([10, 0, 0, 1], [10, 2, 0, 1])));
         assert_eq!(g.poll_output(), None);
         // A routing daemon routes 10.2.0.0/24 via 10.0.0.2 (statically mapped to the peer).
         g.kernel_route(1, lan, Ipv4Addr::new(10, 0, 0, 2), true);
-        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 2, 0, 1]));
+        g.handle_tun(now, 1, pb(&ipv4_packet([10, 0, 0, 1], [10, 2, 0, 1])));
         assert!(matches!(g.poll_output(), Some(GreOut::Ip { dst, .. }) if dst == peer));
         // Gateways off the tunnel's subnet are not overlay next hops; a withdrawn route is gone.
         g.kernel_route(1, lan, Ipv4Addr::new(192, 0, 2, 9), true);
         g.kernel_route(1, lan, Ipv4Addr::new(10, 0, 0, 2), false);
-        g.handle_tun(now, 1, &ipv4_packet([10, 0, 0, 1], [10, 2, 0, 1]));
+        g.handle_tun(now, 1, pb(&ipv4_packet([10, 0, 0, 1], [10, 2, 0, 1])));
         assert_eq!(g.poll_output(), None);
         assert_eq!(g.tunnels[1].counters.no_route, 2);
     }

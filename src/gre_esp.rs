@@ -23,6 +23,8 @@ use std::time::Instant;
 use dataplane::{HEADROOM, InboundSa, OutboundSa, TAILROOM};
 use ike::IkeSaId;
 
+use crate::pkt::PacketBuf;
+
 /// Packets held per peer while its SA is negotiated.
 const PENDING_MAX: usize = 32;
 
@@ -33,7 +35,7 @@ pub struct PeerSa {
     /// SPIs of this peer's inbound SAs (the SAs live in [`GreEsp::inbound`]).
     pub spis: Vec<u32>,
     /// GRE packets waiting for the SA.
-    pub pending: Vec<Vec<u8>>,
+    pub pending: Vec<PacketBuf>,
     /// The IKE SA being negotiated or in use.
     pub ike: Option<IkeSaId>,
     /// ESP in UDP: (our address and port, the peer's as seen after NAT) of the IKE SA that made the pair.
@@ -52,14 +54,13 @@ pub struct GreEsp {
     pub inbound: HashMap<u32, (InboundSa, usize, Ipv4Addr)>,
     /// Packets dropped: no SA and the queue full, or encryption/decryption failed.
     pub dropped: u64,
-    buf: Vec<u8>,
     next_seq: u64,
 }
 
 /// What to do with an outgoing GRE packet.
 pub enum Sealed {
-    /// The ESP packet (IP protocol 50) to send.
-    Esp(Vec<u8>),
+    /// The ESP packet (IP protocol 50) to send, in the GRE packet's buffer.
+    Esp(PacketBuf),
     /// Queued; negotiate an SA with the peer (`true`: no IKE SA is under way yet).
     Queued {
         initiate: bool,
@@ -87,27 +88,31 @@ impl GreEsp {
         p
     }
 
-    pub fn seal(&mut self, now: Instant, tunnel: usize, peer: Ipv4Addr, gre: &[u8]) -> Sealed {
+    /// Encrypts in place: the ESP header goes into the buffer's headroom, the trailer after the packet
+    /// (a buffer without that room is copied once).
+    pub fn seal(&mut self, now: Instant, tunnel: usize, peer: Ipv4Addr, gre: PacketBuf) -> Sealed {
         let p = Self::peer(&mut self.peers, &mut self.next_seq, tunnel, peer);
         let Some(out) = p.out.as_mut() else {
             if p.pending.len() >= PENDING_MAX {
                 self.dropped += 1;
                 return Sealed::Dropped;
             }
-            p.pending.push(gre.to_vec());
+            p.pending.push(gre);
             return Sealed::Queued {
                 initiate: p.ike.is_none(),
             };
         };
-        let need = HEADROOM + gre.len() + TAILROOM + 64;
-        if self.buf.len() < need {
-            self.buf.resize(need, 0);
+        let mut gre = gre;
+        let (block, r) = gre.block_mut();
+        if r.start < HEADROOM || block.len() - r.end < TAILROOM {
+            gre = PacketBuf::copy_with_headroom(HEADROOM, &gre);
         }
-        self.buf[HEADROOM..HEADROOM + gre.len()].copy_from_slice(gre);
-        match out.encapsulate(now, &mut self.buf, HEADROOM..HEADROOM + gre.len(), 47) {
+        let (block, r) = gre.block_mut();
+        match out.encapsulate(now, block, r, 47) {
             Ok(r) => {
                 p.encrypted += 1;
-                Sealed::Esp(self.buf[r].to_vec())
+                gre.set_range(r);
+                Sealed::Esp(gre)
             }
             Err(_) => {
                 self.dropped += 1;
@@ -116,21 +121,21 @@ impl GreEsp {
         }
     }
 
-    /// An ESP packet: `Some((tunnel, peer, gre))` when it is ours and authentic.
-    pub fn open(&mut self, now: Instant, esp: &[u8]) -> Option<(usize, Ipv4Addr, Vec<u8>)> {
+    /// An ESP packet: `Some((tunnel, peer, gre))` when it is ours and authentic. The GRE packet is
+    /// decrypted in place in a pooled copy of `esp`, with room in front for a hub to send it on.
+    pub fn open(&mut self, now: Instant, esp: &[u8]) -> Option<(usize, Ipv4Addr, PacketBuf)> {
         let spi = u32::from_be_bytes(esp.get(..4)?.try_into().ok()?);
         let (sa, tunnel, peer) = self.inbound.get_mut(&spi)?;
-        if self.buf.len() < esp.len() {
-            self.buf.resize(esp.len(), 0);
-        }
-        self.buf[..esp.len()].copy_from_slice(esp);
-        match sa.decapsulate(now, &mut self.buf, 0..esp.len()) {
+        let mut b = PacketBuf::copy_with_headroom(HEADROOM, esp);
+        let (block, r) = b.block_mut();
+        match sa.decapsulate(now, block, r) {
             Ok(d) if d.next_header == 47 => {
                 let (tunnel, peer) = (*tunnel, *peer);
                 if let Some(p) = self.peers.get_mut(&(tunnel, peer)) {
                     p.decrypted += 1;
                 }
-                Some((tunnel, peer, self.buf[d.range].to_vec()))
+                b.set_range(d.range);
+                Some((tunnel, peer, b))
             }
             _ => {
                 self.dropped += 1;
@@ -159,7 +164,7 @@ impl GreEsp {
         out: OutboundSa,
         inb: InboundSa,
         udp: Option<(SocketAddr, SocketAddr)>,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<PacketBuf> {
         let spi = inb.spi();
         self.inbound.insert(spi, (inb, tunnel, peer));
         let p = Self::peer(&mut self.peers, &mut self.next_seq, tunnel, peer);
@@ -168,7 +173,7 @@ impl GreEsp {
         p.udp = udp;
         let waiting = std::mem::take(&mut p.pending);
         waiting
-            .iter()
+            .into_iter()
             .filter_map(|g| match self.seal(now, tunnel, peer, g) {
                 Sealed::Esp(e) => Some(e),
                 _ => None,

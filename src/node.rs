@@ -390,7 +390,7 @@ impl Node {
         if gre {
             if let Some((tunnel, peer, gre)) = self.gre_esp.open(now, payload) {
                 let local = self.gre.tunnels[tunnel].source;
-                self.gre.handle_gre(now, local, peer, &gre);
+                self.gre.handle_gre(now, local, peer, gre);
             }
             return;
         }
@@ -1046,19 +1046,16 @@ impl Node {
                 return Some(o);
             }
             let o = self.gre.poll_output()?;
-            let GreOut::Ip {
-                tunnel,
-                src,
-                dst,
-                payload,
-            } = &o
-            else {
-                return Some(o);
+            let (tunnel, src, dst, payload) = match o {
+                GreOut::Ip {
+                    tunnel,
+                    src,
+                    dst,
+                    payload,
+                } if self.gre.tunnels[tunnel].protected() => (tunnel, src, dst, payload),
+                o => return Some(o),
             };
-            if !self.gre.tunnels[*tunnel].protected() {
-                return Some(o);
-            }
-            let profile = self.gre.tunnels[*tunnel].protect.clone();
+            let (tunnel, src, dst) = (&tunnel, &src, &dst);
             // `shared`: the tunnels on one source and profile use the first one's SA database.
             let sadb = self.gre.tunnels[*tunnel].sadb;
             match self.gre_esp.seal(now, sadb, *dst, payload) {
@@ -1088,6 +1085,7 @@ impl Node {
                     if answering {
                         continue;
                     }
+                    let profile = self.gre.tunnels[*tunnel].protect.clone();
                     let Some(profile) = profile else {
                         // No IKEv2 profile: IKEv1 main mode + quick mode with the GRE set.
                         let id = self.initiate_gre_v1(now, *tunnel, *src, *dst);
@@ -1217,14 +1215,14 @@ impl Node {
         &mut self,
         tunnel: usize,
         peer: Ipv4Addr,
-        esp: Vec<u8>,
+        esp: PacketBuf,
     ) -> Option<crate::gre::GreOut> {
         match self.gre_esp.udp(tunnel, peer) {
             Some((local, remote)) => {
                 self.out.push_back(Output::Udp {
                     local,
                     remote,
-                    payload: PacketBuf::from_vec(esp),
+                    payload: esp,
                     tos: 0,
                 });
                 None

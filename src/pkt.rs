@@ -58,11 +58,25 @@ pub fn fresh_blocks() -> u64 {
     FRESH.load(Ordering::Relaxed)
 }
 
-/// Bytes of one packet (or one GRO burst) in a pooled block; derefs to the bytes.
+/// Room kept free in front of a packet read for a GRE tunnel: the largest GRE header (16) plus the ESP
+/// header and IV of transport-mode protection ([`dataplane::HEADROOM`]), so both are written in place.
+pub const GRE_HEADROOM: usize = 16 + dataplane::HEADROOM;
+
+/// Bytes of one packet (or one GRO burst) in a pooled block; derefs to the bytes. The bytes start
+/// `start` bytes into the block: the room in front ([`PacketBuf::prepend`]) takes a header in place.
 pub struct PacketBuf {
     block: Box<[u8]>,
+    start: usize,
     len: usize,
 }
+
+impl PartialEq for PacketBuf {
+    fn eq(&self, other: &PacketBuf) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Eq for PacketBuf {}
 
 impl PacketBuf {
     /// An empty buffer whose [`PacketBuf::space_mut`] holds at least `room` bytes.
@@ -76,8 +90,24 @@ impl PacketBuf {
         };
         PacketBuf {
             block: take_block(size),
+            start: 0,
             len: 0,
         }
+    }
+
+    /// An empty buffer with `headroom` bytes free in front and at least `room` bytes after them.
+    pub fn with_headroom(headroom: usize, room: usize) -> PacketBuf {
+        let mut b = PacketBuf::with_room(headroom + room);
+        b.start = headroom;
+        b
+    }
+
+    /// A copy of `bytes` with `headroom` bytes free in front of them.
+    pub fn copy_with_headroom(headroom: usize, bytes: &[u8]) -> PacketBuf {
+        let mut b = PacketBuf::with_headroom(headroom, bytes.len());
+        b.block[headroom..headroom + bytes.len()].copy_from_slice(bytes);
+        b.len = bytes.len();
+        b
     }
 
     /// A buffer holding a copy of `bytes`.
@@ -93,31 +123,67 @@ impl PacketBuf {
         let len = v.len();
         PacketBuf {
             block: v.into_boxed_slice(),
+            start: 0,
             len,
         }
     }
 
-    /// The whole block, to read into; then [`PacketBuf::set_len`].
+    /// The block from the packet's start on, to read into; then [`PacketBuf::set_len`].
     pub fn space_mut(&mut self) -> &mut [u8] {
-        &mut self.block
+        &mut self.block[self.start..]
     }
 
-    /// The first `len` bytes of the block are the packet (clamped to the block).
+    /// The first `len` bytes from the packet's start are the packet (clamped to the block).
     pub fn set_len(&mut self, len: usize) {
-        self.len = len.min(self.block.len());
+        self.len = len.min(self.block.len() - self.start);
+    }
+
+    /// Bytes free in front of the packet.
+    pub fn headroom(&self) -> usize {
+        self.start
+    }
+
+    /// Drops the first `n` bytes (an outer header): they become headroom.
+    pub fn advance(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.start += n;
+        self.len -= n;
+    }
+
+    /// Grows the packet by `n` bytes in front, taken from the headroom, and returns them (to write a header
+    /// into); `None` when the headroom is shorter.
+    pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        let start = self.start.checked_sub(n)?;
+        self.start = start;
+        self.len += n;
+        Some(&mut self.block[start..start + n])
+    }
+
+    /// The whole block and where the packet is in it, for in-place transforms that need room around the
+    /// packet (ESP seal and open); then [`PacketBuf::set_range`].
+    pub fn block_mut(&mut self) -> (&mut [u8], std::ops::Range<usize>) {
+        let r = self.start..self.start + self.len;
+        (&mut self.block, r)
+    }
+
+    /// The packet is now `range` of the block (clamped to the block).
+    pub fn set_range(&mut self, range: std::ops::Range<usize>) {
+        let end = range.end.min(self.block.len());
+        self.start = range.start.min(end);
+        self.len = end - self.start;
     }
 }
 
 impl std::ops::Deref for PacketBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.block[..self.len]
+        &self.block[self.start..self.start + self.len]
     }
 }
 
 impl std::ops::DerefMut for PacketBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.block[..self.len]
+        &mut self.block[self.start..self.start + self.len]
     }
 }
 
@@ -164,5 +230,24 @@ mod tests {
         assert_eq!(b.len(), SMALL, "clamped to the block");
         let v = PacketBuf::from_vec(vec![5; 7]);
         assert_eq!(&v[..], &[5; 7]);
+    }
+
+    #[test]
+    fn headroom_takes_headers_in_place() {
+        let mut p = PacketBuf::copy_with_headroom(8, &[1, 2, 3]);
+        assert_eq!(p.headroom(), 8);
+        p.prepend(4).unwrap().copy_from_slice(&[9, 9, 9, 9]);
+        assert_eq!(&p[..], &[9, 9, 9, 9, 1, 2, 3]);
+        assert!(p.prepend(5).is_none(), "only 4 bytes of headroom are left");
+        assert_eq!(p.len(), 7);
+        p.advance(5);
+        assert_eq!(&p[..], &[2, 3]);
+        let (block, r) = p.block_mut();
+        assert_eq!(r, 9..11);
+        block[11] = 4;
+        p.set_range(9..12);
+        assert_eq!(&p[..], &[2, 3, 4]);
+        p.set_len(SMALL);
+        assert_eq!(p.len(), SMALL - 9, "clamped to the block");
     }
 }
