@@ -33,6 +33,8 @@ const SESSION_PORTS: usize =
 pub enum Scenario {
     /// VPN-SIP session setup: first-packet latency and concurrent bring-up.
     Vpnsip,
+    /// ESP seal+open throughput of the data-plane worker code with 1, 2, ... threads.
+    Dataplane,
 }
 
 #[derive(clap::Args, Debug)]
@@ -52,10 +54,24 @@ pub struct BenchArgs {
     /// Skip the loopback-socket latency test.
     #[arg(long)]
     no_loopback: bool,
+    /// dataplane: tunnels (each thread of N owns those with index % N == its number).
+    #[arg(long, default_value_t = 4)]
+    tunnels: usize,
+    /// dataplane: thread counts to compare (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    threads: Vec<usize>,
+    /// dataplane: inner packet sizes in bytes (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,512,1400")]
+    sizes: Vec<usize>,
+    /// dataplane: seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let Scenario::Vpnsip = args.scenario;
+    if let Scenario::Dataplane = args.scenario {
+        return crate::bench_dataplane::run(args.tunnels, &args.threads, &args.sizes, args.seconds);
+    }
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     anyhow::ensure!(
         args.sessions.iter().all(|&n| n > 0),

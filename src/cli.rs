@@ -60,6 +60,10 @@ enum Command {
         /// tests can have tshark decrypt a capture. Never use it on a production appliance.
         #[arg(long, hide = true)]
         debug_esp_keys: Option<PathBuf>,
+        /// Data-plane worker threads that seal and open ESP (default: the available cores). 0 does all of
+        /// it on the control loop's thread. See `show crypto engine`.
+        #[arg(long)]
+        dataplane_threads: Option<usize>,
     },
     /// `lifeline pki enroll -c FILE`: create (or load) the key pairs and self-signed certificates of the
     /// configuration's trustpoints, as `lifeline run` does at start, and print their fingerprints.
@@ -138,6 +142,7 @@ pub fn main() -> ExitCode {
             state_dir,
             sdp_fingerprint_override,
             debug_esp_keys,
+            dataplane_threads,
         } => {
             crate::log::init(log_json);
             let sdp_fingerprint = sdp_fingerprint_override
@@ -155,7 +160,15 @@ pub fn main() -> ExitCode {
                     sdp_fingerprint,
                     esp_keys: debug_esp_keys,
                 };
-                daemon::run(&config, &control::socket_path(socket), &state_dir, hooks)
+                let threads = dataplane_threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                daemon::run(
+                    &config,
+                    &control::socket_path(socket),
+                    &state_dir,
+                    hooks,
+                    threads,
+                )
             })
         }
         Command::Pki {

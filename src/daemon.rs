@@ -35,8 +35,12 @@ pub struct Appliance {
     pub started: Instant,
 }
 
-/// Messages from driver tasks to the daemon task.
-enum DriverMsg {
+/// Messages from driver tasks (and data-plane workers) to the daemon task.
+pub(crate) enum DriverMsg {
+    /// A data-plane worker left events or an earlier deadline in tunnel `tunnel` (`crate::workers`).
+    Touched {
+        tunnel: usize,
+    },
     Icmp {
         from: Ipv4Addr,
         bytes: Vec<u8>,
@@ -106,11 +110,14 @@ pub struct TestHooks {
     pub esp_keys: Option<std::path::PathBuf>,
 }
 
+/// `dataplane_threads`: data-plane worker threads (`run --dataplane-threads N`); 0 seals and opens every
+/// packet on the node loop.
 pub fn run(
     config_path: &Path,
     socket: &Path,
     state_dir: &Path,
     hooks: TestHooks,
+    dataplane_threads: usize,
 ) -> anyhow::Result<ExitCode> {
     let text = crate::cli::read_config(config_path)?;
     let parsed = config::parse(&text);
@@ -177,11 +184,11 @@ pub fn run(
         .context("cannot start the runtime")?;
     // A LocalSet: the raw ESP reader keeps `recvmmsg` headers (not `Send`) across its awaits.
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, serve(app, socket))?;
+    local.block_on(&rt, serve(app, socket, dataplane_threads))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
+async fn serve(mut app: Appliance, socket: &Path, threads: usize) -> anyhow::Result<()> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -202,7 +209,43 @@ async fn serve(mut app: Appliance, socket: &Path) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
     let (dtx, mut drx) = mpsc::channel::<DriverMsg>(1024);
-    let mut os = OsDrivers::open(&app.node, &dtx).await;
+    // Data-plane workers, when asked for and some tunnel can use them (`Node::enable_fast_path`).
+    let fast = if threads > 0 {
+        app.node.enable_fast_path()
+    } else {
+        0
+    };
+    let workers = if fast > 0 {
+        match crate::workers::Workers::spawn(threads) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                ios!(SYS, Error, NO_THREAD, "data-plane threads not started: {e}");
+                for t in &app.node.tunnels {
+                    t.dp.set_fast(false);
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(w) = &workers {
+        app.node.workers = w.stats.clone();
+    }
+    let mut os = OsDrivers::open(&app.node, &dtx, workers.as_ref()).await;
+    ios!(
+        SYS,
+        Notice,
+        DATAPLANE,
+        "{} data-plane thread(s){}; {fast} of {} tunnel(s) sealed and opened on them",
+        workers.as_ref().map_or(0, |w| w.len()),
+        if workers.is_none() {
+            " (every packet on the node loop)"
+        } else {
+            ""
+        },
+        app.node.tunnels.len()
+    );
     for (ios, device, mac) in std::mem::take(&mut os.dhcp_macs) {
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
@@ -275,6 +318,7 @@ fn dispatch(app: &mut Appliance, now: Instant, msg: DriverMsg) {
         }
         DriverMsg::RawEsp { from, tos, bytes } => app.node.handle_raw_esp(now, from, &bytes, tos),
         DriverMsg::Tun { tunnel, bytes } => app.node.handle_tun(now, tunnel, &bytes),
+        DriverMsg::Touched { tunnel } => app.node.tunnel_touched(now, tunnel),
         DriverMsg::Gre { local, from, bytes } => app.node.gre.handle_gre(now, local, from, bytes),
         DriverMsg::GreTun { tunnel, bytes } => app.node.gre.handle_tun(now, tunnel, bytes),
         DriverMsg::KernelRoute {
@@ -295,20 +339,32 @@ fn dispatch(app: &mut Appliance, now: Instant, msg: DriverMsg) {
 
 /// Consecutive ESP-in-UDP datagrams for one peer, sent as one UDP GSO `sendmsg`: equal-size segments
 /// (the last may be shorter), at most [`crate::os::udp::GSO_MAX_SEGMENTS`].
-struct GsoBatch {
-    sock: Arc<tokio::net::UdpSocket>,
-    to: SocketAddrV4,
-    segment: usize,
-    count: usize,
+pub(crate) struct GsoBatch {
+    pub sock: Arc<tokio::net::UdpSocket>,
+    pub to: SocketAddrV4,
+    pub segment: usize,
+    pub count: usize,
     /// IP TOS of every datagram in the batch (ESP copies the inner DSCP, e.g. VPN-SIP's CS4).
-    tos: u8,
+    pub tos: u8,
     /// The last segment was shorter: nothing more may follow.
     closed: bool,
     buf: Vec<u8>,
 }
 
 impl GsoBatch {
-    fn accepts(
+    pub fn new(sock: Arc<tokio::net::UdpSocket>, to: SocketAddrV4) -> GsoBatch {
+        GsoBatch {
+            sock,
+            to,
+            segment: 0,
+            count: 0,
+            tos: 0,
+            closed: false,
+            buf: Vec::with_capacity(crate::os::udp::GSO_MAX_BYTES),
+        }
+    }
+
+    pub fn accepts(
         &self,
         sock: &Arc<tokio::net::UdpSocket>,
         to: SocketAddrV4,
@@ -324,14 +380,14 @@ impl GsoBatch {
             && self.buf.len() + len <= crate::os::udp::GSO_MAX_BYTES
     }
 
-    fn push(&mut self, payload: &[u8]) {
+    pub fn push(&mut self, payload: &[u8]) {
         self.closed = payload.len() < self.segment;
         self.count += 1;
         self.buf.extend_from_slice(payload);
     }
 
     /// Sends the batch; `gso` turns false (and stays false) when the kernel or the path refuses GSO.
-    async fn send(&mut self, gso: &mut bool) {
+    pub async fn send(&mut self, gso: &mut bool) {
         if self.count == 0 {
             return;
         }
@@ -411,7 +467,11 @@ struct OsDrivers {
 }
 
 impl OsDrivers {
-    async fn open(node: &Node, tx: &mpsc::Sender<DriverMsg>) -> OsDrivers {
+    async fn open(
+        node: &Node,
+        tx: &mpsc::Sender<DriverMsg>,
+        workers: Option<&crate::workers::Workers>,
+    ) -> OsDrivers {
         let cfg = &node.config;
         let handle = match rtnetlink::new_connection() {
             Ok((conn, handle, _)) => {
@@ -507,11 +567,28 @@ impl OsDrivers {
             _ => Vec::new(),
         };
         let mut tuns = Vec::new();
+        let mut mtus = Vec::new();
         for (idx, t) in node.tunnels.iter().enumerate() {
-            let dev = match &handle {
-                Some(h) => match tun::open(h, &t.device, t.address, t.dp.ip_mtu()).await {
+            let mtu = t.dp.lock().ip_mtu();
+            mtus.push(mtu);
+            let dev = match (&handle, workers) {
+                // A fast tunnel's device is read by its data-plane worker.
+                (Some(h), Some(w)) if t.dp.fast() => {
+                    let d = match tun::open_sync(h, &t.device, t.address, mtu).await {
+                        Ok(d) => w.register_tun(idx, d).await,
+                        Err(e) => Err(e),
+                    };
+                    match d {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            ios!(TUNNEL, Warning, NO_DEVICE, "{}: {e:#}", t.ios_name);
+                            None
+                        }
+                    }
+                }
+                (Some(h), _) => match tun::open(h, &t.device, t.address, mtu).await {
                     Ok(d) => {
-                        tokio::spawn(tun_reader(idx, t.dp.ip_mtu(), d.clone(), tx.clone()));
+                        tokio::spawn(tun_reader(idx, mtu, d.clone(), tx.clone()));
                         Some(d)
                     }
                     Err(e) => {
@@ -519,7 +596,7 @@ impl OsDrivers {
                         None
                     }
                 },
-                None => None,
+                (None, _) => None,
             };
             tuns.push(dev);
         }
@@ -575,18 +652,34 @@ impl OsDrivers {
             }
         }
         let mut udp = HashMap::new();
+        // With workers, they read the ESP-carrying sockets (UDP 4500, raw ESP) and pass on what is not
+        // a fast tunnel's ESP; the node keeps its own descriptors for what it sends.
+        let mut esp_udp = Vec::new();
         for a in node.ike_addresses() {
             for port in [node::IKE_PORT, node::NAT_T_PORT] {
                 let local = SocketAddrV4::new(a, port);
                 match crate::os::udp::bind_udp(local) {
                     Ok(sock) => {
-                        tokio::spawn(udp_reader(SocketAddr::V4(local), sock.clone(), tx.clone()));
+                        let dup = (workers.is_some() && port == node::NAT_T_PORT)
+                            .then(|| crate::workers::dup_udp(&sock).ok())
+                            .flatten();
+                        match dup {
+                            Some(d) => esp_udp.push((local, d)),
+                            None => {
+                                tokio::spawn(udp_reader(
+                                    SocketAddr::V4(local),
+                                    sock.clone(),
+                                    tx.clone(),
+                                ));
+                            }
+                        }
                         udp.insert(SocketAddr::V4(local), sock);
                     }
                     Err(e) => ios!(IKEV2, Warning, NO_SOCKET, "cannot bind {local}: {e}"),
                 }
             }
         }
+        let mut esp_raw = None;
         let raw_esp = if node.tunnels.is_empty() && node.gre.tunnels.iter().all(|t| !t.protected())
         {
             None
@@ -594,7 +687,10 @@ impl OsDrivers {
             match RawIp::open(IPPROTO_ESP, None) {
                 Ok(r) => {
                     let r = Arc::new(r);
-                    tokio::task::spawn_local(raw_esp_reader(r.clone(), tx.clone()));
+                    esp_raw = workers.and_then(|_| r.try_clone_socket().ok());
+                    if esp_raw.is_none() {
+                        tokio::task::spawn_local(raw_esp_reader(r.clone(), tx.clone()));
+                    }
                     Some(r)
                 }
                 Err(e) => {
@@ -629,6 +725,17 @@ impl OsDrivers {
                     "{ios}: cannot open UDP 68 on {device}: {e}"
                 ),
             }
+        }
+        if let Some(w) = workers {
+            w.start(Arc::new(crate::workers::Ctx {
+                tunnels: node.tunnels.iter().map(|t| t.dp.clone()).collect(),
+                spis: node.spis.clone(),
+                tuns: tuns.clone(),
+                mtus,
+                udp: esp_udp,
+                raw: esp_raw,
+                tx: tx.clone(),
+            }));
         }
         OsDrivers {
             routes,
@@ -1420,12 +1527,17 @@ interface Tunnel0
     fn measure(variant: &str) -> (usize, u64, u64) {
         let (wan_a, wan_b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
         let t0 = Instant::now();
+        // `worker-*`: after the SAs are up, the packets take the data-plane worker's path instead.
+        let (worker, config) = match variant.strip_prefix("worker-") {
+            Some(v) => (true, v),
+            None => (false, variant),
+        };
         let mut a = Appliance {
-            node: site("A", "B", "192.0.2.1", "192.0.2.2", "10.0.0.1", variant),
+            node: site("A", "B", "192.0.2.1", "192.0.2.2", "10.0.0.1", config),
             started: t0,
         };
         let mut b = Appliance {
-            node: site("B", "A", "192.0.2.2", "192.0.2.1", "10.0.0.2", variant),
+            node: site("B", "A", "192.0.2.2", "192.0.2.1", "10.0.0.2", config),
             started: t0,
         };
         let mut ch = mpsc::channel::<DriverMsg>(1024);
@@ -1435,7 +1547,7 @@ interface Tunnel0
             deliver(t0, &mut b, &mut a, wan_b, &mut ch);
         }
         assert!(
-            a.node.tunnels[0].dp.outbound_spi().is_some(),
+            a.node.tunnels[0].dp.lock().outbound_spi().is_some(),
             "{variant}: no SA"
         );
         let pkts: Vec<(Vec<u8>, Vec<u8>)> = [64, 512, 1400]
@@ -1447,8 +1559,27 @@ interface Tunnel0
                 )
             })
             .collect();
+        if worker {
+            assert_eq!(a.node.enable_fast_path(), 1, "{variant}");
+            assert_eq!(b.node.enable_fast_path(), 1, "{variant}");
+        }
+        // The worker's state: its engine and staging vectors (allocated once, as in `crate::workers`).
+        let mut engine = crate::fastpath::Engine::default();
+        let mut staged: Vec<crate::workers::Staged> = Vec::with_capacity(64);
+        let mut opened: Vec<crate::workers::Staged> = Vec::with_capacity(64);
         let mut round = |now: Instant, a: &mut Appliance, b: &mut Appliance| {
             let mut got = 0;
+            if worker {
+                for (ab, ba) in &pkts {
+                    got += worker_pass(now, &mut engine, &mut staged, &mut opened, a, b, ab, wan_a);
+                    got += worker_pass(now, &mut engine, &mut staged, &mut opened, b, a, ba, wan_b);
+                    timers(now, a);
+                    timers(now, b);
+                    got += deliver(now, a, b, wan_a, &mut ch);
+                    got += deliver(now, b, a, wan_b, &mut ch);
+                }
+                return got;
+            }
             for (ab, ba) in &pkts {
                 let m = DriverMsg::Tun {
                     tunnel: 0,
@@ -1517,19 +1648,63 @@ interface Tunnel0
         false
     }
 
+    /// One packet through the data-plane worker code (`crate::workers`): sealed on `from`'s tunnel 0 as
+    /// the TUN reader's batch, staged in pooled buffers, demultiplexed by SPI as the ESP readers do, opened
+    /// on `to`'s tunnel 0, staged for the TUN write. Returns the packets that reached `to`'s TUN.
+    #[allow(clippy::too_many_arguments)]
+    fn worker_pass(
+        now: Instant,
+        engine: &mut crate::fastpath::Engine,
+        staged: &mut Vec<crate::workers::Staged>,
+        opened: &mut Vec<crate::workers::Staged>,
+        from: &mut Appliance,
+        to: &mut Appliance,
+        packet: &[u8],
+        from_wan: Ipv4Addr,
+    ) -> usize {
+        use crate::workers::{Staged, stage};
+        let r = engine.seal(now, &from.node.tunnels[0].dp, [packet], &mut |o| {
+            stage(staged, o)
+        });
+        if r.notify {
+            from.node.tunnel_touched(now, 0);
+        }
+        for s in staged.drain(..) {
+            let (esp, src) = match &s {
+                Staged::Udp { bytes, src, .. } => (&bytes[..], SocketAddr::V4(*src)),
+                Staged::Raw { bytes, .. } => (&bytes[..], SocketAddr::from((from_wan, 0))),
+                Staged::Tun(_) => continue,
+            };
+            let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);
+            let idx = to.node.spis.get(spi).expect("SPI known");
+            let meta = dataplane::RecvMeta { from: src, tos: 0 };
+            let r = engine.open(now, &to.node.tunnels[idx].dp, [(esp, meta)], &mut |o| {
+                stage(opened, o)
+            });
+            if r.notify {
+                to.node.tunnel_touched(now, idx);
+            }
+        }
+        let n = opened.len();
+        opened.clear();
+        n
+    }
+
     /// Item 5 of the ESP issue, "per-packet path with no allocation", for the appliance and not only the
     /// library: after warm-up, 6000 packets (64, 512 and 1400 bytes, both directions, 1000 rounds) go
     /// driver message -> channel -> `dispatch` -> node (seal) -> `Output` -> driver message -> channel ->
     /// `dispatch` -> node (open) -> `Output::Tun`, with timers polled as the daemon loop does, under a
     /// counting global allocator: zero allocations, for raw ESP, ESP in UDP (`nat force-encap`) and a
-    /// tunnel with a `shape average` policy (queued and released by timers). The measuring runs in a
+    /// tunnel with a `shape average` policy (queued and released by timers); `worker-raw` and `worker-udp`
+    /// send the same packets through the data-plane worker code instead (`worker_pass`: seal under one
+    /// lock, stage in pooled buffers, SPI lookup, open, stage for the TUN). The measuring runs in a
     /// child process with one test thread, so no other test allocates meanwhile.
     #[test]
     fn steady_state_packet_path_does_not_allocate() {
         if !in_child("steady_state_packet_path_does_not_allocate") {
             return;
         }
-        for variant in ["raw", "udp", "shaped"] {
+        for variant in ["raw", "udp", "shaped", "worker-raw", "worker-udp"] {
             let (got, allocs, fresh) = measure(variant);
             println!(
                 "{variant}: {got} packets delivered to the far TUN in 1000 rounds; {allocs} allocations, {fresh} new pool blocks"

@@ -506,7 +506,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     print_show(&boxes[0], "show ip nat translations");
     print_show(&boxes[0], "show track");
     print_show(&boxes[0], "show ip route static");
-    let counters = boxes[0].node.tunnels[0].dp.snapshot(now).counters;
+    let counters = boxes[0].node.tunnels[0].dp.lock().snapshot(now).counters;
     println!(
         "Summary: pings via the primary {via_primary}, through the VPN-SIP tunnel {via_tunnel}, lost while the route moved {lost}; \
          tunnel encaps {} decaps {}; first answer through the tunnel {:.2} s after the line went down; demo took {:.1} s.",

@@ -591,7 +591,7 @@ impl Node {
                         if t.ike_sa != Some(ike_sa) {
                             continue;
                         }
-                        let spi = t.dp.outbound_spi();
+                        let spi = t.dp.lock().outbound_spi();
                         let heir = snap.iter().find(|s| {
                             s.id != ike_sa && s.children.iter().any(|c| Some(c.spi_out) == spi)
                         });
@@ -605,10 +605,11 @@ impl Node {
                         None => {
                             let t = &mut self.tunnels[i];
                             t.ike_sa = None;
-                            for s in t.dp.inbound_spis().collect::<Vec<_>>() {
+                            let mut dp = t.dp.lock();
+                            for s in dp.inbound_spis() {
                                 self.spis.remove(&s);
                             }
-                            t.dp.remove_sa();
+                            dp.remove_sa();
                         }
                     }
                 }

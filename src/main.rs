@@ -4,11 +4,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod bench;
+mod bench_dataplane;
 mod cli;
 mod control;
 mod daemon;
 mod demo;
 mod demo_netns;
+mod fastpath;
 mod gre;
 mod gre_esp;
 mod ikev1;
@@ -25,6 +27,7 @@ mod show;
 mod sim;
 mod sipnet;
 mod vpnsip;
+mod workers;
 
 /// Unit tests count allocations (`daemon::tests::steady_state_packet_path_does_not_allocate`).
 #[cfg(test)]

@@ -85,7 +85,8 @@ pub struct Svti {
     /// The Linux device (TUN) it is.
     pub device: String,
     pub address: Option<(Ipv4Addr, u8)>,
-    pub dp: Tunnel,
+    /// Shared with the data-plane workers (`crate::fastpath`): lock it for each use.
+    pub dp: crate::fastpath::SharedTunnel,
     /// IKEv2 profile that keys it.
     pub profile: Option<String>,
     pub source: Option<Ipv4Addr>,
@@ -126,7 +127,7 @@ pub struct Node {
     /// DHCP clients of interfaces with `ip address dhcp`, once the driver gave their MAC.
     pub dhcp: Vec<DhcpIf>,
     /// Inbound SPI -> tunnel index.
-    pub(crate) spis: HashMap<u32, usize>,
+    pub(crate) spis: crate::fastpath::SpiMap,
     /// IKEv1 on-demand DPD: when each tunnel last decrypted a packet (`crate::ikev1`).
     pub(crate) v1_heard: HashMap<usize, Instant>,
     pub(crate) out: VecDeque<Output>,
@@ -148,6 +149,9 @@ pub struct Node {
     pub esp_key_log: Option<std::path::PathBuf>,
     /// `show crypto pki certificates` (set by [`crate::pki::install`]).
     pub pki_view: Vec<crate::show::pki::CertView>,
+    /// `run --dataplane-threads`: the data-plane workers' counters (`show crypto engine`); empty when
+    /// every packet goes through this node loop (inline, as in the simulator).
+    pub workers: Vec<std::sync::Arc<crate::fastpath::WorkerStats>>,
 }
 
 /// The appliance's randomness: the OS generator.
@@ -247,10 +251,11 @@ impl Node {
             gre_out: VecDeque::new(),
             vpnsip,
             dhcp: Vec::new(),
-            spis: HashMap::new(),
+            spis: crate::fastpath::SpiMap::default(),
             v1_heard: HashMap::new(),
             esp_key_log: None,
             pki_view: Vec::new(),
+            workers: Vec::new(),
             out: VecDeque::new(),
             buf: vec![0; BUF_LEN],
             qos_free: Vec::new(),
@@ -394,7 +399,7 @@ impl Node {
             }
             return;
         }
-        let Some(&idx) = self.spis.get(&spi) else {
+        let Some(idx) = self.spis.get(spi) else {
             // Unknown SPI: counted on the first tunnel that could own it would be guesswork; log once per
             // packet at debug level and let IKE's INVALID_SPI handling (peer-side) recover.
             tracing::debug!(spi, %from, "ESP with unknown SPI dropped");
@@ -404,7 +409,7 @@ impl Node {
             return;
         };
         slot.copy_from_slice(payload);
-        let v = self.tunnels[idx].dp.receive(
+        let v = self.tunnels[idx].dp.lock().receive(
             now,
             &mut self.buf,
             0..payload.len(),
@@ -459,6 +464,7 @@ impl Node {
         slot.copy_from_slice(packet);
         let v = self.tunnels[idx]
             .dp
+            .lock()
             .send(now, &mut self.buf, start..start + packet.len());
         self.verdict(idx, v);
     }
@@ -491,10 +497,12 @@ impl Node {
         }
         for (idx, t) in self.tunnels.iter_mut().enumerate() {
             t.ike_sa = None;
-            for s in t.dp.inbound_spis().collect::<Vec<_>>() {
+            let mut dp = t.dp.lock();
+            for s in dp.inbound_spis() {
                 self.spis.remove(&s);
             }
-            t.dp.remove_sa();
+            dp.remove_sa();
+            drop(dp);
             if !self.is_dirty[idx] {
                 self.is_dirty[idx] = true;
                 self.dirty.push(idx);
@@ -696,13 +704,38 @@ impl Node {
                 continue; // stale
             }
             self.tunnel_deadlines[idx] = None;
-            self.tunnels[idx].dp.handle_timeout(now);
+            self.tunnels[idx].dp.lock().handle_timeout(now);
             if self.tunnels[idx].egress.is_attached() {
                 self.drain_egress(now, idx);
             }
             self.touch(idx);
         }
         self.pump(now);
+    }
+
+    /// Marks the tunnels whose packets data-plane workers may seal and open without this loop
+    /// (`crate::fastpath`); returns how many. Not fast, so everything still goes through the node: a
+    /// tunnel with a `service-policy` (the shaper's queues and timers live here), every tunnel of an
+    /// appliance with VPN-SIP (session PAT and the implicit shaper) or IKEv1 keying (on-demand DPD watches
+    /// each packet), and tunnels without a fixed `tunnel destination`.
+    pub fn enable_fast_path(&mut self) -> usize {
+        let off = self.config.vpn_sip.enabled || self.ikev1.is_some();
+        let mut n = 0;
+        for t in &self.tunnels {
+            let fast = !off && t.destination.is_some() && !t.egress.is_attached();
+            t.dp.set_fast(fast);
+            n += usize::from(fast);
+        }
+        n
+    }
+
+    /// A data-plane worker left events or an earlier deadline in tunnel `idx`: drain and re-arm it.
+    pub fn tunnel_touched(&mut self, now: Instant, idx: usize) {
+        if let Some(t) = self.tunnels.get(idx) {
+            t.dp.attention_taken();
+            self.touch(idx);
+            self.pump(now);
+        }
     }
 
     /// Tunnel `idx` was acted on: [`Node::pump`] drains it and recomputes its deadline.
@@ -718,7 +751,8 @@ impl Node {
     /// Recompute tunnel `idx`'s deadline after it was drained.
     fn rearm_tunnel(&mut self, idx: usize) {
         let t = &self.tunnels[idx];
-        let next = match (t.dp.poll_timeout(), t.egress.poll_timeout()) {
+        let dp_next = t.dp.lock().poll_timeout();
+        let next = match (dp_next, t.egress.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -839,11 +873,18 @@ impl Node {
             // which puts it back on the list).
             while let Some(idx) = self.dirty.pop() {
                 self.is_dirty[idx] = false;
-                while let Some(v) = self.tunnels[idx].dp.poll_transmit(now, &mut self.buf) {
+                loop {
+                    let v = self.tunnels[idx]
+                        .dp
+                        .lock()
+                        .poll_transmit(now, &mut self.buf);
+                    let Some(v) = v else { break };
                     self.verdict(idx, v);
                     progressed = true;
                 }
-                while let Some(ev) = self.tunnels[idx].dp.poll_event() {
+                loop {
+                    let ev = self.tunnels[idx].dp.lock().poll_event();
+                    let Some(ev) = ev else { break };
                     self.tunnel_event(now, idx, ev);
                     progressed = true;
                 }
@@ -895,10 +936,10 @@ impl Node {
             } => {
                 if let Some(idx) = self.spis.remove(&spi_in) {
                     self.touch(idx);
-                    let t = &mut self.tunnels[idx];
-                    t.dp.remove_inbound(spi_in);
-                    if t.dp.outbound_spi() == Some(spi_out) {
-                        t.dp.remove_sa();
+                    let mut dp = self.tunnels[idx].dp.lock();
+                    dp.remove_inbound(spi_in);
+                    if dp.outbound_spi() == Some(spi_out) {
+                        dp.remove_sa();
                     }
                 }
             }
@@ -932,11 +973,11 @@ impl Node {
                         self.dirty.push(idx);
                     }
                     t.ike_sa = None;
-                    let spis: Vec<u32> = t.dp.inbound_spis().collect();
-                    for s in spis {
+                    let mut dp = t.dp.lock();
+                    for s in dp.inbound_spis() {
                         self.spis.remove(&s);
                     }
-                    t.dp.remove_sa();
+                    dp.remove_sa();
                 }
                 self.reacquire(now);
             }
@@ -987,7 +1028,7 @@ impl Node {
     pub(crate) fn reacquire(&mut self, now: Instant) {
         for idx in 0..self.tunnels.len() {
             let t = &self.tunnels[idx];
-            if t.ike_sa.is_none() && t.destination.is_some() && t.dp.is_acquiring() {
+            if t.ike_sa.is_none() && t.destination.is_some() && t.dp.lock().is_acquiring() {
                 self.initiate(now, idx);
             }
         }
@@ -1031,7 +1072,7 @@ impl Node {
                     let t = &self.tunnels[i];
                     t.destination.is_none()
                         && t.peer.is_none()
-                        && t.dp.outbound_spi().is_none()
+                        && t.dp.lock().outbound_spi().is_none()
                         && !vpn_sip(i)
                 })
             })
@@ -1248,7 +1289,7 @@ impl Node {
         // Both ends of a static VTI initiate at once and may end up with two IKE SAs for one tunnel.
         if let Some(existing) = self.tunnels[idx].ike_sa
             && existing != ike_sa
-            && self.tunnels[idx].dp.outbound_spi().is_some()
+            && self.tunnels[idx].dp.lock().outbound_spi().is_some()
             && self.tunnels[idx].destination.is_some()
             && !self.v1_peer_rekey(now, existing, ike_sa)
             && !self.keep_new_of_duplicates(now, existing, ike_sa, child, "")
@@ -1288,11 +1329,14 @@ impl Node {
             local: child.local.port(),
             remote: child.remote.port(),
         });
-        t.dp.set_destination(child.remote.ip(), udp);
-        if t.dp.outbound_spi().is_some() {
-            t.dp.replace_sa(now, out, inb);
-        } else {
-            t.dp.install_sa(now, out, inb);
+        {
+            let mut dp = t.dp.lock();
+            dp.set_destination(child.remote.ip(), udp);
+            if dp.outbound_spi().is_some() {
+                dp.replace_sa(now, out, inb);
+            } else {
+                dp.install_sa(now, out, inb);
+            }
         }
         let (name, spi_in, spi_out, remote, encap) = (
             t.ios_name.clone(),
@@ -1306,7 +1350,8 @@ impl Node {
         self.vpnsip_child_up(now, idx, ike_sa);
         // Packets held for the SA go through the tunnel's policy (shaped and marked) like the rest.
         if self.tunnels[idx].egress.is_attached() {
-            for p in self.tunnels[idx].dp.take_pending() {
+            let pending = self.tunnels[idx].dp.lock().take_pending();
+            for p in pending {
                 self.handle_tun(now, idx, &p);
             }
         }
@@ -1524,7 +1569,7 @@ fn svti(cfg: &config::Config, i: &config::Interface) -> Result<Svti, String> {
         ios_name: i.name.clone(),
         device,
         address,
-        dp: Tunnel::new(tc),
+        dp: crate::fastpath::SharedTunnel::new(Tunnel::new(tc)),
         profile,
         source,
         destination,

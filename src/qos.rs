@@ -308,7 +308,7 @@ pub fn attach_static(cfg: &Config, i: &config::Interface, t: &mut Svti) -> Resul
 
 /// Charges the tunnel's attached policy with its current encapsulation (call after an SA install).
 pub fn refresh_encap(t: &mut Svti) {
-    let e = t.dp.encap();
+    let e = t.dp.lock().encap();
     t.egress.set_encap(e);
 }
 

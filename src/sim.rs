@@ -482,7 +482,15 @@ mod tests {
             shown.contains("  Retries: 2, next attempt in 2 s"),
             "{shown}"
         );
-        assert_eq!(sim.node(0).tunnels[0].dp.snapshot(now).counters.encaps, 0);
+        assert_eq!(
+            sim.node(0).tunnels[0]
+                .dp
+                .lock()
+                .snapshot(now)
+                .counters
+                .encaps,
+            0
+        );
     }
 
     fn ikev1_site(wan: &str, peer: Option<&str>) -> Node {

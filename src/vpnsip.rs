@@ -392,21 +392,21 @@ impl Node {
         }
         if v.sessions[sidx].retry_at.is_some_and(|t| t > now) {
             // Backing off after a failure: no new call yet (the packet is dropped, as without an SA).
-            self.tunnels[idx].dp.acquire_failed();
+            self.tunnels[idx].dp.lock().acquire_failed();
             self.touch(idx);
             return true;
         }
         let Some((_, fp)) = creds else {
             v.sessions[sidx].last_failure =
                 Some("no pre-shared key for the remote number (keyring key-id)".into());
-            self.tunnels[idx].dp.acquire_failed();
+            self.tunnels[idx].dp.lock().acquire_failed();
             self.touch(idx);
             return true;
         };
         let local = v.sessions[sidx].local_number.clone();
         if !v.ua.is_registered_as(&local) {
             v.sessions[sidx].last_failure = Some(format!("SIP number {local} not registered"));
-            self.tunnels[idx].dp.acquire_failed();
+            self.tunnels[idx].dp.lock().acquire_failed();
             self.touch(idx);
             return true;
         }
@@ -414,7 +414,7 @@ impl Node {
             let (first, last) = v.ports;
             v.sessions[sidx].last_failure =
                 Some(format!("no free session port ({first}-{last} all in use)"));
-            self.tunnels[idx].dp.acquire_failed();
+            self.tunnels[idx].dp.lock().acquire_failed();
             self.touch(idx);
             return true;
         };
@@ -713,7 +713,10 @@ impl Node {
             let attached =
                 crate::qos::vpn_sip_child(&self.config, policy.as_deref()).and_then(|child| {
                     let t = &mut self.tunnels[idx];
-                    let (id, encap) = (t.dp.id(), t.dp.encap());
+                    let (id, encap) = {
+                        let dp = t.dp.lock();
+                        (dp.id(), dp.encap())
+                    };
                     t.egress
                         .attach_vpn_sip(id, kbps, child, encap)
                         .map_err(|e| e.to_string())
@@ -831,12 +834,12 @@ impl Node {
         if t.egress.is_vpn_sip() {
             let _ = t.egress.detach();
         }
-        let spis: Vec<u32> = t.dp.inbound_spis().collect();
-        for s in spis {
+        let mut dp = t.dp.lock();
+        for s in dp.inbound_spis() {
             self.spis.remove(&s);
         }
-        t.dp.remove_sa();
-        t.dp.acquire_failed();
+        dp.remove_sa();
+        dp.acquire_failed();
         if port != 0 {
             self.out
                 .push_back(Output::ClosePort(SocketAddr::V4(SocketAddrV4::new(

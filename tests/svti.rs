@@ -700,3 +700,171 @@ fn svti_child_sa_rekeys_under_load_and_loses_at_most_a_handful_of_packets() {
         sent - received
     );
 }
+
+/// A site with two tunnels to the same peer: Tunnel0 from the WAN address, Tunnel1 from Loopback1
+/// (`wan2`, on `lo`, answered by ARP on the veth like any local address).
+fn two_tunnel_config(me: &str, peer: &str, wans: [&str; 2], peer_wans: [&str; 2], n: u8) -> String {
+    let ours = if n == 1 { 1 } else { 2 };
+    let theirs = 3 - ours;
+    format!(
+        "\
+hostname {me}
+crypto ikev2 keyring KR
+ peer {peer}
+  address {pw0}
+  identity key-id {peer}
+  pre-shared-key lifeline-test-key-0388
+ peer {peer}-2
+  address {pw1}
+  identity key-id {peer}
+  pre-shared-key lifeline-test-key-0388
+crypto ikev2 profile PROF
+ match identity remote key-id {peer}
+ identity local key-id {me}
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local KR
+crypto ipsec transform-set TS esp-gcm 256
+ mode tunnel
+crypto ipsec profile IPS
+ set transform-set TS
+ set ikev2-profile PROF
+interface GigabitEthernet0
+ device eth0
+ ip address {w0} 255.255.255.0
+interface Loopback1
+ ip address {w1} 255.255.255.255
+interface Tunnel0
+ ip address 172.16.0.{ours} 255.255.255.252
+ tunnel source GigabitEthernet0
+ tunnel mode ipsec ipv4
+ tunnel destination {pw0}
+ tunnel protection ipsec profile IPS
+interface Tunnel1
+ ip address 172.16.1.{ours} 255.255.255.252
+ tunnel source Loopback1
+ tunnel mode ipsec ipv4
+ tunnel destination {pw1}
+ tunnel protection ipsec profile IPS
+ip route 10.{theirs}.0.0 255.255.255.0 Tunnel0
+ip route 10.{theirs}.1.0 255.255.255.0 Tunnel1
+",
+        w0 = wans[0],
+        w1 = wans[1],
+        pw0 = peer_wans[0],
+        pw1 = peer_wans[1],
+    )
+}
+
+/// Build item 5 of the ESP issue, "one data-plane thread per core": with `--dataplane-threads 2` and two
+/// tunnels, Tunnel0's packets are sealed on worker thread ll-dp-0 and Tunnel1's on ll-dp-1 (tunnel idx on
+/// worker idx % N), as `show crypto engine` counts per thread; the received ESP is opened on a worker
+/// too, and `show crypto ipsec sa` still counts every packet of each tunnel. Inline (no workers) or a
+/// single worker fails the per-thread checks.
+#[test]
+fn svti_two_tunnels_are_sealed_on_two_dataplane_threads() {
+    if !netns_available("svti_two_tunnels_are_sealed_on_two_dataplane_threads") {
+        return;
+    }
+    let a = Netns::new("mA");
+    let b = Netns::new("mB");
+    veth(&a, "eth0", "198.51.100.1/24", &b, "eth0", "198.51.100.2/24");
+    for (ns, lan) in [(&a, 1), (&b, 2)] {
+        for sub in 0..2 {
+            ns.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("10.{lan}.{sub}.1/24"),
+                "dev",
+                "lo",
+            ]);
+        }
+    }
+    let (wa, wb) = (
+        ["198.51.100.1", "198.51.100.11"],
+        ["198.51.100.2", "198.51.100.12"],
+    );
+    let ca = two_tunnel_config("siteA", "siteB", wa, wb, 1);
+    let cb = two_tunnel_config("siteB", "siteA", wb, wa, 2);
+    let threads = ["--dataplane-threads", "2"];
+    let sa = start_site_with(a, "siteA", &ca, &threads);
+    let sb = start_site_with(b, "siteB", &cb, &threads);
+    ping_until(&sa.ns, "10.1.0.1", "10.2.0.1", Duration::from_secs(20));
+    ping_until(&sa.ns, "10.1.1.1", "10.2.1.1", Duration::from_secs(20));
+    let cli = |words: &[&str]| -> serde_json::Value {
+        let out = Command::new(BIN)
+            .args(words)
+            .args(["--json", "--socket"])
+            .arg(&sa.sock)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{words:?}");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let before = cli(&["show", "crypto", "engine"]);
+    for (src, dst) in [("10.1.0.1", "10.2.0.1"), ("10.1.1.1", "10.2.1.1")] {
+        let out = sa
+            .ns
+            .run(&["ping", "-c", "20", "-i", "0.05", "-W", "1", "-I", src, dst]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(" 0% packet loss"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let after = cli(&["show", "crypto", "engine"]);
+    let text = Command::new(BIN)
+        .args(["show", "crypto", "engine", "--socket"])
+        .arg(&sa.sock)
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&text.stdout));
+    assert_eq!(after["dataplane_threads"], 2, "{after}");
+    let count =
+        |v: &serde_json::Value, t: usize, what: &str| v["threads"][t][what].as_u64().unwrap();
+    assert_eq!(after["threads"][0]["name"], "ll-dp-0");
+    assert_eq!(after["threads"][1]["name"], "ll-dp-1");
+    // 20 echo requests into each tunnel: Tunnel0's on ll-dp-0, Tunnel1's on ll-dp-1.
+    for t in 0..2 {
+        let sealed = count(&after, t, "sealed") - count(&before, t, "sealed");
+        assert!(sealed >= 20, "ll-dp-{t} sealed {sealed}: {after}");
+    }
+    let opened: u64 = (0..2)
+        .map(|t| count(&after, t, "opened") - count(&before, t, "opened"))
+        .sum();
+    assert!(opened >= 40, "opened {opened}: {after}");
+    // The threads are real: named ll-dp-0 and ll-dp-1 in the daemon's process.
+    let pid = sa._daemon.0.id();
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .map(|s| s.trim().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "ll-dp-0") && names.iter().any(|n| n == "ll-dp-1"),
+        "{names:?}"
+    );
+    // `show crypto ipsec sa` counts under the tunnel's lock: each tunnel's encaps are its worker's
+    // seals plus the few packets the node loop sent from the acquire queue before the SA was up.
+    let sas = cli(&["show", "crypto", "ipsec", "sa"]);
+    let mut decaps = 0;
+    for t in 0..2 {
+        let tunnel = &sas["tunnels"][t];
+        assert_eq!(tunnel["interface"], format!("Tunnel{t}"));
+        let encaps = tunnel["encaps"].as_u64().unwrap();
+        let sealed = count(&after, t, "sealed");
+        assert!(
+            encaps >= sealed && encaps - sealed <= 10,
+            "Tunnel{t}: {encaps} encaps, ll-dp-{t} sealed {sealed}: {sas}"
+        );
+        decaps += tunnel["decaps"].as_u64().unwrap();
+    }
+    let opened: u64 = (0..2).map(|t| count(&after, t, "opened")).sum();
+    assert!(
+        decaps >= opened && decaps - opened <= 10,
+        "{decaps} decaps, {opened} opened: {sas}"
+    );
+    drop(sb);
+}

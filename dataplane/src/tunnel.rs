@@ -994,6 +994,12 @@ impl Tunnel {
         self.events.pop_front()
     }
 
+    /// Events wait for [`Self::poll_event`] (a data-plane worker that sealed or opened packets tells the
+    /// coordinator to drain them without draining them itself).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Events dropped because the queue was full (the coordinator fell behind).
     pub fn events_lost(&self) -> u64 {
         self.events_lost

@@ -46,6 +46,21 @@ impl RawIp {
         })
     }
 
+    /// The same socket on another descriptor (`dup`), for a data-plane worker to register with its own
+    /// runtime ([`RawIp::from_socket`]). Every raw protocol-50 socket gets a copy of each ESP packet, so
+    /// the workers share the one ESP socket instead of opening their own.
+    pub fn try_clone_socket(&self) -> io::Result<Socket> {
+        self.fd.get_ref().try_clone()
+    }
+
+    /// Wraps a descriptor of an [`RawIp::open`]ed socket for the current runtime.
+    pub fn from_socket(s: Socket, local: Ipv4Addr) -> io::Result<RawIp> {
+        s.set_nonblocking(true)?;
+        #[allow(deprecated)]
+        let fd = AsyncFd::new(s)?;
+        Ok(RawIp { fd, local })
+    }
+
     /// The next packets, up to [`RAW_BATCH`] in one `recvmmsg`; take them with [`RawRecvBatch::take`].
     /// Returns how many arrived (at least one).
     pub async fn recv_batch(&self, batch: &mut RawRecvBatch) -> io::Result<usize> {

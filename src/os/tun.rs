@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rtnetlink::{Handle, LinkUnspec};
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tun_rs::{AsyncDevice, DeviceBuilder, SyncDevice};
 
 /// Create (or open) TUN device `name`, give it `address`, set the MTU and bring it up.
 pub async fn open(
@@ -14,10 +14,24 @@ pub async fn open(
     address: Option<(Ipv4Addr, u8)>,
     mtu: u16,
 ) -> anyhow::Result<Arc<AsyncDevice>> {
+    let dev = open_sync(handle, name, address, mtu).await?;
+    Ok(Arc::new(AsyncDevice::new(dev).with_context(|| {
+        format!("cannot register TUN device {name}")
+    })?))
+}
+
+/// As [`open`], but not yet registered with a runtime: a data-plane worker registers it with its own
+/// (`AsyncDevice::new` on the worker thread), so its reads wake that worker directly.
+pub async fn open_sync(
+    handle: &Handle,
+    name: &str,
+    address: Option<(Ipv4Addr, u8)>,
+    mtu: u16,
+) -> anyhow::Result<SyncDevice> {
     let dev = DeviceBuilder::new()
         .name(name)
         .mtu(mtu)
-        .build_async()
+        .build_sync()
         .with_context(|| format!("cannot create TUN device {name}"))?;
     let index = super::link::link_index(handle, name).await?;
     if let Some((a, len)) = address {
@@ -32,5 +46,5 @@ pub async fn open(
         .with_context(|| format!("cannot bring {name} up"))?;
     // Kernel IPv6 chatter (router solicitations, MLD) would only be dropped by the data plane.
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
-    Ok(Arc::new(dev))
+    Ok(dev)
 }

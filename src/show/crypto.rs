@@ -540,7 +540,7 @@ pub fn session_views(node: &Node, now: Instant) -> Vec<CryptoSessionView> {
                 .vpnsip
                 .as_ref()
                 .and_then(|v| v.sessions.iter().find(|s| s.tunnel == idx));
-            let dp = t.dp.snapshot(now);
+            let dp = t.dp.lock().snapshot(now);
             let peer = t
                 .destination
                 .map(|d| SocketAddr::new(IpAddr::V4(d), IKE_PORT))
@@ -699,7 +699,7 @@ pub fn ipsec_sa_json(node: &Node, now: Instant) -> serde_json::Value {
         .tunnels
         .iter()
         .map(|t| {
-            let snap = t.dp.snapshot(now);
+            let snap = t.dp.lock().snapshot(now);
             let drops: serde_json::Map<String, serde_json::Value> = dataplane::DropReason::ALL
                 .iter()
                 .zip(snap.drops.iter())

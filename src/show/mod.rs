@@ -55,6 +55,7 @@ pub enum ShowCommand {
     CryptoPkiTrustpoints,
     CryptoMap,
     CryptoSocket,
+    CryptoEngine,
 }
 
 /// The command table: words as IOS spells them. Input words may be any unique prefix, case-insensitive.
@@ -111,6 +112,7 @@ const TABLE: &[(&[&str], ShowCommand)] = &[
     ),
     (&["show", "crypto", "map"], ShowCommand::CryptoMap),
     (&["show", "crypto", "socket"], ShowCommand::CryptoSocket),
+    (&["show", "crypto", "engine"], ShowCommand::CryptoEngine),
     (&["show", "interfaces"], ShowCommand::Interfaces),
     (
         &["show", "policy-map", "interface"],
@@ -173,6 +175,7 @@ pub fn answer(
         }
         ShowCommand::CryptoMap => gre_crypto::crypto_map(&gre_crypto::maps(node)),
         ShowCommand::CryptoSocket => gre_crypto::crypto_socket(&gre_crypto::maps(node)),
+        ShowCommand::CryptoEngine => crypto_engine(&node.workers, json),
         ShowCommand::CryptoPkiCertificates if json => {
             serde_json::to_string_pretty(&node.pki_view).unwrap_or_default()
         }
@@ -262,7 +265,7 @@ pub fn answer(
                     pfs_group: None,
                     first_conn_id: 2001 + 2 * i as u32,
                 };
-                let snap = t.dp.snapshot(now);
+                let snap = t.dp.lock().snapshot(now);
                 out.push_str(&if cmd == ShowCommand::CryptoIpsecSa {
                     dataplane::show::render_crypto_ipsec_sa(&snap, &ctx)
                 } else {
@@ -387,6 +390,57 @@ pub fn answer(
             }
         }
     }
+}
+
+/// `show crypto engine` (Lifeline's take on IOS's crypto engine listing): the data-plane threads of
+/// `run --dataplane-threads N` and what each sealed, opened and passed to the control loop.
+fn crypto_engine(workers: &[std::sync::Arc<crate::fastpath::WorkerStats>], json: bool) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rows: Vec<(&str, u64, u64, u64, &str)> = workers
+        .iter()
+        .map(|w| {
+            (
+                w.name.as_str(),
+                w.sealed.load(Relaxed),
+                w.opened.load(Relaxed),
+                w.to_node.load(Relaxed),
+                w.role.get().map_or("", String::as_str),
+            )
+        })
+        .collect();
+    if json {
+        let threads: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(name, sealed, opened, to_node, serves)| {
+                serde_json::json!({
+                    "name": name, "sealed": sealed, "opened": opened,
+                    "to_control": to_node, "serves": serves,
+                })
+            })
+            .collect();
+        return serde_json::json!({ "dataplane_threads": rows.len(), "threads": threads })
+            .to_string();
+    }
+    let mut out = String::from(
+        "crypto engine name:  Lifeline software crypto engine\ncrypto engine type:  software\n",
+    );
+    if rows.is_empty() {
+        out.push_str(
+            "data-plane threads:  0 (inline: the control thread seals and opens every packet)\n",
+        );
+        return out;
+    }
+    out.push_str(&format!("data-plane threads:  {}\n", rows.len()));
+    out.push_str(&format!(
+        "  {:<10} {:>12} {:>12} {:>12}  {}\n",
+        "Thread", "Sealed", "Opened", "To control", "Serves"
+    ));
+    for (name, sealed, opened, to_node, serves) in rows {
+        out.push_str(&format!(
+            "  {name:<10} {sealed:>12} {opened:>12} {to_node:>12}  {serves}\n"
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

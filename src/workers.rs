@@ -1,0 +1,561 @@
+//! The data-plane worker threads of `lifeline run --dataplane-threads N` (ARCHITECTURE.md, "Threads (data
+//! plane)").
+//!
+//! Each worker `ll-dp-K` is an OS thread with its own current-thread tokio runtime (inside a `LocalSet`:
+//! the raw ESP reader keeps nix `recvmmsg` headers, which are not `Send`). Fast tunnel `idx`'s TUN device
+//! is registered with worker `idx % N`, which reads it, seals each batch under one lock of the tunnel
+//! ([`crate::fastpath::Engine::seal`]) and sends the ESP itself (UDP GSO or `sendmmsg`, on its own
+//! descriptors of the appliance's sockets). The ESP sockets (UDP 4500 per IKE address, raw ESP) are read
+//! by workers counted down from the last; ESP for a fast tunnel is opened there and written to the
+//! tunnel's TUN device; everything else goes to the node loop as before.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use dataplane::RecvMeta;
+use tokio::sync::{mpsc, oneshot};
+use tun_rs::{AsyncDevice, SyncDevice};
+
+use crate::daemon::{DriverMsg, GsoBatch};
+use crate::fastpath::{BatchResult, Engine, FastOut, SharedTunnel, SpiMap, WorkerStats};
+use crate::os::raw_ip::{RAW_BATCH, RawIp, RawPacket, RawRecvBatch, RawSendBatch};
+use crate::pkt::PacketBuf;
+
+/// Packets read from a TUN device (or opened from one `recvmmsg`) per lock of their tunnel.
+pub const BATCH: usize = 32;
+
+/// What the node loop tells a worker.
+pub enum Cmd {
+    /// Register tunnel `idx`'s TUN device with this worker's runtime and hand it back (the node and the
+    /// ESP readers write to it from their threads).
+    Tun {
+        idx: usize,
+        dev: SyncDevice,
+        reply: oneshot::Sender<std::io::Result<Arc<AsyncDevice>>>,
+    },
+    /// Everything is open: start this worker's readers.
+    Start(Arc<Ctx>),
+}
+
+/// What the workers share (built once the node loop opened the devices and sockets).
+pub struct Ctx {
+    pub tunnels: Vec<SharedTunnel>,
+    pub spis: SpiMap,
+    /// TUN devices of the SVTIs (`None`: no device, or not fast).
+    pub tuns: Vec<Option<Arc<AsyncDevice>>>,
+    /// MTU of each SVTI's device.
+    pub mtus: Vec<u16>,
+    /// The ESP-carrying UDP sockets (port 4500), each duplicated per worker task that sends or reads.
+    pub udp: Vec<(SocketAddrV4, std::net::UdpSocket)>,
+    /// The raw ESP socket (duplicated likewise).
+    pub raw: Option<socket2::Socket>,
+    /// The node loop's driver channel.
+    pub tx: mpsc::Sender<DriverMsg>,
+}
+
+/// The running workers.
+pub struct Workers {
+    pub stats: Vec<Arc<WorkerStats>>,
+    cmds: Vec<mpsc::UnboundedSender<Cmd>>,
+}
+
+impl Workers {
+    /// Starts `n` (>= 1) worker threads `ll-dp-0` .. `ll-dp-{n-1}`.
+    pub fn spawn(n: usize) -> std::io::Result<Workers> {
+        let mut stats = Vec::new();
+        let mut cmds = Vec::new();
+        for k in 0..n {
+            let s = Arc::new(WorkerStats::new(format!("ll-dp-{k}")));
+            let (tx, rx) = mpsc::unbounded_channel();
+            let st = s.clone();
+            std::thread::Builder::new()
+                .name(s.name.clone())
+                .spawn(move || worker_main(k, n, st, rx))?;
+            stats.push(s);
+            cmds.push(tx);
+        }
+        Ok(Workers { stats, cmds })
+    }
+
+    pub fn len(&self) -> usize {
+        self.cmds.len()
+    }
+
+    /// Registers tunnel `idx`'s TUN device with its worker (`idx % N`).
+    pub async fn register_tun(
+        &self,
+        idx: usize,
+        dev: SyncDevice,
+    ) -> anyhow::Result<Arc<AsyncDevice>> {
+        let (reply, rx) = oneshot::channel();
+        self.cmds[idx % self.len()]
+            .send(Cmd::Tun { idx, dev, reply })
+            .map_err(|_| anyhow::anyhow!("data-plane worker {} is gone", idx % self.len()))?;
+        Ok(rx.await??)
+    }
+
+    pub fn start(&self, ctx: Arc<Ctx>) {
+        for c in &self.cmds {
+            let _ = c.send(Cmd::Start(ctx.clone()));
+        }
+    }
+}
+
+/// Which worker reads ESP socket `k` (UDP 4500 sockets first, then the raw ESP socket): counted down from
+/// the last worker, so with few tunnels the receive side runs on other threads than tunnel 0's sending.
+pub fn reader_worker(k: usize, n: usize) -> usize {
+    n - 1 - k % n
+}
+
+fn worker_main(me: usize, n: usize, stats: Arc<WorkerStats>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::ios!(SYS, Error, NO_THREAD, "{}: no runtime: {e}", stats.name);
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let mut devs: HashMap<usize, Arc<AsyncDevice>> = HashMap::new();
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Cmd::Tun { idx, dev, reply } => {
+                    let r = AsyncDevice::new(dev).map(Arc::new);
+                    if let Ok(d) = &r {
+                        devs.insert(idx, d.clone());
+                    }
+                    let _ = reply.send(r);
+                }
+                Cmd::Start(ctx) => start(me, n, &stats, &ctx, &devs),
+            }
+        }
+    });
+}
+
+/// Spawns this worker's readers: its tunnels' TUN readers and the ESP sockets it reads.
+fn start(
+    me: usize,
+    n: usize,
+    stats: &Arc<WorkerStats>,
+    ctx: &Arc<Ctx>,
+    devs: &HashMap<usize, Arc<AsyncDevice>>,
+) {
+    let mut role = Vec::new();
+    let mut idxs: Vec<usize> = devs.keys().copied().collect();
+    idxs.sort_unstable();
+    for idx in idxs {
+        let Some(t) = ctx.tunnels.get(idx) else {
+            continue;
+        };
+        role.push(format!("tunnel {idx} out"));
+        let seal = Seal {
+            idx,
+            mtu: ctx.mtus.get(idx).copied().unwrap_or(1500),
+            dev: devs[&idx].clone(),
+            t: t.clone(),
+            ctx: ctx.clone(),
+            stats: stats.clone(),
+            out: Out::new(ctx),
+        };
+        tokio::task::spawn_local(seal.run());
+    }
+    for (k, (local, sock)) in ctx.udp.iter().enumerate() {
+        if reader_worker(k, n) != me {
+            continue;
+        }
+        match sock.try_clone().and_then(tokio::net::UdpSocket::from_std) {
+            Ok(s) => {
+                role.push(format!("ESP in UDP {local} in"));
+                tokio::task::spawn_local(udp_reader(*local, s, ctx.clone(), stats.clone()));
+            }
+            Err(e) => crate::ios!(SYS, Error, NO_SOCKET, "{}: {local}: {e}", stats.name),
+        }
+    }
+    if let Some(raw) = &ctx.raw
+        && reader_worker(ctx.udp.len(), n) == me
+    {
+        match raw
+            .try_clone()
+            .and_then(|s| RawIp::from_socket(s, std::net::Ipv4Addr::UNSPECIFIED))
+        {
+            Ok(r) => {
+                role.push("raw ESP in".to_string());
+                tokio::task::spawn_local(raw_reader(r, ctx.clone(), stats.clone()));
+            }
+            Err(e) => crate::ios!(SYS, Error, NO_SOCKET, "{}: raw ESP: {e}", stats.name),
+        }
+    }
+    let _ = stats.role.set(role.join(", "));
+}
+
+/// One packet a seal or open produced, copied out of the engine (the tunnel's lock is released before
+/// anything is sent or written).
+pub enum Staged {
+    Udp {
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        tos: u8,
+        bytes: PacketBuf,
+    },
+    Raw {
+        dst: std::net::Ipv4Addr,
+        tos: u8,
+        bytes: PacketBuf,
+    },
+    Tun(PacketBuf),
+}
+
+pub fn stage(staged: &mut Vec<Staged>, o: FastOut<'_>) {
+    staged.push(match o {
+        FastOut::Udp {
+            src,
+            dst,
+            payload,
+            tos,
+        } => Staged::Udp {
+            src,
+            dst,
+            tos,
+            bytes: PacketBuf::copy_from(payload),
+        },
+        FastOut::Raw { dst, payload, tos } => Staged::Raw {
+            dst,
+            tos,
+            bytes: PacketBuf::copy_from(payload),
+        },
+        FastOut::Tun(p) => Staged::Tun(PacketBuf::copy_from(p)),
+    });
+}
+
+/// A worker task's own descriptors of the ESP sockets, and its send batches.
+struct Out {
+    udp: Vec<(SocketAddrV4, Arc<tokio::net::UdpSocket>)>,
+    raw: Option<RawIp>,
+    gso: Option<GsoBatch>,
+    gso_ok: bool,
+    raw_batch: RawSendBatch,
+}
+
+impl Out {
+    fn new(ctx: &Ctx) -> Out {
+        let udp = ctx
+            .udp
+            .iter()
+            .filter_map(|(a, s)| {
+                let s = s
+                    .try_clone()
+                    .and_then(tokio::net::UdpSocket::from_std)
+                    .ok()?;
+                Some((*a, Arc::new(s)))
+            })
+            .collect();
+        let raw = ctx.raw.as_ref().and_then(|r| {
+            r.try_clone()
+                .and_then(|s| RawIp::from_socket(s, std::net::Ipv4Addr::UNSPECIFIED))
+                .ok()
+        });
+        Out {
+            udp,
+            raw,
+            gso: None,
+            gso_ok: true,
+            raw_batch: RawSendBatch::default(),
+        }
+    }
+
+    /// Sends the staged ESP (in order, batched as the node loop batches its own) and writes the staged
+    /// TUN packets to `dev`.
+    async fn send(&mut self, staged: &mut Vec<Staged>, dev: Option<&AsyncDevice>) {
+        for s in staged.drain(..) {
+            match s {
+                Staged::Udp {
+                    src,
+                    dst,
+                    tos,
+                    bytes,
+                } => {
+                    if !self.raw_batch.packets.is_empty()
+                        && let Some(r) = &self.raw
+                    {
+                        r.send_batch(&mut self.raw_batch).await;
+                    }
+                    let sock = self
+                        .udp
+                        .iter()
+                        .find(|(a, _)| *a == src)
+                        .or_else(|| self.udp.iter().find(|(a, _)| a.port() == src.port()))
+                        .map(|(_, s)| s.clone());
+                    let Some(sock) = sock else { continue };
+                    let batch = self
+                        .gso
+                        .get_or_insert_with(|| GsoBatch::new(sock.clone(), dst));
+                    if batch.count > 0 && !batch.accepts(&sock, dst, bytes.len(), tos) {
+                        batch.send(&mut self.gso_ok).await;
+                    }
+                    if batch.count == 0 {
+                        batch.sock = sock;
+                        batch.to = dst;
+                        batch.tos = tos;
+                        batch.segment = bytes.len();
+                    }
+                    batch.push(&bytes);
+                }
+                Staged::Raw { dst, tos, bytes } => {
+                    if let Some(b) = self.gso.as_mut() {
+                        b.send(&mut self.gso_ok).await;
+                    }
+                    if let Some(r) = &self.raw {
+                        if !self.raw_batch.accepts(tos) {
+                            r.send_batch(&mut self.raw_batch).await;
+                        }
+                        self.raw_batch.tos = tos;
+                        self.raw_batch.packets.push((dst, bytes));
+                    }
+                }
+                Staged::Tun(p) => {
+                    if let Some(d) = dev {
+                        let _ = d.send(&p).await;
+                    }
+                }
+            }
+        }
+        if let Some(b) = self.gso.as_mut() {
+            b.send(&mut self.gso_ok).await;
+        }
+        if let Some(r) = &self.raw {
+            r.send_batch(&mut self.raw_batch).await;
+        }
+    }
+}
+
+/// Tunnel `idx`'s TUN reader and sealer.
+struct Seal {
+    idx: usize,
+    mtu: u16,
+    dev: Arc<AsyncDevice>,
+    t: SharedTunnel,
+    ctx: Arc<Ctx>,
+    stats: Arc<WorkerStats>,
+    out: Out,
+}
+
+impl Seal {
+    async fn run(mut self) {
+        let room = usize::from(self.mtu).max(1500);
+        // BATCH packets of `room` bytes each, read in place: allocated once.
+        let mut bufs = vec![0u8; BATCH * room];
+        let mut lens = [0usize; BATCH];
+        let mut engine = Engine::default();
+        let mut staged: Vec<Staged> = Vec::with_capacity(4 * BATCH);
+        loop {
+            // The first packet waits; the rest of the batch is what is already there.
+            let Ok(len) = self.dev.recv(&mut bufs[..room]).await else {
+                return;
+            };
+            lens[0] = len;
+            let mut n = 1;
+            while n < BATCH {
+                match self.dev.try_recv(&mut bufs[n * room..(n + 1) * room]) {
+                    Ok(len) => {
+                        lens[n] = len;
+                        n += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Only IPv4 goes through a Lifeline tunnel.
+            let packets = (0..n)
+                .map(|i| &bufs[i * room..i * room + lens[i]])
+                .filter(|p| p.first().is_some_and(|b| b >> 4 == 4));
+            if !self.t.fast() {
+                for p in packets {
+                    self.stats.to_node.fetch_add(1, Ordering::Relaxed);
+                    let msg = DriverMsg::Tun {
+                        tunnel: self.idx,
+                        bytes: PacketBuf::copy_from(p),
+                    };
+                    if self.ctx.tx.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            let r = engine.seal(Instant::now(), &self.t, packets, &mut |o| {
+                stage(&mut staged, o)
+            });
+            self.stats
+                .sealed
+                .fetch_add(r.done as u64, Ordering::Relaxed);
+            self.out.send(&mut staged, Some(&self.dev)).await;
+            if !notify(&self.ctx, self.idx, r).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Tells the node loop to look at tunnel `idx` when the batch asked for it; false when the node is gone.
+async fn notify(ctx: &Ctx, idx: usize, r: BatchResult) -> bool {
+    !r.notify
+        || ctx
+            .tx
+            .send(DriverMsg::Touched { tunnel: idx })
+            .await
+            .is_ok()
+}
+
+/// The fast tunnel an ESP packet (or UDP payload) belongs to, by SPI.
+fn fast_tunnel(ctx: &Ctx, esp: &[u8]) -> Option<usize> {
+    let spi = u32::from_be_bytes(esp.get(..4)?.try_into().ok()?);
+    let idx = ctx.spis.get(spi)?;
+    ctx.tunnels.get(idx)?.fast().then_some(idx)
+}
+
+/// Reads one ESP-carrying UDP socket (port 4500, with GRO): a burst of ESP for one fast tunnel is opened
+/// here; anything else (IKE, keepalives, other tunnels' ESP) goes to the node loop as one message.
+async fn udp_reader(
+    local: SocketAddrV4,
+    sock: tokio::net::UdpSocket,
+    ctx: Arc<Ctx>,
+    stats: Arc<WorkerStats>,
+) {
+    let mut buf = vec![0u8; 65536];
+    let mut cmsg = crate::os::udp::gro_cmsg_buffer();
+    let mut engine = Engine::default();
+    let mut staged: Vec<Staged> = Vec::with_capacity(crate::os::udp::GSO_MAX_SEGMENTS);
+    let mut out = Out {
+        udp: Vec::new(),
+        raw: None,
+        gso: None,
+        gso_ok: false,
+        raw_batch: RawSendBatch::default(),
+    };
+    loop {
+        let Ok(r) = crate::os::udp::recv_gro(&sock, &mut buf, &mut cmsg).await else {
+            // ICMP errors surface as recv errors on UDP sockets: not fatal.
+            continue;
+        };
+        let data = &buf[..r.len];
+        let seg = r.segment.max(1);
+        // One GRO burst is one flow: fast only when every datagram is ESP of the same fast tunnel.
+        let idx = fast_tunnel(&ctx, data).filter(|_| {
+            let spi = &data[..4];
+            data.chunks(seg).all(|d| {
+                matches!(dataplane::classify_udp4500(d), dataplane::Udp4500::Esp)
+                    && d.get(..4) == Some(spi)
+            })
+        });
+        let Some(idx) = idx else {
+            stats
+                .to_node
+                .fetch_add(data.len().div_ceil(seg) as u64, Ordering::Relaxed);
+            let msg = DriverMsg::Udp {
+                local: SocketAddr::V4(local),
+                remote: r.from,
+                bytes: PacketBuf::copy_from(data),
+                segment: seg,
+            };
+            if ctx.tx.send(msg).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let meta = RecvMeta {
+            from: r.from,
+            tos: 0,
+        };
+        let res = engine.open(
+            Instant::now(),
+            &ctx.tunnels[idx],
+            data.chunks(seg).map(|d| (d, meta)),
+            &mut |o| stage(&mut staged, o),
+        );
+        stats.opened.fetch_add(res.done as u64, Ordering::Relaxed);
+        let dev = ctx.tuns.get(idx).and_then(|d| d.as_deref());
+        out.send(&mut staged, dev).await;
+        if !notify(&ctx, idx, res).await {
+            return;
+        }
+    }
+}
+
+/// Reads the raw ESP socket (`recvmmsg`, straight into pooled buffers): runs of packets for one fast
+/// tunnel are opened under one lock; the rest goes to the node loop in the buffer it was read into.
+async fn raw_reader(sock: RawIp, ctx: Arc<Ctx>, stats: Arc<WorkerStats>) {
+    let mut batch = RawRecvBatch::default();
+    let mut engine = Engine::default();
+    let mut staged: Vec<Staged> = Vec::with_capacity(RAW_BATCH);
+    let mut pkts: Vec<(Option<usize>, RawPacket)> = Vec::with_capacity(RAW_BATCH);
+    let mut out = Out {
+        udp: Vec::new(),
+        raw: None,
+        gso: None,
+        gso_ok: false,
+        raw_batch: RawSendBatch::default(),
+    };
+    while let Ok(n) = sock.recv_batch(&mut batch).await {
+        pkts.extend(
+            (0..n)
+                .filter_map(|i| batch.take(i))
+                .map(|p| (fast_tunnel(&ctx, &p.bytes), p)),
+        );
+        let mut i = 0;
+        while i < pkts.len() {
+            let Some(idx) = pkts[i].0 else {
+                i += 1;
+                continue;
+            };
+            // The run of packets for this tunnel.
+            let mut j = i + 1;
+            while j < pkts.len() && pkts[j].0 == Some(idx) {
+                j += 1;
+            }
+            let res = engine.open(
+                Instant::now(),
+                &ctx.tunnels[idx],
+                pkts[i..j].iter().map(|(_, p)| {
+                    let from = SocketAddr::V4(SocketAddrV4::new(p.from, 0));
+                    (&p.bytes[..], RecvMeta { from, tos: p.tos })
+                }),
+                &mut |o| stage(&mut staged, o),
+            );
+            stats.opened.fetch_add(res.done as u64, Ordering::Relaxed);
+            let dev = ctx.tuns.get(idx).and_then(|d| d.as_deref());
+            out.send(&mut staged, dev).await;
+            if !notify(&ctx, idx, res).await {
+                return;
+            }
+            i = j;
+        }
+        // The others, in their order, to the node loop.
+        for (idx, p) in pkts.drain(..) {
+            if idx.is_some() {
+                continue;
+            }
+            stats.to_node.fetch_add(1, Ordering::Relaxed);
+            let msg = DriverMsg::RawEsp {
+                from: p.from,
+                tos: p.tos,
+                bytes: p.bytes,
+            };
+            if ctx.tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Another descriptor of `sock` (`dup`), for the workers to register with their own runtimes.
+pub fn dup_udp(sock: &tokio::net::UdpSocket) -> std::io::Result<std::net::UdpSocket> {
+    Ok(std::net::UdpSocket::from(
+        sock.as_fd().try_clone_to_owned()?,
+    ))
+}
