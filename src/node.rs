@@ -979,7 +979,15 @@ impl Node {
                     }
                     dp.remove_sa();
                 }
-                self.reacquire(now);
+                // A refused negotiation (authentication, proposals) would be refused again at once: it is
+                // retried by the next acquire, not here (this was a loop of hundreds of IKE SAs a second
+                // against strongSwan with a wrong PSK or disjoint ESP proposals).
+                if !matches!(
+                    reason,
+                    ike::DeleteReason::AuthFailed(_) | ike::DeleteReason::NegotiationFailed(_)
+                ) {
+                    self.reacquire(now);
+                }
             }
             ike::Event::AuthFailed { peer, reason } => {
                 ios!(IKEV2, Error, AUTH_FAILED, "peer {peer}: {reason}");
@@ -1604,6 +1612,11 @@ pub(crate) fn ike_profile(
                 Some((a, mask)) if a.is_unspecified() || mask == Some(Ipv4Addr::UNSPECIFIED) => {
                     ids.push(None)
                 }
+                // `address A M`: every peer address in the subnet (was taken for A alone, so no peer
+                // matched `address 192.0.2.0 255.255.255.0`).
+                Some((a, Some(m))) if m != Ipv4Addr::BROADCAST => {
+                    keyring = keyring.with_subnet(a, m, psk.expose().as_bytes());
+                }
                 Some((a, _)) => ids.push(Some(Identity::Ipv4(a))),
                 None => {}
             }
@@ -1648,21 +1661,9 @@ pub(crate) fn ike_profile(
     if let Some(l) = p.lifetime {
         profile.ike_lifetime = l;
     }
-    // The IPsec profile that names this IKEv2 profile (directly or through a tunnel) sets the ESP side.
-    let ipsec = cfg
-        .interfaces
-        .iter()
-        .filter_map(|i| i.tunnel.protection.as_ref())
-        .find(|tp| tp.ikev2_profile.as_deref() == Some(p.name.as_str()))
-        .and_then(|tp| cfg.effective_ipsec_profile(&tp.ipsec_profile))
-        .or_else(|| {
-            cfg.ipsec
-                .profiles
-                .iter()
-                .find(|ip| ip.ikev2_profile.as_deref() == Some(p.name.as_str()))
-                .and_then(|ip| cfg.effective_ipsec_profile(&ip.name))
-        });
-    if let Some(ip) = ipsec {
+    // The IPsec profile that names this IKEv2 profile (directly or through a tunnel) sets the ESP side
+    // (one per IKEv2 profile: `lifeline check` warns when tunnels of one IKEv2 profile differ).
+    if let Some(ip) = cfg.ipsec_profile_of_ikev2(&p.name) {
         let esp: Vec<ike::EspProposal> =
             ip.transform_sets.iter().filter_map(esp_proposal).collect();
         if !esp.is_empty() {
@@ -1765,6 +1766,36 @@ mod tests {
         assert_eq!(
             one.remote_id,
             Some(Identity::Ipv4(Ipv4Addr::new(192, 0, 2, 7)))
+        );
+    }
+
+    /// `peer X` / `address 192.0.2.0 255.255.255.0` keys every peer in the subnet (IOS), and a /32 or an
+    /// exact address still only its own; found against strongSwan in tests/guest_svti.rs, where the
+    /// subnet was taken for the address 192.0.2.0 alone ("no key for peer identity 192.0.2.1").
+    #[test]
+    fn keyring_address_with_a_mask_keys_the_whole_subnet() {
+        let p = profile_of(
+            "crypto ikev2 keyring K\n peer lan\n  address 192.0.2.0 255.255.255.0\n  pre-shared-key wide\n\
+             peer one\n  address 192.0.2.9\n  pre-shared-key exact\n\
+             peer sub\n  address 192.0.2.16 255.255.255.240\n  pre-shared-key narrow\n!\n\
+             crypto ikev2 profile P\n match identity remote any\n authentication local pre-share\n \
+             authentication remote pre-share\n keyring local K\n!\n",
+        );
+        let key = |a: [u8; 4]| {
+            p.keyring
+                .lookup(&Identity::Ipv4(Ipv4Addr::from(a)))
+                .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
+        };
+        assert_eq!(key([192, 0, 2, 1]).as_deref(), Some("wide"));
+        assert_eq!(key([192, 0, 2, 254]).as_deref(), Some("wide"));
+        assert_eq!(key([192, 0, 2, 9]).as_deref(), Some("exact"));
+        assert_eq!(key([192, 0, 2, 20]).as_deref(), Some("narrow"));
+        assert_eq!(key([198, 51, 100, 1]), None);
+        assert_eq!(
+            p.keyring
+                .lookup(&Identity::Fqdn("192.0.2.1".into()))
+                .map(|s| s.as_bytes().to_vec()),
+            None
         );
     }
 }

@@ -7,7 +7,8 @@
 //! stream each way (the figure is printed; run with `--nocapture`). kernel-libipsec only does ESP in UDP
 //! (charon fakes a NAT), so these tests also cover Lifeline's NAT-T path (IKE floating to 4500, ESP in
 //! UDP 4500) against another implementation. Also: strongSwan rekeys CHILD_SA and IKE SA under traffic,
-//! and a wrong PSK or disjoint ESP proposals install nothing.
+//! and a wrong PSK or disjoint ESP proposals install nothing (the CHILD_SA refusal is logged and the IKE SA
+//! deleted).
 //!
 //! Root and strongSwan are needed: skipped with a message otherwise, failed when `LIFELINE_REQUIRE_NETNS=1`.
 //! On failure Lifeline's log, charon's log and a pcap of site A's WAN are kept and their paths printed.
@@ -597,6 +598,9 @@ fn mismatched_psk_or_esp_proposal_installs_nothing() {
         println!("[{label}] Lifeline log:\n{llog}");
         assert!(llog.contains("AUTH_FAILED"), "[{label}] {llog}");
         assert!(!llog.contains("SA_INSTALLED: "), "[{label}] {llog}");
+        // Refused, not retried in a loop (it was hundreds of IKE SAs a second): the next acquire retries.
+        let downs = llog.matches("SA_DOWN").count();
+        assert!(downs <= 4, "[{label}] {downs} IKE SAs came and went");
     }
     // ESP: Lifeline offers only AES-GCM-256, strongSwan accepts only AES-GCM-128.
     {
@@ -618,5 +622,13 @@ fn mismatched_psk_or_esp_proposal_installs_nothing() {
         let llog = ll.log();
         println!("[{label}] Lifeline log:\n{llog}");
         assert!(!llog.contains("SA_INSTALLED: "), "[{label}] {llog}");
+        // The IKE SA without its CHILD_SA is not kept silently: deleted, with charon's reason logged,
+        // and not retried in a loop.
+        assert!(
+            llog.contains("NegotiationFailed(NO_PROPOSAL_CHOSEN)"),
+            "[{label}] the refused CHILD_SA is not logged:\n{llog}"
+        );
+        let downs = llog.matches("SA_DOWN").count();
+        assert!(downs <= 4, "[{label}] {downs} IKE SAs came and went");
     }
 }

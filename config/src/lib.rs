@@ -218,6 +218,24 @@ impl Config {
             .filter_map(|i| i.vpn_sip.as_ref().map(|v| (i, v)))
     }
 
+    /// The IPsec profile whose ESP settings (transform sets, PFS, lifetimes) IKEv2 profile `ikev2`
+    /// negotiates, for every tunnel it keys: the first tunnel's `tunnel protection ipsec profile X
+    /// ikev2-profile ikev2`, else the first IPsec profile with `set ikev2-profile ikev2`.
+    pub fn ipsec_profile_of_ikev2(&self, ikev2: &str) -> Option<EffectiveIpsecProfile> {
+        self.interfaces
+            .iter()
+            .filter_map(|i| i.tunnel.protection.as_ref())
+            .find(|tp| tp.ikev2_profile.as_deref() == Some(ikev2))
+            .and_then(|tp| self.effective_ipsec_profile(&tp.ipsec_profile))
+            .or_else(|| {
+                self.ipsec
+                    .profiles
+                    .iter()
+                    .find(|ip| ip.ikev2_profile.as_deref() == Some(ikev2))
+                    .and_then(|ip| self.effective_ipsec_profile(&ip.name))
+            })
+    }
+
     /// The IKEv2 profile that keys tunnel `i`: `tunnel protection ... ikev2-profile P`, else the IPsec
     /// profile's `set ikev2-profile P`.
     pub fn tunnel_ikev2_profile(&self, i: &Interface) -> Option<String> {

@@ -38,7 +38,53 @@ pub(crate) fn validate_with(c: &Config, spans: &Spans) -> Vec<Diagnostic> {
     overlapping_addresses(c, spans, &mut d);
     routes(c, spans, &mut d);
     references(c, spans, &mut d);
+    ikev2_profile_esp(c, spans, &mut d);
     d
+}
+
+/// One IKEv2 profile negotiates one IPsec profile's ESP settings ([`Config::ipsec_profile_of_ikev2`]):
+/// a tunnel whose own IPsec profile asks for other transform sets, PFS or lifetimes under the same IKEv2
+/// profile would silently get the other one's (found against strongSwan: a CBC tunnel proposed GCM).
+fn ikev2_profile_esp(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    let esp = |p: &crate::EffectiveIpsecProfile| {
+        (
+            p.transform_sets.clone(),
+            p.pfs_group,
+            p.lifetime_seconds,
+            p.lifetime_kilobytes,
+        )
+    };
+    for i in c.interfaces.iter().filter(|i| i.is_tunnel()) {
+        let Some(tp) = i.tunnel.protection.as_ref() else {
+            continue;
+        };
+        let (Some(ikev2), Some(own)) = (
+            c.tunnel_ikev2_profile(i),
+            c.effective_ipsec_profile(&tp.ipsec_profile),
+        ) else {
+            continue;
+        };
+        let Some(used) = c.ipsec_profile_of_ikev2(&ikev2) else {
+            continue;
+        };
+        if used.name != own.name && esp(&used) != esp(&own) {
+            d.push(Diagnostic::warning(
+                &with_words(
+                    spans.get(&format!("if:{}:tunnel-protection", i.name)),
+                    format!("tunnel protection ipsec profile {}", own.name),
+                ),
+                format!(
+                    "{}: IKEv2 profile {ikev2} negotiates the transform sets, PFS and lifetimes of IPsec \
+                     profile {} for every tunnel it keys, not those of {}",
+                    i.name, used.name, own.name
+                ),
+                Some(format!(
+                    "give IPsec profile {} an IKEv2 profile of its own (`set ikev2-profile`)",
+                    own.name
+                )),
+            ));
+        }
+    }
 }
 
 fn vpn_sip_global(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {

@@ -710,3 +710,69 @@ fn legacy_isakmp_policy_is_a_warning_naming_the_replacement() {
         ]
     );
 }
+
+/// Two static VTIs whose IPsec profiles (GCM, CBC) name one IKEv2 profile: that profile negotiates the
+/// first one's transform sets for both (tests/guest_svti.rs: Tunnel1 proposed GCM to a CBC-only peer), so
+/// the second tunnel gets a warning; with its own IKEv2 profile, or the same ESP settings, nothing.
+#[test]
+fn tunnels_of_one_ikev2_profile_with_different_esp_settings_are_warned() {
+    let t = "\
+crypto ikev2 keyring KR
+ peer any
+  address 0.0.0.0 0.0.0.0
+  pre-shared-key k
+crypto ikev2 profile PROF
+ match identity remote any
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local KR
+crypto ipsec transform-set GCM esp-gcm 256
+ mode tunnel
+crypto ipsec transform-set CBC esp-aes 256 esp-sha256-hmac
+ mode tunnel
+crypto ipsec profile P-GCM
+ set transform-set GCM
+ set ikev2-profile PROF
+crypto ipsec profile P-CBC
+ set transform-set CBC
+ set ikev2-profile PROF
+interface GigabitEthernet0
+ ip address 192.0.2.11 255.255.255.0
+interface Tunnel0
+ ip address 172.16.0.1 255.255.255.252
+ tunnel source GigabitEthernet0
+ tunnel mode ipsec ipv4
+ tunnel destination 192.0.2.1
+ tunnel protection ipsec profile P-GCM
+interface Tunnel1
+ ip address 172.16.1.1 255.255.255.252
+ tunnel source GigabitEthernet0
+ tunnel mode ipsec ipv4
+ tunnel destination 192.0.2.2
+ tunnel protection ipsec profile P-CBC
+";
+    assert_eq!(errors(t), Vec::<String>::new());
+    let w = warnings(t);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(
+            "Tunnel1: IKEv2 profile PROF negotiates the transform sets, PFS and lifetimes of IPsec profile P-GCM for every tunnel it keys, not those of P-CBC"
+        ) && w[0].contains("tunnel protection ipsec profile P-CBC"),
+        "{w:?}"
+    );
+    // Its own IKEv2 profile: no warning.
+    let own = t
+        .replace(
+            "crypto ipsec transform-set GCM",
+            "crypto ikev2 profile PROF2\n match identity remote any\n authentication local pre-share\n \
+             authentication remote pre-share\n keyring local KR\ncrypto ipsec transform-set GCM",
+        )
+        .replace(
+            " set transform-set CBC\n set ikev2-profile PROF\n",
+            " set transform-set CBC\n set ikev2-profile PROF2\n",
+        );
+    assert_eq!(warnings(&own), Vec::<String>::new());
+    // Two profile names with the same ESP settings: nothing to warn about.
+    let same = t.replace(" set transform-set CBC\n", " set transform-set GCM\n");
+    assert_eq!(warnings(&same), Vec::<String>::new());
+}

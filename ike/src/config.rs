@@ -171,6 +171,9 @@ pub struct KeyringPeer {
     pub name: String,
     /// Identity matched; `None` = wildcard (any identity).
     pub identity: Option<Identity>,
+    /// IOS `address A M` with a mask between /1 and /31: `identity` is `Ipv4(A)` and any IPv4 identity
+    /// inside A/M matches (the longest mask wins); `None`: `identity` must match exactly.
+    pub mask: Option<Ipv4Addr>,
     /// The key.
     pub psk: Secret,
 }
@@ -191,15 +194,40 @@ impl Keyring {
         self.peers.push(KeyringPeer {
             name,
             identity,
+            mask: None,
             psk: Secret::from_slice(psk),
         });
         self
     }
-    /// The PSK for `id` (VPN-SIP: the remote SIP number as key-id).
+    /// Adds an entry for the IPv4 identities inside `addr`/`mask` (IOS `address A M`).
+    pub fn with_subnet(mut self, addr: Ipv4Addr, mask: Ipv4Addr, psk: &[u8]) -> Self {
+        let net = Ipv4Addr::from(u32::from(addr) & u32::from(mask));
+        self.peers.push(KeyringPeer {
+            name: format!("{net}/{}", u32::from(mask).count_ones()),
+            identity: Some(Identity::Ipv4(net)),
+            mask: Some(mask),
+            psk: Secret::from_slice(psk),
+        });
+        self
+    }
+    /// The PSK for `id` (VPN-SIP: the remote SIP number as key-id): an exact identity first, then the
+    /// longest `address A M` holding an IPv4 identity, then the wildcard.
     pub fn lookup(&self, id: &Identity) -> Option<&Secret> {
+        let in_subnet = |p: &&KeyringPeer| match (p.mask, &p.identity, id) {
+            (Some(m), Some(Identity::Ipv4(net)), Identity::Ipv4(a)) => {
+                u32::from(*a) & u32::from(m) == u32::from(*net)
+            }
+            _ => false,
+        };
         self.peers
             .iter()
-            .find(|p| p.identity.as_ref().is_some_and(|i| i.matches(id)))
+            .find(|p| p.mask.is_none() && p.identity.as_ref().is_some_and(|i| i.matches(id)))
+            .or_else(|| {
+                self.peers
+                    .iter()
+                    .filter(in_subnet)
+                    .max_by_key(|p| p.mask.map_or(0, |m| u32::from(m).count_ones()))
+            })
             .or_else(|| self.peers.iter().find(|p| p.identity.is_none()))
             .map(|p| &p.psk)
     }

@@ -1456,3 +1456,46 @@ fn crl_refuses_revoked_peers_and_disconnect_revoked_peers_deletes_live_ones() {
     );
     assert_eq!(p.b.snapshot(p.now).ike_sas.len(), 1);
 }
+
+/// The responder authenticates but refuses the CHILD_SA (disjoint ESP proposals: IDr, AUTH and
+/// N(NO_PROPOSAL_CHOSEN), as strongSwan answers): the initiator must not keep an IKE SA with no CHILD_SA
+/// and say nothing (a static VTI stayed down without a word against strongSwan, tests/guest_svti.rs): it
+/// deletes the IKE SA, reporting why, so its owner can log it and try again.
+#[test]
+fn child_refused_in_ike_auth_deletes_the_ike_sa_with_the_reason() {
+    let mut pa = profile("1000", "2000", PSK);
+    pa.esp_proposals = vec![EspProposal {
+        encr: EncrAlg::AesGcm16_256,
+        integ: None,
+        esn: false,
+    }];
+    let mut pb = profile("2000", "1000", PSK);
+    pb.esp_proposals = vec![EspProposal {
+        encr: EncrAlg::AesCbc256,
+        integ: Some(IntegAlg::HmacSha256_128),
+        esn: false,
+    }];
+    let mut p = Pair::new(pa, pb);
+    p.b.expect_peer(Identity::key_id("1000"), Fingerprint::of_psk(PSK));
+    p.initiate();
+    p.run();
+    assert!(children(&p.ev_a).is_empty() && children(&p.ev_b).is_empty());
+    assert!(
+        p.ev_a.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDeleted {
+                reason: DeleteReason::NegotiationFailed(
+                    lifeline_ike::wire::NotifyType::NO_PROPOSAL_CHOSEN
+                ),
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_a
+    );
+    p.run_for(Duration::from_secs(5));
+    assert!(
+        p.a.snapshot(p.now).ike_sas.is_empty(),
+        "the initiator still holds an IKE SA without a CHILD_SA"
+    );
+}

@@ -2188,6 +2188,14 @@ impl IkeSa {
                 ike_sa: self.id,
                 child: k,
             });
+        } else {
+            // The peer refused the CHILD_SA but kept the IKE SA (RFC 7296 section 2.21.2 allows it;
+            // strongSwan does it). This IKE SA was only brought up for its CHILD_SA, and one kept without
+            // it would leave the tunnel down without a word: delete it with the peer's reason, so the
+            // owner logs it and tries again later.
+            let why = error_notify(inner).unwrap_or(NotifyType::NO_PROPOSAL_CHOSEN);
+            self.delete_reason = Some(DeleteReason::NegotiationFailed(why));
+            self.command(now, Cmd::DeleteIke, ctx);
         }
     }
 
