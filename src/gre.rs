@@ -647,14 +647,8 @@ fn tunnel(
         .linux_name()
         .ok_or("no Linux device name (add `device NAME`)")?
         .to_string();
-    let source = match &i.tunnel.source {
-        Some(config::TunnelSource::Address(a)) => Some(*a),
-        Some(config::TunnelSource::Interface(n)) => {
-            crate::node::interface_address(cfg, n).map(|(a, _)| a)
-        }
-        None => None,
-    }
-    .ok_or("GRE needs a `tunnel source` with an IPv4 address")?;
+    let source = crate::node::tunnel_source(cfg, i)
+        .ok_or("GRE needs a `tunnel source` with an IPv4 address")?;
     let multipoint = i.tunnel.effective_mode() == config::TunnelMode::GreMultipoint;
     let destination = match (&i.tunnel.destination, multipoint) {
         (_, true) => None,

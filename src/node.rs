@@ -1537,16 +1537,21 @@ pub fn interface_address(cfg: &config::Config, name: &str) -> Option<(Ipv4Addr, 
     }
 }
 
+/// The IPv4 address of a tunnel's `tunnel source` (an address, or an interface's address), if any.
+pub(crate) fn tunnel_source(cfg: &config::Config, i: &config::Interface) -> Option<Ipv4Addr> {
+    match &i.tunnel.source {
+        Some(config::TunnelSource::Address(a)) => Some(*a),
+        Some(config::TunnelSource::Interface(n)) => interface_address(cfg, n).map(|(a, _)| a),
+        None => None,
+    }
+}
+
 fn svti(cfg: &config::Config, i: &config::Interface) -> Result<Svti, String> {
     let device = i
         .linux_name()
         .ok_or("no Linux device name (add `device NAME`)")?
         .to_string();
-    let source = match &i.tunnel.source {
-        Some(config::TunnelSource::Address(a)) => Some(*a),
-        Some(config::TunnelSource::Interface(n)) => interface_address(cfg, n).map(|(a, _)| a),
-        None => None,
-    };
+    let source = tunnel_source(cfg, i);
     let destination = match &i.tunnel.destination {
         Some(config::TunnelDestination::Address(a)) => Some(*a),
         _ => None,
