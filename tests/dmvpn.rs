@@ -1103,6 +1103,11 @@ impl Drop for Frr {
 /// Hub and two spokes without static routes to the LANs (a routing daemon puts them in the kernel over the
 /// tunnel device, and the appliance follows the kernel's routes over its GRE devices).
 fn frr_cloud() -> Cloud {
+    frr_cloud_with(false)
+}
+
+/// [`frr_cloud`]; `phase3`: the hub redirects, the spokes install shortcuts.
+fn frr_cloud_with(phase3: bool) -> Cloud {
     let strip = |c: String| -> String {
         c.lines()
             .filter(|l| !l.starts_with("ip route"))
@@ -1131,9 +1136,9 @@ fn frr_cloud() -> Cloud {
     ] {
         ns.run(&["ip", "route", "add", "default", "via", gw]);
     }
-    let hub = start_site(h, "hub", &strip(hub_config(false)));
-    let s1 = start_site(a, "spoke1", &strip(spoke_config(1, "198.51.100.1", false)));
-    let s2 = start_site(b, "spoke2", &strip(spoke_config(2, "203.0.113.1", false)));
+    let hub = start_site(h, "hub", &strip(hub_config(phase3)));
+    let s1 = start_site(a, "spoke1", &strip(spoke_config(1, "198.51.100.1", phase3)));
+    let s2 = start_site(b, "spoke2", &strip(spoke_config(2, "203.0.113.1", phase3)));
     Cloud {
         cap: None,
         hub,
@@ -1423,6 +1428,132 @@ router ospf
     }
     assert_direct(&c);
     // The adjacencies survived the direct path (hellos still reach the hub and back).
+    let neighbors = f_hub.vtysh("show ip ospf neighbor");
+    assert_eq!(
+        neighbors.lines().filter(|l| l.contains("Full")).count(),
+        2,
+        "{neighbors}"
+    );
+}
+
+/// FRR's ospfd with `ip ospf network point-to-multipoint` over the Lifeline DMVPN (no DR; the hub's hellos
+/// reach both spokes through the NHRP multicast replication, a spoke's reach the hub only): the hub is Full
+/// with both spokes, the spokes are not adjacent to each other, and each spoke learns the other's LAN with
+/// the hub as next hop - so the direct path needs phase 3: the hub forwards the first packets and redirects,
+/// the spoke resolves the LAN and installs a shortcut, and the traffic goes direct while OSPF keeps routing
+/// via the hub.
+#[test]
+fn dmvpn_frr_ospf_point_to_multipoint_routes_via_the_hub_and_phase3_goes_direct() {
+    if !netns_available(
+        "dmvpn_frr_ospf_point_to_multipoint_routes_via_the_hub_and_phase3_goes_direct",
+    ) {
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/frr/ospfd").exists() {
+        assert!(
+            std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none(),
+            "FRR is not installed"
+        );
+        eprintln!("skipped: FRR is not installed");
+        return;
+    }
+    let c = frr_cloud_with(true);
+    wait_registered(&c);
+    let ospf = |name: &str, id: &str| {
+        format!(
+            "\
+frr defaults traditional
+hostname {name}
+ip prefix-list LAN seq 5 permit 10.1.0.0/16 le 24
+route-map LAN permit 10
+ match ip address prefix-list LAN
+interface dmvpn0
+ ip ospf network point-to-multipoint
+ ip ospf hello-interval 1
+ ip ospf dead-interval 4
+router ospf
+ ospf router-id {id}
+ timers throttle spf 0 50 500
+ redistribute connected route-map LAN
+ network 10.0.0.0/24 area 0
+"
+        )
+    };
+    let f_hub = Frr::start_with(&c.hub.ns, &ospf("hub", "10.0.0.1"), "ospfd");
+    let f1 = Frr::start_with(&c.s1.ns, &ospf("spoke1", "10.0.0.11"), "ospfd");
+    let _f2 = Frr::start_with(&c.s2.ns, &ospf("spoke2", "10.0.0.12"), "ospfd");
+    let t0 = Instant::now();
+    let route = |s: &Site, lan: &str| {
+        String::from_utf8_lossy(&s.ns.run(&["ip", "-4", "route", "show", lan]).stdout).to_string()
+    };
+    loop {
+        let r1 = route(&c.s1, "10.1.2.0/24");
+        let r2 = route(&c.s2, "10.1.1.0/24");
+        if r1.contains("via 10.0.0.1 dev dmvpn0") && r2.contains("via 10.0.0.1 dev dmvpn0") {
+            println!(
+                "[dmvpn ospf p2mp] spoke LANs learnt via the hub {:?} after ospfd start: {} / {}",
+                t0.elapsed(),
+                r1.trim(),
+                r2.trim()
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "no OSPF routes via the hub: {r1} / {r2}\n{}\n{}",
+            f_hub.vtysh("show ip ospf neighbor"),
+            f1.vtysh("show ip ospf route")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let neighbors = f_hub.vtysh("show ip ospf neighbor");
+    println!("hub# show ip ospf neighbor\n{neighbors}");
+    for spoke in ["10.0.0.11", "10.0.0.12"] {
+        assert!(
+            neighbors
+                .lines()
+                .any(|l| l.starts_with(spoke) && l.contains("Full")),
+            "hub not Full with {spoke}: {neighbors}"
+        );
+    }
+    let n1 = f1.vtysh("show ip ospf neighbor");
+    println!("spoke1# show ip ospf neighbor\n{n1}");
+    assert!(
+        n1.lines()
+            .any(|l| l.starts_with("10.0.0.1 ") && l.contains("Full"))
+            && !n1.contains("10.0.0.12"),
+        "spoke 1 should be adjacent to the hub only: {n1}"
+    );
+    println!(
+        "spoke1# show ip route ospf\n{}",
+        f1.vtysh("show ip route ospf")
+    );
+    // Phase 3: the first packets cross the hub, which redirects; spoke 1 resolves spoke 2's LAN.
+    let took = time_to_direct(&c, |c| {
+        entry(&entries(&c.s1), "10.1.2.0/24").is_some_and(|e| e["nbma"] == "203.0.113.1")
+    });
+    println!("[dmvpn ospf p2mp] first packet to shortcut (redirect + resolution): {took:?}");
+    let t0 = Instant::now();
+    while !entry(&entries(&c.s2), "10.1.1.0/24").is_some_and(|e| e["nbma"] == "198.51.100.1") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            entries(&c.s2)
+        );
+        let _ = pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 1);
+    }
+    assert_direct(&c);
+    // OSPF still routes via the hub (the shortcut lives in Lifeline's table), and the adjacencies hold.
+    assert!(route(&c.s1, "10.1.2.0/24").contains("via 10.0.0.1 dev dmvpn0"));
+    let shortcut = String::from_utf8_lossy(
+        &c.s1
+            .ns
+            .run(&["ip", "-4", "route", "show", "table", "4711", "10.1.2.0/24"])
+            .stdout,
+    )
+    .to_string();
+    println!("[dmvpn ospf p2mp] spoke 1 shortcut: {}", shortcut.trim());
+    assert!(shortcut.contains("dev dmvpn0"), "{shortcut}");
     let neighbors = f_hub.vtysh("show ip ospf neighbor");
     assert_eq!(
         neighbors.lines().filter(|l| l.contains("Full")).count(),
