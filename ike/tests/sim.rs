@@ -1499,3 +1499,40 @@ fn child_refused_in_ike_auth_deletes_the_ike_sa_with_the_reason() {
         "the initiator still holds an IKE SA without a CHILD_SA"
     );
 }
+
+/// An initiator whose keyring holds keys for several peers by address (IOS `peer X` / `address A`) and whose
+/// profile expects no particular identity (`match identity remote any`) signs its AUTH with the key of the
+/// peer it calls, not with the keyring's first entry.
+#[test]
+fn initiator_signs_with_the_key_for_the_address_it_calls() {
+    let ip = |s: &str| Identity::Ipv4(s.parse().unwrap());
+    let pa = Profile::psk(
+        "IPROF",
+        ip("10.11.1.1"),
+        Keyring::default()
+            .with(Some(ip("192.0.2.77")), b"the-key-of-another-peer")
+            .with(Some(ip("10.6.6.49")), PSK),
+    );
+    let pb = Profile::psk(
+        "IPROF",
+        ip("10.6.6.49"),
+        Keyring::default().with(Some(ip("10.11.1.1")), PSK),
+    );
+    let mut p = Pair::new(pa, pb);
+    let params = InitiateParams {
+        local: p.a_addr,
+        remote: p.b_addr,
+        profile: "IPROF".into(),
+        remote_id: None,
+        expected_fingerprint: None,
+    };
+    p.a.initiate(p.now, params).unwrap();
+    p.run();
+    assert_eq!(
+        children(&p.ev_a).len(),
+        1,
+        "a: {:?}\nb: {:?}",
+        p.ev_a,
+        p.ev_b
+    );
+}

@@ -1048,17 +1048,23 @@ impl IkeSa {
         self.command(now, Cmd::DeleteIke, ctx);
     }
 
-    /// Our PSK for this peer (by its verified identity, the expected identity, or the wildcard).
+    /// Our PSK for this peer (by its verified identity, the expected identity, its address - IOS looks the
+    /// keyring up by the peer's address before it knows the identity - or the wildcard).
     fn our_psk(&self) -> Option<Vec<u8>> {
         let kr = &self.profile.keyring;
+        let by_address = match self.remote.ip() {
+            std::net::IpAddr::V4(a) => kr.lookup(&Identity::Ipv4(a)),
+            std::net::IpAddr::V6(_) => None,
+        };
         let k = match (&self.peer_id, &self.remote_expected) {
             (Some(p), _) | (None, Some(p)) => kr.lookup(p),
-            (None, None) => kr
-                .peers
-                .iter()
-                .find(|p| p.identity.is_none())
-                .or(kr.peers.first())
-                .map(|p| &p.psk),
+            (None, None) => by_address.or_else(|| {
+                kr.peers
+                    .iter()
+                    .find(|p| p.identity.is_none())
+                    .or(kr.peers.first())
+                    .map(|p| &p.psk)
+            }),
         };
         k.map(|s| s.as_bytes().to_vec())
     }
