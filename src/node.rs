@@ -1647,7 +1647,12 @@ pub(crate) fn ike_profile(
     profile.remote_id = p.match_identity_remote.iter().find_map(|m| match m {
         config::IdentityMatch::KeyId(k) => Some(Identity::key_id(k)),
         // `address 0.0.0.0` is IOS's wildcard (any peer address).
-        config::IdentityMatch::Address(a, None) if !a.is_unspecified() => Some(Identity::Ipv4(*a)),
+        // (a /32 mask is the address itself; other masks are not enforced, `lifeline check` warns)
+        config::IdentityMatch::Address(a, m)
+            if !a.is_unspecified() && m.is_none_or(|m| m == Ipv4Addr::BROADCAST) =>
+        {
+            Some(Identity::Ipv4(*a))
+        }
         config::IdentityMatch::Fqdn {
             domain: false,
             name,
@@ -1772,6 +1777,9 @@ mod tests {
             one.remote_id,
             Some(Identity::Ipv4(Ipv4Addr::new(192, 0, 2, 7)))
         );
+        // A /32 mask is the same address (it was taken for any peer).
+        let host = profile_of(&base.replace("MATCH", "192.0.2.7 255.255.255.255"));
+        assert_eq!(host.remote_id, one.remote_id);
     }
 
     /// `peer X` / `address 192.0.2.0 255.255.255.0` keys every peer in the subnet (IOS), and a /32 or an

@@ -4,7 +4,8 @@
 //! 0.0.0.0/0 selectors both ways, as a VTI. Two tunnels at once, one per transform: Tunnel0 to the guest's
 //! 192.0.2.1 with AES-GCM-256, Tunnel1 to its 192.0.2.2 with AES-CBC-256 + HMAC-SHA-256-128. Lifeline
 //! initiates both. For each: pings LAN to LAN both ways, the guest's XFRM state shows the kernel's
-//! algorithm and tunnel mode, then a short iperf3 TCP stream each way. The bridge capture must hold raw
+//! algorithm and tunnel mode, then a short iperf3 TCP stream each way. Then charon initiates both again and
+//! Lifeline responds (each peer's identity picks its IKEv2 profile). The bridge capture must hold raw
 //! ESP between each pair of addresses and IKE, and nothing else between them (no ESP in UDP, no clear
 //! ICMP). Independent-implementation interop of the ESP data plane (encapsulation, padding, ICV, anti-replay
 //! window, sequence numbers) and of IKEv2 tunnel-mode CHILD_SA negotiation.
@@ -31,7 +32,8 @@ const PSK: &str = "lifeline-guest-svti-psk-5521";
 
 /// One IKEv2 profile per IPsec profile: an IKEv2 profile negotiates one IPsec profile's transform sets
 /// for all its tunnels (`lifeline check` warns otherwise; with one shared profile, Tunnel1 offered GCM and
-/// strongSwan refused its CHILD_SA). The keyring's `address 192.0.2.0 255.255.255.0` keys both guest
+/// strongSwan refused its CHILD_SA). Each matches its peer's identity, so that as responder Lifeline picks
+/// the right one (`address A 255.255.255.255` used to be taken for any peer). The keyring's `address 192.0.2.0 255.255.255.0` keys both guest
 /// addresses (it used to be taken for 192.0.2.0 alone).
 fn site_config() -> String {
     format!(
@@ -44,13 +46,13 @@ crypto ikev2 keyring KR
   pre-shared-key {PSK}
 !
 crypto ikev2 profile PROF-GCM
- match identity remote any
+ match identity remote address 192.0.2.1 255.255.255.255
  authentication local pre-share
  authentication remote pre-share
  keyring local KR
 !
 crypto ikev2 profile PROF-CBC
- match identity remote any
+ match identity remote address 192.0.2.2 255.255.255.255
  authentication local pre-share
  authentication remote pre-share
  keyring local KR
@@ -343,6 +345,38 @@ fn lifeline_svti_and_linux_kernel_esp_gcm_and_cbc() {
             "{name}: iperf3 {up} / {down} Mbit/s"
         );
     }
+    // The kernel side initiates: charon deletes both IKE SAs and negotiates them again, Lifeline responds
+    // (each peer's identity picks its IKEv2 profile and so its transform set); traffic flows again.
+    let log_before = site.log().matches("SA_INSTALLED").count();
+    g.run(
+        "swanctl --terminate --ike gcm --timeout 15 >/dev/null && \
+         swanctl --terminate --ike cbc --timeout 15 >/dev/null && \
+         swanctl --initiate --child gcm --timeout 30 >/dev/null && \
+         swanctl --initiate --child cbc --timeout 30 >/dev/null",
+    );
+    let sas = g.run("swanctl --list-sas");
+    println!("guest# swanctl --list-sas (charon initiated)\n{sas}");
+    // (swanctl marks the local end's SPI with `*`: the initiator's SPI comes first)
+    assert_eq!(
+        sas.lines()
+            .filter(|l| l.contains("ESTABLISHED") && l.contains("_i* "))
+            .count(),
+        2,
+        "charon is not the initiator of both IKE SAs:\n{sas}"
+    );
+    for lan in ["10.2.0.1", "10.3.0.1"] {
+        ping_until(&site_ns, "10.1.0.1", lan, Duration::from_secs(20));
+        g.run(&format!("ping -c 3 -i 0.2 -W 2 -I {lan} 10.1.0.1"));
+    }
+    assert!(
+        site.log().matches("SA_INSTALLED").count() >= log_before + 2,
+        "{}",
+        site.log()
+    );
+    println!(
+        "guest-initiated IKE SAs answered, both tunnels carry pings again ({:.1} s into the test)",
+        t0.elapsed().as_secs_f64()
+    );
     let xfrm =
         g.run("ip -s xfrm state | grep -E '^src|replay-window|lifetime current' -A1 | head -40");
     println!("guest# ip -s xfrm state\n{xfrm}");

@@ -3280,6 +3280,10 @@ impl Parser {
                     end!(c);
                     p.match_identity_remote.retain(|x| *x != m);
                     if !neg {
+                        self.spans.set(
+                            format!("ikev2-profile:{name}:match:{m:?}"),
+                            c.span_from(start),
+                        );
                         p.match_identity_remote.push(m);
                     }
                 }

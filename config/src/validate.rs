@@ -39,7 +39,49 @@ pub(crate) fn validate_with(c: &Config, spans: &Spans) -> Vec<Diagnostic> {
     routes(c, spans, &mut d);
     references(c, spans, &mut d);
     ikev2_profile_esp(c, spans, &mut d);
+    ikev2_match_identity(c, spans, &mut d);
     d
+}
+
+/// `match identity remote` lines the IKEv2 side enforces: `key-id`, one exact `address` (no mask or
+/// 255.255.255.255) and `fqdn` without `domain`, the first such line of a profile; `any` and `address
+/// 0.0.0.0` match any peer. Any other line (an address with a mask, `fqdn domain`, `email`, a second line)
+/// is not enforced, so the profile would match any peer: warned, not silently widened.
+fn ikev2_match_identity(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
+    for p in &c.ikev2.profiles {
+        let mut enforced = false;
+        for m in &p.match_identity_remote {
+            let exact = match m {
+                IdentityMatch::Any => continue,
+                IdentityMatch::Address(a, _) if a.is_unspecified() => continue,
+                IdentityMatch::KeyId(_) | IdentityMatch::Fqdn { domain: false, .. } => true,
+                IdentityMatch::Address(_, mask) => {
+                    mask.is_none_or(|m| m == std::net::Ipv4Addr::BROADCAST)
+                }
+                IdentityMatch::Fqdn { domain: true, .. } | IdentityMatch::Email { .. } => false,
+            };
+            let why = if !exact {
+                "Lifeline enforces key-id, one exact address or fqdn"
+            } else if enforced {
+                "Lifeline enforces only the first of several"
+            } else {
+                enforced = true;
+                continue;
+            };
+            d.push(Diagnostic::warning(
+                &with_words(
+                    spans.get(&format!("ikev2-profile:{}:match:{m:?}", p.name)),
+                    format!("match identity remote {m:?}"),
+                ),
+                format!(
+                    "crypto ikev2 profile {}: this `match identity remote` is not enforced ({why}): \
+                     the line does not restrict which peers the profile matches",
+                    p.name
+                ),
+                Some("one `match identity remote key-id|address A|fqdn NAME` per profile, or `any`".into()),
+            ));
+        }
+    }
 }
 
 /// One IKEv2 profile negotiates one IPsec profile's ESP settings ([`Config::ipsec_profile_of_ikev2`]):

@@ -776,3 +776,42 @@ interface Tunnel1
     let same = t.replace(" set transform-set CBC\n", " set transform-set GCM\n");
     assert_eq!(warnings(&same), Vec::<String>::new());
 }
+
+/// `match identity remote` lines the IKEv2 side cannot enforce (a mask, `fqdn domain`, `email`, a second
+/// line) would make the profile match any peer: each is warned; `any`, `address 0.0.0.0`, one exact address
+/// (also with 255.255.255.255), key-id or fqdn are not.
+#[test]
+fn unenforced_match_identity_remote_lines_are_warned() {
+    let profile = |lines: &str| {
+        format!(
+            "crypto ikev2 keyring KR\n peer any\n  address 0.0.0.0 0.0.0.0\n  pre-shared-key k\n\
+             crypto ikev2 profile PROF\n{lines} authentication local pre-share\n \
+             authentication remote pre-share\n keyring local KR\n"
+        )
+    };
+    for ok in [
+        " match identity remote any\n",
+        " match identity remote address 0.0.0.0\n",
+        " match identity remote address 192.0.2.1\n",
+        " match identity remote address 192.0.2.1 255.255.255.255\n",
+        " match identity remote key-id site1\n",
+        " match identity remote fqdn hub.example.net\n",
+    ] {
+        assert_eq!(warnings(&profile(ok)), Vec::<String>::new(), "{ok}");
+    }
+    for bad in [
+        " match identity remote address 10.0.0.0 255.0.0.0\n",
+        " match identity remote fqdn domain example.net\n",
+        " match identity remote email admin@example.net\n",
+        " match identity remote key-id site1\n match identity remote key-id site2\n",
+    ] {
+        let w = warnings(&profile(bad));
+        assert_eq!(w.len(), 1, "{bad}: {w:?}");
+        assert!(
+            w[0].contains(
+                "crypto ikev2 profile PROF: this `match identity remote` is not enforced"
+            ),
+            "{w:?}"
+        );
+    }
+}
