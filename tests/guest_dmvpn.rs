@@ -953,6 +953,17 @@ fn lifeline_protected_hub_frr_spokes_go_direct_over_ipsec() {
         "lifeline hub# show crypto socket\n{}",
         site.cli(&["show", "crypto", "socket"])
     );
+    // (the NHRP is inside ESP on the wire: the hub's counters show the redirect and the resolution it
+    // forwarded; index = packet type - 1)
+    let t = &site.json(&["show", "ip", "nhrp"])["tunnels"][0]["traffic"];
+    let (sent, rcvd) = (
+        |i: usize| t["sent"][i].as_u64().unwrap_or(0),
+        |i: usize| t["rcvd"][i].as_u64().unwrap_or(0),
+    );
+    assert!(
+        sent(7) >= 1 && rcvd(0) >= 1 && sent(0) >= 1,
+        "the hub sent no Traffic Indication or forwarded no Resolution Request: {t}"
+    );
 
     let pcap = cap.finish();
     let count = |filter: &str| {
