@@ -13,8 +13,11 @@
 //! Keyed by IKEv2 (the IPsec profile's `set ikev2-profile`) or, without one, by IKEv1 (`crate::ikev1`, the GRE
 //! quick-mode set): both hand the node the same `ChildSaKeys`, installed here by `Node::install_gre_child`.
 //!
-//! Absent: NAT rebinding (a new outside port) for these SAs. (NAT keepalives come from the IKE SA, on the same
-//! UDP 4500 address pair.)
+//! NAT rebinding: authenticated ESP in UDP from a new port of the peer's address moves [`PeerSa::udp`] (and
+//! the IKEv2 SA) there (`Node::gre_peer_moved`). A peer whose NBMA *address* changes is a new peer. (NAT
+//! keepalives come from the IKE SA, on the same UDP 4500 address pair.)
+//!
+//! A peer behind NAT keys us rather than we it (`Node::waits_for_natted_peer`, [`PeerSa::nat_wait`]).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -40,6 +43,10 @@ pub struct PeerSa {
     pub ike: Option<IkeSaId>,
     /// ESP in UDP: (our address and port, the peer's as seen after NAT) of the IKE SA that made the pair.
     pub udp: Option<(SocketAddr, SocketAddr)>,
+    /// Since when we wait for this peer, behind NAT, to key us (see `Node::waits_for_natted_peer`).
+    pub nat_wait: Option<Instant>,
+    /// When ESP from this peer last decrypted (IKEv1 on-demand DPD, `Node::v1_gre_on_demand_dpd`).
+    pub heard: Option<Instant>,
     /// Creation order (`show crypto map` lists the profile instances in it).
     pub seq: u64,
     pub encrypted: u64,
@@ -133,6 +140,7 @@ impl GreEsp {
                 let (tunnel, peer) = (*tunnel, *peer);
                 if let Some(p) = self.peers.get_mut(&(tunnel, peer)) {
                     p.decrypted += 1;
+                    p.heard = Some(now);
                 }
                 b.set_range(d.range);
                 Some((tunnel, peer, b))
@@ -171,6 +179,7 @@ impl GreEsp {
         p.spis.push(spi);
         p.out = Some(out);
         p.udp = udp;
+        p.nat_wait = None;
         let waiting = std::mem::take(&mut p.pending);
         waiting
             .into_iter()
@@ -198,6 +207,7 @@ impl GreEsp {
         for p in self.peers.values_mut() {
             if p.ike == Some(id) {
                 p.ike = None;
+                p.nat_wait = None;
             }
         }
     }

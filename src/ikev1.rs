@@ -474,6 +474,37 @@ impl Node {
         }
     }
 
+    /// The same on-demand DPD for a protected GRE peer keyed by IKEv1 (SA database `sadb`, NBMA `peer`):
+    /// a GRE packet is going out to it; if none of its ESP came in for S seconds, R-U-THERE on its ISAKMP SA.
+    /// A peer declared dead takes its ISAKMP SA and IPsec SAs down, and the next packet for it negotiates
+    /// anew.
+    pub(crate) fn v1_gre_on_demand_dpd(&mut self, now: Instant, sadb: usize, peer: Ipv4Addr) {
+        let Some(k) = self.config.isakmp.keepalive else {
+            return;
+        };
+        if k.periodic == Some(true) || self.ikev1.is_none() {
+            return;
+        }
+        let interval = Duration::from_secs(u64::from(k.seconds));
+        let Some(p) = self.gre_esp.peers.get_mut(&(sadb, peer)) else {
+            return;
+        };
+        let Some(id) = p.ike else {
+            return;
+        };
+        let heard = *p.heard.get_or_insert(now);
+        if now.saturating_duration_since(heard) < interval {
+            return;
+        }
+        // Probe again only after another interval without traffic in.
+        p.heard = Some(now);
+        if self.is_v1(id)
+            && let Some(v1) = &mut self.ikev1
+        {
+            let _ = v1.dpd_probe(now, id);
+        }
+    }
+
     /// IKEv1: whether ISAKMP SA `new` is the peer's phase-1 rekey of `existing` (a new main mode with the
     /// same peer once `existing` has been up for [`V1_REKEY_NOT_DUPLICATE`], e.g. strongSwan's
     /// reauthentication) rather than the other half of a simultaneous start: the tunnel moves to it and

@@ -25,6 +25,8 @@ use crate::vpnsip::VpnSip;
 /// IKE's well-known ports (RFC 7296 §2.23).
 pub const IKE_PORT: u16 = 500;
 pub const NAT_T_PORT: u16 = 4500;
+/// How long protected GRE waits for a peer behind NAT to start IKE before initiating itself.
+const NAT_PEER_WAIT: Duration = Duration::from_secs(5);
 /// Room for ESP around the largest inner packet.
 const BUF_LEN: usize = dataplane::HEADROOM + 65535 + dataplane::TAILROOM;
 /// Buffers of shaped packets kept for reuse (a scheduler's queues hold at most a few hundred packets).
@@ -130,6 +132,8 @@ pub struct Node {
     pub(crate) spis: crate::fastpath::SpiMap,
     /// IKEv1 on-demand DPD: when each tunnel last decrypted a packet (`crate::ikev1`).
     pub(crate) v1_heard: HashMap<usize, Instant>,
+    /// Duplicate IKEv2 SAs of ours to delete once established (see [`Node::keep_new_of_duplicates`]).
+    doomed_ike: std::collections::HashSet<IkeSaId>,
     pub(crate) out: VecDeque<Output>,
     buf: Vec<u8>,
     /// Buffers of shaped packets that left their scheduler, for the next packets offered to one.
@@ -253,6 +257,7 @@ impl Node {
             dhcp: Vec::new(),
             spis: crate::fastpath::SpiMap::default(),
             v1_heard: HashMap::new(),
+            doomed_ike: std::collections::HashSet::new(),
             esp_key_log: None,
             pki_view: Vec::new(),
             workers: Vec::new(),
@@ -394,6 +399,7 @@ impl Node {
         }
         if gre {
             if let Some((tunnel, peer, gre)) = self.gre_esp.open(now, payload) {
+                self.gre_peer_moved(tunnel, peer, from);
                 let local = self.gre.tunnels[tunnel].source;
                 self.gre.handle_gre(now, local, peer, gre);
             }
@@ -911,6 +917,16 @@ impl Node {
                     ike_sa.0
                 );
             }
+            ike::Event::ChildSaEstablished { ike_sa, .. } if self.doomed_ike.remove(&ike_sa) => {
+                ios!(
+                    IKEV2,
+                    Informational,
+                    DUPLICATE,
+                    "duplicate IKE SA {} established, deleting it",
+                    ike_sa.0
+                );
+                self.ike_delete(now, ike_sa);
+            }
             ike::Event::ChildSaEstablished { ike_sa, child }
                 if child.mode == ike::Mode::Transport
                     && child.ts_local.iter().any(|t| {
@@ -944,6 +960,7 @@ impl Node {
                 }
             }
             ike::Event::IkeSaDeleted { ike_sa, reason } => {
+                self.doomed_ike.remove(&ike_sa);
                 self.gre_esp.ike_gone(ike_sa);
                 ios!(
                     IKEV2,
@@ -1026,7 +1043,21 @@ impl Node {
                 format!("deleted, keeping {}", kept.0)
             }
         );
-        self.ike_delete(now, gone);
+        // Our own duplicate still negotiating (its IKE_AUTH response not yet in): deleting it now would only
+        // forget it here, while the peer may already hold it established (and delete it towards us, with no
+        // SA left here to answer). It is deleted properly, with a DELETE the peer answers, once it is up.
+        let negotiating = !self.is_v1(gone)
+            && self
+                .ike
+                .snapshot(now)
+                .ike_sas
+                .iter()
+                .any(|s| s.id == gone && s.initiator && s.status == "IN-NEG");
+        if negotiating {
+            self.doomed_ike.insert(gone);
+        } else {
+            self.ike_delete(now, gone);
+        }
         keep_new
     }
 
@@ -1109,11 +1140,17 @@ impl Node {
             let sadb = self.gre.tunnels[*tunnel].sadb;
             match self.gre_esp.seal(now, sadb, *dst, payload) {
                 crate::gre_esp::Sealed::Esp(e) => {
+                    if self.gre.tunnels[*tunnel].protect_v1 {
+                        self.v1_gre_on_demand_dpd(now, sadb, *dst);
+                    }
                     if let Some(o) = self.gre_esp_out(sadb, *dst, e) {
                         return Some(o);
                     }
                 }
                 crate::gre_esp::Sealed::Queued { initiate: true } => {
+                    if self.waits_for_natted_peer(now, *tunnel, sadb, *dst) {
+                        continue;
+                    }
                     // The peer is already keying us (it answers an NHRP packet of ours, or it sends first):
                     // wait for its CHILD_SA instead of a second, crossing IKE SA. The packet stays queued;
                     // should that negotiation fail, the next packet for the peer initiates.
@@ -1171,6 +1208,84 @@ impl Node {
                 crate::gre_esp::Sealed::Queued { initiate: false }
                 | crate::gre_esp::Sealed::Dropped => {}
             }
+        }
+    }
+
+    /// A peer behind NAT keys us, not we it: a masquerading NAT holds no mapping for our IKE until the peer
+    /// sent us something. So when NHRP knows `peer` behind NAT (its cache entry's NBMA is post-NAT) and we are
+    /// not behind NAT ourselves, the packets for it wait for its SA (the NATed side initiates as soon as it
+    /// sends to us: it learnt our NBMA address from a resolution or answers ours). After [`NAT_PEER_WAIT`]
+    /// without that SA we initiate anyway (a static NAT or a port forward lets it through).
+    fn waits_for_natted_peer(
+        &mut self,
+        now: Instant,
+        tunnel: usize,
+        sadb: usize,
+        peer: Ipv4Addr,
+    ) -> bool {
+        let Some(core) = self.gre.tunnels[tunnel].nhrp.as_ref().map(|n| n.core()) else {
+            return false;
+        };
+        if core.post_nat_nbma().is_some() || !core.nbma_is_natted(peer) {
+            return false;
+        }
+        let Some(p) = self.gre_esp.peers.get_mut(&(sadb, peer)) else {
+            return false;
+        };
+        match p.nat_wait {
+            None => {
+                p.nat_wait = Some(now);
+                ios!(
+                    CRYPTO,
+                    Informational,
+                    NAT_PEER,
+                    "{}: GRE peer {peer} is behind NAT, waiting for it to start IKE",
+                    self.gre.tunnels[tunnel].ios_name
+                );
+                true
+            }
+            Some(t) if now < t + NAT_PEER_WAIT => true,
+            Some(_) => {
+                ios!(
+                    CRYPTO,
+                    Informational,
+                    NAT_PEER,
+                    "{}: GRE peer {peer} behind NAT did not start IKE within {}s, initiating",
+                    self.gre.tunnels[tunnel].ios_name,
+                    NAT_PEER_WAIT.as_secs()
+                );
+                false
+            }
+        }
+    }
+
+    /// Authenticated ESP in UDP of GRE peer `peer` (SA database `sadb`) came from `from`: when its NAT
+    /// rebound it to a new port, its ESP goes there from now on, and the IKEv2 SA follows too (RFC 7296
+    /// §2.23), so its DPD and rekeys (and the SA pairs they install) reach the peer. The packet passed the
+    /// integrity and anti-replay checks, so a replayed or forged packet cannot move it. (A new address is
+    /// not followed: the peer is keyed by its NBMA address.)
+    fn gre_peer_moved(&mut self, sadb: usize, peer: Ipv4Addr, from: SocketAddr) {
+        if from.port() == 0 || from.ip() != IpAddr::V4(peer) {
+            return;
+        }
+        let Some(p) = self.gre_esp.peers.get_mut(&(sadb, peer)) else {
+            return;
+        };
+        let Some((local, old)) = p.udp.filter(|(_, r)| *r != from) else {
+            return;
+        };
+        p.udp = Some((local, from));
+        let ike_sa = p.ike;
+        ios!(
+            CRYPTO,
+            Notice,
+            NAT_REBIND,
+            "GRE peer {peer}: NAT mapping moved from {old} to {from}, following it"
+        );
+        if let Some(id) = ike_sa
+            && !self.ikev1.as_ref().is_some_and(|v1| v1.owns(id))
+        {
+            let _ = self.ike.peer_moved(id, from);
         }
     }
 
@@ -1247,14 +1362,15 @@ impl Node {
                 String::new()
             }
         );
-        if let Some(p) = self.gre_esp.peers.get_mut(&(tunnel, peer)) {
-            p.ike = Some(ike_sa);
-        }
         let udp = child.udp_encap.then_some((child.local, child.remote));
         for e in self.gre_esp.install(now, tunnel, peer, out, inb, udp) {
             if let Some(o) = self.gre_esp_out(tunnel, peer, e) {
                 self.gre_out.push_back(o);
             }
+        }
+        // (After `install`: a peer that keyed us before we sent it anything has its state only now.)
+        if let Some(p) = self.gre_esp.peers.get_mut(&(tunnel, peer)) {
+            p.ike = Some(ike_sa);
         }
     }
 

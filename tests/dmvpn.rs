@@ -1725,8 +1725,7 @@ fn dmvpn_protected_spoke_behind_nat_uses_esp_in_udp_through_a_masquerading_nat()
     assert_eq!(e["claimed_nbma"], "10.11.0.2", "{e}");
     // Spoke 2 (public) resolves spoke 1 (NATed): the request goes through the hub, spoke 1's reply goes
     // direct and spoke 1 initiates IKE to spoke 2, which makes the NAT's UDP mappings (500, then 4500) for
-    // spoke 2. The other way round a plain masquerade cannot work first: spoke 2's reply to spoke 1's
-    // resolution needs an SA with spoke 1, and its IKE_SA_INIT to the NAT's outside address meets no mapping.
+    // spoke 2. (The NATed spoke resolving first: dmvpn_protected_natted_spoke_resolves_first_*.)
     let t0 = Instant::now();
     while pings(&c.s2.ns, "10.1.2.1", "10.1.1.1", 1) != 1
         || !entry(&entries(&c.s2), "10.0.0.11/32").is_some_and(|e| e["nbma"] == "198.51.100.1")
@@ -1821,36 +1820,100 @@ fn dmvpn_protected_spoke_behind_nat_uses_esp_in_udp_through_a_masquerading_nat()
     let _ = std::fs::remove_file(&pcap);
 }
 
+/// The NATed spoke resolves first, through a plain masquerade (no port forward): spoke 2 (public) learns from
+/// the NAT extension that spoke 1 is behind NAT, sends its Resolution Reply through the hub (which relays it
+/// over spoke 1's registration) and waits for spoke 1 to key it instead of sending IKE into the NAT; spoke 1
+/// then initiates IKE itself and the direct path runs in ESP in UDP.
 #[test]
-fn dmvpn_protected_natted_spoke_resolves_first_through_a_udp_port_forward() {
-    if !netns_available("dmvpn_protected_natted_spoke_resolves_first_through_a_udp_port_forward") {
+fn dmvpn_protected_natted_spoke_resolves_first_through_a_plain_masquerade() {
+    if !netns_available("dmvpn_protected_natted_spoke_resolves_first_through_a_plain_masquerade") {
         return;
     }
     let mut c = cloud_with(false, "e1", true, true);
-    // A port forward of UDP 500 and 4500 on the NAT's outside address to spoke 1 (a static NAT for IKE):
-    // spoke 2's IKE_SA_INIT to spoke 1's post-NAT address now arrives, so the NATed spoke may resolve first.
-    let nat = c._nat.as_ref().expect("NAT router");
-    nat.run(&[
+    // One-way traffic: spoke 2 drops it silently, so nothing of spoke 2's own (an echo reply, a port
+    // unreachable) makes spoke 2 resolve spoke 1 in turn (that reverse resolution, answered by the NATed
+    // spoke, would key the pair from spoke 1's side and hide the case).
+    c.s2.ns.run(&[
         "nft",
-        "add rule ip nat pre iifname out udp dport { 500, 4500 } dnat to 10.11.0.2",
+        "add table inet sink; add chain inet sink in { type filter hook input priority 0 ; }; add rule inet sink in udp dport 9 drop",
     ]);
     let reg = wait_registered(&c);
-    println!("[dmvpn ipsec nat fwd] both spokes registered {reg:?} after start");
-    let took = time_to_direct(&c, |c| {
-        entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
-    });
-    println!("[dmvpn ipsec nat fwd] first packet to direct path from the NATed spoke: {took:?}");
+    println!("[dmvpn ipsec nat first] both spokes registered {reg:?} after start");
+    let mut udp = c
+        .s1
+        .ns
+        .cmd("python3")
+        .args([
+            "-c",
+            "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('10.1.1.1', 0))\nfor _ in range(600):\n    s.sendto(b'x' * 64, ('10.1.2.1', 9))\n    time.sleep(0.05)\n",
+        ])
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !(entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+        && gre_sa_rows(&c.s1)
+            .iter()
+            .any(|r| r["peer"] == "203.0.113.1" && !r["outbound"].is_null()))
+    {
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = udp.kill();
+            panic!(
+                "no direct path from the NATed spoke: {:?}\n{}\n{}\n{}",
+                entries(&c.s1),
+                c.s1.log(),
+                c.s2.log(),
+                c.hub.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t0.elapsed();
+    let _ = udp.kill();
+    let _ = udp.wait();
+    println!(
+        "[dmvpn ipsec nat first] NATed spoke 1 -> public spoke 2 (one-way UDP), first packet to direct protected path: {took:?}"
+    );
     let t0 = Instant::now();
     while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1 {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
-            "{}\n{}",
+            "{}
+{}",
             c.s1.log(),
             c.s2.log()
         );
     }
     assert_direct(&c);
-    // Spoke 2 keyed spoke 1 (it answered spoke 1's resolution) through the forward, in UDP 4500.
+    // Spoke 2 knows spoke 1 behind NAT and answered through the hub, which relayed the reply.
+    let e = entry(&entries(&c.s2), "10.0.0.11/32").cloned().unwrap();
+    assert_eq!(e["nbma"], "198.51.100.1", "{e}");
+    assert_eq!(e["claimed_nbma"], "10.11.0.2", "{e}");
+    let hub = json(&c.hub, &["show", "dmvpn"])["tunnels"][0]["traffic"].clone();
+    assert!(
+        hub["rcvd"][1].as_u64().unwrap() >= 1 && hub["sent"][1].as_u64().unwrap() >= 1,
+        "the hub relayed no Resolution Reply: {hub}"
+    );
+    // Spoke 1 keyed spoke 2 (spoke 2 is the responder of their one IKE SA), in UDP 4500.
+    let sas = json(&c.s2, &["show", "crypto", "ikev2", "sa"])["ikev2_sas"]
+        .as_array()
+        .cloned()
+        .unwrap();
+    let with_s1: Vec<_> = sas
+        .iter()
+        .filter(|s| s["remote"].as_str().unwrap().starts_with("198.51.100.1:"))
+        .collect();
+    assert_eq!(with_s1.len(), 1, "{sas:?}");
+    assert_eq!(with_s1[0]["initiator"], false, "{sas:?}");
+    let row = gre_sa_rows(&c.s2)
+        .into_iter()
+        .find(|r| r["peer"] == "198.51.100.1")
+        .unwrap();
+    assert!(
+        row["udp_encap"]["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("198.51.100.1:")),
+        "{row}"
+    );
     let pcap = c.cap.take().expect("tcpdump").finish();
     let udp = tshark(&pcap, "udp.port == 4500 && esp", &["ip.src", "ip.dst"]);
     let direct = udp
@@ -1859,11 +1922,135 @@ fn dmvpn_protected_natted_spoke_resolves_first_through_a_udp_port_forward() {
             r.as_str() == "198.51.100.1\t203.0.113.1" || r.as_str() == "203.0.113.1\t198.51.100.1"
         })
         .count();
-    println!("[dmvpn ipsec nat fwd] ESP in UDP spoke to spoke outside the NAT: {direct}");
+    println!("[dmvpn ipsec nat first] ESP in UDP spoke to spoke outside the NAT: {direct}");
     assert!(direct >= 20, "{udp:?}");
     let raw = tshark(&pcap, "ip.proto == 50 || gre", &["frame.number"]);
     assert!(raw.is_empty(), "raw ESP or clear GRE on the wire: {raw:?}");
     let _ = std::fs::remove_file(&pcap);
+}
+
+/// NAT rebinding: the masquerade in front of spoke 1 loses its mappings (UDP blocked ahead of conntrack
+/// until they expire) and maps spoke 1 anew from another port range. Spoke 1's authenticated ESP in UDP from
+/// the new port moves its SAs at spoke 2 and at the hub (and their IKE SAs) there, and traffic resumes both
+/// ways without a new IKE negotiation.
+#[test]
+fn dmvpn_protected_natted_spoke_survives_a_nat_rebinding_to_a_new_port() {
+    if !netns_available("dmvpn_protected_natted_spoke_survives_a_nat_rebinding_to_a_new_port") {
+        return;
+    }
+    let c = cloud_with(false, "e1", true, true);
+    let reg = wait_registered(&c);
+    println!("[dmvpn nat rebind] both spokes registered {reg:?} after start");
+    let t0 = Instant::now();
+    while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1
+        || !gre_sa_rows(&c.s2)
+            .iter()
+            .any(|r| r["peer"] == "198.51.100.1" && !r["outbound"].is_null())
+    {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", c.s1.log());
+    }
+    assert_direct(&c);
+    let port_of = |site: &Site, peer: &str| -> u16 {
+        gre_sa_rows(site)
+            .iter()
+            .find(|r| r["peer"] == peer)
+            .and_then(|r| r["udp_encap"]["remote"].as_str().map(str::to_string))
+            .and_then(|r| r.rsplit_once(':').map(|(_, p)| p.parse().unwrap()))
+            .unwrap_or(0)
+    };
+    let (before_s2, before_hub) = (
+        port_of(&c.s2, "198.51.100.1"),
+        port_of(&c.hub, "198.51.100.1"),
+    );
+    println!(
+        "[dmvpn nat rebind] spoke 1 seen from port {before_s2} by spoke 2, {before_hub} by the hub"
+    );
+    assert!(before_s2 < 40000 && before_hub < 40000);
+    let ike_before: Vec<String> = ike_sas(&c.s2).into_iter().map(|(r, _)| r).collect();
+    // Rebind: the NAT maps UDP from 40000-40999 from now on; its existing UDP mappings expire while UDP is
+    // blocked ahead of conntrack (1 s timeouts, 3 s without a packet), then UDP flows again.
+    let nat = c._nat.as_ref().expect("NAT router");
+    let sysctl = |k: &str| {
+        let o = nat.run(&["sysctl", "-n", k]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let keys = [
+        "net.netfilter.nf_conntrack_udp_timeout",
+        "net.netfilter.nf_conntrack_udp_timeout_stream",
+    ];
+    let saved: Vec<String> = keys.iter().map(|k| sysctl(k)).collect();
+    nat.run(&["nft", "flush chain ip nat post"]);
+    nat.run(&[
+        "nft",
+        "add rule ip nat post oifname out meta l4proto udp masquerade to :40000-40999",
+    ]);
+    nat.run(&["nft", "add rule ip nat post oifname out masquerade"]);
+    for k in keys {
+        nat.run(&["sysctl", "-qw", &format!("{k}=1")]);
+    }
+    // A packet each way refreshes the mappings with the 1 s timeouts, then nothing passes for 3 s.
+    for dst in ["10.1.2.1", "10.0.0.1"] {
+        ping_until(&c.s1.ns, "10.1.1.1", dst, Duration::from_secs(20));
+    }
+    nat.run(&[
+        "nft",
+        "add table ip block; add chain ip block pre { type filter hook prerouting priority -400 ; }; add rule ip block pre meta l4proto udp drop",
+    ]);
+    std::thread::sleep(Duration::from_secs(3));
+    nat.run(&["nft", "delete table ip block"]);
+    for (k, v) in keys.iter().zip(&saved) {
+        nat.run(&["sysctl", "-qw", &format!("{k}={v}")]);
+    }
+    let t0 = Instant::now();
+    // Spoke 1 talks first (its NAT admits nothing else); spoke 2 answers at the new port.
+    while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no traffic after the rebinding:\n{:?}\n{}\n{}",
+            gre_sa_rows(&c.s2),
+            c.s1.log(),
+            c.s2.log()
+        );
+    }
+    let resumed = t0.elapsed();
+    // And the hub: spoke 1 pings the hub's tunnel address.
+    while pings(&c.s1.ns, "10.1.1.1", "10.0.0.1", 1) != 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "hub unreachable after the rebinding:\n{:?}\n{}",
+            gre_sa_rows(&c.hub),
+            c.hub.log()
+        );
+    }
+    let (after_s2, after_hub) = (
+        port_of(&c.s2, "198.51.100.1"),
+        port_of(&c.hub, "198.51.100.1"),
+    );
+    println!(
+        "[dmvpn nat rebind] traffic resumed {resumed:?} after the NAT came back; spoke 1 now seen from port {after_s2} by spoke 2, {after_hub} by the hub"
+    );
+    assert!((40000..41000).contains(&after_s2), "{after_s2}");
+    assert!((40000..41000).contains(&after_hub), "{after_hub}");
+    assert!(
+        c.s2.log().contains(&format!(
+            "NAT mapping moved from 198.51.100.1:{before_s2} to 198.51.100.1:{after_s2}"
+        )),
+        "{}",
+        c.s2.log()
+    );
+    // The same IKE SA, now at the new port (no new negotiation).
+    let ike_after: Vec<String> = ike_sas(&c.s2).into_iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        ike_before.len(),
+        ike_after.len(),
+        "{ike_before:?} {ike_after:?}"
+    );
+    assert!(
+        ike_after.contains(&format!("198.51.100.1:{after_s2}")),
+        "{ike_after:?}\n{}",
+        c.s2.log()
+    );
+    assert_direct(&c);
 }
 
 /// Seed EX-8/EX-9's dual DMVPN on one node: the `Tunnel0` protected by [`protect`] (cloud 1: 10.0.0.0/24, key
@@ -2004,7 +2191,9 @@ fn dmvpn_shared_protection_carries_two_clouds_in_one_sa_pair_per_peer() {
     assert_eq!(
         s1_sas.len(),
         2,
-        "spoke 1: hub and spoke 2 once each: {s1_sas:?}"
+        "spoke 1: hub and spoke 2 once each: {s1_sas:?}\nspoke 1:\n{}\nspoke 2:\n{}",
+        c.s1.log(),
+        c.s2.log()
     );
     assert!(s1_sas.iter().all(|(_, n)| *n == 1), "{s1_sas:?}");
     // `show crypto ipsec sa` on the hub: the whole shared SADB (both spokes) under Tunnel0 and again under
@@ -2295,6 +2484,75 @@ fn dmvpn_protected_by_ikev1_spoke_behind_nat_uses_esp_in_udp() {
     let clear = tshark(&pcap, "gre", &["frame.number"]);
     assert!(clear.is_empty(), "GRE in clear on the wire: {clear:?}");
     let _ = std::fs::remove_file(&pcap);
+}
+
+/// `crypto isakmp keepalive 10 2` (IOS's on-demand DPD) on IKEv1-protected DMVPN: spoke 2 is killed (no
+/// DELETE); spoke 1 keeps sending to it, and after 10 s without its ESP probes R-U-THERE, declares it dead
+/// after the retries and takes the ISAKMP SA and the GRE SA pair with it down (the hub's stay).
+#[test]
+fn dmvpn_protected_by_ikev1_on_demand_dpd_declares_a_killed_spoke_dead() {
+    if !netns_available("dmvpn_protected_by_ikev1_on_demand_dpd_declares_a_killed_spoke_dead") {
+        return;
+    }
+    let c = cloud_edited(false, "e2", false, false, &|_, c| {
+        protect_ikev1(c).replace(
+            "crypto isakmp key ",
+            "crypto isakmp keepalive 10 2\ncrypto isakmp key ",
+        )
+    });
+    wait_registered(&c);
+    let t0 = Instant::now();
+    while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1
+        || !entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1")
+        || !gre_sa_rows(&c.s1)
+            .iter()
+            .any(|r| r["peer"] == "203.0.113.1" && !r["outbound"].is_null())
+    {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", c.s1.log());
+    }
+    // SIGKILL spoke 2: nothing tells spoke 1.
+    let Cloud { s2, s1, hub, .. } = c;
+    drop(s2);
+    let _ping = Daemon(
+        s1.ns
+            .cmd("ping")
+            .args(["-q", "-i", "0.2", "-W", "1", "-I", "10.1.1.1", "10.1.2.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    while !s1.log().contains("PeerDead") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(45),
+            "on-demand DPD did not declare the killed spoke dead:\n{}",
+            s1.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = t0.elapsed();
+    println!(
+        "[dmvpn ikev1 dpd] on-demand DPD: killed spoke declared dead after {took:?} of traffic"
+    );
+    assert!(
+        took >= Duration::from_secs(9),
+        "probed before the 10 s interval: {took:?}"
+    );
+    // Spoke 2's SA pair went with its ISAKMP SA (a new main mode may be under way); the hub's is untouched.
+    let rows = gre_sa_rows(&s1);
+    assert!(
+        rows.iter()
+            .all(|r| r["peer"] != "203.0.113.1" || r["inbound"].as_array().unwrap().is_empty()),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["peer"] == "192.0.2.1" && !r["outbound"].is_null()),
+        "{rows:?}"
+    );
+    assert_eq!(pings(&s1.ns, "10.1.1.1", "10.0.0.1", 3), 3, "{}", s1.log());
+    drop(hub);
 }
 
 /// The `current outbound spi` values in `show crypto ipsec sa`.

@@ -238,6 +238,19 @@ impl Core {
         &self.cache
     }
 
+    /// Our NBMA address after NAT, when an NHS saw us behind NAT (its Registration Reply's NAT extension).
+    pub fn post_nat_nbma(&self) -> Option<Ipv4Addr> {
+        self.post_nat_nbma.filter(|p| *p != self.cfg.nbma_addr)
+    }
+
+    /// True when the cache knows `nbma` as a peer behind NAT: its NBMA address is the post-NAT one, and it
+    /// claimed another (a NATed registration, or a NAT extension in a request or reply).
+    pub fn nbma_is_natted(&self, nbma: Ipv4Addr) -> bool {
+        self.cache
+            .iter()
+            .any(|e| e.nbma == Some(nbma) && e.claimed_nbma.is_some_and(|c| c != nbma))
+    }
+
     /// Drop counters.
     pub fn drops(&self) -> Drops {
         self.drops
@@ -767,6 +780,7 @@ impl Core {
                 });
             }
             self.purge_requesters(now, e.prefix.addr());
+            self.forget_via(e.prefix.addr());
         }
         self.events.push_back(Event::Purge { prefix: e.prefix });
     }
@@ -934,6 +948,7 @@ impl Core {
                     });
                 }
                 self.purge_requesters(now, proto);
+                self.forget_via(proto);
             }
             let used = existing.as_ref().is_some_and(|e| same && e.flags.used);
             self.cache.insert(Entry {
@@ -1275,7 +1290,16 @@ impl Core {
             });
         }
         r.extensions = exts;
-        self.send(now, requester_nbma, &r);
+        // A requester behind NAT cannot be reached before it has sent us something: a masquerading NAT
+        // holds no mapping for us yet (and, with tunnel protection, drops our IKE towards it too). The reply
+        // goes back through the NHS, which relays it over the requester's registration (RFC 2332 §5.2.2
+        // returns replies along the request's path; FRR's responders always do), and the requester, knowing
+        // our NBMA address now, comes to us directly. (A hub, with no NHS, answers directly.)
+        let to = match self.active_nhs() {
+            Some((_, nhs)) if requester_nbma != src_nbma => nhs,
+            _ => requester_nbma,
+        };
+        self.send(now, to, &r);
     }
 
     /// Where to relay a Resolution Reply for requester `requester` that came
@@ -1297,6 +1321,137 @@ impl Core {
         self.cache.get(&Prefix::host(*nh)).filter(complete)?.nbma
     }
 
+    /// A Resolution Reply relayed through us: a responder we know behind NAT (a registered client whose
+    /// claimed NBMA differs from where its packets come from) gets its post-NAT address in a NAT extension,
+    /// as the hub does for a NATed requester's request (seed 001:3110, FRR `nhrp_peer_forward`), unless the
+    /// responder put one there itself; for a requester that is not NAT-capable the CIE's NBMA is rewritten
+    /// to the post-NAT address instead.
+    fn relay_reply_nat(&self, r: &mut Repr, nbma_from: Ipv4Addr) {
+        let Some((via, claimed)) = r
+            .cies
+            .first()
+            .filter(|c| c.code == Code::SUCCESS)
+            .and_then(|c| Some((v4(&c.proto)?, v4(&c.nbma))))
+        else {
+            return;
+        };
+        let registered = self
+            .cache
+            .get(&Prefix::host(via))
+            .filter(|e| e.flags.registered)
+            .and_then(|e| e.nbma);
+        // Its registration, else the reply's outer source when it came straight from the responder.
+        let post = registered.or_else(|| {
+            v4(&r
+                .extension(ExtensionType::RESPONDER_ADDRESS)
+                .and_then(|b| match b {
+                    ExtensionBody::ResponderAddress(c) => c.first().map(|c| c.proto),
+                    _ => None,
+                })?)
+            .filter(|a| *a == via)
+            .map(|_| nbma_from)
+        });
+        let Some(post) = post.filter(|p| claimed.is_some_and(|c| c != *p)) else {
+            return;
+        };
+        if r.nat_cies().iter().any(|c| v4(&c.proto) == Some(via)) {
+            return;
+        }
+        let requester = v4(&r.src_proto);
+        let requester_capable = requester.is_some_and(|q| {
+            self.nat_capable.contains(&q)
+                || !self
+                    .cache
+                    .get(&Prefix::host(q))
+                    .is_some_and(|e| e.flags.registered)
+        });
+        if !requester_capable && let Some(c) = r.cies.first_mut() {
+            c.nbma = post.into();
+            return;
+        }
+        let cie = Cie {
+            prefix_len: 32,
+            nbma: post.into(),
+            proto: via.into(),
+            ..Cie::default()
+        };
+        match r.extension_mut(ExtensionType::NAT_ADDRESS) {
+            Some(ExtensionBody::NatAddress(c)) => c.push(cie),
+            _ => r.extensions.push(Extension {
+                compulsory: false,
+                body: ExtensionBody::NatAddress(vec![cie]),
+            }),
+        }
+    }
+
+    /// A Resolution Reply relayed through us: keep the responder's binding (RFC 2332 §5.2.2, "an NHS ...
+    /// which forwards a reply may cache the information") - the target prefix via the responder at its
+    /// (post-NAT) NBMA address, so later requests and packets for it go straight to the owner. Static and
+    /// registered entries are never overwritten; the entry goes with its holding time, or with the
+    /// responder's registration.
+    fn learn_relayed_reply(&mut self, now: Instant, r: &Repr) {
+        let (Some(cie), Some(target)) = (r.cies.first(), v4(&r.dst_proto)) else {
+            return;
+        };
+        let (Some(via), Some(claimed)) = (v4(&cie.proto), v4(&cie.nbma)) else {
+            return;
+        };
+        if cie.code != Code::SUCCESS || via == self.cfg.tunnel_addr {
+            return;
+        }
+        let nbma = r
+            .nat_cies()
+            .iter()
+            .find(|c| v4(&c.proto) == Some(via))
+            .and_then(|c| v4(&c.nbma))
+            .unwrap_or(claimed);
+        let hold = Duration::from_secs(u64::from(cie.holding_time.max(1)));
+        let flags = EntryFlags {
+            router: r.flags() & flags::Q != 0,
+            authoritative: r.flags() & flags::A != 0,
+            nat: nbma != claimed,
+            ..Default::default()
+        };
+        let prefix = Prefix::new(target, prefix_len_of(cie));
+        for p in [prefix, Prefix::host(via)] {
+            if p != prefix && prefix.contains(via) {
+                continue;
+            }
+            if self
+                .cache
+                .get(&p)
+                .is_some_and(|e| e.kind == EntryType::Static || e.flags.registered)
+            {
+                continue;
+            }
+            let created = self
+                .cache
+                .get(&p)
+                .filter(|e| e.nbma == Some(nbma))
+                .map_or(now, |e| e.created);
+            self.cache.insert(Entry {
+                prefix: p,
+                via,
+                nbma: Some(nbma),
+                claimed_nbma: (nbma != claimed).then_some(claimed),
+                kind: EntryType::Dynamic,
+                flags,
+                created,
+                expires: Some(now + hold),
+            });
+        }
+    }
+
+    /// Entries learnt from relayed replies through `proto`, whose registration went away or moved.
+    fn forget_via(&mut self, proto: Ipv4Addr) {
+        let gone = self.cache.remove_where(|e| {
+            e.kind == EntryType::Dynamic && !e.flags.registered && e.via == proto
+        });
+        for e in gone {
+            self.events.push_back(Event::Purge { prefix: e.prefix });
+        }
+    }
+
     fn on_resolution_reply(&mut self, now: Instant, nbma_from: Ipv4Addr, r: &Repr) {
         // FRR responders send the reply along their route to the requester,
         // i.e. through the hub: relay it like a request (guest-to-dmvpn item 2).
@@ -1307,6 +1462,8 @@ impl Core {
             }
             let mut fwd = r.clone();
             fwd.hop_count -= 1;
+            self.relay_reply_nat(&mut fwd, nbma_from);
+            self.learn_relayed_reply(now, &fwd);
             self.send(now, to, &fwd);
             return;
         }

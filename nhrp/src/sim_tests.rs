@@ -27,6 +27,10 @@ struct Sim {
     /// Drop one packet in `loss` (0 = lossless), from a seeded xorshift.
     loss: u64,
     rng: u64,
+    /// Node `.0` is behind a masquerading NAT: packets to it pass only from NBMA addresses it has sent to
+    /// (`.1`, grown as it sends); the others are dropped and counted.
+    masquerade: Option<(usize, Vec<Ipv4Addr>)>,
+    masquerade_dropped: u64,
 }
 
 impl Sim {
@@ -41,6 +45,8 @@ impl Sim {
             raw: vec![],
             loss: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
+            masquerade: None,
+            masquerade_dropped: 0,
         }
     }
 
@@ -71,6 +77,15 @@ impl Sim {
                     };
                     if self.down.contains(&j) {
                         continue;
+                    }
+                    if let Some((n, seen)) = &mut self.masquerade {
+                        if *n == i && !seen.contains(&t.nbma_dst) {
+                            seen.push(t.nbma_dst);
+                        }
+                        if *n == j && !seen.contains(&self.public[i]) {
+                            self.masquerade_dropped += 1;
+                            continue;
+                        }
                     }
                     let from = self.public[i];
                     self.nodes[j].handle_input(self.now, from, &t.payload);
@@ -581,7 +596,8 @@ fn spoke_behind_nat_is_registered_with_post_nat_address() {
         .unwrap();
     assert_eq!(learned.nbma, Some(ip("172.17.0.11")));
     sim.nodes[2].core_mut().clear_dynamic(now);
-    // S2 -> S1: S2's request carries its NAT extension; S1 replies to 172.18.2.1.
+    // S2 -> S1: S2's request carries its NAT extension; S1 learns S2 at 172.18.2.1 but sends its reply
+    // through the hub (a NATed requester cannot be reached before it came to us), which relays it to S2.
     sim.nodes[2].core_mut().resolve(now, ip("10.0.0.11"));
     sim.deliver();
     let req = sim.sent(2, OpType::RESOLUTION_REQUEST);
@@ -589,15 +605,217 @@ fn spoke_behind_nat_is_registered_with_post_nat_address() {
         req[0].2.nat_cies()[0].nbma.to_ipv4(),
         Some(ip("172.18.2.1"))
     );
+    let replies = sim.sent(1, OpType::RESOLUTION_REPLY);
     assert!(
-        sim.sent(1, OpType::RESOLUTION_REPLY)
+        !replies.is_empty() && replies.iter().all(|r| r.1 == ip(HUB.1)),
+        "{replies:?}"
+    );
+    assert!(
+        sim.sent(0, OpType::RESOLUTION_REPLY)
             .iter()
-            .all(|r| r.1 == ip("172.18.2.1"))
+            .any(|r| r.1 == ip("172.18.2.1") && r.2.request_id() == req[0].2.request_id()),
+        "the hub relays it to S2's post-NAT address"
     );
     assert!(sim.events_of(2).contains(&&Event::Resolved {
         protocol: ip("10.0.0.11"),
         nbma: ip("172.17.0.11")
     }));
+    let s2 = sim.nodes[1]
+        .core()
+        .cache()
+        .get(&Prefix::host(ip("10.0.0.12")))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (s2.nbma, s2.claimed_nbma),
+        (Some(ip("172.18.2.1")), Some(ip("172.16.2.1")))
+    );
+    assert!(s2.flags.nat && s2.flags.implicit);
+}
+
+/// A NATed spoke resolves first through a plain masquerade (no inbound mapping): the simulated NAT
+/// delivers nothing to the NATed spoke's outside address that it did not send to first. The public
+/// responder's reply goes through the hub, so the resolution completes; a direct reply would be lost.
+#[test]
+fn natted_requester_gets_its_reply_through_the_hub_behind_a_masquerade() {
+    let mut sim = Sim::new();
+    sim.add(
+        Box::new(Nhs::new(hub_cfg(HUB.0, HUB.1), sim.now)),
+        ip(HUB.1),
+    );
+    sim.add(
+        Box::new(Nhc::new(
+            spoke_cfg("10.0.0.11", "172.17.0.11", &[HUB]),
+            sim.now,
+        )),
+        ip("172.17.0.11"),
+    );
+    sim.add(
+        Box::new(Nhc::new(
+            spoke_cfg("10.0.0.12", "172.16.2.1", &[HUB]),
+            sim.now,
+        )),
+        ip("172.18.2.1"),
+    );
+    sim.masquerade = Some((2, vec![ip(HUB.1)]));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(
+        sim.nodes[2].snapshot().post_nat_nbma,
+        Some(ip("172.18.2.1"))
+    );
+    let now = sim.now;
+    assert_eq!(
+        sim.nodes[2].core_mut().resolve(now, ip("10.0.0.11")),
+        Resolution::Pending
+    );
+    sim.deliver();
+    assert_eq!(sim.masquerade_dropped, 0, "nothing sent to the NAT unasked");
+    assert_eq!(
+        sim.nodes[2].core_mut().resolve(now, ip("10.0.0.11")),
+        Resolution::Known {
+            via: ip("10.0.0.11"),
+            nbma: ip("172.17.0.11")
+        }
+    );
+    // The old direct reply would have met the NAT: shown by answering a forged NATed request directly.
+    assert!(
+        sim.sent(1, OpType::RESOLUTION_REPLY)
+            .iter()
+            .all(|r| r.1 == ip(HUB.1))
+    );
+}
+
+/// A Resolution Reply relayed by the hub: the hub caches the responder's binding (the target prefix via the
+/// responder), adds the NAT extension of a responder it knows behind NAT, rewrites the CIE for a requester
+/// that is not NAT-capable, and forgets the binding with the responder's registration.
+#[test]
+fn hub_caches_relayed_replies_and_adds_the_responders_nat_extension() {
+    use crate::wire::nhrp::ExtensionType;
+    let mut sim = Sim::new();
+    sim.add(
+        Box::new(Nhs::new(hub_cfg(HUB.0, HUB.1), sim.now)),
+        ip(HUB.1),
+    );
+    sim.add(
+        Box::new(Nhc::new(
+            spoke_cfg("10.0.0.11", "172.17.0.11", &[HUB]),
+            sim.now,
+        )),
+        ip("172.17.0.11"),
+    );
+    // S2 behind a static NAT 172.16.2.1 -> 172.18.2.1, answering for its LAN 10.1.2.0/24.
+    let mut c2 = spoke_cfg("10.0.0.12", "172.16.2.1", &[HUB]);
+    c2.local_prefixes.push(Prefix::new(ip("10.1.2.0"), 24));
+    sim.add(Box::new(Nhc::new(c2, sim.now)), ip("172.18.2.1"));
+    sim.nodes[0]
+        .core_mut()
+        .add_route(Prefix::new(ip("10.1.2.0"), 24), ip("10.0.0.12"));
+    sim.run_for(Duration::from_secs(1));
+    let now = sim.now;
+    // S1 resolves a host on S2's LAN (phase 3 style); pump by hand and send S2's reply through the hub
+    // without its NAT extension, as a responder that does not know its post-NAT address would.
+    sim.nodes[1].core_mut().resolve(now, ip("10.1.2.7"));
+    let req = sim.nodes[1].poll_transmit().unwrap();
+    sim.nodes[0].handle_input(now, ip("172.17.0.11"), &req.payload);
+    let fwd = sim.nodes[0].poll_transmit().unwrap();
+    assert_eq!(fwd.nbma_dst, ip("172.18.2.1"));
+    sim.nodes[2].handle_input(now, ip(HUB.1), &fwd.payload);
+    let reply = sim.nodes[2].poll_transmit().unwrap();
+    let mut bare = Packet::parse(&reply.payload).unwrap();
+    assert_eq!(bare.op, OpType::RESOLUTION_REPLY);
+    bare.extensions
+        .retain(|e| e.body.ty() != ExtensionType::NAT_ADDRESS);
+    assert!(bare.nat_cies().is_empty());
+    // A holding time past S2's registration's, so only the registration can take the binding away.
+    bare.cies[0].holding_time = 3000;
+    let bare_bytes = bare.emit().unwrap();
+    sim.nodes[0].handle_input(now, ip("172.18.2.1"), &bare_bytes);
+    let out = sim.nodes[0].poll_transmit().expect("relayed");
+    assert_eq!(out.nbma_dst, ip("172.17.0.11"));
+    let relayed = Packet::parse(&out.payload).unwrap();
+    let nat: Vec<_> = relayed
+        .nat_cies()
+        .iter()
+        .map(|c| (c.proto.to_ipv4(), c.nbma.to_ipv4()))
+        .collect();
+    assert_eq!(nat, [(Some(ip("10.0.0.12")), Some(ip("172.18.2.1")))]);
+    assert_eq!(
+        relayed.cies[0].nbma.to_ipv4(),
+        Some(ip("172.16.2.1")),
+        "claimed kept"
+    );
+    // The hub now knows 10.1.2.0/24 via S2 at its post-NAT address.
+    let e = sim.nodes[0]
+        .core()
+        .cache()
+        .get(&Prefix::new(ip("10.1.2.0"), 24))
+        .cloned()
+        .expect("the hub caches the relayed binding");
+    assert_eq!(
+        (e.via, e.nbma, e.claimed_nbma, e.kind),
+        (
+            ip("10.0.0.12"),
+            Some(ip("172.18.2.1")),
+            Some(ip("172.16.2.1")),
+            EntryType::Dynamic
+        )
+    );
+    assert!(e.flags.nat && !e.flags.registered);
+    // S2's registration is untouched (no overwrite by the relayed host binding).
+    let reg = sim.nodes[0]
+        .core()
+        .cache()
+        .get(&Prefix::host(ip("10.0.0.12")))
+        .cloned()
+        .unwrap();
+    assert!(reg.flags.registered);
+    // S1 uses the post-NAT address.
+    sim.nodes[1].handle_input(now, ip(HUB.1), &out.payload);
+    assert_eq!(
+        sim.nodes[1].core_mut().resolve(now, ip("10.1.2.7")),
+        Resolution::Known {
+            via: ip("10.0.0.12"),
+            nbma: ip("172.18.2.1")
+        }
+    );
+    // A requester that is not NAT-capable gets the post-NAT address in the CIE itself.
+    let mut legacy = Packet::parse(
+        &sim.sent(1, OpType::REGISTRATION_REQUEST)[0]
+            .2
+            .emit()
+            .unwrap(),
+    )
+    .unwrap();
+    legacy.header = crate::wire::nhrp::Header::Common {
+        flags: crate::wire::nhrp::flags::U_REGISTRATION,
+        request_id: 4242,
+    };
+    legacy
+        .extensions
+        .retain(|e| e.body.ty() != ExtensionType::NAT_ADDRESS);
+    sim.nodes[0].handle_input(now, ip("172.17.0.11"), &legacy.emit().unwrap());
+    while sim.nodes[0].poll_transmit().is_some() {}
+    sim.nodes[0].handle_input(now, ip("172.18.2.1"), &bare_bytes);
+    let out = Packet::parse(&sim.nodes[0].poll_transmit().unwrap().payload).unwrap();
+    assert_eq!(out.cies[0].nbma.to_ipv4(), Some(ip("172.18.2.1")));
+    assert!(out.nat_cies().is_empty());
+    // S2 stops refreshing: its registration expires (300 s), and the relayed binding (3000 s) goes with it.
+    sim.down.insert(2);
+    sim.run_for(Duration::from_secs(700));
+    assert!(
+        sim.nodes[0]
+            .core()
+            .cache()
+            .get(&Prefix::host(ip("10.0.0.12")))
+            .is_none()
+    );
+    assert!(
+        sim.nodes[0]
+            .core()
+            .cache()
+            .get(&Prefix::new(ip("10.1.2.0"), 24))
+            .is_none()
+    );
 }
 
 #[test]

@@ -609,6 +609,15 @@ impl Endpoint {
         })
     }
 
+    /// The coordinator saw authenticated ESP in UDP of this IKE SA's CHILD_SAs arrive from `remote`: the
+    /// peer's NAT rebound it to a new port (RFC 7296 §2.23; the SA itself follows an authenticated request
+    /// from a new port on its own). The SA's own messages go there from now on. `Ok(true)` when it moved;
+    /// only the port of a UDP-encapsulated SA ever does.
+    pub fn peer_moved(&mut self, id: IkeSaId, remote: SocketAddr) -> Result<bool, CommandError> {
+        let sa = self.sas.get_mut(&id).ok_or(CommandError::NoSuchSa)?;
+        Ok(sa.follow_peer_port(remote))
+    }
+
     /// Sends a liveness check now (DPD on demand, e.g. traffic sent but none received).
     pub fn dpd_probe(&mut self, now: Instant, id: IkeSaId) -> Result<(), CommandError> {
         self.with_sa(now, id, |sa, now, ctx| {

@@ -693,6 +693,17 @@ impl IkeSa {
         }
     }
 
+    /// The peer's NAT mapping moved (RFC 7296 §2.23): with UDP encapsulation in use and the peer's address
+    /// unchanged, its new port becomes the SA's remote (DPD, rekeys and the CHILD_SAs they make use it).
+    /// True when it changed.
+    pub fn follow_peer_port(&mut self, remote: SocketAddr) -> bool {
+        if !self.udp_encap || remote.ip() != self.remote.ip() || remote == self.remote {
+            return false;
+        }
+        self.remote = remote;
+        true
+    }
+
     pub fn is_half_open(&self) -> bool {
         matches!(self.phase, Phase::RespInitDone { .. })
     }
