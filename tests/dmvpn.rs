@@ -9,6 +9,9 @@
 //!   `show ip nhrp`, `clear ip nhrp`, NHRP decoded by tshark.
 //! - `dmvpn_shared_*`: seed EX-8/EX-9's two mGRE clouds on one source with `tunnel protection ... shared`: one
 //!   IKE SA and one SA pair per NBMA peer for both clouds, `show crypto map|socket` in the seed's shared form.
+//! - `dmvpn_protected_*spoke_behind_nat*` / `*natted_spoke*`: spoke 1 behind a plain nftables masquerade: ESP
+//!   in UDP, either spoke resolving first (the NATed side keys the pair), a NAT rebinding to a new port
+//!   followed without renegotiation. `dmvpn_protected_by_ikev1_*`: the same keyed by IKEv1, with on-demand DPD.
 #![allow(clippy::unwrap_used)]
 mod common;
 
