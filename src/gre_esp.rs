@@ -30,6 +30,20 @@ use crate::pkt::PacketBuf;
 
 /// Packets held per peer while its SA is negotiated.
 const PENDING_MAX: usize = 32;
+/// After a negotiation with a peer failed (refused, unauthenticated, unanswered), its packets are dropped
+/// for this long before the next one initiates again: at most one attempt per second per peer, not one
+/// per packet against a peer that refuses us.
+pub const RETRY_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// True when an IKE SA went because its negotiation failed (as opposed to a delete, DPD or expiry).
+pub fn negotiation_failed(reason: &ike::DeleteReason) -> bool {
+    matches!(
+        reason,
+        ike::DeleteReason::NegotiationTimeout
+            | ike::DeleteReason::NegotiationFailed(_)
+            | ike::DeleteReason::AuthFailed(_)
+    )
+}
 
 /// The ESP state of one (SA database, peer) pair.
 #[derive(Default)]
@@ -45,6 +59,8 @@ pub struct PeerSa {
     pub udp: Option<(SocketAddr, SocketAddr)>,
     /// Since when we wait for this peer, behind NAT, to key us (see `Node::waits_for_natted_peer`).
     pub nat_wait: Option<Instant>,
+    /// After a failed negotiation: no new one (and packets dropped) before this instant.
+    pub retry_at: Option<Instant>,
     /// When ESP from this peer last decrypted (IKEv1 on-demand DPD, `Node::v1_gre_on_demand_dpd`).
     pub heard: Option<Instant>,
     /// Creation order (`show crypto map` lists the profile instances in it).
@@ -100,7 +116,8 @@ impl GreEsp {
     pub fn seal(&mut self, now: Instant, tunnel: usize, peer: Ipv4Addr, gre: PacketBuf) -> Sealed {
         let p = Self::peer(&mut self.peers, &mut self.next_seq, tunnel, peer);
         let Some(out) = p.out.as_mut() else {
-            if p.pending.len() >= PENDING_MAX {
+            let held = p.ike.is_none() && p.retry_at.is_some_and(|t| now < t);
+            if held || p.pending.len() >= PENDING_MAX {
                 self.dropped += 1;
                 return Sealed::Dropped;
             }
@@ -202,13 +219,79 @@ impl GreEsp {
         }
     }
 
-    /// An IKE SA went: its peers may negotiate again.
-    pub fn ike_gone(&mut self, id: IkeSaId) {
+    /// An IKE SA went: its peers may negotiate again. When it went `failed` (refused, unauthenticated or
+    /// unanswered) before keying a peer, the packets that waited for it are dropped (counted) and the
+    /// peer is held for [`RETRY_HOLD`]; the next packet after that initiates again.
+    pub fn ike_gone(&mut self, now: Instant, id: IkeSaId, failed: bool) {
         for p in self.peers.values_mut() {
             if p.ike == Some(id) {
                 p.ike = None;
                 p.nat_wait = None;
+                if failed && p.out.is_none() {
+                    self.dropped += p.pending.len() as u64;
+                    p.pending.clear();
+                    p.retry_at = Some(now + RETRY_HOLD);
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn gre() -> PacketBuf {
+        PacketBuf::copy_from(&[0u8; 100])
+    }
+
+    #[test]
+    fn a_failed_negotiation_empties_the_queue_and_the_peer_initiates_again_after_the_hold() {
+        let t0 = Instant::now();
+        let peer = Ipv4Addr::new(203, 0, 113, 2);
+        let mut e = GreEsp::default();
+        assert!(matches!(
+            e.seal(t0, 0, peer, gre()),
+            Sealed::Queued { initiate: true }
+        ));
+        e.peers.get_mut(&(0, peer)).unwrap().ike = Some(IkeSaId(7));
+        for _ in 1..PENDING_MAX {
+            assert!(matches!(
+                e.seal(t0, 0, peer, gre()),
+                Sealed::Queued { initiate: false }
+            ));
+        }
+        assert!(matches!(e.seal(t0, 0, peer, gre()), Sealed::Dropped));
+        assert_eq!(e.dropped, 1);
+
+        // The peer refused us: the waiting packets go, and nothing initiates for RETRY_HOLD...
+        e.ike_gone(t0, IkeSaId(7), true);
+        assert_eq!(e.dropped, 1 + PENDING_MAX as u64);
+        assert!(e.peers[&(0, peer)].pending.is_empty());
+        let half = t0 + RETRY_HOLD / 2;
+        assert!(matches!(e.seal(half, 0, peer, gre()), Sealed::Dropped));
+        // ...then the next packet queues and initiates again (before, a full queue dropped every packet
+        // from then on, and the peer was never tried again).
+        assert!(matches!(
+            e.seal(t0 + RETRY_HOLD, 0, peer, gre()),
+            Sealed::Queued { initiate: true }
+        ));
+    }
+
+    #[test]
+    fn an_ike_sa_deleted_after_keying_keeps_the_queue_and_holds_nothing() {
+        let t0 = Instant::now();
+        let peer = Ipv4Addr::new(203, 0, 113, 2);
+        let mut e = GreEsp::default();
+        let _ = e.seal(t0, 0, peer, gre());
+        e.peers.get_mut(&(0, peer)).unwrap().ike = Some(IkeSaId(7));
+        // A DPD or a peer's DELETE is no refusal: the next packet initiates at once.
+        e.ike_gone(t0, IkeSaId(7), false);
+        assert_eq!(e.peers[&(0, peer)].pending.len(), 1);
+        assert!(matches!(
+            e.seal(t0 + Duration::from_millis(1), 0, peer, gre()),
+            Sealed::Queued { initiate: true }
+        ));
     }
 }

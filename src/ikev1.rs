@@ -604,7 +604,8 @@ impl Node {
             ike::Event::IkeSaDeleted { ike_sa, reason } => {
                 // Protected GRE peers of this ISAKMP SA may negotiate again (their IPsec SAs stay until
                 // they expire or are deleted).
-                self.gre_esp.ike_gone(ike_sa);
+                self.gre_esp
+                    .ike_gone(now, ike_sa, crate::gre_esp::negotiation_failed(&reason));
                 ios!(
                     CRYPTO,
                     Notice,

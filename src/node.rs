@@ -961,7 +961,8 @@ impl Node {
             }
             ike::Event::IkeSaDeleted { ike_sa, reason } => {
                 self.doomed_ike.remove(&ike_sa);
-                self.gre_esp.ike_gone(ike_sa);
+                self.gre_esp
+                    .ike_gone(now, ike_sa, crate::gre_esp::negotiation_failed(&reason));
                 ios!(
                     IKEV2,
                     Notice,
