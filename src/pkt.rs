@@ -9,10 +9,14 @@
 //! opening it and writing the result allocate nothing (`daemon::tests::steady_state_packet_path_does_not_allocate`).
 //!
 //! The free lists are process-wide behind a `Mutex` that is never held across anything but a `Vec`
-//! push/pop: uncontended in the daemon (one thread runs the node loop and the readers).
+//! push/pop. In front of the [`SMALL`] list each thread keeps up to [`LOCAL_SMALL`] blocks of its own, so
+//! the data-plane worker threads (`crate::workers`), which take and drop their blocks on one thread, do not
+//! contend for that lock per packet; blocks that cross threads (a worker's message to the node loop)
+//! reach the shared list when the dropping thread's cache is full.
 //! Control-plane payloads (IKE, SIP) are wrapped with [`PacketBuf::from_vec`] and are not pooled unless they
 //! happen to be a block of a class size.
 
+use std::cell::RefCell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,6 +29,13 @@ pub const LARGE: usize = 65536;
 /// output queue of one burst.
 pub const KEEP_SMALL: usize = 4096;
 pub const KEEP_LARGE: usize = 64;
+
+/// [`SMALL`] blocks each thread keeps for itself in front of the shared list.
+pub const LOCAL_SMALL: usize = 256;
+
+thread_local! {
+    static LOCAL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Free blocks of one size class.
 type FreeList = Mutex<Vec<Box<[u8]>>>;
@@ -43,6 +54,11 @@ fn list(size: usize) -> Option<(&'static FreeList, usize)> {
 }
 
 fn take_block(size: usize) -> Box<[u8]> {
+    if size == SMALL
+        && let Ok(Some(b)) = LOCAL.try_with(|l| l.borrow_mut().pop())
+    {
+        return b;
+    }
     if let Some((l, _)) = list(size)
         && let Some(b) = l.lock().unwrap_or_else(|e| e.into_inner()).pop()
     {
@@ -198,7 +214,26 @@ impl Drop for PacketBuf {
         let Some((l, keep)) = list(self.block.len()) else {
             return;
         };
-        let block = std::mem::take(&mut self.block);
+        let mut block = std::mem::take(&mut self.block);
+        if block.len() == SMALL {
+            // This thread's cache first (none while the thread is being torn down).
+            let kept = LOCAL.try_with(|c| {
+                let mut c = c.borrow_mut();
+                if c.len() >= LOCAL_SMALL {
+                    return Some(block);
+                }
+                if c.capacity() == 0 {
+                    c.reserve_exact(LOCAL_SMALL);
+                }
+                c.push(block);
+                None
+            });
+            match kept {
+                Ok(None) => return,
+                Ok(Some(b)) => block = b,
+                Err(_) => return,
+            }
+        }
         let mut free = l.lock().unwrap_or_else(|e| e.into_inner());
         if free.capacity() == 0 {
             free.reserve_exact(keep);
