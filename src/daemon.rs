@@ -391,15 +391,11 @@ impl GsoBatch {
         if self.count == 0 {
             return;
         }
-        let to = SocketAddr::V4(self.to);
-        // A marked batch sets the socket's TOS for its own sends only; unmarked ones cost nothing.
-        let sr = socket2::SockRef::from(&*self.sock);
-        if self.tos != 0 {
-            let _ = sr.set_tos_v4(u32::from(self.tos));
-        }
+        // A marked batch carries its TOS in a control message (the socket is shared between threads).
+        let tos = self.tos;
         let sent = if self.count > 1 && *gso {
             let seg = u16::try_from(self.segment).unwrap_or(u16::MAX);
-            match crate::os::udp::send_gso(&self.sock, &self.buf, seg, self.to).await {
+            match crate::os::udp::send_gso(&self.sock, &self.buf, Some(seg), self.to, tos).await {
                 Ok(()) => true,
                 // Segments above the route's MTU (EINVAL, EMSGSIZE): this batch goes one by one and
                 // the kernel fragments as it would a single datagram.
@@ -421,11 +417,8 @@ impl GsoBatch {
         };
         if !sent {
             for d in self.buf.chunks(self.segment.max(1)) {
-                let _ = self.sock.send_to(d, to).await;
+                let _ = crate::os::udp::send_gso(&self.sock, d, None, self.to, tos).await;
             }
-        }
-        if self.tos != 0 {
-            let _ = sr.set_tos_v4(0);
         }
         self.buf.clear();
         self.count = 0;
@@ -686,12 +679,25 @@ impl OsDrivers {
         } else {
             match RawIp::open(IPPROTO_ESP, None) {
                 Ok(r) => {
-                    let r = Arc::new(r);
                     esp_raw = workers.and_then(|_| r.try_clone_socket().ok());
-                    if esp_raw.is_none() {
-                        tokio::task::spawn_local(raw_esp_reader(r.clone(), tx.clone()));
+                    // Workers read it: the node's descriptor only sends (no wake-up per packet in).
+                    let r = match esp_raw {
+                        Some(_) => r.send_only(),
+                        None => Ok(r),
+                    };
+                    match r {
+                        Ok(r) => {
+                            let r = Arc::new(r);
+                            if esp_raw.is_none() {
+                                tokio::task::spawn_local(raw_esp_reader(r.clone(), tx.clone()));
+                            }
+                            Some(r)
+                        }
+                        Err(e) => {
+                            ios!(IPSEC, Warning, NO_RAW_ESP, "raw ESP unavailable: {e}");
+                            None
+                        }
                     }
-                    Some(r)
                 }
                 Err(e) => {
                     ios!(

@@ -103,21 +103,36 @@ fn recv_gro_once(sock: &UdpSocket, buf: &mut [u8], cmsg: &mut [u8]) -> io::Resul
 }
 
 /// Sends `buf` to `to` as datagrams of `segment` bytes each (the last may be shorter) in one UDP GSO
-/// `sendmsg` (Linux >= 4.18). Errors such as EIO/EINVAL mean the path cannot segment: send one by one.
+/// `sendmsg` (Linux >= 4.18), or as one datagram when `segment` is `None`. Errors such as EIO/EINVAL mean
+/// the path cannot segment: send one by one. A nonzero `tos` marks the datagrams through an `IP_TOS`
+/// control message, not the socket option: the node loop and the data-plane workers send on the same
+/// socket at once (`crate::workers`), and a socket-wide TOS would mark each other's datagrams.
 pub async fn send_gso(
     sock: &UdpSocket,
     buf: &[u8],
-    segment: u16,
+    segment: Option<u16>,
     to: SocketAddrV4,
+    tos: u8,
 ) -> io::Result<()> {
     let addr = SockaddrIn::from(to);
+    let seg = segment.unwrap_or(0);
+    let both = [
+        ControlMessage::UdpGsoSegments(&seg),
+        ControlMessage::Ipv4Tos(&tos),
+    ];
+    let cmsgs = match (segment.is_some(), tos != 0) {
+        (true, true) => &both[..],
+        (true, false) => &both[..1],
+        (false, true) => &both[1..],
+        (false, false) => &both[..0],
+    };
     loop {
         sock.writable().await?;
         let r = sock.try_io(Interest::WRITABLE, || {
             sendmsg(
                 sock.as_raw_fd(),
                 &[IoSlice::new(buf)],
-                &[ControlMessage::UdpGsoSegments(&segment)],
+                cmsgs,
                 MsgFlags::MSG_DONTWAIT,
                 Some(&addr),
             )
