@@ -928,10 +928,14 @@ fn strongswan_rekeys(label: &str, lifeline_drives: bool, lifeline_has_destinatio
         println!("[{label}] charon: {l}");
     }
     assert!(lost <= 5, "{lost} of {sent} pings lost across the rekeys");
-    // `show crypto isakmp sa`: a new ISAKMP SA (a fresh lifetime) appeared while the ping ran.
+    // `show crypto isakmp sa`: a new ISAKMP SA appeared while the ping ran - a remaining lifetime that
+    // continues none of the previous sample's (each counts down about 1 s per sample). The new SA may
+    // have a *shorter* lifetime than the old one: charon's reauthentication proposes its own (about 20 s)
+    // and the responder takes the lesser (CI run 9 saw [86388] -> [86387, 18]).
+    let continues = |u: u64, v: u64| u >= v && u - v <= 5;
     assert!(
         left.windows(2)
-            .any(|w| w[1].iter().max() > w[0].iter().max()),
+            .any(|w| w[1].iter().any(|&v| !w[0].iter().any(|&u| continues(u, v)))),
         "no new ISAKMP SA in show crypto isakmp sa: {left:?}"
     );
     assert!(
