@@ -77,19 +77,34 @@ fn packet(len: usize) -> Vec<u8> {
     p
 }
 
-/// One measurement: `threads` threads over `tunnels` tunnel pairs for `time`; (packets through, seconds).
+/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat` (clock ticks of 10 ms).
+fn thread_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) start at state (field 3); utime and stime
+    // are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// One measurement: `threads` threads over `tunnels` tunnel pairs for `time`; (packets through, seconds,
+/// CPU seconds the threads used).
 fn measure(
     tunnels: usize,
     threads: usize,
     size: usize,
     time: Duration,
-) -> anyhow::Result<(u64, f64)> {
+) -> anyhow::Result<(u64, f64, f64)> {
     let now = Instant::now();
     let pairs: Vec<(SharedTunnel, SharedTunnel)> = (0..tunnels)
         .map(|i| pair(i, now))
         .collect::<anyhow::Result<_>>()?;
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
+    let cpu_ms = Arc::new(AtomicU64::new(0));
     let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
     let mut handles = Vec::new();
     for k in 0..threads {
@@ -100,6 +115,7 @@ fn measure(
             .map(|(_, p)| p.clone())
             .collect();
         let (stop, total, barrier) = (stop.clone(), total.clone(), barrier.clone());
+        let cpu_ms = cpu_ms.clone();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("ll-dp-{k}"))
@@ -114,6 +130,7 @@ fn measure(
                     };
                     let mut done = 0u64;
                     barrier.wait();
+                    let cpu0 = thread_cpu();
                     while !stop.load(Ordering::Relaxed) {
                         for (a, b) in &mine {
                             let t = Instant::now();
@@ -135,6 +152,8 @@ fn measure(
                         }
                     }
                     total.fetch_add(done, Ordering::Relaxed);
+                    let used = thread_cpu().saturating_sub(cpu0);
+                    cpu_ms.fetch_add(used.as_millis() as u64, Ordering::Relaxed);
                 })?,
         );
     }
@@ -145,7 +164,11 @@ fn measure(
     for h in handles {
         let _ = h.join();
     }
-    Ok((total.load(Ordering::Relaxed), t0.elapsed().as_secs_f64()))
+    Ok((
+        total.load(Ordering::Relaxed),
+        t0.elapsed().as_secs_f64(),
+        cpu_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+    ))
 }
 
 pub fn run(
@@ -164,22 +187,29 @@ pub fn run(
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:>6} {:>8} {:>12} {:>10} {:>9}",
-        "bytes", "threads", "packets/s", "Gbit/s", "speedup"
+        "(cores used = the threads' CPU time / wall time: other load on the machine caps it; per core = \
+         packets/s / cores used)"
+    );
+    println!(
+        "{:>6} {:>8} {:>12} {:>10} {:>9} {:>11} {:>15}",
+        "bytes", "threads", "packets/s", "Gbit/s", "speedup", "cores used", "packets/s/core"
     );
     for &size in sizes {
         let mut base = None;
         for &n in threads {
-            let (pkts, secs) = measure(tunnels, n, size, Duration::from_secs_f64(seconds))?;
+            let (pkts, secs, cpu) = measure(tunnels, n, size, Duration::from_secs_f64(seconds))?;
+            let cores = cpu / secs;
             let pps = pkts as f64 / secs;
             let base = *base.get_or_insert(pps);
             println!(
-                "{:>6} {:>8} {:>12.0} {:>10.2} {:>8.2}x",
+                "{:>6} {:>8} {:>12.0} {:>10.2} {:>8.2}x {:>11.2} {:>15.0}",
                 size,
                 n,
                 pps,
                 pps * size as f64 * 8.0 / 1e9,
-                pps / base
+                pps / base,
+                cores,
+                if cores > 0.0 { pps / cores } else { 0.0 }
             );
         }
     }
