@@ -1399,19 +1399,7 @@ impl Core {
         if cie.code != Code::SUCCESS || via == self.cfg.tunnel_addr {
             return;
         }
-        let nbma = r
-            .nat_cies()
-            .iter()
-            .find(|c| v4(&c.proto) == Some(via))
-            .and_then(|c| v4(&c.nbma))
-            .unwrap_or(claimed);
-        let hold = Duration::from_secs(u64::from(cie.holding_time.max(1)));
-        let flags = EntryFlags {
-            router: r.flags() & flags::Q != 0,
-            authoritative: r.flags() & flags::A != 0,
-            nat: nbma != claimed,
-            ..Default::default()
-        };
+        let b = ReplyBinding::of(r, cie, via, claimed);
         let prefix = Prefix::new(target, prefix_len_of(cie));
         for p in [prefix, Prefix::host(via)] {
             if p != prefix && prefix.contains(via) {
@@ -1424,21 +1412,7 @@ impl Core {
             {
                 continue;
             }
-            let created = self
-                .cache
-                .get(&p)
-                .filter(|e| e.nbma == Some(nbma))
-                .map_or(now, |e| e.created);
-            self.cache.insert(Entry {
-                prefix: p,
-                via,
-                nbma: Some(nbma),
-                claimed_nbma: (nbma != claimed).then_some(claimed),
-                kind: EntryType::Dynamic,
-                flags,
-                created,
-                expires: Some(now + hold),
-            });
+            b.install(&mut self.cache, now, p);
         }
     }
 
@@ -1482,36 +1456,9 @@ impl Core {
             return;
         };
         let claimed = v4(&cie.nbma).unwrap_or(nbma_from);
-        let nbma = r
-            .nat_cies()
-            .iter()
-            .find(|c| v4(&c.proto) == Some(via))
-            .and_then(|c| v4(&c.nbma))
-            .unwrap_or(claimed);
-        let hold = Duration::from_secs(u64::from(cie.holding_time.max(1)));
-        let flags = EntryFlags {
-            router: r.flags() & flags::Q != 0,
-            authoritative: r.flags() & flags::A != 0,
-            nat: nbma != claimed,
-            ..Default::default()
-        };
+        let b = ReplyBinding::of(r, cie, via, claimed);
+        let nbma = b.nbma;
         let prefix = Prefix::new(p.target, prefix_len_of(cie));
-        let install = |cache: &mut Cache, prefix: Prefix| {
-            let created = cache
-                .get(&prefix)
-                .filter(|e| e.nbma == Some(nbma))
-                .map_or(now, |e| e.created);
-            cache.insert(Entry {
-                prefix,
-                via,
-                nbma: Some(nbma),
-                claimed_nbma: (nbma != claimed).then_some(claimed),
-                kind: EntryType::Dynamic,
-                flags,
-                created,
-                expires: Some(now + hold),
-            });
-        };
         let host = Prefix::host(p.target);
         if prefix != host
             && self
@@ -1521,7 +1468,7 @@ impl Core {
         {
             self.cache.remove(&host);
         }
-        install(&mut self.cache, prefix);
+        b.install(&mut self.cache, now, prefix);
         let peer = Prefix::host(via);
         if !prefix.contains(via)
             && self
@@ -1529,7 +1476,7 @@ impl Core {
                 .get(&peer)
                 .is_none_or(|e| e.kind != EntryType::Static)
         {
-            install(&mut self.cache, peer);
+            b.install(&mut self.cache, now, peer);
         }
         self.events.push_back(Event::Resolved {
             protocol: via,
@@ -1599,4 +1546,56 @@ fn ipv4_field(packet: &[u8], offset: usize) -> Option<Ipv4Addr> {
     }
     let b = packet.get(offset..offset + 4)?;
     Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+}
+
+/// What a successful Resolution Reply binds: the responder's protocol address `via` to its NBMA address
+/// (post-NAT when the reply's NAT extension says so, else the claimed one), for the CIE's holding time.
+/// Used by the requester and by a hub that relays the reply.
+struct ReplyBinding {
+    via: Ipv4Addr,
+    nbma: Ipv4Addr,
+    claimed: Ipv4Addr,
+    hold: Duration,
+    flags: EntryFlags,
+}
+
+impl ReplyBinding {
+    fn of(r: &Repr, cie: &Cie, via: Ipv4Addr, claimed: Ipv4Addr) -> ReplyBinding {
+        let nbma = r
+            .nat_cies()
+            .iter()
+            .find(|c| v4(&c.proto) == Some(via))
+            .and_then(|c| v4(&c.nbma))
+            .unwrap_or(claimed);
+        ReplyBinding {
+            via,
+            nbma,
+            claimed,
+            hold: Duration::from_secs(u64::from(cie.holding_time.max(1))),
+            flags: EntryFlags {
+                router: r.flags() & flags::Q != 0,
+                authoritative: r.flags() & flags::A != 0,
+                nat: nbma != claimed,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A dynamic cache entry for `prefix` (its creation time kept while the NBMA address is unchanged).
+    fn install(&self, cache: &mut Cache, now: Instant, prefix: Prefix) {
+        let created = cache
+            .get(&prefix)
+            .filter(|e| e.nbma == Some(self.nbma))
+            .map_or(now, |e| e.created);
+        cache.insert(Entry {
+            prefix,
+            via: self.via,
+            nbma: Some(self.nbma),
+            claimed_nbma: (self.nbma != self.claimed).then_some(self.claimed),
+            kind: EntryType::Dynamic,
+            flags: self.flags,
+            created,
+            expires: Some(now + self.hold),
+        });
+    }
 }
