@@ -1315,6 +1315,38 @@ fn dmvpn_nhrp_authentication_mismatch_keeps_the_spoke_unregistered() {
 }
 
 /// The cloud's GRE counter `name` on `site` (0 when absent).
+/// The kernel's route to `lan` in the site's namespace.
+fn lan_route(s: &Site, lan: &str) -> String {
+    String::from_utf8_lossy(&s.ns.run(&["ip", "-4", "route", "show", lan]).stdout).to_string()
+}
+
+/// Waits (40 s at most) until spoke 1 routes spoke 2's LAN via `via.0` and spoke 2 routes spoke 1's via
+/// `via.1`, over dmvpn0; prints the time taken after `what`, or fails with `diag()`.
+fn wait_spoke_lan_routes(c: &Cloud, via: (&str, &str), what: &str, diag: impl Fn() -> String) {
+    let t0 = Instant::now();
+    loop {
+        let r1 = lan_route(&c.s1, "10.1.2.0/24");
+        let r2 = lan_route(&c.s2, "10.1.1.0/24");
+        if r1.contains(&format!("via {} dev dmvpn0", via.0))
+            && r2.contains(&format!("via {} dev dmvpn0", via.1))
+        {
+            println!(
+                "{what} {:?} after ospfd start: {} / {}",
+                t0.elapsed(),
+                r1.trim(),
+                r2.trim()
+            );
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "no OSPF routes: {r1} / {r2}\n{}",
+            diag()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn gre_count(site: &Site, name: &str) -> u64 {
     json(site, &["show", "dmvpn"])["tunnels"][0]["gre"][name]
         .as_u64()
@@ -1368,30 +1400,18 @@ router ospf
     let _f1 = Frr::start_with(&c.s1.ns, &ospf("spoke1", "10.0.0.11", 0), "ospfd");
     let _f2 = Frr::start_with(&c.s2.ns, &ospf("spoke2", "10.0.0.12", 0), "ospfd");
     // Adjacencies through the tunnel, then each spoke's kernel routes the other's LAN via its tunnel address.
-    let t0 = Instant::now();
-    let route = |s: &Site, lan: &str| {
-        String::from_utf8_lossy(&s.ns.run(&["ip", "-4", "route", "show", lan]).stdout).to_string()
-    };
-    loop {
-        let r1 = route(&c.s1, "10.1.2.0/24");
-        let r2 = route(&c.s2, "10.1.1.0/24");
-        if r1.contains("via 10.0.0.12 dev dmvpn0") && r2.contains("via 10.0.0.11 dev dmvpn0") {
-            println!(
-                "[dmvpn ospf] spoke LANs learnt {:?} after ospfd start: {} / {}",
-                t0.elapsed(),
-                r1.trim(),
-                r2.trim()
-            );
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(40),
-            "no OSPF routes: {r1} / {r2}\n{}\nhub gre: {}",
-            f_hub.vtysh("show ip ospf neighbor"),
-            json(&c.hub, &["show", "dmvpn"])["tunnels"][0]["gre"]
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_spoke_lan_routes(
+        &c,
+        ("10.0.0.12", "10.0.0.11"),
+        "[dmvpn ospf] spoke LANs learnt",
+        || {
+            format!(
+                "{}\nhub gre: {}",
+                f_hub.vtysh("show ip ospf neighbor"),
+                json(&c.hub, &["show", "dmvpn"])["tunnels"][0]["gre"]
+            )
+        },
+    );
     let neighbors = f_hub.vtysh("show ip ospf neighbor");
     println!("{neighbors}");
     for spoke in ["10.0.0.11", "10.0.0.12"] {
@@ -1485,30 +1505,18 @@ router ospf
     let f_hub = Frr::start_with(&c.hub.ns, &ospf("hub", "10.0.0.1"), "ospfd");
     let f1 = Frr::start_with(&c.s1.ns, &ospf("spoke1", "10.0.0.11"), "ospfd");
     let _f2 = Frr::start_with(&c.s2.ns, &ospf("spoke2", "10.0.0.12"), "ospfd");
-    let t0 = Instant::now();
-    let route = |s: &Site, lan: &str| {
-        String::from_utf8_lossy(&s.ns.run(&["ip", "-4", "route", "show", lan]).stdout).to_string()
-    };
-    loop {
-        let r1 = route(&c.s1, "10.1.2.0/24");
-        let r2 = route(&c.s2, "10.1.1.0/24");
-        if r1.contains("via 10.0.0.1 dev dmvpn0") && r2.contains("via 10.0.0.1 dev dmvpn0") {
-            println!(
-                "[dmvpn ospf p2mp] spoke LANs learnt via the hub {:?} after ospfd start: {} / {}",
-                t0.elapsed(),
-                r1.trim(),
-                r2.trim()
-            );
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(40),
-            "no OSPF routes via the hub: {r1} / {r2}\n{}\n{}",
-            f_hub.vtysh("show ip ospf neighbor"),
-            f1.vtysh("show ip ospf route")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_spoke_lan_routes(
+        &c,
+        ("10.0.0.1", "10.0.0.1"),
+        "[dmvpn ospf p2mp] spoke LANs learnt via the hub",
+        || {
+            format!(
+                "{}\n{}",
+                f_hub.vtysh("show ip ospf neighbor"),
+                f1.vtysh("show ip ospf route")
+            )
+        },
+    );
     let neighbors = f_hub.vtysh("show ip ospf neighbor");
     println!("hub# show ip ospf neighbor\n{neighbors}");
     for spoke in ["10.0.0.11", "10.0.0.12"] {
@@ -1547,7 +1555,7 @@ router ospf
     }
     assert_direct(&c);
     // OSPF still routes via the hub (the shortcut lives in Lifeline's table), and the adjacencies hold.
-    assert!(route(&c.s1, "10.1.2.0/24").contains("via 10.0.0.1 dev dmvpn0"));
+    assert!(lan_route(&c.s1, "10.1.2.0/24").contains("via 10.0.0.1 dev dmvpn0"));
     let shortcut = String::from_utf8_lossy(
         &c.s1
             .ns
