@@ -1152,17 +1152,28 @@ fn frr_cloud_with(phase3: bool) -> Cloud {
     }
 }
 
-#[test]
-fn dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths() {
-    if !netns_available("dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths") {
-        return;
+/// Namespaces work and FRR's `daemon` is installed (a missing FRR fails when LIFELINE_REQUIRE_NETNS is set).
+fn frr_available(test: &str, daemon: &str) -> bool {
+    if !netns_available(test) {
+        return false;
     }
-    if !std::path::Path::new("/usr/lib/frr/bgpd").exists() {
+    if !std::path::Path::new(&format!("/usr/lib/frr/{daemon}")).exists() {
         assert!(
             std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none(),
             "FRR is not installed"
         );
         eprintln!("skipped: FRR is not installed");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths() {
+    if !frr_available(
+        "dmvpn_frr_bgp_over_lifeline_dmvpn_gives_spoke_to_spoke_direct_paths",
+        "bgpd",
+    ) {
         return;
     }
     // No static routes to the LANs in Lifeline's configurations: BGP (hub = route reflector, next hop
@@ -1360,17 +1371,10 @@ fn gre_count(site: &Site, name: &str) -> u64 {
 /// traffic goes direct after resolution.
 #[test]
 fn dmvpn_frr_ospf_over_lifeline_dmvpn_replicates_hellos_and_gives_direct_paths() {
-    if !netns_available(
+    if !frr_available(
         "dmvpn_frr_ospf_over_lifeline_dmvpn_replicates_hellos_and_gives_direct_paths",
+        "ospfd",
     ) {
-        return;
-    }
-    if !std::path::Path::new("/usr/lib/frr/ospfd").exists() {
-        assert!(
-            std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none(),
-            "FRR is not installed"
-        );
-        eprintln!("skipped: FRR is not installed");
         return;
     }
     let c = frr_cloud();
@@ -1467,17 +1471,10 @@ router ospf
 /// via the hub.
 #[test]
 fn dmvpn_frr_ospf_point_to_multipoint_routes_via_the_hub_and_phase3_goes_direct() {
-    if !netns_available(
+    if !frr_available(
         "dmvpn_frr_ospf_point_to_multipoint_routes_via_the_hub_and_phase3_goes_direct",
+        "ospfd",
     ) {
-        return;
-    }
-    if !std::path::Path::new("/usr/lib/frr/ospfd").exists() {
-        assert!(
-            std::env::var_os("LIFELINE_REQUIRE_NETNS").is_none(),
-            "FRR is not installed"
-        );
-        eprintln!("skipped: FRR is not installed");
         return;
     }
     let c = frr_cloud_with(true);
