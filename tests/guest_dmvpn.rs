@@ -555,14 +555,11 @@ crypto ipsec profile IPS
     )
 }
 
-#[test]
-fn lifeline_hub_frr_spoke_strongswan_protected() {
-    if !guest::guest_available("lifeline_hub_frr_spoke_strongswan_protected") {
-        return;
-    }
-    let t0 = Instant::now();
-    let (lab, cap) = lab("gdLP");
-    let hns = Netns::new("gdLPhub");
+/// The bridge lab (`label`) with a Lifeline hub on 192.0.2.1 whose mGRE is protected (`protect`), redirects
+/// and replicates multicast to registered spokes.
+fn protected_lifeline_hub(label: &str) -> (Netns, Capture, Site) {
+    let (lab, cap) = lab(label);
+    let hns = Netns::new(&format!("{label}hub"));
     guest::veth_to_bridge(&lab, "vhub", &hns, "eth0", "192.0.2.1/24");
     let cfg = protect(
         wan("lhub", "192.0.2.1")
@@ -572,9 +569,25 @@ fn lifeline_hub_frr_spoke_strongswan_protected() {
             ),
     );
     let site = start_site(hns, "lhub", &cfg);
-    let mut env = dmvpn_env("spoke", "192.0.2.2", "10.0.0.2").to_vec();
-    env.retain(|(k, _)| *k != "GUEST_IPSEC");
-    env.push(("GUEST_IPSEC", "swanctl"));
+    (lab, cap, site)
+}
+
+/// A guest spoke's environment with strongSwan keying through swanctl (nhrpd's vici link to charon).
+fn with_swanctl<'a>(env: [(&'a str, &'a str); 5]) -> Vec<(&'a str, &'a str)> {
+    let mut v = env.to_vec();
+    v.retain(|(k, _)| *k != "GUEST_IPSEC");
+    v.push(("GUEST_IPSEC", "swanctl"));
+    v
+}
+
+#[test]
+fn lifeline_hub_frr_spoke_strongswan_protected() {
+    if !guest::guest_available("lifeline_hub_frr_spoke_strongswan_protected") {
+        return;
+    }
+    let t0 = Instant::now();
+    let (lab, cap, site) = protected_lifeline_hub("gdLP");
+    let env = with_swanctl(dmvpn_env("spoke", "192.0.2.2", "10.0.0.2"));
     let g = Guest::start(&lab, "tap2", dmvpn_opts(&env));
     println!(
         "guest ready {:.1} s (script {:.1} s)",
@@ -852,25 +865,9 @@ fn lifeline_protected_hub_frr_spokes_go_direct_over_ipsec() {
         return;
     }
     let t0 = Instant::now();
-    let (lab, cap) = lab("gdLPP");
-    let hns = Netns::new("gdLPPhub");
-    guest::veth_to_bridge(&lab, "vhub", &hns, "eth0", "192.0.2.1/24");
-    let cfg = protect(
-        wan("lhub", "192.0.2.1")
-            + &tunnel(
-                "10.0.0.1",
-                " ip nhrp map multicast dynamic\n ip nhrp redirect\n",
-            ),
-    );
-    let site = start_site(hns, "lhub", &cfg);
-    let with_swan = |e: [(&'static str, &'static str); 5]| {
-        let mut v = e.to_vec();
-        v.retain(|(k, _)| *k != "GUEST_IPSEC");
-        v.push(("GUEST_IPSEC", "swanctl"));
-        v
-    };
-    let e2 = with_swan(dmvpn_env("spoke", "192.0.2.2", "10.0.0.2"));
-    let e3 = with_swan(dmvpn_env("spoke", "192.0.2.3", "10.0.0.3"));
+    let (lab, cap, site) = protected_lifeline_hub("gdLPP");
+    let e2 = with_swanctl(dmvpn_env("spoke", "192.0.2.2", "10.0.0.2"));
+    let e3 = with_swanctl(dmvpn_env("spoke", "192.0.2.3", "10.0.0.3"));
     let (s2, s3) = Guest::start_two(&lab, ("tap2", dmvpn_opts(&e2)), ("tap3", dmvpn_opts(&e3)));
     println!(
         "guests ready: spoke2 {:.1} s (script {:.1} s), spoke3 {:.1} s (script {:.1} s)",
