@@ -49,8 +49,10 @@ impl SharedTunnel {
         }))
     }
 
-    /// The tunnel, locked. A thread that panicked while holding it left it consistent as far as the
-    /// data plane's own invariants go (every method leaves the tunnel valid), so a poisoned lock is taken.
+    /// The tunnel, locked. A poisoned lock is taken rather than unwrapped: a panic in a data-plane worker
+    /// task aborts the whole process (`crate::workers`, `supervise`: logged `%SYS-2-DATAPLANE_FAILED`, so a
+    /// supervisor restarts the appliance), so a tunnel a panicking worker may have left half-updated is used
+    /// by the other threads only for the moment until the abort; unwrapping here would only add panics.
     pub fn lock(&self) -> MutexGuard<'_, Tunnel> {
         self.0.dp.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -125,7 +125,9 @@ fn worker_main(me: usize, n: usize, stats: Arc<WorkerStats>, mut rx: mpsc::Unbou
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
+    let name = format!("{}: commands", stats.name);
+    // The command loop's own work (registering devices, spawning the readers) is supervised too.
+    let body = async move {
         let mut devs: HashMap<usize, Arc<AsyncDevice>> = HashMap::new();
         while let Some(cmd) = rx.recv().await {
             match cmd {
@@ -139,7 +141,87 @@ fn worker_main(me: usize, n: usize, stats: Arc<WorkerStats>, mut rx: mpsc::Unbou
                 Cmd::Start(ctx) => start(me, n, &stats, &ctx, &devs),
             }
         }
-    });
+        TaskEnd::NodeGone
+    };
+    local.block_on(&rt, supervise(name, body));
+}
+
+/// How a worker task ended (other than by a panic).
+#[derive(Debug)]
+pub enum TaskEnd {
+    /// The node loop is gone (shutdown): nothing to report.
+    NodeGone,
+    /// A read failed for good: the task's socket or device is unusable.
+    Failed(String),
+}
+
+/// Runs one worker task. A task that panics or whose reads failed for good would otherwise vanish and take
+/// its share of the data plane with it (the last worker is the only reader of UDP 4500 and raw ESP) while
+/// the daemon looks healthy: instead, log a critical message and abort the process, so that the
+/// supervisor restarts the appliance, as a panic in the inline data plane would.
+async fn supervise(name: String, task: impl Future<Output = TaskEnd>) {
+    use futures::FutureExt;
+    let r = std::panic::AssertUnwindSafe(task).catch_unwind().await;
+    if let Some(why) = fatal(&name, r) {
+        crate::ios!(
+            SYS,
+            Critical,
+            DATAPLANE_FAILED,
+            "{why}; aborting so that the appliance is restarted"
+        );
+        std::process::abort();
+    }
+}
+
+/// What to say before aborting for a task's end, or `None` when it ended quietly (shutdown).
+fn fatal(name: &str, r: std::thread::Result<TaskEnd>) -> Option<String> {
+    match r {
+        Ok(TaskEnd::NodeGone) => None,
+        Ok(TaskEnd::Failed(e)) => Some(format!("data-plane task {name} failed: {e}")),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_string());
+            Some(format!("data-plane task {name} panicked: {msg}"))
+        }
+    }
+}
+
+/// Consecutive failed reads after which a reader gives up even on errors that are normally transient (a
+/// socket that fails every read is as good as gone).
+const MAX_READ_ERRORS: u32 = 10_000;
+
+/// A read error after which the descriptor is unusable. Everything else is transient and retried: on
+/// UDP, ICMP errors surface as `ECONNREFUSED`, `EHOSTUNREACH`, `ENETUNREACH`, `EMSGSIZE` ...; any read may
+/// see `EINTR`, `ENOBUFS` or `ENOMEM`.
+fn read_error_is_fatal(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EBADF
+                | libc::EBADFD
+                | libc::ENOTSOCK
+                | libc::EFAULT
+                | libc::EINVAL
+                | libc::ENODEV
+                | libc::ENXIO
+                | libc::EOPNOTSUPP
+        )
+    )
+}
+
+/// Counts a failed read: `Some` when the reader must stop.
+fn read_failed(e: &std::io::Error, what: &str, errors: &mut u32) -> Option<TaskEnd> {
+    *errors += 1;
+    if read_error_is_fatal(e) || *errors >= MAX_READ_ERRORS {
+        Some(TaskEnd::Failed(format!(
+            "{what}: {e} ({errors} failed reads in a row)"
+        )))
+    } else {
+        None
+    }
 }
 
 /// Spawns this worker's readers: its tunnels' TUN readers and the ESP sockets it reads.
@@ -167,7 +249,10 @@ fn start(
             stats: stats.clone(),
             out: Out::new(ctx),
         };
-        tokio::task::spawn_local(seal.run());
+        tokio::task::spawn_local(supervise(
+            format!("{}: tunnel {idx} out", stats.name),
+            seal.run(),
+        ));
     }
     for (local, sock) in &ctx.udp {
         if reader_worker(n) != me {
@@ -176,7 +261,10 @@ fn start(
         match sock.try_clone().and_then(tokio::net::UdpSocket::from_std) {
             Ok(s) => {
                 role.push(format!("ESP in UDP {local} in"));
-                tokio::task::spawn_local(udp_reader(*local, s, ctx.clone(), stats.clone()));
+                tokio::task::spawn_local(supervise(
+                    format!("{}: ESP in UDP {local} in", stats.name),
+                    udp_reader(*local, s, ctx.clone(), stats.clone()),
+                ));
             }
             Err(e) => crate::ios!(SYS, Error, NO_SOCKET, "{}: {local}: {e}", stats.name),
         }
@@ -189,7 +277,10 @@ fn start(
         }) {
             Ok(r) => {
                 role.push("raw ESP in".to_string());
-                tokio::task::spawn_local(raw_reader(r, ctx.clone(), stats.clone()));
+                tokio::task::spawn_local(supervise(
+                    format!("{}: raw ESP in", stats.name),
+                    raw_reader(r, ctx.clone(), stats.clone()),
+                ));
             }
             Err(e) => crate::ios!(SYS, Error, NO_SOCKET, "{}: raw ESP: {e}", stats.name),
         }
@@ -351,18 +442,24 @@ struct Seal {
 }
 
 impl Seal {
-    async fn run(mut self) {
+    async fn run(mut self) -> TaskEnd {
         let room = usize::from(self.mtu).max(1500);
         // BATCH packets of `room` bytes each, read in place: allocated once.
         let mut bufs = vec![0u8; BATCH * room];
         let mut lens = [0usize; BATCH];
         let mut engine = Engine::default();
         let mut staged: Vec<Staged> = Vec::with_capacity(4 * BATCH);
+        let mut errors = 0;
         loop {
             // The first packet waits; the rest of the batch is what is already there.
-            let Ok(len) = self.dev.recv(&mut bufs[..room]).await else {
-                return;
+            let len = match self.dev.recv(&mut bufs[..room]).await {
+                Ok(len) => len,
+                Err(e) => match read_failed(&e, "TUN read", &mut errors) {
+                    Some(end) => return end,
+                    None => continue,
+                },
             };
+            errors = 0;
             lens[0] = len;
             let mut n = 1;
             while n < BATCH {
@@ -386,7 +483,7 @@ impl Seal {
                         bytes: PacketBuf::copy_from(p),
                     };
                     if self.ctx.tx.send(msg).await.is_err() {
-                        return;
+                        return TaskEnd::NodeGone;
                     }
                 }
                 continue;
@@ -399,7 +496,7 @@ impl Seal {
                 .fetch_add(r.done as u64, Ordering::Relaxed);
             self.out.send(&mut staged, Some(&self.dev)).await;
             if !notify(&self.ctx, self.idx, r).await {
-                return;
+                return TaskEnd::NodeGone;
             }
         }
     }
@@ -429,7 +526,7 @@ async fn udp_reader(
     sock: tokio::net::UdpSocket,
     ctx: Arc<Ctx>,
     stats: Arc<WorkerStats>,
-) {
+) -> TaskEnd {
     let mut buf = vec![0u8; 65536];
     let mut cmsg = crate::os::udp::gro_cmsg_buffer();
     let mut engine = Engine::default();
@@ -441,11 +538,17 @@ async fn udp_reader(
         gso_ok: false,
         raw_batch: RawSendBatch::default(),
     };
+    let mut errors = 0;
     loop {
-        let Ok(r) = crate::os::udp::recv_gro(&sock, &mut buf, &mut cmsg).await else {
+        let r = match crate::os::udp::recv_gro(&sock, &mut buf, &mut cmsg).await {
+            Ok(r) => r,
             // ICMP errors surface as recv errors on UDP sockets: not fatal.
-            continue;
+            Err(e) => match read_failed(&e, "UDP read", &mut errors) {
+                Some(end) => return end,
+                None => continue,
+            },
         };
+        errors = 0;
         let data = &buf[..r.len];
         let seg = r.segment.max(1);
         // One GRO burst is one flow: fast only when every datagram is ESP of the same fast tunnel.
@@ -467,7 +570,7 @@ async fn udp_reader(
                 segment: seg,
             };
             if ctx.tx.send(msg).await.is_err() {
-                return;
+                return TaskEnd::NodeGone;
             }
             continue;
         };
@@ -485,14 +588,14 @@ async fn udp_reader(
         let dev = ctx.tuns.get(idx).and_then(|d| d.as_deref());
         out.send(&mut staged, dev).await;
         if !notify(&ctx, idx, res).await {
-            return;
+            return TaskEnd::NodeGone;
         }
     }
 }
 
 /// Reads the raw ESP socket (`recvmmsg`, straight into pooled buffers): runs of packets for one fast
 /// tunnel are opened under one lock; the rest goes to the node loop in the buffer it was read into.
-async fn raw_reader(sock: RawIp, ctx: Arc<Ctx>, stats: Arc<WorkerStats>) {
+async fn raw_reader(sock: RawIp, ctx: Arc<Ctx>, stats: Arc<WorkerStats>) -> TaskEnd {
     let mut batch = RawRecvBatch::default();
     let mut engine = Engine::default();
     let mut staged: Vec<Staged> = Vec::with_capacity(RAW_BATCH);
@@ -504,7 +607,16 @@ async fn raw_reader(sock: RawIp, ctx: Arc<Ctx>, stats: Arc<WorkerStats>) {
         gso_ok: false,
         raw_batch: RawSendBatch::default(),
     };
-    while let Ok(n) = sock.recv_batch(&mut batch).await {
+    let mut errors = 0;
+    loop {
+        let n = match sock.recv_batch(&mut batch).await {
+            Ok(n) => n,
+            Err(e) => match read_failed(&e, "raw ESP read", &mut errors) {
+                Some(end) => return end,
+                None => continue,
+            },
+        };
+        errors = 0;
         pkts.extend(
             (0..n)
                 .filter_map(|i| batch.take(i))
@@ -534,7 +646,7 @@ async fn raw_reader(sock: RawIp, ctx: Arc<Ctx>, stats: Arc<WorkerStats>) {
             let dev = ctx.tuns.get(idx).and_then(|d| d.as_deref());
             out.send(&mut staged, dev).await;
             if !notify(&ctx, idx, res).await {
-                return;
+                return TaskEnd::NodeGone;
             }
             i = j;
         }
@@ -550,7 +662,7 @@ async fn raw_reader(sock: RawIp, ctx: Arc<Ctx>, stats: Arc<WorkerStats>) {
                 bytes: p.bytes,
             };
             if ctx.tx.send(msg).await.is_err() {
-                return;
+                return TaskEnd::NodeGone;
             }
         }
     }
@@ -561,4 +673,68 @@ pub fn dup_udp(sock: &tokio::net::UdpSocket) -> std::io::Result<std::net::UdpSoc
     Ok(std::net::UdpSocket::from(
         sock.as_fd().try_clone_to_owned()?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<F: Future>(f: F) -> F::Output {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(f)
+    }
+
+    #[test]
+    fn a_panicking_task_takes_the_abort_path() {
+        use futures::FutureExt;
+        let r = run(std::panic::AssertUnwindSafe(async {
+            if true {
+                panic!("boom in the sealer");
+            }
+            TaskEnd::NodeGone
+        })
+        .catch_unwind());
+        let why = fatal("ll-dp-1: raw ESP in", r).expect("a panic must abort");
+        assert!(
+            why.contains("ll-dp-1: raw ESP in") && why.contains("boom in the sealer"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_failed_read_aborts_and_a_shutdown_does_not() {
+        assert!(fatal("t", Ok(TaskEnd::NodeGone)).is_none());
+        assert!(fatal("t", Ok(TaskEnd::Failed("UDP read: EBADF".into()))).is_some());
+    }
+
+    #[test]
+    fn transient_read_errors_are_retried_fatal_ones_end_the_reader() {
+        let mut errors = 0;
+        for e in [
+            libc::ECONNREFUSED,
+            libc::EHOSTUNREACH,
+            libc::ENETUNREACH,
+            libc::EMSGSIZE,
+            libc::EINTR,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EAGAIN,
+        ] {
+            let e = std::io::Error::from_raw_os_error(e);
+            assert!(read_failed(&e, "UDP read", &mut errors).is_none(), "{e}");
+        }
+        let mut errors = 0;
+        let e = std::io::Error::from_raw_os_error(libc::EBADF);
+        assert!(matches!(
+            read_failed(&e, "raw ESP read", &mut errors),
+            Some(TaskEnd::Failed(_))
+        ));
+        // A transient error that never stops is fatal too.
+        let mut errors = 0;
+        let e = std::io::Error::from_raw_os_error(libc::ENOBUFS);
+        let ends = (0..MAX_READ_ERRORS).filter_map(|_| read_failed(&e, "TUN read", &mut errors));
+        assert_eq!(ends.count(), 1);
+    }
 }
