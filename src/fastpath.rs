@@ -201,13 +201,18 @@ impl Engine {
         let mut done = 0;
         let start = dataplane::HEADROOM;
         for p in packets {
+            // Packets held for an SA that is now installed go first: they take the lower sequence numbers
+            // and leave before this one (the node may not have drained them yet).
+            while let Some(v) = dp.poll_transmit(now, &mut self.buf) {
+                done += usize::from(emit_verdict(&self.buf, v, emit));
+            }
             let Some(slot) = self.buf.get_mut(start..start + p.len()) else {
                 continue;
             };
             slot.copy_from_slice(p);
             let v = dp.send(now, &mut self.buf, start..start + p.len());
             done += usize::from(emit_verdict(&self.buf, v, emit));
-            // Later fragments (pre-fragmentation) and, after an SA install, the acquire queue.
+            // Later fragments (pre-fragmentation).
             while let Some(v) = dp.poll_transmit(now, &mut self.buf) {
                 done += usize::from(emit_verdict(&self.buf, v, emit));
             }
@@ -296,5 +301,117 @@ fn emit_verdict(buf: &[u8], v: Verdict, emit: &mut impl FnMut(FastOut<'_>)) -> b
             false
         }
         Verdict::Queued | Verdict::Consumed | Verdict::Drop(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::crypto::AesKeyLen;
+    use dataplane::{Encr, InboundSa, Lifetime, Mode, OutboundSa, SaParams, TunnelConfig};
+
+    const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    fn params(spi: u32) -> SaParams<'static> {
+        SaParams {
+            spi,
+            encr: Encr::AesGcm16(AesKeyLen::Aes128),
+            integ: None,
+            enc_key: &[0x5a; 20],
+            integ_key: &[],
+            esn: false,
+            mode: Mode::Tunnel,
+            replay_window: 64,
+            lifetime: Lifetime::unlimited(),
+            idle_timeout: None,
+        }
+    }
+
+    fn tunnel(local: Ipv4Addr, remote: Ipv4Addr) -> Tunnel {
+        let mut c = TunnelConfig::new(1, IpAddr::V4(local), Some(IpAddr::V4(remote)));
+        c.udp_encap = Some(UdpPorts {
+            local: 4500,
+            remote: 4500,
+        });
+        Tunnel::new(c)
+    }
+
+    /// An IPv4/UDP packet 10.1.1.1 -> 10.2.2.2 whose one data byte is `mark`.
+    fn packet(mark: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 29];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&29u16.to_be_bytes());
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&[10, 1, 1, 1]);
+        p[16..20].copy_from_slice(&[10, 2, 2, 2]);
+        p[20..22].copy_from_slice(&1000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&2000u16.to_be_bytes());
+        p[24..26].copy_from_slice(&9u16.to_be_bytes());
+        p[28] = mark;
+        let sum = !p[..20]
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        p[10..12].copy_from_slice(&((sum & 0xffff) as u16).to_be_bytes());
+        p
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn packets_held_for_a_new_sa_leave_before_the_next_packet_a_worker_seals() {
+        let now = Instant::now();
+        let a = SharedTunnel::new(tunnel(A, B));
+        let mut b = tunnel(B, A);
+        let mut engine = Engine::default();
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut collect = |o: FastOut<'_>| {
+            if let FastOut::Udp { payload, .. } = o {
+                out.push(payload.to_vec());
+            }
+        };
+        // Five packets without an SA are held (one acquire).
+        let held: Vec<Vec<u8>> = (1..=5).map(packet).collect();
+        let r = engine.seal(now, &a, held.iter().map(|p| &p[..]), &mut collect);
+        assert_eq!(r.done, 0);
+        // The node installs the SA but has not drained the queue yet; a worker seals packet 6.
+        a.lock().install_sa(
+            now,
+            OutboundSa::new(now, &params(0x1000)).unwrap(),
+            InboundSa::new(now, &params(0x2000)).unwrap(),
+        );
+        b.install_sa(
+            now,
+            OutboundSa::new(now, &params(0x2000)).unwrap(),
+            InboundSa::new(now, &params(0x1000)).unwrap(),
+        );
+        let six = packet(6);
+        let r = engine.seal(now, &a, [&six[..]], &mut collect);
+        assert_eq!(r.done, 6);
+        let seqs: Vec<u32> = out
+            .iter()
+            .map(|e| u32::from_be_bytes(e[4..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+        let mut buf = vec![0u8; BUF_LEN];
+        let marks: Vec<u8> = out
+            .iter()
+            .map(|e| {
+                buf[..e.len()].copy_from_slice(e);
+                let meta = RecvMeta {
+                    from: std::net::SocketAddr::from((A, 4500)),
+                    tos: 0,
+                };
+                match b.receive(now, &mut buf, 0..e.len(), meta) {
+                    Verdict::ToTunnel(r) => buf[r][28],
+                    v => panic!("{v:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(marks, [1, 2, 3, 4, 5, 6]);
+        // Nothing is left for the node to drain.
+        assert!(a.lock().poll_transmit(now, &mut buf).is_none());
     }
 }

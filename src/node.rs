@@ -879,14 +879,15 @@ impl Node {
             // which puts it back on the list).
             while let Some(idx) = self.dirty.pop() {
                 self.is_dirty[idx] = false;
-                loop {
-                    let v = self.tunnels[idx]
-                        .dp
-                        .lock()
-                        .poll_transmit(now, &mut self.buf);
-                    let Some(v) = v else { break };
-                    self.verdict(idx, v);
-                    progressed = true;
+                {
+                    // Under one lock: a data-plane worker sealing this tunnel's next packet meanwhile
+                    // would take a sequence number before the held packets not yet drained.
+                    let t = self.tunnels[idx].dp.clone();
+                    let mut dp = t.lock();
+                    while let Some(v) = dp.poll_transmit(now, &mut self.buf) {
+                        self.verdict(idx, v);
+                        progressed = true;
+                    }
                 }
                 loop {
                     let ev = self.tunnels[idx].dp.lock().poll_event();
