@@ -131,6 +131,9 @@ pub struct WorkerStats {
     pub opened: AtomicU64,
     /// Packets passed to the node loop (tunnels that are not fast, IKE, unknown SPIs).
     pub to_node: AtomicU64,
+    /// Packets dropped because the node loop's queue was full (a reader never waits for the node with
+    /// data: the other tunnels' packets behind it would wait too).
+    pub dropped: AtomicU64,
     /// What it reads (set when it starts).
     pub role: std::sync::OnceLock<String>,
 }

@@ -477,12 +477,11 @@ impl Seal {
                 .filter(|p| p.first().is_some_and(|b| b >> 4 == 4));
             if !self.t.fast() {
                 for p in packets {
-                    self.stats.to_node.fetch_add(1, Ordering::Relaxed);
                     let msg = DriverMsg::Tun {
                         tunnel: self.idx,
                         bytes: PacketBuf::copy_from(p),
                     };
-                    if self.ctx.tx.send(msg).await.is_err() {
+                    if !to_node(&self.ctx, &self.stats, msg, 1) {
                         return TaskEnd::NodeGone;
                     }
                 }
@@ -510,6 +509,23 @@ async fn notify(ctx: &Ctx, idx: usize, r: BatchResult) -> bool {
             .send(DriverMsg::Touched { tunnel: idx })
             .await
             .is_ok()
+}
+
+/// Passes data (`packets` packets) to the node loop without waiting: when its queue is full they are
+/// dropped and counted (`show crypto engine`), since a reader that waited would hold up every fast
+/// tunnel's packets behind them. False when the node is gone.
+fn to_node(ctx: &Ctx, stats: &WorkerStats, msg: DriverMsg, packets: u64) -> bool {
+    match ctx.tx.try_send(msg) {
+        Ok(()) => {
+            stats.to_node.fetch_add(packets, Ordering::Relaxed);
+            true
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            stats.dropped.fetch_add(packets, Ordering::Relaxed);
+            true
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
 }
 
 /// The fast tunnel an ESP packet (or UDP payload) belongs to, by SPI.
@@ -560,16 +576,25 @@ async fn udp_reader(
             })
         });
         let Some(idx) = idx else {
-            stats
-                .to_node
-                .fetch_add(data.len().div_ceil(seg) as u64, Ordering::Relaxed);
+            let count = data.len().div_ceil(seg) as u64;
+            // IKE waits for room in the node's queue (it is rare, and losing it costs a retransmission
+            // timeout); ESP for the node's tunnels and keepalives are dropped when the queue is full.
+            let ike = data
+                .chunks(seg)
+                .any(|d| matches!(dataplane::classify_udp4500(d), dataplane::Udp4500::Ike(_)));
             let msg = DriverMsg::Udp {
                 local: SocketAddr::V4(local),
                 remote: r.from,
                 bytes: PacketBuf::copy_from(data),
                 segment: seg,
             };
-            if ctx.tx.send(msg).await.is_err() {
+            let alive = if ike {
+                stats.to_node.fetch_add(count, Ordering::Relaxed);
+                ctx.tx.send(msg).await.is_ok()
+            } else {
+                to_node(&ctx, &stats, msg, count)
+            };
+            if !alive {
                 return TaskEnd::NodeGone;
             }
             continue;
@@ -655,13 +680,12 @@ async fn raw_reader(sock: RawIp, ctx: Arc<Ctx>, stats: Arc<WorkerStats>) -> Task
             if idx.is_some() {
                 continue;
             }
-            stats.to_node.fetch_add(1, Ordering::Relaxed);
             let msg = DriverMsg::RawEsp {
                 from: p.from,
                 tos: p.tos,
                 bytes: p.bytes,
             };
-            if ctx.tx.send(msg).await.is_err() {
+            if !to_node(&ctx, &stats, msg, 1) {
                 return TaskEnd::NodeGone;
             }
         }
@@ -701,6 +725,30 @@ mod tests {
             why.contains("ll-dp-1: raw ESP in") && why.contains("boom in the sealer"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn data_for_a_full_node_queue_is_dropped_and_counted_not_waited_for() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let ctx = Ctx {
+            tunnels: Vec::new(),
+            spis: SpiMap::default(),
+            tuns: Vec::new(),
+            mtus: Vec::new(),
+            udp: Vec::new(),
+            raw: None,
+            tx,
+        };
+        let stats = WorkerStats::new("ll-dp-0".into());
+        let msg = || DriverMsg::Touched { tunnel: 0 };
+        assert!(to_node(&ctx, &stats, msg(), 1));
+        // The queue is full: returns at once, counted as dropped.
+        assert!(to_node(&ctx, &stats, msg(), 3));
+        assert_eq!(stats.to_node.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 3);
+        assert!(rx.try_recv().is_ok());
+        drop(rx);
+        assert!(!to_node(&ctx, &stats, msg(), 1));
     }
 
     #[test]

@@ -396,7 +396,7 @@ pub fn answer(
 /// `run --dataplane-threads N` and what each sealed, opened and passed to the control loop.
 fn crypto_engine(workers: &[std::sync::Arc<crate::fastpath::WorkerStats>], json: bool) -> String {
     use std::sync::atomic::Ordering::Relaxed;
-    let rows: Vec<(&str, u64, u64, u64, &str)> = workers
+    let rows: Vec<(&str, u64, u64, u64, u64, &str)> = workers
         .iter()
         .map(|w| {
             (
@@ -404,6 +404,7 @@ fn crypto_engine(workers: &[std::sync::Arc<crate::fastpath::WorkerStats>], json:
                 w.sealed.load(Relaxed),
                 w.opened.load(Relaxed),
                 w.to_node.load(Relaxed),
+                w.dropped.load(Relaxed),
                 w.role.get().map_or("", String::as_str),
             )
         })
@@ -411,10 +412,10 @@ fn crypto_engine(workers: &[std::sync::Arc<crate::fastpath::WorkerStats>], json:
     if json {
         let threads: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(name, sealed, opened, to_node, serves)| {
+            .map(|(name, sealed, opened, to_node, dropped, serves)| {
                 serde_json::json!({
                     "name": name, "sealed": sealed, "opened": opened,
-                    "to_control": to_node, "serves": serves,
+                    "to_control": to_node, "dropped_control_full": dropped, "serves": serves,
                 })
             })
             .collect();
@@ -432,14 +433,15 @@ fn crypto_engine(workers: &[std::sync::Arc<crate::fastpath::WorkerStats>], json:
     }
     out.push_str(&format!("data-plane threads:  {}\n", rows.len()));
     out.push_str(&format!(
-        "  {:<10} {:>12} {:>12} {:>12}  {}\n",
-        "Thread", "Sealed", "Opened", "To control", "Serves"
+        "  {:<10} {:>12} {:>12} {:>12} {:>12}  {}\n",
+        "Thread", "Sealed", "Opened", "To control", "Ctl full", "Serves"
     ));
-    for (name, sealed, opened, to_node, serves) in rows {
+    for (name, sealed, opened, to_node, dropped, serves) in rows {
         out.push_str(&format!(
-            "  {name:<10} {sealed:>12} {opened:>12} {to_node:>12}  {serves}\n"
+            "  {name:<10} {sealed:>12} {opened:>12} {to_node:>12} {dropped:>12}  {serves}\n"
         ));
     }
+    out.push_str("  (Ctl full: packets dropped because the control loop's queue was full)\n");
     out
 }
 
