@@ -269,7 +269,8 @@ fn needs_node(dp: &Tunnel, before: Option<Instant>) -> bool {
         }
 }
 
-/// Passes a verdict's output to `emit`; true for a packet sent to the network.
+/// Passes a verdict's output to `emit`; true for an ESP packet sent to the network (a NAT keepalive, one
+/// 0xFF byte in UDP, is passed on but not counted as sealed).
 fn emit_verdict(buf: &[u8], v: Verdict, emit: &mut impl FnMut(FastOut<'_>)) -> bool {
     match v {
         Verdict::ToNetwork(tx) => {
@@ -284,7 +285,7 @@ fn emit_verdict(buf: &[u8], v: Verdict, emit: &mut impl FnMut(FastOut<'_>)) -> b
                         payload,
                         tos: tx.tos,
                     });
-                    true
+                    payload != [0xff]
                 }
                 (IpAddr::V4(_), IpAddr::V4(dst), None) => {
                     emit(FastOut::Raw {
@@ -360,6 +361,29 @@ mod tests {
         let sum = (sum & 0xffff) + (sum >> 16);
         p[10..12].copy_from_slice(&((sum & 0xffff) as u16).to_be_bytes());
         p
+    }
+
+    #[test]
+    fn a_nat_keepalive_is_sent_but_not_counted_as_sealed() {
+        let buf = [0xffu8, 0, 0, 0x10, 0, 0, 0, 0, 1];
+        let tx = |range| {
+            Verdict::ToNetwork(dataplane::Transmit {
+                range,
+                src: IpAddr::V4(A),
+                dst: IpAddr::V4(B),
+                udp: Some(UdpPorts {
+                    local: 4500,
+                    remote: 4500,
+                }),
+                df: false,
+                tos: 0,
+            })
+        };
+        let mut sent = 0;
+        let mut emit = |_: FastOut<'_>| sent += 1;
+        assert!(!emit_verdict(&buf, tx(0..1), &mut emit));
+        assert!(emit_verdict(&buf, tx(1..9), &mut emit));
+        assert_eq!(sent, 2);
     }
 
     #[test]
