@@ -60,7 +60,8 @@ enum Command {
         /// tests can have tshark decrypt a capture. Never use it on a production appliance.
         #[arg(long, hide = true)]
         debug_esp_keys: Option<PathBuf>,
-        /// Data-plane worker threads that seal and open ESP (default: the available cores). 0 does all of
+        /// Data-plane worker threads that seal and open ESP (default: one per tunnel that can use them
+        /// plus one ESP reader, at most the available cores; none without such tunnels). 0 does all of
         /// it on the control loop's thread. See `show crypto engine`.
         #[arg(long)]
         dataplane_threads: Option<usize>,
@@ -160,14 +161,12 @@ pub fn main() -> ExitCode {
                     sdp_fingerprint,
                     esp_keys: debug_esp_keys,
                 };
-                let threads = dataplane_threads
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
                 daemon::run(
                     &config,
                     &control::socket_path(socket),
                     &state_dir,
                     hooks,
-                    threads,
+                    dataplane_threads,
                 )
             })
         }

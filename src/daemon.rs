@@ -111,13 +111,13 @@ pub struct TestHooks {
 }
 
 /// `dataplane_threads`: data-plane worker threads (`run --dataplane-threads N`); 0 seals and opens every
-/// packet on the node loop.
+/// packet on the node loop; `None`: [`default_threads`].
 pub fn run(
     config_path: &Path,
     socket: &Path,
     state_dir: &Path,
     hooks: TestHooks,
-    dataplane_threads: usize,
+    dataplane_threads: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     let text = crate::cli::read_config(config_path)?;
     let parsed = config::parse(&text);
@@ -188,7 +188,17 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(mut app: Appliance, socket: &Path, threads: usize) -> anyhow::Result<()> {
+/// Data-plane threads when `--dataplane-threads` is not given: one per fast tunnel plus the ESP reader,
+/// at most one per core, none without fast tunnels (an idle worker would only cost a thread).
+pub fn default_threads(cores: usize, fast: usize) -> usize {
+    if fast == 0 {
+        0
+    } else {
+        cores.min(fast + 1).max(1)
+    }
+}
+
+async fn serve(mut app: Appliance, socket: &Path, threads: Option<usize>) -> anyhow::Result<()> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -210,10 +220,20 @@ async fn serve(mut app: Appliance, socket: &Path, threads: usize) -> anyhow::Res
     let (tx, mut rx) = mpsc::channel::<ControlMsg>(64);
     let (dtx, mut drx) = mpsc::channel::<DriverMsg>(1024);
     // Data-plane workers, when asked for and some tunnel can use them (`Node::enable_fast_path`).
-    let fast = if threads > 0 {
+    let fast = if threads != Some(0) {
         app.node.enable_fast_path()
     } else {
         0
+    };
+    let (threads, how) = match threads {
+        Some(n) => (n, "--dataplane-threads"),
+        None => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (
+                default_threads(cores, fast),
+                "default: min(cores, fast tunnels + 1)",
+            )
+        }
     };
     let workers = if fast > 0 {
         match crate::workers::Workers::spawn(threads) {
@@ -237,14 +257,18 @@ async fn serve(mut app: Appliance, socket: &Path, threads: usize) -> anyhow::Res
         SYS,
         Notice,
         DATAPLANE,
-        "{} data-plane thread(s){}; {fast} of {} tunnel(s) sealed and opened on them",
+        "{} data-plane thread(s) ({how}){}; {fast} of {} tunnel(s) sealed and opened on them{}",
         workers.as_ref().map_or(0, |w| w.len()),
         if workers.is_none() {
-            " (every packet on the node loop)"
+            ", every packet on the node loop"
         } else {
             ""
         },
-        app.node.tunnels.len()
+        app.node.tunnels.len(),
+        match app.node.not_fast() {
+            v if v.is_empty() => String::new(),
+            v => format!("; on the node loop: {}", v.join(", ")),
+        }
     );
     for (ios, device, mac) in std::mem::take(&mut os.dhcp_macs) {
         let mut seed = [0u8; 8];
@@ -1404,6 +1428,15 @@ impl Drop for RemoveOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_dataplane_threads_are_one_per_fast_tunnel_plus_the_reader_capped_by_cores() {
+        assert_eq!(default_threads(8, 0), 0, "no fast tunnel: no idle workers");
+        assert_eq!(default_threads(8, 1), 2);
+        assert_eq!(default_threads(8, 3), 4);
+        assert_eq!(default_threads(2, 5), 2);
+        assert_eq!(default_threads(1, 1), 1);
+    }
 
     /// Set in the child process that does the measuring (see the test below).
     const CHILD: &str = "LIFELINE_NO_ALLOC_CHILD";

@@ -725,14 +725,40 @@ impl Node {
     /// appliance with VPN-SIP (session PAT and the implicit shaper) or IKEv1 keying (on-demand DPD watches
     /// each packet), and tunnels without a fixed `tunnel destination`.
     pub fn enable_fast_path(&mut self) -> usize {
-        let off = self.config.vpn_sip.enabled || self.ikev1.is_some();
         let mut n = 0;
         for t in &self.tunnels {
-            let fast = !off && t.destination.is_some() && !t.egress.is_attached();
+            let fast = self.not_fast_because(t).is_none();
             t.dp.set_fast(fast);
             n += usize::from(fast);
         }
         n
+    }
+
+    /// Why tunnel `t` cannot be sealed and opened on the data-plane workers (`None`: it can).
+    fn not_fast_because(&self, t: &Svti) -> Option<&'static str> {
+        if self.config.vpn_sip.enabled {
+            Some("VPN-SIP session PAT and shaper")
+        } else if self.ikev1.is_some() {
+            Some("IKEv1 keying")
+        } else if t.destination.is_none() {
+            Some("no fixed tunnel destination")
+        } else if t.egress.is_attached() {
+            Some("service-policy")
+        } else {
+            None
+        }
+    }
+
+    /// The tunnels that stay on the node loop, each with why (for the start log).
+    pub fn not_fast(&self) -> Vec<String> {
+        self.tunnels
+            .iter()
+            .filter(|t| !t.dp.fast())
+            .map(|t| {
+                let why = self.not_fast_because(t).unwrap_or("no data-plane threads");
+                format!("{} ({why})", t.ios_name)
+            })
+            .collect()
     }
 
     /// A data-plane worker left events or an earlier deadline in tunnel `idx`: drain and re-arm it.

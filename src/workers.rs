@@ -493,10 +493,11 @@ impl Seal {
             self.stats
                 .sealed
                 .fetch_add(r.done as u64, Ordering::Relaxed);
-            self.out.send(&mut staged, Some(&self.dev)).await;
+            // The node hears of new events or deadlines before this batch's I/O, not after it.
             if !notify(&self.ctx, self.idx, r).await {
                 return TaskEnd::NodeGone;
             }
+            self.out.send(&mut staged, Some(&self.dev)).await;
         }
     }
 }
@@ -610,11 +611,11 @@ async fn udp_reader(
             &mut |o| stage(&mut staged, o),
         );
         stats.opened.fetch_add(res.done as u64, Ordering::Relaxed);
-        let dev = ctx.tuns.get(idx).and_then(|d| d.as_deref());
-        out.send(&mut staged, dev).await;
         if !notify(&ctx, idx, res).await {
             return TaskEnd::NodeGone;
         }
+        let dev = ctx.tuns.get(idx).and_then(|d| d.as_deref());
+        out.send(&mut staged, dev).await;
     }
 }
 
@@ -668,11 +669,11 @@ async fn raw_reader(sock: RawIp, ctx: Arc<Ctx>, stats: Arc<WorkerStats>) -> Task
                 &mut |o| stage(&mut staged, o),
             );
             stats.opened.fetch_add(res.done as u64, Ordering::Relaxed);
-            let dev = ctx.tuns.get(idx).and_then(|d| d.as_deref());
-            out.send(&mut staged, dev).await;
             if !notify(&ctx, idx, res).await {
                 return TaskEnd::NodeGone;
             }
+            let dev = ctx.tuns.get(idx).and_then(|d| d.as_deref());
+            out.send(&mut staged, dev).await;
             i = j;
         }
         // The others, in their order, to the node loop.
