@@ -321,6 +321,16 @@ async fn serve(mut app: Appliance, socket: &Path, threads: Option<usize>) -> any
         }
     }
     os.shutdown().await;
+    if let Some(w) = workers
+        && !w.stop(Duration::from_secs(2)).await
+    {
+        ios!(
+            SYS,
+            Warning,
+            DATAPLANE,
+            "data-plane threads did not stop within 2 s"
+        );
+    }
     Ok(())
 }
 

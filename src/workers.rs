@@ -61,6 +61,7 @@ pub struct Ctx {
 pub struct Workers {
     pub stats: Vec<Arc<WorkerStats>>,
     cmds: Vec<mpsc::UnboundedSender<Cmd>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Workers {
@@ -68,17 +69,42 @@ impl Workers {
     pub fn spawn(n: usize) -> std::io::Result<Workers> {
         let mut stats = Vec::new();
         let mut cmds = Vec::new();
+        let mut threads = Vec::new();
         for k in 0..n {
             let s = Arc::new(WorkerStats::new(format!("ll-dp-{k}")));
             let (tx, rx) = mpsc::unbounded_channel();
             let st = s.clone();
-            std::thread::Builder::new()
-                .name(s.name.clone())
-                .spawn(move || worker_main(k, n, st, rx))?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(s.name.clone())
+                    .spawn(move || worker_main(k, n, st, rx))?,
+            );
             stats.push(s);
             cmds.push(tx);
         }
-        Ok(Workers { stats, cmds })
+        Ok(Workers {
+            stats,
+            cmds,
+            threads,
+        })
+    }
+
+    /// Stops the workers at shutdown: their command channels close, so each ends its command loop and
+    /// with it its readers (dropped with its runtime) and its thread. Waits up to `timeout` for the threads
+    /// and joins them; false when some did not end in time (they are left to the process exit).
+    pub async fn stop(mut self, timeout: std::time::Duration) -> bool {
+        self.cmds.clear();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.threads.iter().all(|t| t.is_finished()) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        true
     }
 
     pub fn len(&self) -> usize {
@@ -706,6 +732,7 @@ mod tests {
 
     fn run<F: Future>(f: F) -> F::Output {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
         rt.block_on(f)
@@ -750,6 +777,15 @@ mod tests {
         assert!(rx.try_recv().is_ok());
         drop(rx);
         assert!(!to_node(&ctx, &stats, msg(), 1));
+    }
+
+    #[test]
+    fn stopped_workers_end_their_threads() {
+        let w = Workers::spawn(2).unwrap();
+        let stats = w.stats.clone();
+        assert!(run(w.stop(std::time::Duration::from_secs(10))));
+        // The threads ended, so nothing holds their counters but this test.
+        assert!(stats.iter().all(|s| Arc::strong_count(s) == 1));
     }
 
     #[test]
