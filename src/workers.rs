@@ -49,7 +49,8 @@ pub struct Ctx {
     pub tuns: Vec<Option<Arc<AsyncDevice>>>,
     /// MTU of each SVTI's device.
     pub mtus: Vec<u16>,
-    /// The ESP-carrying UDP sockets (port 4500), each duplicated per worker task that sends or reads.
+    /// The ESP-carrying UDP sockets (port 4500), duplicated once per worker that sends (shared by its TUN
+    /// readers) and once for the reader.
     pub udp: Vec<(SocketAddrV4, std::net::UdpSocket)>,
     /// The raw ESP socket (duplicated likewise).
     pub raw: Option<socket2::Socket>,
@@ -261,6 +262,27 @@ fn start(
     let mut role = Vec::new();
     let mut idxs: Vec<usize> = devs.keys().copied().collect();
     idxs.sort_unstable();
+    // One set of send descriptors for all of this worker's tunnels. Without them its tunnels cannot send
+    // here: they go back to the node loop (not fast) rather than have their ESP dropped.
+    let socks = if idxs.is_empty() {
+        SendSocks::default()
+    } else {
+        SendSocks::new(ctx).unwrap_or_else(|e| {
+            crate::ios!(
+                SYS,
+                Error,
+                NO_SOCKET,
+                "{}: no send descriptors ({e}): tunnels {idxs:?} stay on the node loop",
+                stats.name
+            );
+            for idx in &idxs {
+                if let Some(t) = ctx.tunnels.get(*idx) {
+                    t.set_fast(false);
+                }
+            }
+            SendSocks::default()
+        })
+    };
     for idx in idxs {
         let Some(t) = ctx.tunnels.get(idx) else {
             continue;
@@ -273,7 +295,7 @@ fn start(
             t: t.clone(),
             ctx: ctx.clone(),
             stats: stats.clone(),
-            out: Out::new(ctx),
+            out: Out::new(&socks),
         };
         tokio::task::spawn_local(supervise(
             format!("{}: tunnel {idx} out", stats.name),
@@ -354,34 +376,50 @@ pub fn stage(staged: &mut Vec<Staged>, o: FastOut<'_>) {
 }
 
 /// A worker task's own descriptors of the ESP sockets, and its send batches.
+/// A worker's send descriptors (`dup`s of the appliance's UDP 4500 sockets and raw ESP socket), shared by
+/// its TUN readers.
+#[derive(Clone, Default)]
+struct SendSocks {
+    udp: Vec<(SocketAddrV4, Arc<tokio::net::UdpSocket>)>,
+    raw: Option<Arc<RawIp>>,
+}
+
+impl SendSocks {
+    fn new(ctx: &Ctx) -> std::io::Result<SendSocks> {
+        let udp = ctx
+            .udp
+            .iter()
+            .map(|(a, s)| {
+                let s = s.try_clone().and_then(tokio::net::UdpSocket::from_std)?;
+                Ok((*a, Arc::new(s)))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let raw = ctx
+            .raw
+            .as_ref()
+            .map(|r| {
+                r.try_clone()
+                    .and_then(|s| {
+                        RawIp::from_socket(s, Ipv4Addr::UNSPECIFIED, tokio::io::Interest::WRITABLE)
+                    })
+                    .map(Arc::new)
+            })
+            .transpose()?;
+        Ok(SendSocks { udp, raw })
+    }
+}
+
 struct Out {
     udp: Vec<(SocketAddrV4, Arc<tokio::net::UdpSocket>)>,
-    raw: Option<RawIp>,
+    raw: Option<Arc<RawIp>>,
     gso: Option<GsoBatch>,
     gso_ok: bool,
     raw_batch: RawSendBatch,
 }
 
 impl Out {
-    fn new(ctx: &Ctx) -> Out {
-        let udp = ctx
-            .udp
-            .iter()
-            .filter_map(|(a, s)| {
-                let s = s
-                    .try_clone()
-                    .and_then(tokio::net::UdpSocket::from_std)
-                    .ok()?;
-                Some((*a, Arc::new(s)))
-            })
-            .collect();
-        let raw = ctx.raw.as_ref().and_then(|r| {
-            r.try_clone()
-                .and_then(|s| {
-                    RawIp::from_socket(s, Ipv4Addr::UNSPECIFIED, tokio::io::Interest::WRITABLE)
-                })
-                .ok()
-        });
+    fn new(socks: &SendSocks) -> Out {
+        let SendSocks { udp, raw } = socks.clone();
         Out {
             udp,
             raw,
