@@ -1384,13 +1384,14 @@ impl Core {
         }
     }
 
-    /// A Resolution Reply relayed through us: keep the responder's binding (RFC 2332 §5.2.2, "an NHS ...
-    /// which forwards a reply may cache the information") - the target prefix via the responder at its
-    /// (post-NAT) NBMA address, so later requests and packets for it go straight to the owner. Static and
-    /// registered entries are never overwritten; the entry goes with its holding time, or with the
-    /// responder's registration.
+    /// A Resolution Reply relayed through us: keep the responder's own binding (RFC 2332 §5.2.2, "an NHS
+    /// ... which forwards a reply may cache the information") - its tunnel address at its (post-NAT) NBMA
+    /// address, only when it is not registered or static here. The reply's target *prefix* is not cached:
+    /// a cache entry beats the hub's routes, so a responder's summary (or a /0) would pull traffic for
+    /// other spokes' LANs to it, and the hub would not hear when the prefix moves (review of `a34dac9`).
+    /// The entry goes with its holding time, or with the responder's registration.
     fn learn_relayed_reply(&mut self, now: Instant, r: &Repr) {
-        let (Some(cie), Some(target)) = (r.cies.first(), v4(&r.dst_proto)) else {
+        let Some(cie) = r.cies.first() else {
             return;
         };
         let (Some(via), Some(claimed)) = (v4(&cie.proto), v4(&cie.nbma)) else {
@@ -1400,20 +1401,15 @@ impl Core {
             return;
         }
         let b = ReplyBinding::of(r, cie, via, claimed);
-        let prefix = Prefix::new(target, prefix_len_of(cie));
-        for p in [prefix, Prefix::host(via)] {
-            if p != prefix && prefix.contains(via) {
-                continue;
-            }
-            if self
-                .cache
-                .get(&p)
-                .is_some_and(|e| e.kind == EntryType::Static || e.flags.registered)
-            {
-                continue;
-            }
-            b.install(&mut self.cache, now, p);
+        let host = Prefix::host(via);
+        if self
+            .cache
+            .get(&host)
+            .is_some_and(|e| e.kind == EntryType::Static || e.flags.registered)
+        {
+            return;
         }
+        b.install(&mut self.cache, now, host);
     }
 
     /// Entries learnt from relayed replies through `proto`, whose registration went away or moved.
