@@ -1558,11 +1558,21 @@ interface Tunnel0
                 }
                 _ => continue,
             };
-            assert!(ch.0.try_send(msg).is_ok());
-            let msg = ch.1.try_recv().unwrap();
-            dispatch(to, now, msg);
+            hand_over(now, to, ch, msg);
         }
         tun
+    }
+
+    /// `msg` through the driver channel (as a reader sends it) into `to`'s dispatch.
+    fn hand_over(
+        now: Instant,
+        to: &mut Appliance,
+        ch: &mut (mpsc::Sender<DriverMsg>, mpsc::Receiver<DriverMsg>),
+        msg: DriverMsg,
+    ) {
+        assert!(ch.0.try_send(msg).is_ok());
+        let msg = ch.1.try_recv().unwrap();
+        dispatch(to, now, msg);
     }
 
     fn timers(now: Instant, app: &mut Appliance) {
@@ -1860,9 +1870,7 @@ interface Tunnel0
                 }
                 _ => continue,
             };
-            assert!(ch.0.try_send(msg).is_ok());
-            let msg = ch.1.try_recv().unwrap();
-            dispatch(to, now, msg);
+            hand_over(now, to, ch, msg);
         }
         tun + deliver(now, from, to, from_wan, ch)
     }
