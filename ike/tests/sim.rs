@@ -1536,3 +1536,38 @@ fn initiator_signs_with_the_key_for_the_address_it_calls() {
         p.ev_b
     );
 }
+
+/// With no keyring entry for the peer it calls (no address match, no wildcard, no expected identity), the
+/// initiator has no key and the exchange fails: it must not sign with another peer's key (the keyring's
+/// first entry), which would hand that key's MAC to whoever it was pointed at for an offline guess.
+#[test]
+fn initiator_without_a_key_for_the_peer_does_not_use_another_peers_key() {
+    let ip = |s: &str| Identity::Ipv4(s.parse().unwrap());
+    // A holds B's real key, but only under another peer's address.
+    let pa = Profile::psk(
+        "IPROF",
+        ip("10.11.1.1"),
+        Keyring::default().with(Some(ip("192.0.2.77")), PSK),
+    );
+    let pb = Profile::psk(
+        "IPROF",
+        ip("10.6.6.49"),
+        Keyring::default().with(Some(ip("10.11.1.1")), PSK),
+    );
+    let mut p = Pair::new(pa, pb);
+    let params = InitiateParams {
+        local: p.a_addr,
+        remote: p.b_addr,
+        profile: "IPROF".into(),
+        remote_id: None,
+        expected_fingerprint: None,
+    };
+    p.a.initiate(p.now, params).unwrap();
+    p.run();
+    assert!(
+        children(&p.ev_a).is_empty() && children(&p.ev_b).is_empty(),
+        "a: {:?}\nb: {:?}",
+        p.ev_a,
+        p.ev_b
+    );
+}

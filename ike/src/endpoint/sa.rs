@@ -1069,11 +1069,12 @@ impl IkeSa {
         };
         let k = match (&self.peer_id, &self.remote_expected) {
             (Some(p), _) | (None, Some(p)) => kr.lookup(p),
+            // No entry for this peer: no key (the AUTH then fails), never another peer's key, which would
+            // hand that key's MAC to whoever we were pointed at for an offline guess.
             (None, None) => by_address.or_else(|| {
                 kr.peers
                     .iter()
                     .find(|p| p.identity.is_none())
-                    .or(kr.peers.first())
                     .map(|p| &p.psk)
             }),
         };
