@@ -13,14 +13,16 @@
 //! Keyed by IKEv2 (the IPsec profile's `set ikev2-profile`) or, without one, by IKEv1 (`crate::ikev1`, the GRE
 //! quick-mode set): both hand the node the same `ChildSaKeys`, installed here by `Node::install_gre_child`.
 //!
-//! NAT rebinding: authenticated ESP in UDP from a new port of the peer's address moves [`PeerSa::udp`] (and
-//! the IKEv2 SA) there (`Node::gre_peer_moved`). A peer whose NBMA *address* changes is a new peer. (NAT
-//! keepalives come from the IKE SA, on the same UDP 4500 address pair.)
+//! NAT rebinding: the newest authenticated ESP in UDP (a sequence number above all before it) from a new port
+//! of the peer's address moves [`PeerSa::udp`] (and the IKEv2 SA) there ([`GreEsp::open`],
+//! `Node::gre_peer_moved`); a late, reordered packet from the old port does not move it back. A peer whose
+//! NBMA *address* changes is a new peer. (NAT keepalives come from the IKE SA, on the same UDP 4500 address
+//! pair.)
 //!
 //! A peer behind NAT keys us rather than we it (`Node::waits_for_natted_peer`, [`PeerSa::nat_wait`]).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use dataplane::{HEADROOM, InboundSa, OutboundSa, TAILROOM};
@@ -78,6 +80,16 @@ pub struct GreEsp {
     /// Packets dropped: no SA and the queue full, or encryption/decryption failed.
     pub dropped: u64,
     next_seq: u64,
+}
+
+/// An authentic ESP packet of a GRE peer ([`GreEsp::open`]).
+pub struct Opened {
+    /// The SA database (the index of its first tunnel).
+    pub tunnel: usize,
+    pub peer: Ipv4Addr,
+    pub gre: PacketBuf,
+    /// The peer's NAT moved it to the packet's source port: its ESP went to this address before.
+    pub moved: Option<SocketAddr>,
 }
 
 /// What to do with an outgoing GRE packet.
@@ -145,9 +157,15 @@ impl GreEsp {
         }
     }
 
-    /// An ESP packet: `Some((tunnel, peer, gre))` when it is ours and authentic. The GRE packet is
-    /// decrypted in place in a pooled copy of `esp`, with room in front for a hub to send it on.
-    pub fn open(&mut self, now: Instant, esp: &[u8]) -> Option<(usize, Ipv4Addr, PacketBuf)> {
+    /// An ESP packet from `from`: `Some` when it is ours and authentic. The GRE packet is decrypted in place
+    /// in a pooled copy of `esp`, with room in front for a hub to send it on.
+    ///
+    /// NAT rebinding: when the packet came in UDP from a new port of the peer's address, the peer's ESP
+    /// goes there from now on ([`PeerSa::udp`]; [`Opened::moved`] tells the node, which moves the IKE SA
+    /// too) - but only for the newest packet (a sequence number above every one its SA authenticated
+    /// before). A packet the network reordered, still from the old port, arrives late inside the replay
+    /// window and is authentic too; it must not move the pair back (RFC 7296 §2.23, RFC 4555 §3.5).
+    pub fn open(&mut self, now: Instant, esp: &[u8], from: SocketAddr) -> Option<Opened> {
         let spi = u32::from_be_bytes(esp.get(..4)?.try_into().ok()?);
         let (sa, tunnel, peer) = self.inbound.get_mut(&spi)?;
         let mut b = PacketBuf::copy_with_headroom(HEADROOM, esp);
@@ -155,12 +173,27 @@ impl GreEsp {
         match sa.decapsulate(now, block, r) {
             Ok(d) if d.next_header == 47 => {
                 let (tunnel, peer) = (*tunnel, *peer);
+                let mut moved = None;
                 if let Some(p) = self.peers.get_mut(&(tunnel, peer)) {
                     p.decrypted += 1;
                     p.heard = Some(now);
+                    // A new address is not followed: the peer is keyed by its NBMA address.
+                    if d.newest
+                        && from.port() != 0
+                        && from.ip() == IpAddr::V4(peer)
+                        && let Some((local, old)) = p.udp.filter(|(_, r)| *r != from)
+                    {
+                        p.udp = Some((local, from));
+                        moved = Some(old);
+                    }
                 }
                 b.set_range(d.range);
-                Some((tunnel, peer, b))
+                Some(Opened {
+                    tunnel,
+                    peer,
+                    gre: b,
+                    moved,
+                })
             }
             _ => {
                 self.dropped += 1;
@@ -244,6 +277,82 @@ mod tests {
 
     fn gre() -> PacketBuf {
         PacketBuf::copy_from(&[0u8; 100])
+    }
+
+    /// A GRE peer's SA pair keyed as ESP in UDP, with the peer's own outbound SA (its side of our inbound
+    /// SA) to make its packets.
+    fn keyed_pair(
+        now: Instant,
+        e: &mut GreEsp,
+        peer: Ipv4Addr,
+        udp: (SocketAddr, SocketAddr),
+    ) -> OutboundSa {
+        use dataplane::{Encr, Lifetime, Mode, SaParams, crypto::AesKeyLen};
+        let params = |spi| SaParams {
+            spi,
+            encr: Encr::AesGcm16(AesKeyLen::Aes128),
+            integ: None,
+            enc_key: &[0x5a; 20],
+            integ_key: &[],
+            esn: false,
+            mode: Mode::Transport,
+            replay_window: 64,
+            lifetime: Lifetime::unlimited(),
+            idle_timeout: None,
+        };
+        let out = OutboundSa::new(now, &params(0x100)).unwrap();
+        let inb = InboundSa::new(now, &params(0x200)).unwrap();
+        e.install(now, 0, peer, out, inb, Some(udp));
+        OutboundSa::new(now, &params(0x200)).unwrap()
+    }
+
+    /// The peer's ESP with sequence number `seq` (GRE inside).
+    fn esp_from_peer(now: Instant, theirs: &mut OutboundSa, seq: u64) -> Vec<u8> {
+        theirs.set_sequence(seq - 1);
+        let mut buf = vec![0u8; HEADROOM + 40 + TAILROOM];
+        let r = theirs
+            .encapsulate(now, &mut buf, HEADROOM..HEADROOM + 40, 47)
+            .unwrap();
+        buf[r].to_vec()
+    }
+
+    /// The NAT rebinds the peer from port A to B, and the network reorders: seq 9 from A, seq 10 from B
+    /// (the pair moves to B), then seq 8 late from A. Seq 8 is authentic and inside the replay window, but
+    /// not the newest: the pair stays on B (before, it moved back to A until the peer's next packet).
+    #[test]
+    fn only_the_newest_packet_moves_the_pair_to_a_new_port() {
+        let now = Instant::now();
+        let peer = Ipv4Addr::new(203, 0, 113, 2);
+        let local: SocketAddr = "198.51.100.1:4500".parse().unwrap();
+        let a: SocketAddr = "203.0.113.2:4500".parse().unwrap();
+        let b: SocketAddr = "203.0.113.2:40001".parse().unwrap();
+        let mut e = GreEsp::default();
+        let mut theirs = keyed_pair(now, &mut e, peer, (local, a));
+        let mut open = |e: &mut GreEsp, seq, from| {
+            let o = e
+                .open(now, &esp_from_peer(now, &mut theirs, seq), from)
+                .unwrap();
+            assert_eq!((o.tunnel, o.peer), (0, peer));
+            o.moved
+        };
+        assert_eq!(open(&mut e, 9, a), None);
+        assert_eq!(e.udp(0, peer), Some((local, a)));
+        assert_eq!(open(&mut e, 10, b), Some(a));
+        assert_eq!(e.udp(0, peer), Some((local, b)));
+        assert_eq!(
+            open(&mut e, 8, a),
+            None,
+            "a late packet moved the pair back"
+        );
+        assert_eq!(e.udp(0, peer), Some((local, b)));
+        // The newest packet from A again (the NAT went back): followed.
+        assert_eq!(open(&mut e, 11, a), Some(b));
+        assert_eq!(e.udp(0, peer), Some((local, a)));
+        // Another address is not followed (the peer is keyed by its NBMA address).
+        let elsewhere: SocketAddr = "203.0.113.9:4500".parse().unwrap();
+        assert_eq!(open(&mut e, 12, elsewhere), None);
+        assert_eq!(e.udp(0, peer), Some((local, a)));
+        assert_eq!(e.peers[&(0, peer)].decrypted, 5);
     }
 
     #[test]

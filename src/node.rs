@@ -398,10 +398,12 @@ impl Node {
             gre = self.gre_esp.owns(spi);
         }
         if gre {
-            if let Some((tunnel, peer, gre)) = self.gre_esp.open(now, payload) {
-                self.gre_peer_moved(tunnel, peer, from);
-                let local = self.gre.tunnels[tunnel].source;
-                self.gre.handle_gre(now, local, peer, gre);
+            if let Some(o) = self.gre_esp.open(now, payload, from) {
+                if let Some(old) = o.moved {
+                    self.gre_peer_moved(o.tunnel, o.peer, old, from);
+                }
+                let local = self.gre.tunnels[o.tunnel].source;
+                self.gre.handle_gre(now, local, o.peer, o.gre);
             }
             return;
         }
@@ -1287,22 +1289,15 @@ impl Node {
         }
     }
 
-    /// Authenticated ESP in UDP of GRE peer `peer` (SA database `sadb`) came from `from`: when its NAT
-    /// rebound it to a new port, its ESP goes there from now on, and the IKEv2 SA follows too (RFC 7296
-    /// §2.23), so its DPD and rekeys (and the SA pairs they install) reach the peer. The packet passed the
-    /// integrity and anti-replay checks, so a replayed or forged packet cannot move it. (A new address is
-    /// not followed: the peer is keyed by its NBMA address.)
-    fn gre_peer_moved(&mut self, sadb: usize, peer: Ipv4Addr, from: SocketAddr) {
-        if from.port() == 0 || from.ip() != IpAddr::V4(peer) {
-            return;
-        }
-        let Some(p) = self.gre_esp.peers.get_mut(&(sadb, peer)) else {
+    /// The NAT of GRE peer `peer` (SA database `sadb`) rebound it from `old` to `from`: its newest
+    /// authenticated ESP in UDP came from there ([`crate::gre_esp::GreEsp::open`] moved its ESP), so the
+    /// IKEv2 SA follows too (RFC 7296 §2.23), and its DPD and rekeys (and the SA pairs they install) reach
+    /// the peer. The packet passed the integrity and anti-replay checks, so a replayed or forged packet
+    /// cannot move it, nor a late one from the old port move it back.
+    fn gre_peer_moved(&mut self, sadb: usize, peer: Ipv4Addr, old: SocketAddr, from: SocketAddr) {
+        let Some(p) = self.gre_esp.peers.get(&(sadb, peer)) else {
             return;
         };
-        let Some((local, old)) = p.udp.filter(|(_, r)| *r != from) else {
-            return;
-        };
-        p.udp = Some((local, from));
         let ike_sa = p.ike;
         ios!(
             CRYPTO,

@@ -300,6 +300,11 @@ pub struct Decapsulated {
     pub next_header: u8,
     /// The authenticated full sequence number.
     pub seq: u64,
+    /// `seq` is higher than every sequence number this SA authenticated before: the newest packet, not
+    /// one that arrived late (reordered) inside the replay window. Only the newest may move the peer's
+    /// address (RFC 7296 §2.23, as RFC 4555 §3.5 for MOBIKE: an older packet from the old address
+    /// must not undo the move).
+    pub newest: bool,
 }
 
 impl OutboundSa {
@@ -602,6 +607,7 @@ impl InboundSa {
         }
         //= https://www.rfc-editor.org/rfc/rfc4303#section-3.4.3
         //# The receive window is updated only if the ICV verification succeeds.
+        let newest = seq > self.replay.top();
         self.replay.accept(seq);
         let body_end = pkt.len() - icv_len;
         let next_header = pkt[body_end - 1];
@@ -635,6 +641,7 @@ impl InboundSa {
             range,
             next_header,
             seq,
+            newest,
         })
     }
 }
@@ -828,6 +835,45 @@ mod tests {
             Err(DropReason::Replay)
         );
         assert_eq!(inb.counters().replay_failures, 1);
+    }
+
+    /// `newest` marks a packet above every sequence number seen before, not a late one inside the window
+    /// (the NAT rebinding of protected GRE follows only the newest, `GreEsp::open`).
+    #[test]
+    fn only_a_packet_above_the_highest_sequence_number_is_the_newest() {
+        let now = crate::test_origin();
+        for replay_window in [64, 0] {
+            let ek = [0x11; 20];
+            let mut p = params(
+                0x1000_0002,
+                Encr::AesGcm16(AesKeyLen::Aes128),
+                None,
+                &ek,
+                &[],
+            );
+            p.replay_window = replay_window;
+            let mut out = OutboundSa::new(now, &p).unwrap();
+            let mut inb = InboundSa::new(now, &p).unwrap();
+            let mut sealed: Vec<(Vec<u8>, Range<usize>)> = (0..4)
+                .map(|_| {
+                    let mut buf = vec![0u8; HEADROOM + 20 + TAILROOM];
+                    let r = out
+                        .encapsulate(now, &mut buf, HEADROOM..HEADROOM + 20, 4)
+                        .unwrap();
+                    (buf, r)
+                })
+                .collect();
+            let mut open = |i: usize| {
+                let (buf, r) = &mut sealed[i];
+                let d = inb.decapsulate(now, buf, r.clone()).unwrap();
+                (d.seq, d.newest)
+            };
+            assert_eq!(open(1), (2, true), "window {replay_window}");
+            assert_eq!(open(2), (3, true));
+            // Sequence number 1 arrives late, inside the window: authentic, but not the newest.
+            assert_eq!(open(0), (1, false));
+            assert_eq!(open(3), (4, true));
+        }
     }
 
     #[test]
