@@ -1294,9 +1294,15 @@ impl Core {
         // holds no mapping for us yet (and, with tunnel protection, drops our IKE towards it too). The reply
         // goes back through the NHS, which relays it over the requester's registration (RFC 2332 §5.2.2
         // returns replies along the request's path; FRR's responders always do), and the requester, knowing
-        // our NBMA address now, comes to us directly. (A hub, with no NHS, answers directly.)
+        // our NBMA address now, comes to us directly. A hub (no NHS), or a node that is the requester's
+        // NHS itself (registered here at that post-NAT address, so its NAT holds a mapping towards us),
+        // answers directly: its own NHS would not know the requester.
+        let our_client = self
+            .cache
+            .get(&key)
+            .is_some_and(|e| e.flags.registered && e.nbma == Some(requester_nbma));
         let to = match self.active_nhs() {
-            Some((_, nhs)) if requester_nbma != src_nbma => nhs,
+            Some((_, nhs)) if requester_nbma != src_nbma && !our_client => nhs,
             _ => requester_nbma,
         };
         self.send(now, to, &r);

@@ -1506,3 +1506,63 @@ fn hub_forwards_resolution_reply_routed_through_it() {
     assert!(sim.nodes[0].poll_transmit().is_none());
     assert_eq!(sim.nodes[0].core().drops().unexpected, unexpected + 1);
 }
+
+/// A node that is itself the NHS of a requester behind a masquerading NAT answers it directly: the
+/// requester's registration gave it the post-NAT NBMA, and the NAT holds a mapping towards it. Here a
+/// regional hub M (10.0.0.2, itself registered with the top hub H) owns 192.168.2.0/24 and is the NHS of
+/// spoke S behind NAT (172.16.2.1 -> 172.18.2.1). Before, M sent its reply through its own NHS, H, which
+/// knows nothing of S: the resolution never completed.
+#[test]
+fn nhs_of_a_natted_requester_answers_it_directly() {
+    let mut sim = Sim::new();
+    sim.add(
+        Box::new(Nhs::new(hub_cfg(HUB.0, HUB.1), sim.now)),
+        ip(HUB.1),
+    );
+    let mut m = hub_cfg("10.0.0.2", "172.17.0.2");
+    m.static_maps.push((ip(HUB.0), ip(HUB.1)));
+    m.multicast_static.push(ip(HUB.1));
+    m.nhs.push(ip(HUB.0));
+    m.local_prefixes.push(Prefix::new(ip("192.168.2.0"), 24));
+    m.first_request_id = 200;
+    sim.add(Box::new(Nhs::new(m, sim.now)), ip("172.17.0.2"));
+    sim.add(
+        Box::new(Nhc::new(
+            spoke_cfg("10.0.0.12", "172.16.2.1", &[("10.0.0.2", "172.17.0.2")]),
+            sim.now,
+        )),
+        ip("172.18.2.1"),
+    );
+    sim.masquerade = Some((2, vec![]));
+    sim.run_for(Duration::from_secs(1));
+    assert!(
+        sim.events_of(1)
+            .contains(&&Event::Registered { nhs: ip(HUB.0) }),
+        "M is registered with H"
+    );
+    assert_eq!(
+        sim.nodes[2].snapshot().post_nat_nbma,
+        Some(ip("172.18.2.1")),
+        "S is registered with M, behind NAT"
+    );
+    let now = sim.now;
+    assert_eq!(
+        sim.nodes[2].core_mut().resolve(now, ip("192.168.2.5")),
+        Resolution::Pending
+    );
+    sim.deliver();
+    let replies = sim.sent(1, OpType::RESOLUTION_REPLY);
+    assert_eq!(
+        replies.iter().map(|r| r.1).collect::<Vec<_>>(),
+        [ip("172.18.2.1")],
+        "M answers S at its post-NAT address, not through H"
+    );
+    assert_eq!(sim.masquerade_dropped, 0);
+    assert_eq!(
+        sim.nodes[2].core_mut().resolve(now, ip("192.168.2.5")),
+        Resolution::Known {
+            via: ip("10.0.0.2"),
+            nbma: ip("172.17.0.2")
+        }
+    );
+}
