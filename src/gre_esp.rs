@@ -19,7 +19,8 @@
 //! NBMA *address* changes is a new peer. (NAT keepalives come from the IKE SA, on the same UDP 4500 address
 //! pair.)
 //!
-//! A peer behind NAT keys us rather than we it (`Node::waits_for_natted_peer`, [`PeerSa::nat_wait`]).
+//! A peer behind NAT keys us rather than we it (`Node::waits_for_natted_peer`, [`PeerSa::nat_wait`]); when it
+//! has not within [`NAT_PEER_WAIT`], a timer ([`GreEsp::nat_waits_over`]) makes us initiate.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -36,6 +37,10 @@ const PENDING_MAX: usize = 32;
 /// for this long before the next one initiates again: at most one attempt per second per peer, not one
 /// per packet against a peer that refuses us.
 pub const RETRY_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long protected GRE waits for a peer behind NAT to start IKE before initiating itself
+/// (`Node::waits_for_natted_peer`).
+pub const NAT_PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// True when an IKE SA went because its negotiation failed (as opposed to a delete, DPD or expiry).
 pub fn negotiation_failed(reason: &ike::DeleteReason) -> bool {
@@ -80,6 +85,9 @@ pub struct GreEsp {
     /// Packets dropped: no SA and the queue full, or encryption/decryption failed.
     pub dropped: u64,
     next_seq: u64,
+    /// The waits for peers behind NAT to key us ([`PeerSa::nat_wait`]): (since, GRE tunnel, SA database,
+    /// peer). An entry outlives a wait that ended early (the peer's SA came) until its deadline.
+    nat_timers: Vec<(Instant, usize, usize, Ipv4Addr)>,
 }
 
 /// An authentic ESP packet of a GRE peer ([`GreEsp::open`]).
@@ -200,6 +208,44 @@ impl GreEsp {
                 None
             }
         }
+    }
+
+    /// GRE tunnel `tunnel` (SA database `sadb`) started waiting at `now` for `peer`, behind NAT, to key us
+    /// ([`PeerSa::nat_wait`] is `now`): [`Self::nat_waits_over`] reports it [`NAT_PEER_WAIT`] later.
+    pub fn nat_wait_timer(&mut self, now: Instant, tunnel: usize, sadb: usize, peer: Ipv4Addr) {
+        self.nat_timers.push((now, tunnel, sadb, peer));
+    }
+
+    /// When the next wait for a peer behind NAT ends.
+    pub fn nat_wait_deadline(&self) -> Option<Instant> {
+        self.nat_timers
+            .iter()
+            .map(|(since, ..)| *since + NAT_PEER_WAIT)
+            .min()
+    }
+
+    /// The waits for peers behind NAT that ended by `now` with the peer still unkeyed, no IKE SA under way
+    /// and packets waiting for it: (GRE tunnel, peer), which we now key ourselves (a static NAT or a port
+    /// forward lets our IKE in). Without this, the wait ended only with the next packet for the peer.
+    pub fn nat_waits_over(&mut self, now: Instant) -> Vec<(usize, Ipv4Addr)> {
+        let mut over = Vec::new();
+        let peers = &self.peers;
+        self.nat_timers.retain(|&(since, tunnel, sadb, peer)| {
+            if now < since + NAT_PEER_WAIT {
+                return true;
+            }
+            let unkeyed = peers.get(&(sadb, peer)).is_some_and(|p| {
+                p.nat_wait == Some(since)
+                    && p.ike.is_none()
+                    && p.out.is_none()
+                    && !p.pending.is_empty()
+            });
+            if unkeyed {
+                over.push((tunnel, peer));
+            }
+            false
+        });
+        over
     }
 
     /// How `peer`'s ESP leaves: `Some((local, remote))` for ESP in UDP, `None` for IP protocol 50.
@@ -402,5 +448,129 @@ mod tests {
             e.seal(t0 + Duration::from_millis(1), 0, peer, gre()),
             Sealed::Queued { initiate: true }
         ));
+    }
+}
+
+/// The wait for a peer behind NAT, at node level: a hub (not behind NAT) with `tunnel protection`.
+#[cfg(test)]
+mod nat_wait_tests {
+    use super::*;
+    use crate::node::{Node, Output};
+    use std::time::Duration;
+
+    const HUB: &str = "\
+crypto ikev2 keyring KR
+ peer ANY
+  address 0.0.0.0 0.0.0.0
+  pre-shared-key k-0001
+!
+crypto ikev2 profile PROF
+ match identity remote address 0.0.0.0
+ authentication local pre-share
+ authentication remote pre-share
+ keyring local KR
+!
+crypto ipsec transform-set TS esp-gcm 256
+ mode transport
+!
+crypto ipsec profile IPS
+ set transform-set TS
+ set ikev2-profile PROF
+!
+interface GigabitEthernet0
+ device eth0
+ ip address 192.0.2.1 255.255.255.0
+!
+interface Tunnel0
+ device dmvpn0
+ ip address 10.0.0.1 255.255.255.0
+ ip nhrp map multicast dynamic
+ ip nhrp network-id 99
+ tunnel source GigabitEthernet0
+ tunnel mode gre multipoint
+ tunnel key 100000
+ tunnel protection ipsec profile IPS
+";
+
+    /// IKE_SA_INIT requests the node sent to `peer` (UDP to port 500).
+    fn ike_inits_to(node: &mut Node, peer: SocketAddr) -> usize {
+        let mut n = 0;
+        while let Some(o) = node.poll_output() {
+            if let Output::Udp { remote, .. } = o
+                && remote == peer
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// A spoke behind a static NAT (10.0.0.12 at 172.16.2.1, outside 203.0.113.12) registers with the hub
+    /// (as over an SA the spoke keyed; here its GRE is handed in directly). The hub's reply is protected and
+    /// finds no SA: the spoke is behind NAT, so the hub waits for it to key. When the spoke does not within
+    /// NAT_PEER_WAIT (a static NAT or port forward where only our side can start), the hub initiates when the
+    /// wait ends - with no further packet for the spoke (before, only the next packet ended the wait).
+    #[test]
+    fn the_wait_for_a_natted_peer_ends_on_its_own_and_we_initiate() {
+        let t0 = Instant::now();
+        let parsed = config::parse(HUB);
+        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+        let (mut hub, problems) = Node::new(t0, parsed.config, 7);
+        assert!(problems.is_empty(), "{problems:?}");
+        let private = Ipv4Addr::new(172, 16, 2, 1);
+        let outside = Ipv4Addr::new(203, 0, 113, 12);
+        let mut cfg = nhrp::Config::new("Tunnel0", Ipv4Addr::new(10, 0, 0, 12), 24, private);
+        cfg.gre_key = Some(100_000);
+        cfg.static_maps
+            .push((Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 1)));
+        cfg.nhs.push(Ipv4Addr::new(10, 0, 0, 1));
+        let mut spoke = nhrp::Nhc::new(cfg, t0);
+        nhrp::NhrpNode::handle_timeout(&mut spoke, t0);
+        let reg = nhrp::NhrpNode::poll_transmit(&mut spoke).expect("a registration");
+        hub.gre.handle_gre(
+            t0,
+            Ipv4Addr::new(192, 0, 2, 1),
+            outside,
+            PacketBuf::copy_from(&reg.to_gre()),
+        );
+        while hub.poll_gre_output(t0).is_some() {}
+        hub.pump(t0);
+        let sadb = hub.gre.tunnels[0].sadb;
+        let p = &hub.gre_esp.peers[&(sadb, outside)];
+        assert_eq!(p.pending.len(), 1, "the registration reply waits");
+        assert_eq!(p.nat_wait, Some(t0), "for the spoke behind NAT to key us");
+        let ike = SocketAddr::new(outside.into(), crate::node::IKE_PORT);
+        assert_eq!(ike_inits_to(&mut hub, ike), 0);
+
+        // The node asks to be woken when the wait ends, and then initiates by itself.
+        let deadline = hub.poll_timeout().expect("a deadline");
+        assert!(deadline <= t0 + NAT_PEER_WAIT, "{:?}", deadline - t0);
+        let mut now = t0;
+        while now < t0 + NAT_PEER_WAIT {
+            let step = now + Duration::from_millis(1);
+            now = hub
+                .poll_timeout()
+                .map_or(step, |d| d.max(step))
+                .min(t0 + NAT_PEER_WAIT);
+            hub.handle_timeout(now);
+            while hub.poll_gre_output(now).is_some() {}
+            if now < t0 + NAT_PEER_WAIT {
+                assert_eq!(
+                    ike_inits_to(&mut hub, ike),
+                    0,
+                    "initiated before the wait ended"
+                );
+            }
+        }
+        assert_eq!(
+            ike_inits_to(&mut hub, ike),
+            1,
+            "no IKE_SA_INIT when the wait ended"
+        );
+        assert!(hub.gre_esp.peers[&(sadb, outside)].ike.is_some());
+        // The timer fired once: nothing more is due for it.
+        assert!(hub.gre_esp.nat_wait_deadline().is_none());
+        hub.handle_timeout(now + Duration::from_millis(1));
+        assert_eq!(ike_inits_to(&mut hub, ike), 0);
     }
 }

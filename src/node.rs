@@ -25,8 +25,7 @@ use crate::vpnsip::VpnSip;
 /// IKE's well-known ports (RFC 7296 §2.23).
 pub const IKE_PORT: u16 = 500;
 pub const NAT_T_PORT: u16 = 4500;
-/// How long protected GRE waits for a peer behind NAT to start IKE before initiating itself.
-const NAT_PEER_WAIT: Duration = Duration::from_secs(5);
+use crate::gre_esp::NAT_PEER_WAIT;
 /// Room for ESP around the largest inner packet.
 const BUF_LEN: usize = dataplane::HEADROOM + 65535 + dataplane::TAILROOM;
 /// Buffers of shaped packets kept for reuse (a scheduler's queues hold at most a few hundred packets).
@@ -718,6 +717,12 @@ impl Node {
             }
             self.touch(idx);
         }
+        // Protected GRE: the wait for a peer behind NAT to key us ended without its SA.
+        for (tunnel, peer) in self.gre_esp.nat_waits_over(now) {
+            if let Some(src) = self.gre.tunnels.get(tunnel).map(|t| t.source) {
+                self.key_gre_peer(now, tunnel, src, peer);
+            }
+        }
         self.pump(now);
     }
 
@@ -820,6 +825,7 @@ impl Node {
         consider(self.ikev1.as_ref().and_then(|e| e.poll_timeout()));
         consider(self.sip_timeout());
         consider(self.gre.poll_timeout());
+        consider(self.gre_esp.nat_wait_deadline());
         for d in &self.dhcp {
             consider(d.client.poll_timeout());
         }
@@ -1165,75 +1171,19 @@ impl Node {
                 } if self.gre.tunnels[tunnel].protected() => (tunnel, src, dst, payload),
                 o => return Some(o),
             };
-            let (tunnel, src, dst) = (&tunnel, &src, &dst);
             // `shared`: the tunnels on one source and profile use the first one's SA database.
-            let sadb = self.gre.tunnels[*tunnel].sadb;
-            match self.gre_esp.seal(now, sadb, *dst, payload) {
+            let sadb = self.gre.tunnels[tunnel].sadb;
+            match self.gre_esp.seal(now, sadb, dst, payload) {
                 crate::gre_esp::Sealed::Esp(e) => {
-                    if self.gre.tunnels[*tunnel].protect_v1 {
-                        self.v1_gre_on_demand_dpd(now, sadb, *dst);
+                    if self.gre.tunnels[tunnel].protect_v1 {
+                        self.v1_gre_on_demand_dpd(now, sadb, dst);
                     }
-                    if let Some(o) = self.gre_esp_out(sadb, *dst, e) {
+                    if let Some(o) = self.gre_esp_out(sadb, dst, e) {
                         return Some(o);
                     }
                 }
                 crate::gre_esp::Sealed::Queued { initiate: true } => {
-                    if self.waits_for_natted_peer(now, *tunnel, sadb, *dst) {
-                        continue;
-                    }
-                    // The peer is already keying us (it answers an NHRP packet of ours, or it sends first):
-                    // wait for its CHILD_SA instead of a second, crossing IKE SA. The packet stays queued;
-                    // should that negotiation fail, the next packet for the peer initiates.
-                    let answering = self.ike.snapshot(now).ike_sas.iter().any(|sa| {
-                        !sa.initiator
-                            && sa.status == "IN-NEG"
-                            && sa.remote.ip() == IpAddr::V4(*dst)
-                            && sa.local.ip() == IpAddr::V4(*src)
-                    }) || self.ikev1.as_ref().is_some_and(|v1| {
-                        // IKEv1: the peer's main mode with us is under way (its quick mode follows).
-                        v1.snapshot(now).iter().any(|sa| {
-                            !sa.initiator
-                                && sa.state != "QM_IDLE"
-                                && sa.src.ip() == IpAddr::V4(*dst)
-                                && sa.dst.ip() == IpAddr::V4(*src)
-                        })
-                    });
-                    if answering {
-                        continue;
-                    }
-                    let profile = self.gre.tunnels[*tunnel].protect.clone();
-                    let Some(profile) = profile else {
-                        // No IKEv2 profile: IKEv1 main mode + quick mode with the GRE set.
-                        let id = self.initiate_gre_v1(now, *tunnel, *src, *dst);
-                        if let Some(p) = self.gre_esp.peers.get_mut(&(sadb, *dst)) {
-                            p.ike = id;
-                        }
-                        self.pump(now);
-                        continue;
-                    };
-                    let params = ike::InitiateParams {
-                        local: SocketAddr::V4(SocketAddrV4::new(*src, IKE_PORT)),
-                        remote: SocketAddr::V4(SocketAddrV4::new(*dst, IKE_PORT)),
-                        profile,
-                        remote_id: None,
-                        expected_fingerprint: None,
-                    };
-                    match self.ike.initiate(now, params) {
-                        Ok(id) => {
-                            ios!(
-                                IKEV2,
-                                Informational,
-                                INITIATE,
-                                "{} to {dst} (GRE protection)",
-                                self.gre.tunnels[*tunnel].ios_name
-                            );
-                            if let Some(p) = self.gre_esp.peers.get_mut(&(sadb, *dst)) {
-                                p.ike = Some(id);
-                            }
-                        }
-                        Err(e) => ios!(IKEV2, Error, INITIATE_FAILED, "GRE to {dst}: {e}"),
-                    }
-                    self.pump(now);
+                    self.key_gre_peer(now, tunnel, src, dst);
                 }
                 crate::gre_esp::Sealed::Queued { initiate: false }
                 | crate::gre_esp::Sealed::Dropped => {}
@@ -1241,11 +1191,75 @@ impl Node {
         }
     }
 
+    /// Protected GRE for `dst` (from `src`, GRE tunnel `tunnel`) has packets waiting and no SA: start IKE
+    /// with it, unless we wait for it (behind NAT) or it is keying us already.
+    fn key_gre_peer(&mut self, now: Instant, tunnel: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+        let sadb = self.gre.tunnels[tunnel].sadb;
+        if self.waits_for_natted_peer(now, tunnel, sadb, dst) {
+            return;
+        }
+        // The peer is already keying us (it answers an NHRP packet of ours, or it sends first):
+        // wait for its CHILD_SA instead of a second, crossing IKE SA. The packet stays queued;
+        // should that negotiation fail, the next packet for the peer initiates.
+        let answering = self.ike.snapshot(now).ike_sas.iter().any(|sa| {
+            !sa.initiator
+                && sa.status == "IN-NEG"
+                && sa.remote.ip() == IpAddr::V4(dst)
+                && sa.local.ip() == IpAddr::V4(src)
+        }) || self.ikev1.as_ref().is_some_and(|v1| {
+            // IKEv1: the peer's main mode with us is under way (its quick mode follows).
+            v1.snapshot(now).iter().any(|sa| {
+                !sa.initiator
+                    && sa.state != "QM_IDLE"
+                    && sa.src.ip() == IpAddr::V4(dst)
+                    && sa.dst.ip() == IpAddr::V4(src)
+            })
+        });
+        if answering {
+            return;
+        }
+        let profile = self.gre.tunnels[tunnel].protect.clone();
+        let Some(profile) = profile else {
+            // No IKEv2 profile: IKEv1 main mode + quick mode with the GRE set.
+            let id = self.initiate_gre_v1(now, tunnel, src, dst);
+            if let Some(p) = self.gre_esp.peers.get_mut(&(sadb, dst)) {
+                p.ike = id;
+            }
+            self.pump(now);
+            return;
+        };
+        let params = ike::InitiateParams {
+            local: SocketAddr::V4(SocketAddrV4::new(src, IKE_PORT)),
+            remote: SocketAddr::V4(SocketAddrV4::new(dst, IKE_PORT)),
+            profile,
+            remote_id: None,
+            expected_fingerprint: None,
+        };
+        match self.ike.initiate(now, params) {
+            Ok(id) => {
+                ios!(
+                    IKEV2,
+                    Informational,
+                    INITIATE,
+                    "{} to {dst} (GRE protection)",
+                    self.gre.tunnels[tunnel].ios_name
+                );
+                if let Some(p) = self.gre_esp.peers.get_mut(&(sadb, dst)) {
+                    p.ike = Some(id);
+                }
+            }
+            Err(e) => ios!(IKEV2, Error, INITIATE_FAILED, "GRE to {dst}: {e}"),
+        }
+        self.pump(now);
+    }
+
     /// A peer behind NAT keys us, not we it: a masquerading NAT holds no mapping for our IKE until the peer
     /// sent us something. So when NHRP knows `peer` behind NAT (its cache entry's NBMA is post-NAT) and we are
     /// not behind NAT ourselves, the packets for it wait for its SA (the NATed side initiates as soon as it
     /// sends to us: it learnt our NBMA address from a resolution or answers ours). After [`NAT_PEER_WAIT`]
-    /// without that SA we initiate anyway (a static NAT or a port forward lets it through).
+    /// without that SA we initiate anyway (a static NAT or a port forward lets it through): a timer
+    /// ([`crate::gre_esp::GreEsp::nat_waits_over`], in `handle_timeout`) ends the wait without waiting for
+    /// another packet.
     fn waits_for_natted_peer(
         &mut self,
         now: Instant,
@@ -1265,6 +1279,7 @@ impl Node {
         match p.nat_wait {
             None => {
                 p.nat_wait = Some(now);
+                self.gre_esp.nat_wait_timer(now, tunnel, sadb, peer);
                 ios!(
                     CRYPTO,
                     Informational,
