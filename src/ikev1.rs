@@ -542,22 +542,23 @@ impl Node {
         }
     }
 
-    /// Whether we initiated IKE SA `id` (None: unknown handle).
-    pub(crate) fn ike_we_initiated(&self, now: Instant, id: IkeSaId) -> Option<bool> {
+    /// Whether we initiated IKE SA `id`, and its initiator's SPI (IKEv1: the initiator cookie), which both
+    /// ends know alike (None: unknown handle).
+    pub(crate) fn ike_origin(&self, now: Instant, id: IkeSaId) -> Option<(bool, u64)> {
         if self.is_v1(id) {
             self.ikev1
                 .as_ref()?
                 .snapshot(now)
                 .iter()
                 .find(|s| s.id == id)
-                .map(|s| s.initiator)
+                .map(|s| (s.initiator, s.cky_i))
         } else {
             self.ike
                 .snapshot(now)
                 .ike_sas
                 .iter()
                 .find(|s| s.id == id)
-                .map(|s| s.initiator)
+                .map(|s| (s.initiator, s.spi_i))
         }
     }
 

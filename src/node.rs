@@ -1050,8 +1050,12 @@ impl Node {
     }
 
     /// Two IKE SAs for one peer because both ends initiated at once (`new` brought `child`): keep exactly
-    /// one, the same at both ends, the one initiated by the lower address; the other is deleted. True when
-    /// `new` is the one kept.
+    /// one, the same at both ends, the one with the lower initiator's SPI (RFC 7296 §2.8.2 picks among
+    /// simultaneous rekeys by nonces alike); the other is deleted. True when `new` is the one kept.
+    ///
+    /// The SPIs are the only thing both ends see identically: addresses are not, behind NAT (each end
+    /// compares its private address with the other's public one, so both could decide they were lower and
+    /// each delete the SA the other kept).
     fn keep_new_of_duplicates(
         &mut self,
         now: Instant,
@@ -1060,8 +1064,15 @@ impl Node {
         child: &ChildSaKeys,
         what: &str,
     ) -> bool {
-        let local_is_lower = child.local.ip() < child.remote.ip();
-        let keep_new = self.ike_we_initiated(now, new) == Some(local_is_lower);
+        let keep_new = match (self.ike_origin(now, new), self.ike_origin(now, existing)) {
+            (Some((_, new_spi)), Some((_, old_spi))) if new_spi != old_spi => new_spi < old_spi,
+            // Equal SPIs (two random 64-bit numbers) or an SA already gone: the addresses decide, as
+            // before, or the new one stays.
+            (Some((we_initiated, _)), Some(_)) => {
+                we_initiated == (child.local.ip() < child.remote.ip())
+            }
+            _ => true,
+        };
         let (kept, gone) = if keep_new {
             (new, existing)
         } else {
@@ -1355,7 +1366,7 @@ impl Node {
             .get(&(tunnel, peer))
             .and_then(|p| p.ike)
             .filter(|e| *e != ike_sa)
-            && self.ike_we_initiated(now, existing).is_some()
+            && self.ike_origin(now, existing).is_some()
             && !self.v1_peer_rekey(now, existing, ike_sa)
             && !self.keep_new_of_duplicates(
                 now,

@@ -10,12 +10,15 @@
 //! [`Output::OpenPort`] until [`Output::ClosePort`]; the registrar owns its configured address. Inner packets
 //! a node writes to a tunnel ([`Output::Tun`]) are collected for the caller in [`Sim::take_delivered`].
 //!
+//! A node's address can sit behind a one-to-one NAT ([`Sim::nat`]): its datagrams leave from the outside
+//! address (ports kept), and datagrams to the outside address reach it.
+//!
 //! Work is proportional to the traffic, not to the number of nodes: only nodes that received input or
 //! whose timer fell due are polled (timers sit in a heap keyed by each node's `poll_timeout`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::node::{Node, Output};
@@ -75,6 +78,8 @@ pub struct Sim {
     rearm_flag: Vec<bool>,
     rearm_registrar: bool,
     delivered: Vec<TunPacket>,
+    /// One-to-one NAT: inside address -> outside address.
+    nat: HashMap<IpAddr, IpAddr>,
     pub stats: SimStats,
 }
 
@@ -103,6 +108,13 @@ impl Sim {
     #[cfg(test)]
     pub fn bind(&mut self, addr: SocketAddr, node: usize) {
         self.owners.insert(addr, Owner::Node(node));
+    }
+
+    /// Put `inside` behind a one-to-one NAT at `outside` (source addresses rewritten on the way out, ports
+    /// kept; datagrams to `outside` reach `inside`). UDP only: raw ESP cannot cross it, as with most NATs.
+    #[cfg(test)]
+    pub fn nat(&mut self, inside: IpAddr, outside: IpAddr) {
+        self.nat.insert(inside, outside);
     }
 
     pub fn node_count(&self) -> usize {
@@ -193,7 +205,10 @@ impl Sim {
         work
     }
 
-    fn deliver(&mut self, now: Instant, d: Datagram) {
+    fn deliver(&mut self, now: Instant, mut d: Datagram) {
+        if let Some((inside, _)) = self.nat.iter().find(|(_, out)| **out == d.to.ip()) {
+            d.to.set_ip(*inside);
+        }
         self.stats.datagrams += 1;
         self.stats.bytes += d.payload.len() as u64;
         match self.owners.get(&d.to).copied() {
@@ -222,15 +237,20 @@ impl Sim {
         while let Some(o) = self.nodes[i].poll_output() {
             match o {
                 Output::Udp {
-                    local,
+                    mut local,
                     remote,
                     payload,
                     ..
-                } => self.queue.push_back(Datagram {
-                    from: local,
-                    to: remote,
-                    payload,
-                }),
+                } => {
+                    if let Some(out) = self.nat.get(&local.ip()) {
+                        local.set_ip(*out);
+                    }
+                    self.queue.push_back(Datagram {
+                        from: local,
+                        to: remote,
+                        payload,
+                    })
+                }
                 // Raw ESP (IP protocol 50) goes between addresses bound with port 0 ([`Sim::bind`]).
                 Output::RawEsp { dst, payload, .. } => {
                     let from = self
@@ -557,6 +577,89 @@ mod tests {
             let v1 = sim.node(n).ikev1.as_ref().unwrap().snapshot(now);
             let kids: usize = v1.iter().map(|s| s.children.len()).sum();
             assert_eq!(kids, 1, "{v1:?}");
+        }
+    }
+
+    fn ikev2_site(wan: &str, peer: &str) -> Node {
+        let text = format!(
+            "crypto ikev2 keyring K\n peer any\n  address 0.0.0.0 0.0.0.0\n  pre-shared-key k\n!\n\
+             crypto ikev2 profile P\n match identity remote any\n authentication remote pre-share\n\
+             authentication local pre-share\n keyring local K\n!\n\
+             crypto ipsec profile P1\n set ikev2-profile P\n!\n\
+             interface GigabitEthernet0\n ip address {wan} 255.255.255.0\n!\n\
+             interface Tunnel0\n ip address 172.16.0.1 255.255.255.252\n tunnel source GigabitEthernet0\n\
+             tunnel mode ipsec ipv4\n tunnel destination {peer}\n tunnel protection ipsec profile P1\n"
+        );
+        let parsed = config::parse(&text);
+        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+        let (node, problems) = Node::new(Instant::now(), parsed.config, 7);
+        assert!(problems.is_empty(), "{problems:?}");
+        node
+    }
+
+    /// Both ends of an IKEv2 static VTI behind their own NAT start IKE at the same instant: exactly one IKE
+    /// SA survives, the same at both ends, and traffic crosses. Each end sees its own private address and
+    /// the other's public one, so a tie-break on addresses had both ends think they were "lower" and each
+    /// delete the SA the other kept (both went, and the next acquire raced again).
+    #[test]
+    fn ikev2_static_vti_both_behind_nat_started_at_once_keeps_one_ike_sa() {
+        let t0 = Instant::now();
+        let mut sim = Sim::new();
+        let a = sim.add_node(ikev2_site("10.0.1.1", "203.0.113.2"));
+        let b = sim.add_node(ikev2_site("10.0.2.1", "198.51.100.1"));
+        sim.nat("10.0.1.1".parse().unwrap(), "198.51.100.1".parse().unwrap());
+        sim.nat("10.0.2.1".parse().unwrap(), "203.0.113.2".parse().unwrap());
+        for (n, ip) in [(a, "10.0.1.1"), (b, "10.0.2.1")] {
+            for port in [500, 4500] {
+                sim.bind(SocketAddr::new(ip.parse().unwrap(), port), n);
+            }
+        }
+        let mut now = t0;
+        sim.start(now);
+        sim.handle_tun(now, a, 0, &echo_packet(1, 1));
+        sim.handle_tun(now, b, 0, &echo_packet(2, 1));
+        let (mut to_b, mut to_a) = (false, false);
+        let mut seq = 1;
+        while !(to_a && to_b) {
+            now += Duration::from_millis(5);
+            if (now - t0).as_millis().is_multiple_of(100) {
+                seq += 1;
+                sim.handle_tun(now, a, 0, &echo_packet(1, seq));
+                sim.handle_tun(now, b, 0, &echo_packet(2, seq));
+            }
+            sim.step(now);
+            for p in sim.take_delivered() {
+                to_a |= p.node == a;
+                to_b |= p.node == b;
+            }
+            assert!(
+                now < t0 + Duration::from_secs(5),
+                "no delivery both ways: {:?}",
+                sim.stats
+            );
+        }
+        // Let every DELETE be answered, then: one established IKE SA at each end, the same one, over 4500.
+        for _ in 0..200 {
+            now += Duration::from_millis(5);
+            sim.step(now);
+        }
+        let sas = |n: usize| {
+            let snap = sim.node(n).ike.snapshot(now);
+            snap.ike_sas
+                .iter()
+                .filter(|s| s.status == "READY")
+                .map(|s| (s.spi_i, s.spi_r, s.remote.port()))
+                .collect::<Vec<_>>()
+        };
+        let (sa_a, sa_b) = (sas(a), sas(b));
+        assert_eq!(sa_a.len(), 1, "{sa_a:?}");
+        assert_eq!(
+            sa_a.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+            sa_b.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>()
+        );
+        assert_eq!(sa_a[0].2, 4500);
+        for n in [a, b] {
+            assert!(sim.node(n).tunnels[0].dp.lock().outbound_spi().is_some());
         }
     }
 

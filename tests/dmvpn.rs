@@ -11,7 +11,8 @@
 //!   IKE SA and one SA pair per NBMA peer for both clouds, `show crypto map|socket` in the seed's shared form.
 //! - `dmvpn_protected_*spoke_behind_nat*` / `*natted_spoke*`: spoke 1 behind a plain nftables masquerade: ESP
 //!   in UDP, either spoke resolving first (the NATed side keys the pair), a NAT rebinding to a new port
-//!   followed without renegotiation. `dmvpn_protected_by_ikev1_*`: the same keyed by IKEv1, with on-demand DPD.
+//!   followed without renegotiation; both spokes behind NAT keying each other at the same moment settle on
+//!   one IKE SA. `dmvpn_protected_by_ikev1_*`: the same keyed by IKEv1, with on-demand DPD.
 #![allow(clippy::unwrap_used)]
 mod common;
 
@@ -381,13 +382,13 @@ struct Cloud {
     s2: Site,
     /// The router between the three NBMA subnets (the "Internet").
     _wan: Netns,
-    /// The NAT router in front of spoke 1, when there is one.
-    _nat: Option<Netns>,
+    /// The NAT routers in front of spoke 1 and spoke 2, where there is one.
+    nat: [Option<Netns>; 2],
 }
 
 /// Hub 192.0.2.1, spoke 1 198.51.100.1, spoke 2 203.0.113.1, each on its own subnet behind `wan`.
 /// With `nat`, spoke 1 sits at 10.11.0.2 behind an nftables masquerading router whose outside address is
-/// 198.51.100.1.
+/// 198.51.100.1 ([`spoke_link`]).
 fn cloud(phase3: bool, capture_on: &str, nat: bool) -> Cloud {
     cloud_with(phase3, capture_on, nat, false)
 }
@@ -458,6 +459,96 @@ fn cloud_edited(
     protected: bool,
     edit: &dyn Fn(u8, String) -> String,
 ) -> Cloud {
+    cloud_natted(phase3, capture_on, [nat, false], protected, edit)
+}
+
+/// Spoke `n`'s link to `wan` (router side `e{n}`, outside address `outside`/24, router `.254`). Behind NAT
+/// (`nat`), spoke `n` sits at 10.1{n}.0.2 behind an nftables masquerading router `nat{n}` whose outside
+/// address is `outside`. Returns the router (if any), the spoke's WAN address and its default gateway.
+fn spoke_link(
+    wan: &Netns,
+    spoke: &Netns,
+    n: u8,
+    outside: &str,
+    nat: bool,
+    protected: bool,
+) -> (Option<Netns>, String, String) {
+    let gw = outside
+        .rsplit_once('.')
+        .map(|(net, _)| format!("{net}.254"))
+        .unwrap();
+    let (wan_if, inside) = (format!("e{n}"), format!("10.1{n}.0"));
+    if !nat {
+        veth(
+            wan,
+            &wan_if,
+            &format!("{gw}/24"),
+            spoke,
+            "eth0",
+            &format!("{outside}/24"),
+        );
+        return (None, outside.to_string(), gw);
+    }
+    let r = Netns::new(&format!("nat{n}"));
+    r.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    veth(
+        wan,
+        &wan_if,
+        &format!("{gw}/24"),
+        &r,
+        "out",
+        &format!("{outside}/24"),
+    );
+    veth(
+        &r,
+        "in",
+        &format!("{inside}.1/24"),
+        spoke,
+        "eth0",
+        &format!("{inside}.2/24"),
+    );
+    r.run(&["ip", "route", "add", "default", "via", &gw]);
+    r.run(&["nft", "add", "table", "ip", "nat"]);
+    r.run(&[
+        "nft",
+        "add chain ip nat post { type nat hook postrouting priority 100 ; }",
+    ]);
+    r.run(&[
+        "nft",
+        "add",
+        "rule",
+        "ip",
+        "nat",
+        "post",
+        "oifname",
+        "out",
+        "masquerade",
+    ]);
+    // GRE arriving at the outside address goes to the spoke (a port forward for protocol 47): without
+    // it the NAT drops what other spokes send before spoke 1 sent them anything (resolution replies).
+    // Protected GRE needs none: ESP in UDP (see dmvpn_protected_spoke_behind_nat_*).
+    r.run(&[
+        "nft",
+        "add chain ip nat pre { type nat hook prerouting priority -100 ; }",
+    ]);
+    if !protected {
+        let to = format!("{inside}.2");
+        r.run(&[
+            "nft", "add", "rule", "ip", "nat", "pre", "iifname", "out", "ip", "protocol", "gre",
+            "dnat", "to", &to,
+        ]);
+    }
+    (Some(r), format!("{inside}.2"), format!("{inside}.1"))
+}
+
+/// [`cloud_edited`] with either spoke, or both, behind its own masquerading NAT ([`spoke_link`]).
+fn cloud_natted(
+    phase3: bool,
+    capture_on: &str,
+    nat: [bool; 2],
+    protected: bool,
+    edit: &dyn Fn(u8, String) -> String,
+) -> Cloud {
     let wrap = |n: u8, c: String| edit(n, if protected { protect(c) } else { c });
     let wan = Netns::new("wan");
     let h = Netns::new("hub");
@@ -465,74 +556,13 @@ fn cloud_edited(
     let b = Netns::new("sp2");
     wan.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     veth(&wan, "eh", "192.0.2.254/24", &h, "eth0", "192.0.2.1/24");
-    veth(&wan, "e2", "203.0.113.254/24", &b, "eth0", "203.0.113.1/24");
-    let (nat_ns, s1_wan, s1_gw) = if nat {
-        let n = Netns::new("nat");
-        n.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        veth(
-            &wan,
-            "e1",
-            "198.51.100.254/24",
-            &n,
-            "out",
-            "198.51.100.1/24",
-        );
-        veth(&n, "in", "10.11.0.1/24", &a, "eth0", "10.11.0.2/24");
-        n.run(&["ip", "route", "add", "default", "via", "198.51.100.254"]);
-        n.run(&["nft", "add", "table", "ip", "nat"]);
-        n.run(&[
-            "nft",
-            "add chain ip nat post { type nat hook postrouting priority 100 ; }",
-        ]);
-        n.run(&[
-            "nft",
-            "add",
-            "rule",
-            "ip",
-            "nat",
-            "post",
-            "oifname",
-            "out",
-            "masquerade",
-        ]);
-        // GRE arriving at the outside address goes to the spoke (a port forward for protocol 47): without
-        // it the NAT drops what other spokes send before spoke 1 sent them anything (resolution replies).
-        // Protected GRE needs none: ESP in UDP (see dmvpn_protected_spoke_behind_nat_*).
-        n.run(&[
-            "nft",
-            "add chain ip nat pre { type nat hook prerouting priority -100 ; }",
-        ]);
-        (!protected).then(|| {
-            n.run(&[
-                "nft",
-                "add",
-                "rule",
-                "ip",
-                "nat",
-                "pre",
-                "iifname",
-                "out",
-                "ip",
-                "protocol",
-                "gre",
-                "dnat",
-                "to",
-                "10.11.0.2",
-            ])
-        });
-        (Some(n), "10.11.0.2", "10.11.0.1")
-    } else {
-        veth(
-            &wan,
-            "e1",
-            "198.51.100.254/24",
-            &a,
-            "eth0",
-            "198.51.100.1/24",
-        );
-        (None, "198.51.100.1", "198.51.100.254")
-    };
-    for (ns, gw) in [(&h, "192.0.2.254"), (&a, s1_gw), (&b, "203.0.113.254")] {
+    let (nat1, s1_wan, s1_gw) = spoke_link(&wan, &a, 1, "198.51.100.1", nat[0], protected);
+    let (nat2, s2_wan, s2_gw) = spoke_link(&wan, &b, 2, "203.0.113.1", nat[1], protected);
+    for (ns, gw) in [
+        (&h, "192.0.2.254"),
+        (&a, s1_gw.as_str()),
+        (&b, s2_gw.as_str()),
+    ] {
         ns.run(&["ip", "route", "add", "default", "via", gw]);
     }
     let cap = Capture::start(&wan, capture_on, "dmvpn");
@@ -545,19 +575,15 @@ fn cloud_edited(
         std::thread::sleep(Duration::from_millis(20));
     }
     let hub = start_site(h, "hub", &wrap(0, hub_config(phase3)));
-    let s1 = start_site(a, "spoke1", &wrap(1, spoke_config(1, s1_wan, phase3)));
-    let s2 = start_site(
-        b,
-        "spoke2",
-        &wrap(2, spoke_config(2, "203.0.113.1", phase3)),
-    );
+    let s1 = start_site(a, "spoke1", &wrap(1, spoke_config(1, &s1_wan, phase3)));
+    let s2 = start_site(b, "spoke2", &wrap(2, spoke_config(2, &s2_wan, phase3)));
     Cloud {
         cap,
         hub,
         s1,
         s2,
         _wan: wan,
-        _nat: nat_ns,
+        nat: [nat1, nat2],
     }
 }
 
@@ -1148,7 +1174,7 @@ fn frr_cloud_with(phase3: bool) -> Cloud {
         s1,
         s2,
         _wan: wan,
-        _nat: None,
+        nat: [None, None],
     }
 }
 
@@ -1977,7 +2003,7 @@ fn dmvpn_protected_natted_spoke_survives_a_nat_rebinding_to_a_new_port() {
     let ike_before: Vec<String> = ike_sas(&c.s2).into_iter().map(|(r, _)| r).collect();
     // Rebind: the NAT maps UDP from 40000-40999 from now on; its existing UDP mappings expire while UDP is
     // blocked ahead of conntrack (1 s timeouts, 3 s without a packet), then UDP flows again.
-    let nat = c._nat.as_ref().expect("NAT router");
+    let nat = c.nat[0].as_ref().expect("NAT router");
     let sysctl = |k: &str| {
         let o = nat.run(&["sysctl", "-n", k]);
         String::from_utf8_lossy(&o.stdout).trim().to_string()
@@ -2059,6 +2085,170 @@ fn dmvpn_protected_natted_spoke_survives_a_nat_rebinding_to_a_new_port() {
         c.s2.log()
     );
     assert_direct(&c);
+}
+
+/// Both spokes behind their own masquerading NAT, traffic both ways at once: each spoke learns from the NAT
+/// extension that the other is behind NAT, so both initiate, and their IKE_SA_INITs cross (each NAT lets the
+/// other's in once its own spoke has sent). Exactly one IKE SA must survive, the same at both ends: a
+/// tie-break on addresses (each end compares its private address with the other's public one) had each end
+/// delete the SA the other kept, and the pair never settled.
+#[test]
+fn dmvpn_protected_two_natted_spokes_keying_each_other_at_once_keep_one_ike_sa() {
+    if !netns_available(
+        "dmvpn_protected_two_natted_spokes_keying_each_other_at_once_keep_one_ike_sa",
+    ) {
+        return;
+    }
+    let mut c = cloud_natted(false, "e2", [true, true], true, &|_, c| c);
+    // Static NAT for IKE and ESP in UDP (a port forward of 500 and 4500 to the spoke), as a branch would
+    // configure to be reachable. Through two plain masquerades the crossing IKE_SA_INITs never meet: the
+    // first one to arrive finds no mapping, leaves a conntrack entry for the NAT router itself, and the
+    // spoke's own packet then leaves from another port (see ARCHITECTURE.md, DMVPN behind NAT).
+    for (n, r) in c.nat.iter().enumerate() {
+        let to = format!("10.1{}.0.2", n + 1);
+        r.as_ref().unwrap().run(&[
+            "nft",
+            "add",
+            "rule",
+            "ip",
+            "nat",
+            "pre",
+            "iifname",
+            "out",
+            "udp",
+            "dport",
+            "{ 500, 4500 }",
+            "dnat",
+            "to",
+            &to,
+        ]);
+    }
+    let reg = wait_registered(&c);
+    println!("[dmvpn ipsec two nats] both spokes registered {reg:?} after start");
+    // One UDP packet every 50 ms from each LAN to the other's, started together.
+    let flood = |ns: &Netns, src: &str, dst: &str| {
+        ns.cmd("python3")
+            .args([
+                "-c",
+                &format!(
+                    "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('{src}', 0))\nfor _ in range(400):\n    s.sendto(b'x' * 64, ('{dst}', 9))\n    time.sleep(0.05)\n"
+                ),
+            ])
+            .spawn()
+            .unwrap()
+    };
+    // The WAN drops UDP between the spokes until both have started IKE towards the other, so the two
+    // IKE_SA_INITs surely cross (otherwise the second spoke usually sees the first one's in time and waits).
+    c._wan.run(&[
+        "nft",
+        "add table inet hold; add chain inet hold f { type filter hook forward priority 0 ; }; \
+         add rule inet hold f ip saddr { 198.51.100.1, 203.0.113.1 } ip daddr { 198.51.100.1, 203.0.113.1 } udp dport { 500, 4500 } drop",
+    ]);
+    let mut u1 = flood(&c.s1.ns, "10.1.1.1", "10.1.2.1");
+    let mut u2 = flood(&c.s2.ns, "10.1.2.1", "10.1.1.1");
+    let t0 = Instant::now();
+    let initiating = |site: &Site, peer: &str| {
+        json(site, &["show", "crypto", "ikev2", "sa"])["ikev2_sas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["initiator"] == true && s["remote"].as_str().unwrap().starts_with(peer))
+    };
+    while !(initiating(&c.s1, "203.0.113.1:") && initiating(&c.s2, "198.51.100.1:")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the spokes did not both initiate:\n{}\n{}",
+            c.s1.log(),
+            c.s2.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c._wan.run(&["nft", "delete table inet hold"]);
+    // The IKE SA between the spokes at `site`, as (local SPI, remote SPI) by initiator order, when exactly
+    // one is up and its CHILD_SA installed.
+    let pair = |site: &Site, peer: &str| -> Vec<(String, String)> {
+        json(site, &["show", "crypto", "ikev2", "sa"])["ikev2_sas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["remote"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{peer}:"))
+            })
+            .map(|s| {
+                let (l, r) = (
+                    s["local_spi"].as_str().unwrap(),
+                    s["remote_spi"].as_str().unwrap(),
+                );
+                let (i, r) = if s["initiator"] == true {
+                    (l, r)
+                } else {
+                    (r, l)
+                };
+                (
+                    format!(
+                        "{}/{}",
+                        s["status"],
+                        s["child_sas"].as_array().map_or(0, Vec::len)
+                    ),
+                    format!("{i}:{r}"),
+                )
+            })
+            .collect()
+    };
+    let settled = |c: &Cloud| {
+        let (a, b) = (pair(&c.s1, "203.0.113.1"), pair(&c.s2, "198.51.100.1"));
+        (a.len() == 1 && a[0].0 == "\"READY\"/1" && a == b).then(|| a[0].1.clone())
+    };
+    let t0 = Instant::now();
+    let spis = loop {
+        if let Some(spis) = settled(&c) {
+            break spis;
+        }
+        if t0.elapsed() > Duration::from_secs(25) {
+            let _ = (u1.kill(), u2.kill());
+            panic!(
+                "the spokes did not settle on one IKE SA: {:?} / {:?}\n{}\n{}",
+                pair(&c.s1, "203.0.113.1"),
+                pair(&c.s2, "198.51.100.1"),
+                c.s1.log(),
+                c.s2.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = t0.elapsed();
+    println!(
+        "[dmvpn ipsec two nats] one IKE SA {spis} between the NATed spokes {took:?} after the first packets"
+    );
+    let duplicates = [&c.s1, &c.s2]
+        .iter()
+        .map(|s| s.log().matches("DUPLICATE").count())
+        .sum::<usize>();
+    println!("[dmvpn ipsec two nats] duplicate IKE SAs resolved: {duplicates}");
+    assert!(
+        duplicates >= 1,
+        "no duplicate IKE SA: the race was not exercised"
+    );
+    // It stays: two seconds later the same one SA, and traffic crosses directly both ways.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(settled(&c), Some(spis.clone()), "the IKE SA changed");
+    let _ = (u1.kill(), u2.kill());
+    let _ = (u1.wait(), u2.wait());
+    assert_direct(&c);
+    assert_eq!(settled(&c), Some(spis), "the IKE SA changed");
+    let pcap = c.cap.take().expect("tcpdump").finish();
+    let direct = tshark(
+        &pcap,
+        "udp.port == 4500 && esp && ip.src == 203.0.113.1 && ip.dst == 198.51.100.1",
+        &["frame.number"],
+    );
+    assert!(direct.len() >= 10, "{direct:?}");
+    let raw = tshark(&pcap, "ip.proto == 50 || gre", &["frame.number"]);
+    assert!(raw.is_empty(), "raw ESP or clear GRE on the wire: {raw:?}");
+    let _ = std::fs::remove_file(&pcap);
 }
 
 /// Seed EX-8/EX-9's dual DMVPN on one node: the `Tunnel0` protected by [`protect`] (cloud 1: 10.0.0.0/24, key

@@ -325,6 +325,8 @@ pub struct IsakmpSaSnapshot {
     pub status: &'static str,
     /// We initiated.
     pub initiator: bool,
+    /// The initiator's cookie (CKY-I): the same at both ends, e.g. to pick one of two duplicate SAs alike.
+    pub cky_i: u64,
     /// Cipher (`Encr` in detail).
     pub encr: Option<EncrAlg>,
     /// Hash.
@@ -2901,6 +2903,7 @@ impl Endpoint {
                     state: sa.state.ios(),
                     status: "ACTIVE",
                     initiator: sa.initiator,
+                    cky_i: sa.cky_i,
                     encr: sa.suite.map(|s| s.encr),
                     hash: sa.suite.map(|s| s.hash),
                     dh_group: sa.suite.map(|s| group_number(s.group)),
