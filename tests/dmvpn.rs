@@ -11,8 +11,10 @@
 //!   IKE SA and one SA pair per NBMA peer for both clouds, `show crypto map|socket` in the seed's shared form.
 //! - `dmvpn_protected_*spoke_behind_nat*` / `*natted_spoke*`: spoke 1 behind a plain nftables masquerade: ESP
 //!   in UDP, either spoke resolving first (the NATed side keys the pair), a NAT rebinding to a new port
-//!   followed without renegotiation; both spokes behind NAT keying each other at the same moment settle on
-//!   one IKE SA. `dmvpn_protected_by_ikev1_*`: the same keyed by IKEv1, with on-demand DPD.
+//!   followed without renegotiation, and (with a port forward) the public spoke keying the pair itself
+//!   5 s after the NATed one did not (`dmvpn_protected_public_spoke_initiates_after_5_s_*`); both spokes
+//!   behind NAT keying each other at the same moment settle on one IKE SA. `dmvpn_protected_by_ikev1_*`: the
+//!   same keyed by IKEv1, with on-demand DPD.
 #![allow(clippy::unwrap_used)]
 mod common;
 
@@ -2836,4 +2838,133 @@ fn p2p_gre_protected_by_ikev1_rekeys_its_quick_mode_sa_under_traffic() {
     // The ISAKMP SA is still there (quick mode rekeys under it; its lifetime is a day).
     let isakmp = sa.cli(&["show", "crypto", "isakmp", "sa"]);
     assert!(isakmp.contains("QM_IDLE"), "{isakmp}");
+}
+
+/// The 5 s fallback behind a port forward: the public spoke initiates itself when a spoke behind NAT does not
+/// key it. Spoke 1 sits behind the masquerade plus a port forward of UDP 500 and 4500 (a static NAT for IKE).
+/// One packet from spoke 1 (via the hub) makes it resolve spoke 2: spoke 2 learns spoke 1 behind NAT and
+/// answers through the hub, and spoke 1, with nothing more to send, never keys spoke 2. Then one packet from
+/// spoke 2 to spoke 1: spoke 2 holds it, waiting for spoke 1 to key; after 5 s it initiates itself through
+/// the port forward, and the packet arrives over the new SA pair. Before that timer, the wait ended only with
+/// spoke 2's next packet for spoke 1: a single packet waited for ever.
+#[test]
+fn dmvpn_protected_public_spoke_initiates_after_5_s_through_a_natted_spokes_port_forward() {
+    if !netns_available(
+        "dmvpn_protected_public_spoke_initiates_after_5_s_through_a_natted_spokes_port_forward",
+    ) {
+        return;
+    }
+    use std::io::BufRead;
+    let c = cloud_with(false, "e1", true, true);
+    c.nat[0].as_ref().unwrap().run(&[
+        "nft",
+        "add rule ip nat pre iifname out udp dport { 500, 4500 } dnat to 10.11.0.2",
+    ]);
+    // Spoke 2 drops the first packet silently (nothing of its own goes back to spoke 1).
+    c.s2.ns.run(&[
+        "nft",
+        "add table inet sink; add chain inet sink in { type filter hook input priority 0 ; }; add rule inet sink in udp dport 9 drop",
+    ]);
+    let reg = wait_registered(&c);
+    println!("[dmvpn nat fallback] both spokes registered {reg:?} after start");
+    let send = |site: &Site, src: &str, dst: &str, port: &str| {
+        site.ns.run(&[
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('{src}', 0))\ns.sendto(b'x' * 64, ('{dst}', {port}))\n"
+            ),
+        ]);
+    };
+    send(&c.s1, "10.1.1.1", "10.1.2.1", "9");
+    let t0 = Instant::now();
+    while !(entry(&entries(&c.s2), "10.0.0.11/32").is_some_and(|e| e["nbma"] == "198.51.100.1")
+        && entry(&entries(&c.s1), "10.0.0.12/32").is_some_and(|e| e["nbma"] == "203.0.113.1"))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no resolution: {:?}\n{:?}\n{}\n{}",
+            entries(&c.s1),
+            entries(&c.s2),
+            c.s1.log(),
+            c.s2.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let e = entry(&entries(&c.s2), "10.0.0.11/32").cloned().unwrap();
+    assert_eq!(
+        e["claimed_nbma"], "10.11.0.2",
+        "spoke 2 knows spoke 1 behind NAT: {e}"
+    );
+    let keyed = |site: &Site, peer: &str| {
+        gre_sa_rows(site)
+            .iter()
+            .any(|r| r["peer"] == peer && !r["outbound"].is_null())
+    };
+    assert!(!keyed(&c.s1, "203.0.113.1") && !keyed(&c.s2, "198.51.100.1"));
+
+    let mut listener = c
+        .s1
+        .ns
+        .cmd("python3")
+        .args([
+            "-c",
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('10.1.1.1', 9999))\n\
+             s.settimeout(40)\nprint('ready', flush=True)\ns.recvfrom(100)\nprint('got', flush=True)\n",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(listener.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    send(&c.s2, "10.1.2.1", "10.1.1.1", "9999");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = listener.try_wait().unwrap() {
+            break Some(s);
+        }
+        if t0.elapsed() > Duration::from_secs(25) {
+            let _ = listener.kill();
+            let _ = listener.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = t0.elapsed();
+    line.clear();
+    let _ = out.read_line(&mut line);
+    assert!(
+        status.is_some_and(|s| s.success()) && line.trim() == "got",
+        "spoke 2's packet never reached spoke 1 ({took:?}): {:?}\nspoke 2:\n{}\nspoke 1:\n{}",
+        gre_sa_rows(&c.s2),
+        c.s2.log(),
+        c.s1.log()
+    );
+    println!("[dmvpn nat fallback] spoke 2's one packet reached spoke 1 after {took:?}");
+    // It waited (about 5 s) for spoke 1, then spoke 2 keyed the pair itself, in UDP 4500 through the forward.
+    assert!(took >= Duration::from_secs(4), "{took:?}");
+    assert!(
+        c.s2.log()
+            .contains("did not start IKE within 5s, initiating"),
+        "{}",
+        c.s2.log()
+    );
+    let sas = json(&c.s2, &["show", "crypto", "ikev2", "sa"])["ikev2_sas"]
+        .as_array()
+        .cloned()
+        .unwrap();
+    let with_s1: Vec<_> = sas
+        .iter()
+        .filter(|s| s["remote"].as_str().unwrap().starts_with("198.51.100.1:"))
+        .collect();
+    assert_eq!(with_s1.len(), 1, "{sas:?}");
+    assert_eq!(with_s1[0]["initiator"], true, "{sas:?}");
+    assert!(keyed(&c.s2, "198.51.100.1"));
+    let row = gre_sa_rows(&c.s2)
+        .into_iter()
+        .find(|r| r["peer"] == "198.51.100.1")
+        .unwrap();
+    assert_eq!(row["udp_encap"]["remote"], "198.51.100.1:4500", "{row}");
 }
