@@ -520,6 +520,35 @@ impl Node {
         })
     }
 
+    /// ISAKMP SA `gone` is going: each protected GRE peer it served whose outbound IPsec SA now lives under
+    /// another ISAKMP SA (the endpoint passes IPsec SAs to the newest ISAKMP SA with the same peer, e.g.
+    /// after the peer's phase-1 rekey or strongSwan's reauthentication) is served by that one from now on,
+    /// as a VTI's tunnel follows it. Without this the peer kept its SA pair but had no ISAKMP SA until the
+    /// next quick mode, so on-demand DPD sent nothing and a dead peer went unnoticed.
+    fn v1_gre_follow_heirs(&mut self, now: Instant, gone: IkeSaId) {
+        let Some(v1) = &self.ikev1 else {
+            return;
+        };
+        if !self.gre_esp.peers.values().any(|p| p.ike == Some(gone)) {
+            return;
+        }
+        let snap = v1.snapshot(now);
+        for p in self.gre_esp.peers.values_mut() {
+            if p.ike != Some(gone) {
+                continue;
+            }
+            let Some(spi) = p.out.as_ref().map(|o| o.spi()) else {
+                continue;
+            };
+            if let Some(heir) = snap
+                .iter()
+                .find(|s| s.id != gone && s.children.iter().any(|c| c.spi_out == spi))
+            {
+                p.ike = Some(heir.id);
+            }
+        }
+    }
+
     /// Delete an IKE SA (DELETE notifications) in the endpoint that owns it.
     pub(crate) fn ike_delete(&mut self, now: Instant, id: IkeSaId) {
         if self.is_v1(id) {
@@ -603,8 +632,10 @@ impl Node {
                 );
             }
             ike::Event::IkeSaDeleted { ike_sa, reason } => {
-                // Protected GRE peers of this ISAKMP SA may negotiate again (their IPsec SAs stay until
-                // they expire or are deleted).
+                // Protected GRE peers whose IPsec SA pair moved to a newer ISAKMP SA with the same peer
+                // (see below) follow it, so on-demand DPD keeps its R-U-THERE channel; the others may
+                // negotiate again (their IPsec SAs stay until they expire or are deleted).
+                self.v1_gre_follow_heirs(now, ike_sa);
                 self.gre_esp
                     .ike_gone(now, ike_sa, crate::gre_esp::negotiation_failed(&reason));
                 ios!(
@@ -813,6 +844,233 @@ interface Tunnel0
                 .contains("set pfs group2 is a legacy algorithm"),
             "{problems:?}"
         );
+    }
+
+    /// Two appliances keyed by IKEv1 with on-demand DPD (`crypto isakmp keepalive 10 2`) and a 60 s
+    /// ISAKMP lifetime, joined in process (UDP, raw ESP and protected GRE delivered at once). `gre`: a
+    /// protected point-to-point GRE tunnel; otherwise a static VTI.
+    struct V1Pair {
+        nodes: [Node; 2],
+        wan: [Ipv4Addr; 2],
+        /// A node that is "killed" neither receives nor sends nor runs its timers.
+        alive: [bool; 2],
+        /// Inner packets written to each node's tunnel.
+        delivered: [usize; 2],
+        gre: bool,
+    }
+
+    impl V1Pair {
+        fn new(gre: bool) -> V1Pair {
+            let site = |me: usize| {
+                let (wan, peer) = if me == 0 {
+                    ("192.0.2.1", "192.0.2.2")
+                } else {
+                    ("192.0.2.2", "192.0.2.1")
+                };
+                let (ts_mode, tunnel_mode) = if gre {
+                    (" mode transport\n", "")
+                } else {
+                    ("", " tunnel mode ipsec ipv4\n")
+                };
+                let text = format!(
+                    "crypto isakmp policy 10\n encr aes 256\n hash sha256\n authentication pre-share\n group 19\n lifetime 60\n\
+                     crypto isakmp key k address 0.0.0.0 0.0.0.0\n\
+                     crypto isakmp keepalive 10 2\n\
+                     crypto ipsec transform-set T1 esp-aes 256 esp-sha256-hmac\n{ts_mode}\
+                     crypto ipsec profile P1\n set transform-set T1\n!\n\
+                     interface GigabitEthernet0\n ip address {wan} 255.255.255.0\n!\n\
+                     interface Tunnel0\n ip address 10.0.0.{} 255.255.255.252\n tunnel source GigabitEthernet0\n\
+                     {tunnel_mode} tunnel destination {peer}\n tunnel protection ipsec profile P1\n",
+                    me + 1
+                );
+                let parsed = config::parse(&text);
+                assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+                let (node, problems) = Node::new(Instant::now(), parsed.config, 7 + me as u32);
+                assert!(problems.is_empty(), "{problems:?}");
+                node
+            };
+            V1Pair {
+                nodes: [site(0), site(1)],
+                wan: [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)],
+                alive: [true; 2],
+                delivered: [0; 2],
+                gre,
+            }
+        }
+
+        /// Node `i` sends one inner packet into its tunnel.
+        fn send(&mut self, now: Instant, i: usize) {
+            let mut p = crate::bench::echo_packet(1, 1);
+            p[12..16].copy_from_slice(&[10, 0, 0, i as u8 + 1]);
+            p[16..20].copy_from_slice(&[10, 0, 0, 2 - i as u8]);
+            p[10..12].copy_from_slice(&[0, 0]);
+            let c = dataplane::wire::ipv4::checksum(&p[..20]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            if self.gre {
+                let b = crate::pkt::PacketBuf::copy_with_headroom(crate::pkt::GRE_HEADROOM, &p);
+                self.nodes[i].gre.handle_tun(now, 0, b);
+            } else {
+                self.nodes[i].handle_tun(now, 0, &p);
+            }
+            self.exchange(now);
+        }
+
+        /// Runs the live nodes' due timers, then delivers until nothing moves.
+        fn tick(&mut self, now: Instant) {
+            for i in 0..2 {
+                if self.alive[i] && self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
+                    self.nodes[i].handle_timeout(now);
+                }
+            }
+            self.exchange(now);
+        }
+
+        fn exchange(&mut self, now: Instant) {
+            enum Msg {
+                Udp(SocketAddr, SocketAddr, Vec<u8>),
+                Esp(Vec<u8>),
+            }
+            loop {
+                let mut msgs = Vec::new();
+                for i in 0..2 {
+                    let n = &mut self.nodes[i];
+                    while let Some(o) = n.poll_output() {
+                        match o {
+                            crate::node::Output::Udp {
+                                local,
+                                remote,
+                                payload,
+                                ..
+                            } => msgs.push((i, Msg::Udp(local, remote, payload.to_vec()))),
+                            crate::node::Output::RawEsp { payload, .. } => {
+                                msgs.push((i, Msg::Esp(payload.to_vec())))
+                            }
+                            crate::node::Output::Tun { .. } => self.delivered[i] += 1,
+                            _ => {}
+                        }
+                    }
+                    while let Some(o) = n.poll_gre_output(now) {
+                        match o {
+                            crate::gre::GreOut::Esp { payload, .. } => {
+                                msgs.push((i, Msg::Esp(payload.to_vec())))
+                            }
+                            crate::gre::GreOut::Tun { .. } => self.delivered[i] += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                if msgs.is_empty() {
+                    return;
+                }
+                for (i, m) in msgs {
+                    let j = 1 - i;
+                    if !(self.alive[i] && self.alive[j]) {
+                        continue;
+                    }
+                    match m {
+                        Msg::Udp(local, remote, p) => {
+                            self.nodes[j].handle_udp(now, remote, local, &p, 0)
+                        }
+                        Msg::Esp(p) => self.nodes[j].handle_raw_esp(now, self.wan[i], &p, 0),
+                    }
+                }
+            }
+        }
+
+        /// Node `i`'s established ISAKMP SAs.
+        fn isakmp_sas(&self, now: Instant, i: usize) -> Vec<IkeSaId> {
+            self.nodes[i]
+                .ikev1
+                .as_ref()
+                .unwrap()
+                .snapshot(now)
+                .iter()
+                .filter(|s| s.state == "QM_IDLE")
+                .map(|s| s.id)
+                .collect()
+        }
+
+        /// The ISAKMP SA node `i` would send R-U-THERE on for its peer, and whether it has an SA pair.
+        fn served_by(&self, i: usize) -> (Option<IkeSaId>, bool) {
+            let n = &self.nodes[i];
+            if self.gre {
+                let p = n.gre_esp.peers.get(&(0, self.wan[1 - i]));
+                (p.and_then(|p| p.ike), p.is_some_and(|p| p.out.is_some()))
+            } else {
+                let t = &n.tunnels[0];
+                (t.ike_sa, t.dp.lock().outbound_spi().is_some())
+            }
+        }
+    }
+
+    /// Node 0 rekeys phase 1 (60 s lifetime: a new main mode at 54 s, the old ISAKMP SA deleted 2 s
+    /// later) while the IPsec SAs stay; node 1, the responder, sees the old ISAKMP SA deleted and its IPsec
+    /// SAs move to the new one. Then node 0 dies: node 1's on-demand DPD must still declare it dead.
+    /// Before the fix, a protected GRE peer lost its ISAKMP SA at the rekey (`ike` cleared, the SA pair
+    /// kept), so no R-U-THERE went out and node 1 kept sending into the void until the IPsec SA expired.
+    fn on_demand_dpd_survives_the_peers_phase1_rekey(gre: bool) {
+        let t0 = Instant::now();
+        let mut pair = V1Pair::new(gre);
+        for n in &mut pair.nodes {
+            n.start(t0);
+        }
+        let tick = Duration::from_millis(100);
+        let mut now = t0;
+        // Traffic both ways every 500 ms (node 1 answers once keyed, so node 0 alone initiates).
+        let mut first = None;
+        while now < t0 + Duration::from_secs(62) {
+            now += tick;
+            pair.tick(now);
+            if (now - t0).as_millis().is_multiple_of(500) {
+                pair.send(now, 0);
+                if pair.served_by(1).1 {
+                    pair.send(now, 1);
+                }
+            }
+            if first.is_none() && pair.served_by(1).1 {
+                first = pair.served_by(1).0;
+                assert!(first.is_some(), "node 1 keyed without an ISAKMP SA");
+            }
+        }
+        let first = first.expect("node 1 was never keyed");
+        assert!(
+            pair.delivered[0] > 50 && pair.delivered[1] > 50,
+            "{:?}",
+            pair.delivered
+        );
+        // Phase 1 was rekeyed: node 1's first ISAKMP SA is gone, a new one serves the (same) SA pair.
+        let sas = pair.isakmp_sas(now, 1);
+        assert!(!sas.contains(&first) && sas.len() == 1, "{first:?} {sas:?}");
+        let (served, keyed) = pair.served_by(1);
+        assert!(keyed, "the IPsec SAs outlive the ISAKMP SA that made them");
+        assert_eq!(served, Some(sas[0]), "not following the new ISAKMP SA");
+        // Node 0 dies; node 1 keeps sending. 10 s without ESP in, then 5 R-U-THEREs 2 s apart: dead by
+        // about 22 s (30 s allowed; the new ISAKMP SA would only expire at about 116 s).
+        pair.alive[0] = false;
+        let died = now;
+        while pair.served_by(1).1 || !pair.isakmp_sas(now, 1).is_empty() {
+            now += tick;
+            pair.tick(now);
+            if (now - t0).as_millis().is_multiple_of(500) {
+                pair.send(now, 1);
+            }
+            assert!(
+                now < died + Duration::from_secs(30),
+                "node 1 did not declare its dead peer dead: {:?}",
+                pair.nodes[1].ikev1.as_ref().unwrap().snapshot(now)
+            );
+        }
+        assert!(now >= died + Duration::from_secs(18), "{:?}", now - died);
+    }
+
+    #[test]
+    fn protected_gre_on_demand_dpd_survives_the_peers_phase1_rekey() {
+        on_demand_dpd_survives_the_peers_phase1_rekey(true);
+    }
+
+    #[test]
+    fn static_vti_on_demand_dpd_survives_the_peers_phase1_rekey() {
+        on_demand_dpd_survives_the_peers_phase1_rekey(false);
     }
 
     #[test]
