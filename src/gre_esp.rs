@@ -70,6 +70,8 @@ pub struct PeerSa {
     pub retry_at: Option<Instant>,
     /// When ESP from this peer last decrypted (IKEv1 on-demand DPD, `Node::v1_gre_on_demand_dpd`).
     pub heard: Option<Instant>,
+    /// The inbound SA (SPI) whose packet last moved [`Self::udp`] (NAT rebinding, [`GreEsp::open`]).
+    pub moved_on: Option<u32>,
     /// Creation order (`show crypto map` lists the profile instances in it).
     pub seq: u64,
     pub encrypted: u64,
@@ -171,8 +173,9 @@ impl GreEsp {
     /// NAT rebinding: when the packet came in UDP from a new port of the peer's address, the peer's ESP
     /// goes there from now on ([`PeerSa::udp`]; [`Opened::moved`] tells the node, which moves the IKE SA
     /// too) - but only for the newest packet (a sequence number above every one its SA authenticated
-    /// before). A packet the network reordered, still from the old port, arrives late inside the replay
-    /// window and is authentic too; it must not move the pair back (RFC 7296 §2.23, RFC 4555 §3.5).
+    /// before, on an SA no older than the one of the last move). A packet the network reordered, still
+    /// from the old port, arrives late inside the replay window and is authentic too; it must not move
+    /// the pair back (RFC 7296 §2.23, RFC 4555 §3.5).
     pub fn open(&mut self, now: Instant, esp: &[u8], from: SocketAddr) -> Option<Opened> {
         let spi = u32::from_be_bytes(esp.get(..4)?.try_into().ok()?);
         let (sa, tunnel, peer) = self.inbound.get_mut(&spi)?;
@@ -185,13 +188,23 @@ impl GreEsp {
                 if let Some(p) = self.peers.get_mut(&(tunnel, peer)) {
                     p.decrypted += 1;
                     p.heard = Some(now);
+                    // After a rekey, a late packet of the older SA pair (the newest of that SA, sent
+                    // before the peer switched) must not undo a move that a packet of the newer SA made:
+                    // [`PeerSa::spis`] is in install order.
+                    let order = |spi: u32| p.spis.iter().position(|s| *s == spi);
+                    let not_older = p
+                        .moved_on
+                        .and_then(order)
+                        .is_none_or(|last| order(spi).is_some_and(|i| i >= last));
                     // A new address is not followed: the peer is keyed by its NBMA address.
                     if d.newest
+                        && not_older
                         && from.port() != 0
                         && from.ip() == IpAddr::V4(peer)
                         && let Some((local, old)) = p.udp.filter(|(_, r)| *r != from)
                     {
                         p.udp = Some((local, from));
+                        p.moved_on = Some(spi);
                         moved = Some(old);
                     }
                 }
@@ -332,6 +345,7 @@ mod tests {
         e: &mut GreEsp,
         peer: Ipv4Addr,
         udp: (SocketAddr, SocketAddr),
+        spi_in: u32,
     ) -> OutboundSa {
         use dataplane::{Encr, Lifetime, Mode, SaParams, crypto::AesKeyLen};
         let params = |spi| SaParams {
@@ -346,10 +360,10 @@ mod tests {
             lifetime: Lifetime::unlimited(),
             idle_timeout: None,
         };
-        let out = OutboundSa::new(now, &params(0x100)).unwrap();
-        let inb = InboundSa::new(now, &params(0x200)).unwrap();
+        let out = OutboundSa::new(now, &params(spi_in - 0x100)).unwrap();
+        let inb = InboundSa::new(now, &params(spi_in)).unwrap();
         e.install(now, 0, peer, out, inb, Some(udp));
-        OutboundSa::new(now, &params(0x200)).unwrap()
+        OutboundSa::new(now, &params(spi_in)).unwrap()
     }
 
     /// The peer's ESP with sequence number `seq` (GRE inside).
@@ -373,7 +387,7 @@ mod tests {
         let a: SocketAddr = "203.0.113.2:4500".parse().unwrap();
         let b: SocketAddr = "203.0.113.2:40001".parse().unwrap();
         let mut e = GreEsp::default();
-        let mut theirs = keyed_pair(now, &mut e, peer, (local, a));
+        let mut theirs = keyed_pair(now, &mut e, peer, (local, a), 0x200);
         let mut open = |e: &mut GreEsp, seq, from| {
             let o = e
                 .open(now, &esp_from_peer(now, &mut theirs, seq), from)
@@ -399,6 +413,40 @@ mod tests {
         assert_eq!(open(&mut e, 12, elsewhere), None);
         assert_eq!(e.udp(0, peer), Some((local, a)));
         assert_eq!(e.peers[&(0, peer)].decrypted, 5);
+    }
+
+    /// A rekey meets a NAT rebinding: the first packet of the new SA pair comes from the new port B and
+    /// moves the pair; then the old SA's last packet, sent from port A before the peer switched, arrives
+    /// late. It is the newest of its SA, but its SA is older than the one that moved the pair: no move back.
+    #[test]
+    fn a_late_packet_of_the_older_sa_does_not_undo_a_move_after_a_rekey() {
+        let now = Instant::now();
+        let peer = Ipv4Addr::new(203, 0, 113, 2);
+        let local: SocketAddr = "198.51.100.1:4500".parse().unwrap();
+        let a: SocketAddr = "203.0.113.2:4500".parse().unwrap();
+        let b: SocketAddr = "203.0.113.2:40001".parse().unwrap();
+        let mut e = GreEsp::default();
+        let mut old = keyed_pair(now, &mut e, peer, (local, a), 0x200);
+        let open = |e: &mut GreEsp, theirs: &mut OutboundSa, seq, from| {
+            let o = e.open(now, &esp_from_peer(now, theirs, seq), from).unwrap();
+            o.moved
+        };
+        assert_eq!(open(&mut e, &mut old, 100, a), None);
+        let mut new = keyed_pair(now, &mut e, peer, (local, a), 0x300);
+        assert_eq!(open(&mut e, &mut new, 1, b), Some(a));
+        assert_eq!(
+            open(&mut e, &mut old, 101, a),
+            None,
+            "the old SA moved it back"
+        );
+        assert_eq!(e.udp(0, peer), Some((local, b)));
+        assert_eq!(open(&mut e, &mut new, 2, b), None);
+        // The NAT goes back to A: the new SA's newest packet follows it.
+        assert_eq!(open(&mut e, &mut new, 3, a), Some(b));
+        assert_eq!(e.udp(0, peer), Some((local, a)));
+        // Once the old SA is gone, the remaining one moves the pair as before.
+        e.remove_child(0x200, 0x100);
+        assert_eq!(open(&mut e, &mut new, 4, b), Some(a));
     }
 
     #[test]
