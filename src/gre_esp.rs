@@ -14,7 +14,7 @@
 //! quick-mode set): both hand the node the same `ChildSaKeys`, installed here by `Node::install_gre_child`.
 //!
 //! NAT rebinding: the newest authenticated ESP in UDP (a sequence number above all before it) from a new port
-//! of the peer's address moves [`PeerSa::udp`] (and the IKEv2 SA) there ([`GreEsp::open`],
+//! of the peer's address moves [`PeerSa::udp`] (and the IKE SA, IKEv2 or IKEv1) there ([`GreEsp::open`],
 //! `Node::gre_peer_moved`); a late, reordered packet from the old port does not move it back. A peer whose
 //! NBMA *address* changes is a new peer. (NAT keepalives come from the IKE SA, on the same UDP 4500 address
 //! pair.)

@@ -848,10 +848,14 @@ interface Tunnel0
 
     /// Two appliances keyed by IKEv1 with on-demand DPD (`crypto isakmp keepalive 10 2`) and a 60 s
     /// ISAKMP lifetime, joined in process (UDP, raw ESP and protected GRE delivered at once). `gre`: a
-    /// protected point-to-point GRE tunnel; otherwise a static VTI.
+    /// protected point-to-point GRE tunnel; otherwise a static VTI. With `nat`, node 1 sits at
+    /// 10.11.0.2 behind a NAT that shows it as 203.0.113.2 with ports from [`V1Pair::nat`].
     struct V1Pair {
         nodes: [Node; 2],
+        /// Each node's address as the other sees it.
         wan: [Ipv4Addr; 2],
+        /// Node 1's NAT: (its port, the public port); nothing else passes (raw ESP neither).
+        nat: Option<Vec<(u16, u16)>>,
         /// A node that is "killed" neither receives nor sends nor runs its timers.
         alive: [bool; 2],
         /// Inner packets written to each node's tunnel.
@@ -860,12 +864,13 @@ interface Tunnel0
     }
 
     impl V1Pair {
-        fn new(gre: bool) -> V1Pair {
+        fn new(gre: bool, nat: bool) -> V1Pair {
+            let public = if nat { "203.0.113.2" } else { "192.0.2.2" };
             let site = |me: usize| {
-                let (wan, peer) = if me == 0 {
-                    ("192.0.2.1", "192.0.2.2")
-                } else {
-                    ("192.0.2.2", "192.0.2.1")
+                let (wan, peer) = match (me, nat) {
+                    (0, _) => ("192.0.2.1", public),
+                    (_, false) => ("192.0.2.2", "192.0.2.1"),
+                    (_, true) => ("10.11.0.2", "192.0.2.1"),
                 };
                 let (ts_mode, tunnel_mode) = if gre {
                     (" mode transport\n", "")
@@ -891,7 +896,8 @@ interface Tunnel0
             };
             V1Pair {
                 nodes: [site(0), site(1)],
-                wan: [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)],
+                wan: [Ipv4Addr::new(192, 0, 2, 1), public.parse().unwrap()],
+                nat: nat.then(|| vec![(500, 30500), (4500, 34500)]),
                 alive: [true; 2],
                 delivered: [0; 2],
                 gre,
@@ -934,6 +940,16 @@ interface Tunnel0
                 let mut msgs = Vec::new();
                 for i in 0..2 {
                     let n = &mut self.nodes[i];
+                    // (Sealed GRE in UDP joins the node's outputs: the GRE side first.)
+                    while let Some(o) = n.poll_gre_output(now) {
+                        match o {
+                            crate::gre::GreOut::Esp { payload, .. } => {
+                                msgs.push((i, Msg::Esp(payload.to_vec())))
+                            }
+                            crate::gre::GreOut::Tun { .. } => self.delivered[i] += 1,
+                            _ => {}
+                        }
+                    }
                     while let Some(o) = n.poll_output() {
                         match o {
                             crate::node::Output::Udp {
@@ -949,15 +965,6 @@ interface Tunnel0
                             _ => {}
                         }
                     }
-                    while let Some(o) = n.poll_gre_output(now) {
-                        match o {
-                            crate::gre::GreOut::Esp { payload, .. } => {
-                                msgs.push((i, Msg::Esp(payload.to_vec())))
-                            }
-                            crate::gre::GreOut::Tun { .. } => self.delivered[i] += 1,
-                            _ => {}
-                        }
-                    }
                 }
                 if msgs.is_empty() {
                     return;
@@ -967,11 +974,29 @@ interface Tunnel0
                     if !(self.alive[i] && self.alive[j]) {
                         continue;
                     }
-                    match m {
-                        Msg::Udp(local, remote, p) => {
+                    match (m, &self.nat) {
+                        (Msg::Udp(local, remote, p), None) => {
                             self.nodes[j].handle_udp(now, remote, local, &p, 0)
                         }
-                        Msg::Esp(p) => self.nodes[j].handle_raw_esp(now, self.wan[i], &p, 0),
+                        (Msg::Esp(p), None) => {
+                            self.nodes[j].handle_raw_esp(now, self.wan[i], &p, 0)
+                        }
+                        (Msg::Esp(_), Some(_)) => {}
+                        (Msg::Udp(local, remote, p), Some(map)) => {
+                            let public = |port| SocketAddr::new(self.wan[1].into(), port);
+                            if i == 1 {
+                                // Out through the NAT.
+                                if let Some((_, out)) = map.iter().find(|(i, _)| *i == local.port())
+                                {
+                                    self.nodes[0].handle_udp(now, remote, public(*out), &p, 0)
+                                }
+                            } else if let Some((inside, _)) =
+                                map.iter().find(|(_, o)| public(*o) == remote)
+                            {
+                                let to = SocketAddr::new([10, 11, 0, 2].into(), *inside);
+                                self.nodes[1].handle_udp(now, to, local, &p, 0)
+                            }
+                        }
                     }
                 }
             }
@@ -1010,13 +1035,14 @@ interface Tunnel0
     /// kept), so no R-U-THERE went out and node 1 kept sending into the void until the IPsec SA expired.
     fn on_demand_dpd_survives_the_peers_phase1_rekey(gre: bool) {
         let t0 = Instant::now();
-        let mut pair = V1Pair::new(gre);
+        let mut pair = V1Pair::new(gre, false);
         for n in &mut pair.nodes {
             n.start(t0);
         }
         let tick = Duration::from_millis(100);
         let mut now = t0;
-        // Traffic both ways every 500 ms (node 1 answers once keyed, so node 0 alone initiates).
+        // Traffic both ways every 500 ms (node 1 answers once keyed). A static VTI may start main mode
+        // at both ends; one ISAKMP SA is left. Its responder `r` survives, the initiator rekeys and dies.
         let mut first = None;
         while now < t0 + Duration::from_secs(62) {
             now += tick;
@@ -1027,37 +1053,44 @@ interface Tunnel0
                     pair.send(now, 1);
                 }
             }
-            if first.is_none() && pair.served_by(1).1 {
-                first = pair.served_by(1).0;
-                assert!(first.is_some(), "node 1 keyed without an ISAKMP SA");
+            if first.is_none() && now >= t0 + Duration::from_secs(10) {
+                let r = (0..2)
+                    .find(|&i| {
+                        let id = pair.served_by(i).0;
+                        let snap = pair.nodes[i].ikev1.as_ref().unwrap().snapshot(now);
+                        snap.iter().any(|s| Some(s.id) == id && !s.initiator)
+                    })
+                    .expect("no node serves its peer from a responder ISAKMP SA");
+                assert!(pair.served_by(r).1, "node {r} not keyed");
+                first = Some((r, pair.served_by(r).0.unwrap()));
             }
         }
-        let first = first.expect("node 1 was never keyed");
+        let (r, first) = first.unwrap();
         assert!(
             pair.delivered[0] > 50 && pair.delivered[1] > 50,
             "{:?}",
             pair.delivered
         );
-        // Phase 1 was rekeyed: node 1's first ISAKMP SA is gone, a new one serves the (same) SA pair.
-        let sas = pair.isakmp_sas(now, 1);
+        // Phase 1 was rekeyed: r's first ISAKMP SA is gone, a new one serves the (same) SA pair.
+        let sas = pair.isakmp_sas(now, r);
         assert!(!sas.contains(&first) && sas.len() == 1, "{first:?} {sas:?}");
-        let (served, keyed) = pair.served_by(1);
+        let (served, keyed) = pair.served_by(r);
         assert!(keyed, "the IPsec SAs outlive the ISAKMP SA that made them");
         assert_eq!(served, Some(sas[0]), "not following the new ISAKMP SA");
-        // Node 0 dies; node 1 keeps sending. 10 s without ESP in, then 5 R-U-THEREs 2 s apart: dead by
-        // about 22 s (30 s allowed; the new ISAKMP SA would only expire at about 116 s).
-        pair.alive[0] = false;
+        // The other node dies; r keeps sending. 10 s without ESP in, then 5 R-U-THEREs 2 s apart: dead
+        // by about 22 s (30 s allowed; the new ISAKMP SA would only expire at about 116 s).
+        pair.alive[1 - r] = false;
         let died = now;
-        while pair.served_by(1).1 || !pair.isakmp_sas(now, 1).is_empty() {
+        while pair.served_by(r).1 || !pair.isakmp_sas(now, r).is_empty() {
             now += tick;
             pair.tick(now);
             if (now - t0).as_millis().is_multiple_of(500) {
-                pair.send(now, 1);
+                pair.send(now, r);
             }
             assert!(
                 now < died + Duration::from_secs(30),
-                "node 1 did not declare its dead peer dead: {:?}",
-                pair.nodes[1].ikev1.as_ref().unwrap().snapshot(now)
+                "node {r} did not declare its dead peer dead: {:?}",
+                pair.nodes[r].ikev1.as_ref().unwrap().snapshot(now)
             );
         }
         assert!(now >= died + Duration::from_secs(18), "{:?}", now - died);
@@ -1071,6 +1104,80 @@ interface Tunnel0
     #[test]
     fn static_vti_on_demand_dpd_survives_the_peers_phase1_rekey() {
         on_demand_dpd_survives_the_peers_phase1_rekey(false);
+    }
+
+    /// Node 1 behind NAT keys a protected GRE tunnel with node 0 (ESP and IKE in UDP 4500); then its NAT
+    /// rebinds it to a new public port and drops the old mapping. Its next ESP moves node 0's SA pair, and
+    /// the ISAKMP SA must follow too: a quick mode node 0 starts afterwards reaches node 1 and installs a
+    /// new SA pair at both ends. Before, the ISAKMP SA kept sending to the dead port (DPD, quick-mode
+    /// rekeys and DELETEs were lost until a new main mode).
+    #[test]
+    fn protected_gre_isakmp_sa_follows_a_nat_rebinding() {
+        let t0 = Instant::now();
+        let mut pair = V1Pair::new(true, true);
+        for n in &mut pair.nodes {
+            n.start(t0);
+        }
+        let tick = Duration::from_millis(100);
+        let mut now = t0;
+        while !(pair.served_by(0).1 && pair.delivered[0] > 0 && pair.delivered[1] > 0) {
+            now += tick;
+            pair.tick(now);
+            pair.send(now, 1);
+            if pair.served_by(0).1 {
+                pair.send(now, 0);
+            }
+            assert!(
+                now < t0 + Duration::from_secs(10),
+                "not keyed: {:?}",
+                pair.delivered
+            );
+        }
+        let peer = (0, pair.wan[1]);
+        let esp = |pair: &V1Pair| pair.nodes[0].gre_esp.peers[&peer].udp.map(|(_, r)| r);
+        let old = SocketAddr::new(pair.wan[1].into(), 34500);
+        assert_eq!(esp(&pair), Some(old), "ESP in UDP through the NAT");
+        let (Some(id), _) = pair.served_by(0) else {
+            panic!("no ISAKMP SA")
+        };
+        let v1 = |pair: &V1Pair| pair.nodes[0].ikev1.as_ref().unwrap().remote(id);
+        assert_eq!(v1(&pair), Some(old));
+        // The NAT rebinds node 1's port 4500; its next ESP comes from the new port.
+        pair.nat = Some(vec![(500, 30500), (4500, 34501)]);
+        let new = SocketAddr::new(pair.wan[1].into(), 34501);
+        let before = pair.delivered[0];
+        now += tick;
+        pair.send(now, 1);
+        assert!(
+            pair.delivered[0] > before,
+            "ESP from the new port was not accepted"
+        );
+        assert_eq!(esp(&pair), Some(new), "the SA pair follows the new port");
+        assert_eq!(v1(&pair), Some(new), "the ISAKMP SA follows the new port");
+        // Another address is not followed.
+        let elsewhere = SocketAddr::new([198, 51, 100, 7].into(), 34502);
+        let ep = pair.nodes[0].ikev1.as_mut().unwrap();
+        assert_eq!(ep.peer_moved(id, elsewhere), Ok(false));
+        // A quick mode from node 0 (as a rekey would start one) reaches node 1 on the new port.
+        let spi = pair.nodes[0].gre_esp.peers[&peer].spis[0];
+        pair.nodes[0].ike_rekey_child(now, id, spi);
+        let end = now + Duration::from_secs(5);
+        while pair.nodes[1].gre_esp.peers[&(0, pair.wan[0])].spis.len() < 2 {
+            now += tick;
+            pair.tick(now);
+            assert!(
+                now < end,
+                "node 0's quick mode did not reach node 1 after the rebinding"
+            );
+        }
+        assert_eq!(pair.nodes[0].gre_esp.peers[&peer].spis.len(), 2);
+        // And the new pair carries traffic both ways, in UDP to the new port.
+        let got = pair.delivered;
+        now += tick;
+        pair.send(now, 0);
+        pair.send(now, 1);
+        assert!(pair.delivered[0] > got[0] && pair.delivered[1] > got[1]);
+        assert_eq!(esp(&pair), Some(new));
     }
 
     #[test]

@@ -1317,8 +1317,8 @@ impl Node {
 
     /// The NAT of GRE peer `peer` (SA database `sadb`) rebound it from `old` to `from`: its newest
     /// authenticated ESP in UDP came from there ([`crate::gre_esp::GreEsp::open`] moved its ESP), so the
-    /// IKEv2 SA follows too (RFC 7296 §2.23), and its DPD and rekeys (and the SA pairs they install) reach
-    /// the peer. The packet passed the integrity and anti-replay checks, so a replayed or forged packet
+    /// IKEv2 SA (RFC 7296 §2.23) or the IKEv1 ISAKMP SA follows too, and its DPD and rekeys (and the SA
+    /// pairs they install) reach the peer. The packet passed the integrity and anti-replay checks, so a replayed or forged packet
     /// cannot move it, nor a late one from the old port move it back.
     fn gre_peer_moved(&mut self, sadb: usize, peer: Ipv4Addr, old: SocketAddr, from: SocketAddr) {
         let Some(p) = self.gre_esp.peers.get(&(sadb, peer)) else {
@@ -1331,10 +1331,15 @@ impl Node {
             NAT_REBIND,
             "GRE peer {peer}: NAT mapping moved from {old} to {from}, following it"
         );
-        if let Some(id) = ike_sa
-            && !self.ikev1.as_ref().is_some_and(|v1| v1.owns(id))
-        {
-            let _ = self.ike.peer_moved(id, from);
+        // The ISAKMP SA of an IKEv1-keyed peer follows as well.
+        match (ike_sa, &mut self.ikev1) {
+            (Some(id), Some(v1)) if v1.owns(id) => {
+                let _ = v1.peer_moved(id, from);
+            }
+            (Some(id), _) => {
+                let _ = self.ike.peer_moved(id, from);
+            }
+            (None, _) => {}
         }
     }
 

@@ -497,6 +497,24 @@ impl Endpoint {
         self.sas.get(&id).map(|s| s.remote)
     }
 
+    /// The peer's NAT rebound it to a new port (RFC 3947 leaves this open; RFC 7296 §2.23 is the IKEv2
+    /// rule): authenticated, non-replayed ESP in UDP of an IPsec SA of ISAKMP SA `id` came from `remote`,
+    /// the same address on a new port. The ISAKMP SA sends there from now on (DPD, quick modes, DELETEs),
+    /// so the IPsec SAs it installs later carry the new port too. Only while NAT traversal is in use and
+    /// for the peer's own address; returns whether it moved.
+    pub fn peer_moved(&mut self, id: IkeSaId, remote: SocketAddr) -> Result<bool, CommandError> {
+        let sa = self.sas.get_mut(&id).ok_or(CommandError::NoSuchSa)?;
+        if sa.state != P1State::Established
+            || !sa.nat()
+            || remote.ip() != sa.remote.ip()
+            || remote == sa.remote
+        {
+            return Ok(false);
+        }
+        sa.remote = remote;
+        Ok(true)
+    }
+
     /// Changes the NAT-T port (default 4500).
     pub fn set_nat_t_port(&mut self, port: u16) {
         self.nat_t_port = port;
