@@ -1774,13 +1774,20 @@ pub(crate) fn ike_profile(
             .ikev2_keyring(name)
             .ok_or_else(|| format!("keyring {name} is not defined"))?;
         for peer in &kr.peers {
-            let Some(psk) = peer
-                .pre_shared_key
+            // `pre-shared-key KEY` both ways, unless `pre-shared-key local|remote KEY` splits them.
+            let key = |k: Option<&config::Secret>| k.map(|s| s.expose().as_bytes().to_vec());
+            let local = key(peer
+                .pre_shared_key_local
                 .as_ref()
-                .or(peer.pre_shared_key_remote.as_ref())
-            else {
+                .or(peer.pre_shared_key.as_ref()));
+            let remote = key(peer
+                .pre_shared_key_remote
+                .as_ref()
+                .or(peer.pre_shared_key.as_ref()));
+            if local.is_none() && remote.is_none() {
                 continue;
-            };
+            }
+            let (local, remote) = (local.as_deref(), remote.as_deref());
             let mut ids: Vec<Option<Identity>> =
                 peer.identities.iter().map(|i| Some(identity(i))).collect();
             match peer.address {
@@ -1790,13 +1797,13 @@ pub(crate) fn ike_profile(
                 // `address A M`: every peer address in the subnet (was taken for A alone, so no peer
                 // matched `address 192.0.2.0 255.255.255.0`).
                 Some((a, Some(m))) if m != Ipv4Addr::BROADCAST => {
-                    keyring = keyring.with_subnet(a, m, psk.expose().as_bytes());
+                    keyring = keyring.with_subnet_keys(a, m, local, remote);
                 }
                 Some((a, _)) => ids.push(Some(Identity::Ipv4(a))),
                 None => {}
             }
             for id in ids {
-                keyring = keyring.with(id, psk.expose().as_bytes());
+                keyring = keyring.with_keys(id, local, remote);
             }
         }
     }
@@ -1814,21 +1821,33 @@ pub(crate) fn ike_profile(
         (None, None) => Identity::Ipv4(Ipv4Addr::UNSPECIFIED),
     };
     let mut profile = Profile::psk(&p.name, local_id, keyring);
-    profile.remote_id = p.match_identity_remote.iter().find_map(|m| match m {
-        config::IdentityMatch::KeyId(k) => Some(Identity::key_id(k)),
-        // `address 0.0.0.0` is IOS's wildcard (any peer address).
-        // (a /32 mask is the address itself; other masks are not enforced, `lifeline check` warns)
-        config::IdentityMatch::Address(a, m)
-            if !a.is_unspecified() && m.is_none_or(|m| m == Ipv4Addr::BROADCAST) =>
-        {
-            Some(Identity::Ipv4(*a))
-        }
-        config::IdentityMatch::Fqdn {
-            domain: false,
-            name,
-        } => Some(Identity::Fqdn(name.clone())),
-        _ => None,
-    });
+    // The first line `lifeline check` does not warn about (`any`, `address 0.0.0.0` and a 0.0.0.0 mask
+    // match any peer; a /32 mask is the address itself; another mask is the subnet).
+    let (remote_id, remote_mask) = p
+        .match_identity_remote
+        .iter()
+        .find_map(|m| match m {
+            config::IdentityMatch::KeyId(k) => Some((Identity::key_id(k), None)),
+            config::IdentityMatch::Address(a, m)
+                if !a.is_unspecified() && m.is_none_or(|m| m == Ipv4Addr::BROADCAST) =>
+            {
+                Some((Identity::Ipv4(*a), None))
+            }
+            config::IdentityMatch::Address(a, Some(m))
+                if !a.is_unspecified() && !m.is_unspecified() =>
+            {
+                let net = Ipv4Addr::from(u32::from(*a) & u32::from(*m));
+                Some((Identity::Ipv4(net), Some(*m)))
+            }
+            config::IdentityMatch::Fqdn {
+                domain: false,
+                name,
+            } => Some((Identity::Fqdn(name.clone()), None)),
+            _ => None,
+        })
+        .unzip();
+    profile.remote_id = remote_id;
+    profile.remote_mask = remote_mask.flatten();
     profile.force_encap = p.nat_force_encap;
     profile.vpn_sip = vpn_sip;
     if let Some(d) = p.dpd.or(cfg.ikev2.dpd) {
@@ -1950,6 +1969,54 @@ mod tests {
         // A /32 mask is the same address (it was taken for any peer).
         let host = profile_of(&base.replace("MATCH", "192.0.2.7 255.255.255.255"));
         assert_eq!(host.remote_id, one.remote_id);
+    }
+
+    /// `match identity remote address A M` is the subnet: a peer whose IPv4 identity or address is inside
+    /// matches the profile, one outside does not (it matched any peer before, with a `lifeline check`
+    /// warning); a 0.0.0.0 mask is any peer.
+    #[test]
+    fn match_identity_remote_address_with_a_mask_is_the_subnet() {
+        let base = "crypto ikev2 keyring K\n peer any\n  address 0.0.0.0 0.0.0.0\n  pre-shared-key k\n!\n\
+                    crypto ikev2 profile P\n match identity remote address MATCH\n \
+                    authentication local pre-share\n authentication remote pre-share\n keyring local K\n!\n";
+        let p = profile_of(&base.replace("MATCH", "10.20.0.1 255.255.0.0"));
+        let ip = |s: &str| Identity::Ipv4(s.parse().unwrap());
+        let at = |s: &str| IpAddr::V4(s.parse().unwrap());
+        assert!(
+            p.matches_remote(&ip("10.20.3.4"), at("192.0.2.1")),
+            "identity inside"
+        );
+        assert!(
+            p.matches_remote(&Identity::Fqdn("x".into()), at("10.20.9.9")),
+            "address inside"
+        );
+        assert!(
+            !p.matches_remote(&ip("10.21.0.1"), at("192.0.2.1")),
+            "both outside"
+        );
+        assert!(!p.matches_remote(&Identity::Fqdn("x".into()), at("10.21.0.1")));
+        let any = profile_of(&base.replace("MATCH", "10.20.0.1 0.0.0.0"));
+        assert!(any.matches_remote(&ip("198.51.100.1"), at("198.51.100.1")));
+    }
+
+    /// `pre-shared-key local A` / `pre-shared-key remote B` split one keyring entry's keys: we sign with A
+    /// and the peer must authenticate with B (both were B before, and a peer with only `local` was dropped).
+    #[test]
+    fn keyring_local_and_remote_keys_are_kept_apart() {
+        let p = profile_of(
+            "crypto ikev2 keyring K\n peer hub\n  address 192.0.2.1\n  pre-shared-key local mine\n\
+             \x20 pre-shared-key remote theirs\n peer half\n  address 192.0.2.2\n  pre-shared-key local only\n!\n\
+             crypto ikev2 profile P\n match identity remote any\n authentication local pre-share\n \
+             authentication remote pre-share\n keyring local K\n!\n",
+        );
+        let text =
+            |k: Option<&ike::Secret>| k.map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned());
+        let hub = Identity::Ipv4(Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(text(p.keyring.lookup_local(&hub)).as_deref(), Some("mine"));
+        assert_eq!(text(p.keyring.lookup(&hub)).as_deref(), Some("theirs"));
+        let half = Identity::Ipv4(Ipv4Addr::new(192, 0, 2, 2));
+        assert_eq!(text(p.keyring.lookup_local(&half)).as_deref(), Some("only"));
+        assert_eq!(text(p.keyring.lookup(&half)), None);
     }
 
     /// `peer X` / `address 192.0.2.0 255.255.255.0` keys every peer in the subnet (IOS), and a /32 or an

@@ -43,25 +43,29 @@ pub(crate) fn validate_with(c: &Config, spans: &Spans) -> Vec<Diagnostic> {
     d
 }
 
-/// `match identity remote` lines the IKEv2 side enforces: `key-id`, one exact `address` (no mask or
-/// 255.255.255.255) and `fqdn` without `domain`, the first such line of a profile; `any` and `address
-/// 0.0.0.0` match any peer. Any other line (an address with a mask, `fqdn domain`, `email`, a second line)
-/// is not enforced, so the profile would match any peer: warned, not silently widened.
+/// `match identity remote` lines the IKEv2 side enforces: `key-id`, one `address A [M]` (an exact address,
+/// or with a mask the subnet, holding the peer's IPv4 identity or its address) and `fqdn` without `domain`,
+/// the first such line of a profile; `any`, `address 0.0.0.0` and a 0.0.0.0 mask match any peer. Any other
+/// line (`fqdn domain`, `email`, a second line) is not enforced, so the profile would match any peer:
+/// warned, not silently widened.
 fn ikev2_match_identity(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
     for p in &c.ikev2.profiles {
         let mut enforced = false;
         for m in &p.match_identity_remote {
             let exact = match m {
                 IdentityMatch::Any => continue,
-                IdentityMatch::Address(a, _) if a.is_unspecified() => continue,
-                IdentityMatch::KeyId(_) | IdentityMatch::Fqdn { domain: false, .. } => true,
-                IdentityMatch::Address(_, mask) => {
-                    mask.is_none_or(|m| m == std::net::Ipv4Addr::BROADCAST)
+                IdentityMatch::Address(a, m)
+                    if a.is_unspecified() || m.is_some_and(|m| m.is_unspecified()) =>
+                {
+                    continue;
                 }
+                IdentityMatch::KeyId(_)
+                | IdentityMatch::Fqdn { domain: false, .. }
+                | IdentityMatch::Address(..) => true,
                 IdentityMatch::Fqdn { domain: true, .. } | IdentityMatch::Email { .. } => false,
             };
             let why = if !exact {
-                "Lifeline enforces key-id, one exact address or fqdn"
+                "Lifeline enforces key-id, one address (or subnet) or fqdn"
             } else if enforced {
                 "Lifeline enforces only the first of several"
             } else {
@@ -78,7 +82,7 @@ fn ikev2_match_identity(c: &Config, spans: &Spans, d: &mut Vec<Diagnostic>) {
                      the line does not restrict which peers the profile matches",
                     p.name
                 ),
-                Some("one `match identity remote key-id|address A|fqdn NAME` per profile, or `any`".into()),
+                Some("one `match identity remote key-id|address A [M]|fqdn NAME` per profile, or `any`".into()),
             ));
         }
     }

@@ -777,9 +777,10 @@ interface Tunnel1
     assert_eq!(warnings(&same), Vec::<String>::new());
 }
 
-/// `match identity remote` lines the IKEv2 side cannot enforce (a mask, `fqdn domain`, `email`, a second
-/// line) would make the profile match any peer: each is warned; `any`, `address 0.0.0.0`, one exact address
-/// (also with 255.255.255.255), key-id or fqdn are not.
+/// `match identity remote` lines the IKEv2 side cannot enforce (`fqdn domain`, `email`, a second line)
+/// would make the profile match any peer: each is warned; `any`, `address 0.0.0.0`, one exact address
+/// (also with 255.255.255.255), one subnet (`address A M`, enforced since session 5: the peer's IPv4
+/// identity or address must be inside), key-id or fqdn are not.
 #[test]
 fn unenforced_match_identity_remote_lines_are_warned() {
     let profile = |lines: &str| {
@@ -794,13 +795,15 @@ fn unenforced_match_identity_remote_lines_are_warned() {
         " match identity remote address 0.0.0.0\n",
         " match identity remote address 192.0.2.1\n",
         " match identity remote address 192.0.2.1 255.255.255.255\n",
+        " match identity remote address 10.0.0.0 255.0.0.0\n",
+        " match identity remote address 10.1.2.3 0.0.0.0\n",
         " match identity remote key-id site1\n",
         " match identity remote fqdn hub.example.net\n",
     ] {
         assert_eq!(warnings(&profile(ok)), Vec::<String>::new(), "{ok}");
     }
     for bad in [
-        " match identity remote address 10.0.0.0 255.0.0.0\n",
+        " match identity remote address 10.0.0.0 255.0.0.0\n match identity remote address 192.0.2.0 255.255.255.0\n",
         " match identity remote fqdn domain example.net\n",
         " match identity remote email admin@example.net\n",
         " match identity remote key-id site1\n match identity remote key-id site2\n",

@@ -3,7 +3,7 @@
 //! [`AuthVerified`] can only be made by [`verify_psk_peer`]; the established IKE SA holds one, so an SA
 //! that skipped the AUTH or fingerprint check does not compile.
 
-use crate::config::{Fingerprint, Identity, Keyring};
+use crate::config::{Fingerprint, Identity};
 use crate::crypto::{PrfAlg, Secret};
 use crate::wire::Identification;
 
@@ -14,8 +14,8 @@ pub struct AuthVerified(());
 /// Why a peer was not accepted (shown by the appliance).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthFailure {
-    /// No pre-shared key in the keyring for the peer's identity.
-    #[error("no key for peer identity {0}")]
+    /// No pre-shared key in the keyring for the peer (its identity, or the address we call).
+    #[error("no pre-shared key for peer {0}")]
     NoKey(String),
     /// The AUTH payload did not verify with the configured key.
     #[error("AUTH payload did not verify (pre-shared key mismatch)")]
@@ -100,10 +100,11 @@ pub struct PeerAuthInput<'a> {
     pub vpn_sip_fingerprint: Option<Option<Fingerprint>>,
 }
 
-/// Verifies the peer: identity match, PSK lookup by identity, AUTH, then the VPN-SIP fingerprint.
+/// Verifies the peer: identity match, AUTH with `psk` (the remote key of the keyring entry chosen for this
+/// peer, [`crate::Keyring::entry`]; `None`: there is none), then the VPN-SIP fingerprint.
 pub fn verify_psk_peer(
     input: &PeerAuthInput<'_>,
-    keyring: &Keyring,
+    psk: Option<&Secret>,
 ) -> Result<AuthVerified, AuthFailure> {
     let peer = Identity::from_wire(input.id);
     if let Some(exp) = input.expected_id
@@ -114,9 +115,7 @@ pub fn verify_psk_peer(
     if input.method != crate::wire::AuthMethod::SHARED_KEY.0 {
         return Err(AuthFailure::UnsupportedMethod(input.method));
     }
-    let psk = keyring
-        .lookup(&peer)
-        .ok_or_else(|| AuthFailure::NoKey(peer.to_string()))?;
+    let psk = psk.ok_or_else(|| AuthFailure::NoKey(peer.to_string()))?;
     let want = psk_auth(
         input.prf,
         psk.as_bytes(),

@@ -164,7 +164,7 @@ impl core::fmt::Debug for Fingerprint {
     }
 }
 
-/// One keyring entry: `peer` → `identity` → `pre-shared-key`.
+/// One keyring entry: `peer` → `identity`/`address` → `pre-shared-key [local|remote]`.
 #[derive(Debug, Clone)]
 pub struct KeyringPeer {
     /// Peer name (IOS `peer <name>`), for show output.
@@ -174,8 +174,22 @@ pub struct KeyringPeer {
     /// IOS `address A M` with a mask between /1 and /31: `identity` is `Ipv4(A)` and any IPv4 identity
     /// inside A/M matches (the longest mask wins); `None`: `identity` must match exactly.
     pub mask: Option<Ipv4Addr>,
-    /// The key.
-    pub psk: Secret,
+    /// The key we sign our AUTH with (`pre-shared-key KEY` or `pre-shared-key local KEY`).
+    pub local: Option<Secret>,
+    /// The key the peer's AUTH must verify with (`pre-shared-key KEY` or `pre-shared-key remote KEY`).
+    pub remote: Option<Secret>,
+}
+
+impl KeyringPeer {
+    fn holds(&self, id: &Identity) -> bool {
+        match (self.mask, &self.identity, id) {
+            (None, Some(i), _) => i.matches(id),
+            (Some(m), Some(Identity::Ipv4(net)), Identity::Ipv4(a)) => {
+                u32::from(*a) & u32::from(m) == u32::from(*net)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// IKEv2 keyring (PSKs looked up by peer identity, exact match first, then wildcard).
@@ -186,8 +200,17 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Adds an entry.
-    pub fn with(mut self, identity: Option<Identity>, psk: &[u8]) -> Self {
+    /// Adds an entry whose key is used both ways (`pre-shared-key KEY`).
+    pub fn with(self, identity: Option<Identity>, psk: &[u8]) -> Self {
+        self.with_keys(identity, Some(psk), Some(psk))
+    }
+    /// Adds an entry with separate keys (`pre-shared-key local KEY` / `pre-shared-key remote KEY`).
+    pub fn with_keys(
+        mut self,
+        identity: Option<Identity>,
+        local: Option<&[u8]>,
+        remote: Option<&[u8]>,
+    ) -> Self {
         let name = identity
             .as_ref()
             .map_or_else(|| "*".to_string(), |i| i.to_string());
@@ -195,41 +218,63 @@ impl Keyring {
             name,
             identity,
             mask: None,
-            psk: Secret::from_slice(psk),
+            local: local.map(Secret::from_slice),
+            remote: remote.map(Secret::from_slice),
         });
         self
     }
-    /// Adds an entry for the IPv4 identities inside `addr`/`mask` (IOS `address A M`).
-    pub fn with_subnet(mut self, addr: Ipv4Addr, mask: Ipv4Addr, psk: &[u8]) -> Self {
+    /// Adds an entry for the IPv4 identities inside `addr`/`mask` (IOS `address A M`), one key both ways.
+    pub fn with_subnet(self, addr: Ipv4Addr, mask: Ipv4Addr, psk: &[u8]) -> Self {
+        self.with_subnet_keys(addr, mask, Some(psk), Some(psk))
+    }
+    /// [`Keyring::with_subnet`] with separate local and remote keys.
+    pub fn with_subnet_keys(
+        mut self,
+        addr: Ipv4Addr,
+        mask: Ipv4Addr,
+        local: Option<&[u8]>,
+        remote: Option<&[u8]>,
+    ) -> Self {
         let net = Ipv4Addr::from(u32::from(addr) & u32::from(mask));
         self.peers.push(KeyringPeer {
             name: format!("{net}/{}", u32::from(mask).count_ones()),
             identity: Some(Identity::Ipv4(net)),
             mask: Some(mask),
-            psk: Secret::from_slice(psk),
+            local: local.map(Secret::from_slice),
+            remote: remote.map(Secret::from_slice),
         });
         self
     }
-    /// The PSK for `id` (VPN-SIP: the remote SIP number as key-id): an exact identity first, then the
-    /// longest `address A M` holding an IPv4 identity, then the wildcard.
-    pub fn lookup(&self, id: &Identity) -> Option<&Secret> {
-        let in_subnet = |p: &&KeyringPeer| match (p.mask, &p.identity, id) {
-            (Some(m), Some(Identity::Ipv4(net)), Identity::Ipv4(a)) => {
-                u32::from(*a) & u32::from(m) == u32::from(*net)
-            }
-            _ => false,
-        };
+    /// The entry for `id` alone, not the wildcard: an exact identity first, then the longest `address A M`
+    /// holding an IPv4 identity.
+    fn specific(&self, id: &Identity) -> Option<&KeyringPeer> {
         self.peers
             .iter()
-            .find(|p| p.mask.is_none() && p.identity.as_ref().is_some_and(|i| i.matches(id)))
+            .find(|p| p.mask.is_none() && p.holds(id))
             .or_else(|| {
                 self.peers
                     .iter()
-                    .filter(in_subnet)
+                    .filter(|p| p.mask.is_some() && p.holds(id))
                     .max_by_key(|p| p.mask.map_or(0, |m| u32::from(m).count_ones()))
             })
+    }
+    /// The one entry for a peer known by `ids` (in order of preference: each one's exact or subnet entry),
+    /// else the wildcard. Both the key we sign with and the key we verify with come from this entry.
+    pub fn entry(&self, ids: &[Identity]) -> Option<&KeyringPeer> {
+        ids.iter()
+            .find_map(|id| self.specific(id))
             .or_else(|| self.peers.iter().find(|p| p.identity.is_none()))
-            .map(|p| &p.psk)
+    }
+    /// The key the peer `id` must authenticate with (VPN-SIP: the remote SIP number as key-id): an exact
+    /// identity first, then the longest `address A M` holding an IPv4 identity, then the wildcard.
+    pub fn lookup(&self, id: &Identity) -> Option<&Secret> {
+        self.entry(std::slice::from_ref(id))
+            .and_then(|p| p.remote.as_ref())
+    }
+    /// The key we authenticate with towards the peer `id` (same entry as [`Keyring::lookup`]).
+    pub fn lookup_local(&self, id: &Identity) -> Option<&Secret> {
+        self.entry(std::slice::from_ref(id))
+            .and_then(|p| p.local.as_ref())
     }
 }
 
@@ -442,6 +487,9 @@ pub struct Profile {
     pub local_id: Identity,
     /// `match identity remote ...`; `None` = `any`.
     pub remote_id: Option<Identity>,
+    /// `match identity remote address A M` with a mask between /1 and /31: `remote_id` is `Ipv4(A)` and the
+    /// profile matches a peer whose IPv4 identity, or whose address, is inside A/M.
+    pub remote_mask: Option<Ipv4Addr>,
     /// `keyring local ...`.
     pub keyring: Keyring,
     /// `authentication local ...`.
@@ -484,12 +532,28 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// `match identity remote`: does a peer with identity `id` at address `addr` match this profile?
+    /// (`any` matches all; a subnet holds the peer's IPv4 identity or its address; else the identity.)
+    pub fn matches_remote(&self, id: &Identity, addr: std::net::IpAddr) -> bool {
+        let inside = |net: Ipv4Addr, m: Ipv4Addr, a: Ipv4Addr| {
+            u32::from(a) & u32::from(m) == u32::from(net) & u32::from(m)
+        };
+        match (&self.remote_id, self.remote_mask) {
+            (None, _) => true,
+            (Some(Identity::Ipv4(net)), Some(m)) => {
+                matches!(id, Identity::Ipv4(a) if inside(*net, m, *a))
+                    || matches!(addr, std::net::IpAddr::V4(a) if inside(*net, m, a))
+            }
+            (Some(r), _) => r.matches(id),
+        }
+    }
     /// A PSK profile with IOS defaults.
     pub fn psk(name: &str, local_id: Identity, keyring: Keyring) -> Self {
         Profile {
             name: name.to_string(),
             local_id,
             remote_id: None,
+            remote_mask: None,
             keyring,
             local_auth: LocalAuth::Psk,
             remote_auth: RemoteAuth::Psk,

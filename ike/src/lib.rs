@@ -14,7 +14,9 @@
 //! * [`wire::Message::parse`]: the fuzz entry point (never panics, rejects trailing bytes).
 //!
 //! # What is here
-//! IKE_SA_INIT/IKE_AUTH as initiator and responder; PSK (keyring by identity, wildcard) and RSA
+//! IKE_SA_INIT/IKE_AUTH as initiator and responder; PSK (one keyring entry per peer, chosen by the address
+//! called then the expected identity as initiator, by IDi then address as responder, then the wildcard; its
+//! local key signs, its remote key verifies; no key: no IKE_AUTH) and RSA
 //! (method 1 SHA-1, RFC 7427 method 14 SHA-256) with CERT/CERTREQ; identities KEY_ID, IPv4, FQDN,
 //! RFC822, DN; the VPN-SIP fingerprint check, enforced by the type system (an established IKE SA
 //! holds an [`AuthVerified`] that only the verifiers make); first CHILD_SA (tunnel any/any or

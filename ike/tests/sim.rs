@@ -1562,6 +1562,15 @@ fn initiator_without_a_key_for_the_peer_does_not_use_another_peers_key() {
         remote_id: None,
         expected_fingerprint: None,
     };
+    // Count the IKE_AUTH requests A puts on the wire (non-ESP marker on 4500, then the header).
+    let auth_sent = std::rc::Rc::new(std::cell::Cell::new(0));
+    let seen = auth_sent.clone();
+    p.drop = Box::new(move |a_to_b, b| {
+        if a_to_b && b.get(4 + 18) == Some(&35) {
+            seen.set(seen.get() + 1);
+        }
+        false
+    });
     p.a.initiate(p.now, params).unwrap();
     p.run();
     assert!(
@@ -1569,5 +1578,170 @@ fn initiator_without_a_key_for_the_peer_does_not_use_another_peers_key() {
         "a: {:?}\nb: {:?}",
         p.ev_a,
         p.ev_b
+    );
+    // It stops before IKE_AUTH (no AUTH over an empty key either), says why, and the half-open SA goes.
+    assert_eq!(auth_sent.get(), 0, "no IKE_AUTH request without a key");
+    assert!(
+        p.ev_a.iter().any(|e| matches!(e, Event::AuthFailed { reason: AuthFailure::NoKey(a), .. } if a == "10.6.6.49")),
+        "{:?}",
+        p.ev_a
+    );
+    assert!(
+        p.ev_a.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDeleted {
+                reason: DeleteReason::AuthFailed(AuthFailure::NoKey(_)),
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_a
+    );
+    assert_eq!(
+        p.a.poll_timeout(),
+        None,
+        "nothing left to retransmit or time out"
+    );
+    assert_eq!(p.run(), 0, "nothing further on the wire");
+}
+
+fn ip(s: &str) -> Identity {
+    Identity::Ipv4(s.parse().unwrap())
+}
+
+/// Review finding: with `match identity remote any`, the initiator signed with the key for the address it
+/// called but verified the responder's AUTH with the key for its IDr. A responder behind static NAT that
+/// sends its private address as IDr then failed (here: A's wildcard key, another key, was used to verify).
+/// Now the initiator picks the keyring entry once, for the peer it calls, and uses it both ways (IOS).
+#[test]
+fn initiator_uses_one_keyring_entry_for_a_responder_behind_static_nat() {
+    let pa = Profile::psk(
+        "IPROF",
+        ip("10.11.1.1"),
+        Keyring::default()
+            .with(Some(ip("10.6.6.49")), PSK)
+            .with(None, b"the-wildcard-key"),
+    );
+    // B's private address is its identity; A reaches it at 10.6.6.49 (static NAT).
+    let pb = Profile::psk(
+        "IPROF",
+        ip("10.99.0.9"),
+        Keyring::default().with(Some(ip("10.11.1.1")), PSK),
+    );
+    let mut p = Pair::new(pa, pb);
+    let params = InitiateParams {
+        local: p.a_addr,
+        remote: p.b_addr,
+        profile: "IPROF".into(),
+        remote_id: None,
+        expected_fingerprint: None,
+    };
+    p.a.initiate(p.now, params).unwrap();
+    p.run();
+    assert_eq!(
+        children(&p.ev_a).len(),
+        1,
+        "a: {:?}\nb: {:?}",
+        p.ev_a,
+        p.ev_b
+    );
+    assert_pair_matches(children(&p.ev_a)[0], children(&p.ev_b)[0]);
+}
+
+/// `pre-shared-key local` / `pre-shared-key remote`: each end signs with its local key and verifies with
+/// its remote key, from the same entry. The initiator here is behind static NAT and sends its private
+/// address as IDi: the responder has no entry for that identity and takes the one for its address.
+#[test]
+fn separate_local_and_remote_keys_and_a_responder_keying_by_the_initiators_address() {
+    let pa = Profile::psk(
+        "IPROF",
+        ip("10.99.0.1"),
+        Keyring::default().with_keys(Some(ip("10.6.6.49")), Some(b"a-to-b"), Some(b"b-to-a")),
+    );
+    let pb = Profile::psk(
+        "IPROF",
+        ip("10.6.6.49"),
+        Keyring::default().with_keys(Some(ip("10.11.1.1")), Some(b"b-to-a"), Some(b"a-to-b")),
+    );
+    let mut p = Pair::new(pa, pb);
+    let params = InitiateParams {
+        local: p.a_addr,
+        remote: p.b_addr,
+        profile: "IPROF".into(),
+        remote_id: None,
+        expected_fingerprint: None,
+    };
+    p.a.initiate(p.now, params).unwrap();
+    p.run();
+    assert_eq!(
+        children(&p.ev_a).len(),
+        1,
+        "a: {:?}\nb: {:?}",
+        p.ev_a,
+        p.ev_b
+    );
+    assert_eq!(children(&p.ev_b).len(), 1, "b: {:?}", p.ev_b);
+}
+
+/// `match identity remote address A M`: the profile matches a peer whose IPv4 identity or address is in
+/// A/M, and no other (it matched any peer before). Responder side: profile choice; initiator side: IDr.
+#[test]
+fn match_identity_remote_subnet_refuses_a_peer_outside_it() {
+    let run = |b_subnet: &str, a_subnet: &str| {
+        let subnet = |mut pr: Profile, s: &str| {
+            let (net, mask) = s.split_once('/').unwrap();
+            pr.remote_id = Some(ip(net));
+            pr.remote_mask = Some(mask.parse().unwrap());
+            pr
+        };
+        let pa = Profile::psk("IPROF", ip("10.11.1.1"), Keyring::default().with(None, PSK));
+        let pb = Profile::psk("IPROF", ip("10.6.6.49"), Keyring::default().with(None, PSK));
+        let mut p = Pair::new(subnet(pa, a_subnet), subnet(pb, b_subnet));
+        let params = InitiateParams {
+            local: p.a_addr,
+            remote: p.b_addr,
+            profile: "IPROF".into(),
+            remote_id: None,
+            expected_fingerprint: None,
+        };
+        p.a.initiate(p.now, params).unwrap();
+        p.run();
+        p
+    };
+    let p = run("10.11.0.0/255.255.0.0", "10.6.0.0/255.255.0.0");
+    assert_eq!(
+        children(&p.ev_a).len(),
+        1,
+        "inside: a {:?}\nb {:?}",
+        p.ev_a,
+        p.ev_b
+    );
+    // A (10.11.1.1) is outside B's subnet: B refuses it.
+    let p = run("10.12.0.0/255.255.0.0", "10.6.0.0/255.255.0.0");
+    assert!(children(&p.ev_a).is_empty() && children(&p.ev_b).is_empty());
+    assert!(
+        p.ev_b.iter().any(|e| matches!(
+            e,
+            Event::AuthFailed {
+                reason: AuthFailure::IdentityMismatch(_),
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_b
+    );
+    // B (10.6.6.49) is outside A's subnet: A refuses B's answer.
+    let p = run("10.11.0.0/255.255.0.0", "10.7.0.0/255.255.0.0");
+    assert!(children(&p.ev_a).is_empty());
+    assert!(
+        p.ev_a.iter().any(|e| matches!(
+            e,
+            Event::AuthFailed {
+                reason: AuthFailure::IdentityMismatch(_),
+                ..
+            }
+        )),
+        "{:?}",
+        p.ev_a
     );
 }

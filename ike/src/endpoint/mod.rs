@@ -275,8 +275,9 @@ impl Endpoint {
         if let crate::config::LocalAuth::Rsa(c) = &p.local_auth {
             return Some(c.fingerprint());
         }
+        // The key we sign with: the peer looks up the same key (its remote one) and hashes it.
         p.keyring
-            .lookup(remote)
+            .lookup_local(remote)
             .map(|k| Fingerprint::of_psk(k.as_bytes()))
     }
 

@@ -361,6 +361,9 @@ pub(crate) struct IkeSa {
     first_child_ts: (Vec<TrafficSelector>, Vec<TrafficSelector>),
     deleting: bool,
     remote_expected: Option<Identity>,
+    /// The keyring entry's keys for this peer (local: we sign with it, remote: the peer's AUTH must verify
+    /// with it), chosen once: by the initiator for the peer it calls, by the responder from the IDi.
+    psk: PskKeys,
     /// The peer's certificate as validated against a CA trustpoint (for `disconnect-revoked-peers`).
     peer_cert: Option<crate::pki::ValidatedCert>,
     /// Why our pending DELETE of the IKE SA was sent (default: a local request).
@@ -369,6 +372,22 @@ pub(crate) struct IkeSa {
     peer_sha256: bool,
     /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383).
     peer_frag: bool,
+}
+
+/// The keys of the one keyring entry chosen for the peer ([`crate::Keyring::entry`]).
+#[derive(Default)]
+struct PskKeys {
+    local: Option<crate::crypto::Secret>,
+    remote: Option<crate::crypto::Secret>,
+}
+
+impl PskKeys {
+    fn of(entry: Option<&crate::config::KeyringPeer>) -> Self {
+        PskKeys {
+            local: entry.and_then(|e| e.local.clone()),
+            remote: entry.and_then(|e| e.remote.clone()),
+        }
+    }
 }
 
 const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -686,6 +705,7 @@ impl IkeSa {
             first_child_ts,
             deleting: false,
             remote_expected: None,
+            psk: PskKeys::default(),
             peer_cert: None,
             delete_reason: None,
             peer_sha256: false,
@@ -782,7 +802,24 @@ impl IkeSa {
         let ni = ctx.nonce();
         let mut sa = IkeSa::blank(id, profile, p.local, p.remote, now, chan, Phase::Dead);
         sa.expected_fp = p.expected_fingerprint;
-        sa.remote_expected = p.remote_id.clone().or_else(|| sa.profile.remote_id.clone());
+        // A subnet (`match identity remote address A M`) is no identity to send as IDr or to require.
+        sa.remote_expected = p.remote_id.clone().or_else(|| {
+            sa.profile
+                .remote_mask
+                .is_none()
+                .then(|| sa.profile.remote_id.clone())?
+        });
+        // The keyring entry for the peer we call, once, for both directions (IOS): its address first, then
+        // the identity we expect (VPN-SIP: the SIP number), then the wildcard - never another peer's entry.
+        let called = match p.remote.ip() {
+            IpAddr::V4(a) => Some(Identity::Ipv4(a)),
+            IpAddr::V6(_) => None,
+        };
+        let ids: Vec<Identity> = called
+            .into_iter()
+            .chain(sa.remote_expected.clone())
+            .collect();
+        sa.psk = PskKeys::of(sa.profile.keyring.entry(&ids));
         sa.send_sa_init(now, ni, dh, None, 0, ctx);
         sa
     }
@@ -955,6 +992,16 @@ impl IkeSa {
                 self.remote.set_port(4500);
             }
         }
+        // No pre-shared key for the peer we call: stop here, before IKE_AUTH (an AUTH over an empty key
+        // would only hand the peer a MAC). The half-open SA goes; the peer's times out.
+        if self.missing_psk() {
+            let reason = AuthFailure::NoKey(self.remote.ip().to_string());
+            ctx.ev.push_back(Event::AuthFailed {
+                peer: self.remote,
+                reason: reason.clone(),
+            });
+            return self.fail(DeleteReason::AuthFailed(reason), ctx);
+        }
         let child_spi = ctx.child_spi();
         self.phase = Phase::AuthSent {
             sa_init_req: req_raw,
@@ -987,8 +1034,9 @@ impl IkeSa {
     ) -> (Option<Payload>, Payload) {
         match &self.profile.local_auth {
             LocalAuth::Psk => {
-                let psk = self.our_psk().unwrap_or_default();
-                let a = psk_auth(prf, &psk, msg, nonce, sk_p, id);
+                // Callers stop before signing without a key (`missing_psk`); an empty key never signs.
+                let psk = self.psk.local.as_ref().map_or(&[][..], |k| k.as_bytes());
+                let a = psk_auth(prf, psk, msg, nonce, sk_p, id);
                 (
                     None,
                     Payload::Auth(Authentication {
@@ -1022,7 +1070,7 @@ impl IkeSa {
         ctx: &Ctx<'_>,
     ) -> Result<(AuthVerified, Option<crate::pki::ValidatedCert>), AuthFailure> {
         match self.profile.remote_auth {
-            RemoteAuth::Psk => verify_psk_peer(input, &self.profile.keyring).map(|p| (p, None)),
+            RemoteAuth::Psk => verify_psk_peer(input, self.psk.remote.as_ref()).map(|p| (p, None)),
             RemoteAuth::RsaSig => {
                 let chain: Vec<&[u8]> = inner
                     .iter()
@@ -1059,26 +1107,11 @@ impl IkeSa {
         self.command(now, Cmd::DeleteIke, ctx);
     }
 
-    /// Our PSK for this peer (by its verified identity, the expected identity, its address - IOS looks the
-    /// keyring up by the peer's address before it knows the identity - or the wildcard).
-    fn our_psk(&self) -> Option<Vec<u8>> {
-        let kr = &self.profile.keyring;
-        let by_address = match self.remote.ip() {
-            std::net::IpAddr::V4(a) => kr.lookup(&Identity::Ipv4(a)),
-            std::net::IpAddr::V6(_) => None,
-        };
-        let k = match (&self.peer_id, &self.remote_expected) {
-            (Some(p), _) | (None, Some(p)) => kr.lookup(p),
-            // No entry for this peer: no key (the AUTH then fails), never another peer's key, which would
-            // hand that key's MAC to whoever we were pointed at for an offline guess.
-            (None, None) => by_address.or_else(|| {
-                kr.peers
-                    .iter()
-                    .find(|p| p.identity.is_none())
-                    .map(|p| &p.psk)
-            }),
-        };
-        k.map(|s| s.as_bytes().to_vec())
+    /// A pre-shared key the profile needs for this peer but its keyring entry does not give (the key we sign
+    /// with, or the one the peer's AUTH must verify with).
+    fn missing_psk(&self) -> bool {
+        (matches!(self.profile.local_auth, LocalAuth::Psk) && self.psk.local.is_none())
+            || (self.profile.remote_auth == RemoteAuth::Psk && self.psk.remote.is_none())
     }
 
     fn send_auth_request(&mut self, now: Instant, child_spi: u32, ctx: &mut Ctx<'_>) {
@@ -1487,14 +1520,28 @@ impl IkeSa {
             .or_else(|| {
                 ctx.profiles
                     .iter()
-                    .find(|p| p.remote_id.as_ref().is_none_or(|r| r.matches(&peer)))
+                    .find(|p| p.matches_remote(&peer, self.remote.ip()))
             })
             .cloned()
         else {
             return self.reject_auth(msg_id, AuthFailure::IdentityMismatch(peer.to_string()), ctx);
         };
+        if !profile.matches_remote(&peer, self.remote.ip()) {
+            return self.reject_auth(msg_id, AuthFailure::IdentityMismatch(peer.to_string()), ctx);
+        }
         self.profile = profile;
         self.first_child_ts = self.profile.ts.selectors();
+        // The keyring entry for this initiator, once, for both directions: its IDi first, then its address
+        // (a peer behind static NAT may send its private address), then the wildcard.
+        let from = match self.remote.ip() {
+            IpAddr::V4(a) => Some(Identity::Ipv4(a)),
+            IpAddr::V6(_) => None,
+        };
+        let ids: Vec<Identity> = std::iter::once(peer.clone()).chain(from).collect();
+        self.psk = PskKeys::of(self.profile.keyring.entry(&ids));
+        if self.missing_psk() {
+            return self.reject_auth(msg_id, AuthFailure::NoKey(peer.to_string()), ctx);
+        }
         let fp = self.profile.vpn_sip.then(|| {
             ctx.expectations.get(&peer).copied().or_else(|| {
                 ctx.expectations
@@ -1514,7 +1561,12 @@ impl IkeSa {
             signed_msg: &sa_init_req,
             nonce: &self.chan.nr,
             sk_p: keys.sk_pi.as_bytes(),
-            expected_id: self.profile.remote_id.as_ref(),
+            // A subnet was checked above (`matches_remote`); an identity is checked again with the AUTH.
+            expected_id: self
+                .profile
+                .remote_id
+                .as_ref()
+                .filter(|_| self.profile.remote_mask.is_none()),
             vpn_sip_fingerprint: fp,
         };
         let proof = match self.verify_peer(&input, inner, ctx) {
@@ -2162,6 +2214,12 @@ impl IkeSa {
         let Some(keys) = self.chan.keys.as_ref() else {
             return;
         };
+        // `match identity remote address A M`: the responder's IDr or its address inside the subnet.
+        let subnet_mismatch = (self.remote_expected.is_none()
+            && !self
+                .profile
+                .matches_remote(&Identity::from_wire(idr), self.remote.ip()))
+        .then(|| AuthFailure::IdentityMismatch(Identity::from_wire(idr).to_string()));
         let input = PeerAuthInput {
             prf: suite.prf,
             id: idr,
@@ -2173,7 +2231,11 @@ impl IkeSa {
             expected_id: self.remote_expected.as_ref(),
             vpn_sip_fingerprint: self.profile.vpn_sip.then_some(self.expected_fp),
         };
-        let proof = match self.verify_peer(&input, inner, ctx) {
+        let verified = match subnet_mismatch {
+            Some(e) => Err(e),
+            None => self.verify_peer(&input, inner, ctx),
+        };
+        let proof = match verified {
             Ok((p, cert)) => {
                 self.peer_cert = cert;
                 p
