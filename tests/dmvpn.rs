@@ -551,6 +551,18 @@ fn cloud_natted(
     protected: bool,
     edit: &dyn Fn(u8, String) -> String,
 ) -> Cloud {
+    cloud_natted_with(phase3, capture_on, nat, protected, edit, &[])
+}
+
+/// [`cloud_natted`] with extra `lifeline run` arguments (hidden test hooks) for both spokes.
+fn cloud_natted_with(
+    phase3: bool,
+    capture_on: &str,
+    nat: [bool; 2],
+    protected: bool,
+    edit: &dyn Fn(u8, String) -> String,
+    spoke_extra: &[&str],
+) -> Cloud {
     let wrap = |n: u8, c: String| edit(n, if protected { protect(c) } else { c });
     let wan = Netns::new("wan");
     let h = Netns::new("hub");
@@ -577,8 +589,18 @@ fn cloud_natted(
         std::thread::sleep(Duration::from_millis(20));
     }
     let hub = start_site(h, "hub", &wrap(0, hub_config(phase3)));
-    let s1 = start_site(a, "spoke1", &wrap(1, spoke_config(1, &s1_wan, phase3)));
-    let s2 = start_site(b, "spoke2", &wrap(2, spoke_config(2, &s2_wan, phase3)));
+    let s1 = start_site_with(
+        a,
+        "spoke1",
+        &wrap(1, spoke_config(1, &s1_wan, phase3)),
+        spoke_extra,
+    );
+    let s2 = start_site_with(
+        b,
+        "spoke2",
+        &wrap(2, spoke_config(2, &s2_wan, phase3)),
+        spoke_extra,
+    );
     Cloud {
         cap,
         hub,
@@ -2752,6 +2774,133 @@ fn dmvpn_protected_by_ikev1_on_demand_dpd_declares_a_killed_spoke_dead() {
         "{rows:?}"
     );
     assert_eq!(pings(&s1.ns, "10.1.1.1", "10.0.0.1", 3), 3, "{}", s1.log());
+    drop(hub);
+}
+
+/// The ISAKMP SAs in QM_IDLE of `site` with `peer` (its NBMA address), as (conn-id, we initiated).
+fn isakmp_with(site: &Site, peer: &str) -> Vec<(u64, bool)> {
+    let v = json(site, &["show", "crypto", "isakmp", "sa"]);
+    v.as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .filter(|s| {
+            s["state"] == "QM_IDLE"
+                && s["remote"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{peer}:"))
+        })
+        .map(|s| {
+            let src = s["src"].as_str().unwrap();
+            (
+                s["conn_id"].as_u64().unwrap(),
+                !src.starts_with(&format!("{peer}:")),
+            )
+        })
+        .collect()
+}
+
+/// The same on-demand DPD after a phase-1 rekey between the spokes (hidden hook: ISAKMP lifetime 34 s on
+/// the spokes; the main-mode initiator starts a new main mode at about 31 s and deletes the old ISAKMP SA
+/// 2 s later, while the IPsec SAs stay and move to the new one). The responder of that ISAKMP SA then
+/// loses the initiator (killed) and must still declare it dead: before, its GRE peer had lost its ISAKMP SA
+/// at the rekey, no R-U-THERE went out, and the SA pair only went when the new ISAKMP SA expired (with no
+/// `PeerDead`). The new ISAKMP SA would expire about 34 s after the rekey; DPD needs about 22 s.
+#[test]
+fn dmvpn_protected_by_ikev1_on_demand_dpd_works_after_a_phase1_rekey() {
+    if !netns_available("dmvpn_protected_by_ikev1_on_demand_dpd_works_after_a_phase1_rekey") {
+        return;
+    }
+    let c = cloud_natted_with(
+        false,
+        "e2",
+        [false, false],
+        false,
+        &|_, c| {
+            protect_ikev1(c).replace(
+                "crypto isakmp key ",
+                "crypto isakmp keepalive 10 2\ncrypto isakmp key ",
+            )
+        },
+        &["--isakmp-lifetime-override", "34"],
+    );
+    wait_registered(&c);
+    let t0 = Instant::now();
+    let (s1_nbma, s2_nbma) = ("198.51.100.1", "203.0.113.1");
+    while pings(&c.s1.ns, "10.1.1.1", "10.1.2.1", 1) != 1
+        || !gre_sa_rows(&c.s1)
+            .iter()
+            .any(|r| r["peer"] == s2_nbma && !r["outbound"].is_null())
+        || isakmp_with(&c.s1, s2_nbma).len() != 1
+    {
+        assert!(t0.elapsed() < Duration::from_secs(20), "{}", c.s1.log());
+    }
+    // The survivor is the responder of the spokes' ISAKMP SA; the initiator rekeys it, then dies.
+    let Cloud { s1, s2, hub, .. } = c;
+    let s1_initiated = isakmp_with(&s1, s2_nbma)[0].1;
+    let (survivor, victim, victim_nbma, from, to) = if s1_initiated {
+        (s2, s1, s1_nbma, "10.1.2.1", "10.1.1.1")
+    } else {
+        (s1, s2, s2_nbma, "10.1.1.1", "10.1.2.1")
+    };
+    let first = isakmp_with(&survivor, victim_nbma);
+    assert!(first.len() == 1 && !first[0].1, "{first:?}");
+    let _ping = Daemon(
+        survivor
+            .ns
+            .cmd("ping")
+            .args(["-q", "-i", "0.2", "-W", "1", "-I", from, to])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The rekey: one ISAKMP SA with the victim again, a new one, and the SA pair still up.
+    let t0 = Instant::now();
+    loop {
+        let now = isakmp_with(&survivor, victim_nbma);
+        if now.len() == 1 && now[0].0 != first[0].0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(45),
+            "no phase-1 rekey: {now:?}\n{}",
+            survivor.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rekeyed = t0.elapsed();
+    assert!(
+        gre_sa_rows(&survivor)
+            .iter()
+            .any(|r| r["peer"] == victim_nbma && !r["outbound"].is_null()),
+        "the SA pair outlives the ISAKMP SA that made it"
+    );
+    let dead_before = survivor.log().matches("PeerDead").count();
+    drop(victim);
+    let t0 = Instant::now();
+    while survivor.log().matches("PeerDead").count() == dead_before {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "on-demand DPD did not declare the killed spoke dead after the phase-1 rekey:\n{}",
+            survivor.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = t0.elapsed();
+    println!(
+        "[dmvpn ikev1 dpd rekey] phase-1 rekey {rekeyed:?} after keying; killed spoke ({victim_nbma}, the main-mode initiator) declared dead after {took:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(9),
+        "probed before the 10 s interval: {took:?}"
+    );
+    let rows = gre_sa_rows(&survivor);
+    assert!(
+        rows.iter()
+            .all(|r| r["peer"] != victim_nbma || r["inbound"].as_array().unwrap().is_empty()),
+        "{rows:?}"
+    );
     drop(hub);
 }
 
