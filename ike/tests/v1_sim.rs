@@ -6,7 +6,7 @@
 use lifeline_ike::v1::wire::{self, Body, ExchangeType, Message, NotifyType, Payload};
 use lifeline_ike::v1::*;
 use lifeline_ike::{AuthFailure, DhGroup, Mode};
-use lifeline_ike::{ChildSaKeys, DeleteReason, Event, Rng};
+use lifeline_ike::{ChildSaKeys, DeleteReason, Event, IkeSaId, Rng};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -494,6 +494,40 @@ fn nat_is_detected_ports_float_to_4500_and_esp_is_udp_encapsulated() {
     p.seen_a.clear();
     p.advance(Duration::from_secs(21));
     assert!(p.seen_a.iter().any(|d| d == &[0xff]));
+}
+
+/// `Endpoint::peer_moved` (the appliance calls it when authenticated ESP in UDP came from a new port of the
+/// peer): the ISAKMP SA follows a NATed peer to its new port, and only then - not without NAT-T, not to
+/// another address, not an unknown handle.
+#[test]
+fn isakmp_sa_follows_a_natted_peers_new_port_only() {
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.initiate();
+    let id = p.b.snapshot(p.now)[0].id;
+    assert_eq!(
+        p.b.peer_moved(id, addr("10.0.0.1:4501")),
+        Ok(false),
+        "no NAT-T"
+    );
+    assert_eq!(p.b.remote(id), Some(addr("10.0.0.1:500")));
+
+    let mut p = Pair::new(cfg(b"k"), cfg(b"k"));
+    p.nat = true;
+    p.initiate();
+    let id = p.b.snapshot(p.now)[0].id;
+    assert_eq!(p.b.remote(id), Some(addr("198.51.100.7:44500")));
+    assert_eq!(p.b.peer_moved(id, addr("198.51.100.7:44500")), Ok(false));
+    assert_eq!(p.b.peer_moved(id, addr("203.0.113.9:45000")), Ok(false));
+    assert_eq!(p.b.peer_moved(id, addr("198.51.100.7:45000")), Ok(true));
+    assert_eq!(p.b.remote(id), Some(addr("198.51.100.7:45000")));
+    assert!(
+        p.b.peer_moved(IkeSaId(999), addr("198.51.100.7:45001"))
+            .is_err()
+    );
+    // Its messages go to the new port (the test NAT maps every port but 40500 back to 4500).
+    p.b.dpd_probe(p.now, id).unwrap();
+    let t = p.b.poll_transmit().expect("R-U-THERE");
+    assert_eq!(t.remote, addr("198.51.100.7:45000"));
 }
 
 #[test]
