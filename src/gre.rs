@@ -74,6 +74,8 @@ pub struct GreCounters {
     pub tx_bytes: u64,
     /// Spoke-to-spoke packets the hub forwarded itself.
     pub hairpinned: u64,
+    /// Protected packets for a peer whose SA was not up yet, sent through the NHS instead.
+    pub detoured: u64,
     /// Packets with no NBMA address to go to.
     pub no_route: u64,
     /// Inner packets that were not IPv4, or TTL ran out while forwarding.
@@ -142,6 +144,16 @@ impl GreTunnel {
             .core()
             .active_nhs()
             .map(|(_, nbma)| nbma)
+    }
+
+    /// The NHS's NBMA address when this is a spoke and `nbma` is not an NHS: where packets for `nbma` can go
+    /// while it cannot be reached directly.
+    pub fn detour_nbma(&self, nbma: Ipv4Addr) -> Option<Ipv4Addr> {
+        let core = self.nhrp.as_ref()?.core();
+        if self.hub || core.is_nhs_nbma(nbma) {
+            return None;
+        }
+        core.active_nhs().map(|(_, n)| n).filter(|n| *n != nbma)
     }
 
     fn is_nhs(&self, a: Ipv4Addr) -> bool {

@@ -37,6 +37,9 @@ const PENDING_MAX: usize = 32;
 /// for this long before the next one initiates again: at most one attempt per second per peer, not one
 /// per packet against a peer that refuses us.
 pub const RETRY_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a peer's packets wait for its SA before later ones (and the waiting ones) go through the NHS
+/// (`Node::gre_detour`): an SA normally comes up in well under a second.
+pub const DETOUR_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How long protected GRE waits for a peer behind NAT to start IKE before initiating itself
 /// (`Node::waits_for_natted_peer`).
@@ -68,6 +71,8 @@ pub struct PeerSa {
     pub nat_wait: Option<Instant>,
     /// After a failed negotiation: no new one (and packets dropped) before this instant.
     pub retry_at: Option<Instant>,
+    /// Since when packets wait for this peer's SA (cleared when it is installed).
+    pub waiting: Option<Instant>,
     /// When ESP from this peer last decrypted (IKEv1 on-demand DPD, `Node::v1_gre_on_demand_dpd`).
     pub heard: Option<Instant>,
     /// The inbound SA (SPI) whose packet last moved [`Self::udp`] (NAT rebinding, [`GreEsp::open`]).
@@ -133,6 +138,46 @@ impl GreEsp {
         p
     }
 
+    /// True when packets for `peer` are sealed at once (its outbound SA is up).
+    pub fn ready(&self, tunnel: usize, peer: Ipv4Addr) -> bool {
+        self.peers
+            .get(&(tunnel, peer))
+            .is_some_and(|p| p.out.is_some())
+    }
+
+    /// `peer` has no SA and its packets have waited long enough ([`DETOUR_AFTER`]), or fill the queue, or
+    /// a failed negotiation holds it: its packets should go another way meanwhile.
+    pub fn stalled(&self, now: Instant, tunnel: usize, peer: Ipv4Addr) -> bool {
+        self.peers.get(&(tunnel, peer)).is_some_and(|p| {
+            p.out.is_none()
+                && (p.retry_at.is_some_and(|t| now < t)
+                    || p.pending.len() >= PENDING_MAX
+                    || p.waiting.is_some_and(|t| now >= t + DETOUR_AFTER))
+        })
+    }
+
+    /// The waiting packets for `peer` that `keep` selects (the rest stay).
+    pub fn take_pending(
+        &mut self,
+        tunnel: usize,
+        peer: Ipv4Addr,
+        keep: impl Fn(&PacketBuf) -> bool,
+    ) -> Vec<PacketBuf> {
+        let Some(p) = self.peers.get_mut(&(tunnel, peer)) else {
+            return Vec::new();
+        };
+        let (taken, left) = std::mem::take(&mut p.pending).into_iter().partition(keep);
+        p.pending = left;
+        taken
+    }
+
+    /// A packet for `peer` is sent elsewhere meanwhile: true when a negotiation with it should start now
+    /// (none under way, and not held after a failed one), as [`Sealed::Queued`] says for a queued packet.
+    pub fn want(&mut self, now: Instant, tunnel: usize, peer: Ipv4Addr) -> bool {
+        let p = Self::peer(&mut self.peers, &mut self.next_seq, tunnel, peer);
+        p.out.is_none() && p.ike.is_none() && p.retry_at.is_none_or(|t| now >= t)
+    }
+
     /// Encrypts in place: the ESP header goes into the buffer's headroom, the trailer after the packet
     /// (a buffer without that room is copied once).
     pub fn seal(&mut self, now: Instant, tunnel: usize, peer: Ipv4Addr, gre: PacketBuf) -> Sealed {
@@ -144,6 +189,7 @@ impl GreEsp {
                 return Sealed::Dropped;
             }
             p.pending.push(gre);
+            p.waiting.get_or_insert(now);
             return Sealed::Queued {
                 initiate: p.ike.is_none(),
             };
@@ -289,6 +335,7 @@ impl GreEsp {
         p.out = Some(out);
         p.udp = udp;
         p.nat_wait = None;
+        p.waiting = None;
         let waiting = std::mem::take(&mut p.pending);
         waiting
             .into_iter()

@@ -131,8 +131,6 @@ pub struct Node {
     pub(crate) spis: crate::fastpath::SpiMap,
     /// IKEv1 on-demand DPD: when each tunnel last decrypted a packet (`crate::ikev1`).
     pub(crate) v1_heard: HashMap<usize, Instant>,
-    /// Duplicate IKEv2 SAs of ours to delete once established (see [`Node::keep_new_of_duplicates`]).
-    doomed_ike: std::collections::HashSet<IkeSaId>,
     pub(crate) out: VecDeque<Output>,
     buf: Vec<u8>,
     /// Buffers of shaped packets that left their scheduler, for the next packets offered to one.
@@ -256,7 +254,6 @@ impl Node {
             dhcp: Vec::new(),
             spis: crate::fastpath::SpiMap::default(),
             v1_heard: HashMap::new(),
-            doomed_ike: std::collections::HashSet::new(),
             esp_key_log: None,
             pki_view: Vec::new(),
             workers: Vec::new(),
@@ -952,16 +949,6 @@ impl Node {
                     ike_sa.0
                 );
             }
-            ike::Event::ChildSaEstablished { ike_sa, .. } if self.doomed_ike.remove(&ike_sa) => {
-                ios!(
-                    IKEV2,
-                    Informational,
-                    DUPLICATE,
-                    "duplicate IKE SA {} established, deleting it",
-                    ike_sa.0
-                );
-                self.ike_delete(now, ike_sa);
-            }
             ike::Event::ChildSaEstablished { ike_sa, child }
                 if child.mode == ike::Mode::Transport
                     && child.ts_local.iter().any(|t| {
@@ -995,7 +982,6 @@ impl Node {
                 }
             }
             ike::Event::IkeSaDeleted { ike_sa, reason } => {
-                self.doomed_ike.remove(&ike_sa);
                 self.gre_esp
                     .ike_gone(now, ike_sa, crate::gre_esp::negotiation_failed(&reason));
                 ios!(
@@ -1056,6 +1042,11 @@ impl Node {
     /// The SPIs are the only thing both ends see identically: addresses are not, behind NAT (each end
     /// compares its private address with the other's public one, so both could decide they were lower and
     /// each delete the SA the other kept).
+    ///
+    /// Only two established SAs are compared. While `existing` (ours) is still negotiating, `new` is kept
+    /// and `existing` judged when it is up (it comes back here then): our IKE may never get through (a NAT
+    /// or filter in one direction), and keeping a stuck negotiation over a working SA lost the traffic;
+    /// should the peer hold ours established and prefer it, its DELETE for `new` arrives meanwhile.
     fn keep_new_of_duplicates(
         &mut self,
         now: Instant,
@@ -1064,6 +1055,24 @@ impl Node {
         child: &ChildSaKeys,
         what: &str,
     ) -> bool {
+        let existing_negotiating = !self.is_v1(existing)
+            && self
+                .ike
+                .snapshot(now)
+                .ike_sas
+                .iter()
+                .any(|s| s.id == existing && s.status == "IN-NEG");
+        if existing_negotiating {
+            ios!(
+                IKEV2,
+                Informational,
+                DUPLICATE,
+                "{what}duplicate IKE SA {} in use while {} still negotiates",
+                new.0,
+                existing.0
+            );
+            return true;
+        }
         let keep_new = match (self.ike_origin(now, new), self.ike_origin(now, existing)) {
             (Some((_, new_spi)), Some((_, old_spi))) if new_spi != old_spi => new_spi < old_spi,
             // Equal SPIs (two random 64-bit numbers) or an SA already gone: the addresses decide, as
@@ -1090,21 +1099,7 @@ impl Node {
                 format!("deleted, keeping {}", kept.0)
             }
         );
-        // Our own duplicate still negotiating (its IKE_AUTH response not yet in): deleting it now would only
-        // forget it here, while the peer may already hold it established (and delete it towards us, with no
-        // SA left here to answer). It is deleted properly, with a DELETE the peer answers, once it is up.
-        let negotiating = !self.is_v1(gone)
-            && self
-                .ike
-                .snapshot(now)
-                .ike_sas
-                .iter()
-                .any(|s| s.id == gone && s.initiator && s.status == "IN-NEG");
-        if negotiating {
-            self.doomed_ike.insert(gone);
-        } else {
-            self.ike_delete(now, gone);
-        }
+        self.ike_delete(now, gone);
         keep_new
     }
 
@@ -1184,6 +1179,25 @@ impl Node {
             };
             // `shared`: the tunnels on one source and profile use the first one's SA database.
             let sadb = self.gre.tunnels[tunnel].sadb;
+            // A spoke's data for a peer whose SA does not come up goes through its NHS meanwhile (as the
+            // packets before a resolution do): held, it would be lost if the direct SA never comes up (two
+            // spokes both behind port-translating NATs cannot reach each other directly).
+            if let Some(nhs) = self.gre_detour(now, tunnel, sadb, dst, &payload) {
+                if self.gre_esp.want(now, sadb, dst) {
+                    self.key_gre_peer(now, tunnel, src, dst);
+                }
+                let mut packets = self.gre_esp.take_pending(sadb, dst, is_ipv4_in_gre);
+                packets.push(payload);
+                for p in packets {
+                    if let crate::gre_esp::Sealed::Esp(e) = self.gre_esp.seal(now, sadb, nhs, p) {
+                        self.gre.tunnels[tunnel].counters.detoured += 1;
+                        if let Some(o) = self.gre_esp_out(sadb, nhs, e) {
+                            self.gre_out.push_back(o);
+                        }
+                    }
+                }
+                continue;
+            }
             match self.gre_esp.seal(now, sadb, dst, payload) {
                 crate::gre_esp::Sealed::Esp(e) => {
                     if self.gre.tunnels[tunnel].protect_v1 {
@@ -1200,6 +1214,25 @@ impl Node {
                 | crate::gre_esp::Sealed::Dropped => {}
             }
         }
+    }
+
+    /// Where a protected GRE packet for `dst` goes instead while `dst`'s SA does not come up
+    /// ([`crate::gre_esp::GreEsp::stalled`]): the NHS's NBMA address, when this is a spoke whose NHS has an
+    /// SA and `dst` is not an NHS, and the packet is an IPv4 packet (the NHS routes it on; NHRP packets for
+    /// `dst` are for `dst`).
+    fn gre_detour(
+        &self,
+        now: Instant,
+        tunnel: usize,
+        sadb: usize,
+        dst: Ipv4Addr,
+        gre: &crate::pkt::PacketBuf,
+    ) -> Option<Ipv4Addr> {
+        if !is_ipv4_in_gre(gre) || !self.gre_esp.stalled(now, sadb, dst) {
+            return None;
+        }
+        let nhs = self.gre.tunnels[tunnel].detour_nbma(dst)?;
+        self.gre_esp.ready(sadb, nhs).then_some(nhs)
     }
 
     /// Protected GRE for `dst` (from `src`, GRE tunnel `tunnel`) has packets waiting and no SA: start IKE
@@ -1761,6 +1794,11 @@ fn svti(cfg: &config::Config, i: &config::Interface) -> Result<Svti, String> {
         egress: dataplane::qos::Egress::new(),
         sa_template,
     })
+}
+
+/// A GRE packet carrying IPv4 (its header starts with flags and version, then the protocol type).
+fn is_ipv4_in_gre(gre: &crate::pkt::PacketBuf) -> bool {
+    gre.get(2..4) == Some(&[0x08, 0x00][..])
 }
 
 /// `crypto ikev2 profile` + the IPsec profile that uses it -> an `ike::Profile`.

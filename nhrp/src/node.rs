@@ -501,6 +501,11 @@ impl Core {
             .and_then(|n| n.nbma.map(|nbma| (n.proto, nbma)))
     }
 
+    /// True when `nbma` is one of this node's NHSes' NBMA addresses.
+    pub fn is_nhs_nbma(&self, nbma: Ipv4Addr) -> bool {
+        self.nhs.iter().any(|n| n.nbma == Some(nbma))
+    }
+
     fn send_resolution(&mut self, now: Instant, request_id: u32, target: Ipv4Addr) {
         let Some((_, nhs_nbma)) = self.active_nhs() else {
             return;

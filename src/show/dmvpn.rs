@@ -82,6 +82,7 @@ fn tunnel_json(s: &Snapshot, gre: Option<&crate::gre::GreTunnel>, now: Instant) 
             "rx_packets": t.counters.rx_packets,
             "tx_packets": t.counters.tx_packets,
             "hairpinned": t.counters.hairpinned,
+            "detoured": t.counters.detoured,
             "no_route": t.counters.no_route,
             "nhrp_in": t.counters.nhrp_in,
             "nhrp_out": t.counters.nhrp_out,
