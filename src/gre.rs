@@ -148,9 +148,17 @@ impl GreTunnel {
 
     /// The NHS's NBMA address when this is a spoke and `nbma` is not an NHS: where packets for `nbma` can go
     /// while it cannot be reached directly.
+    ///
+    /// Only for peers learnt by resolution: never for a client registered here (a regional hub, or a hub
+    /// whose NHS is the other hub, would send its own clients' traffic up and get it back) nor a static map.
     pub fn detour_nbma(&self, nbma: Ipv4Addr) -> Option<Ipv4Addr> {
         let core = self.nhrp.as_ref()?.core();
         if self.hub || core.is_nhs_nbma(nbma) {
+            return None;
+        }
+        if core.cache().iter().any(|e| {
+            e.nbma == Some(nbma) && (e.flags.registered || e.kind == nhrp::EntryType::Static)
+        }) {
             return None;
         }
         core.active_nhs().map(|(_, n)| n).filter(|n| *n != nbma)
@@ -809,6 +817,44 @@ interface Tunnel2
  tunnel key 100
  ip nhrp map 10.0.0.2 198.51.100.2
 ";
+
+    /// Where a spoke's packets for a peer without an SA go meanwhile: its NHS, for a peer learnt by
+    /// resolution (or not known yet); never for the NHS itself, a static map or on a hub.
+    #[test]
+    fn a_spoke_detours_through_its_nhs_only_for_resolved_peers() {
+        let spoke = "\
+interface GigabitEthernet0
+ ip address 198.51.100.1 255.255.255.0
+!
+interface Tunnel0
+ ip address 10.0.0.11 255.255.255.0
+ tunnel source GigabitEthernet0
+ tunnel mode gre multipoint
+ ip nhrp network-id 1
+ ip nhrp map 10.0.0.1 192.0.2.1
+ ip nhrp map 10.0.0.3 198.51.100.3
+ ip nhrp nhs 10.0.0.1
+";
+        let now = Instant::now();
+        let (g, problems) = Gre::from_config(now, &cfg(spoke));
+        assert!(problems.is_empty(), "{problems:?}");
+        let t = &g.tunnels[0];
+        let nhs = Ipv4Addr::new(192, 0, 2, 1);
+        assert_eq!(t.detour_nbma(Ipv4Addr::new(203, 0, 113, 9)), Some(nhs));
+        assert_eq!(t.detour_nbma(nhs), None, "the NHS itself");
+        assert_eq!(
+            t.detour_nbma(Ipv4Addr::new(198, 51, 100, 3)),
+            None,
+            "a static map"
+        );
+        let hub = spoke.replace(" ip nhrp nhs 10.0.0.1\n", "");
+        let (g, _) = Gre::from_config(now, &cfg(&hub));
+        assert_eq!(
+            g.tunnels[0].detour_nbma(Ipv4Addr::new(203, 0, 113, 9)),
+            None,
+            "a hub"
+        );
+    }
 
     /// A pooled buffer with GRE headroom, as the TUN reader makes them.
     fn pb(bytes: &[u8]) -> PacketBuf {

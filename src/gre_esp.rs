@@ -297,7 +297,7 @@ impl GreEsp {
                 p.nat_wait == Some(since)
                     && p.ike.is_none()
                     && p.out.is_none()
-                    && !p.pending.is_empty()
+                    && (!p.pending.is_empty() || p.waiting.is_some())
             });
             if unkeyed {
                 over.push((tunnel, peer));
@@ -346,16 +346,17 @@ impl GreEsp {
             .collect()
     }
 
-    /// A CHILD_SA went (`spi_in` is our inbound SPI of it).
-    pub fn remove_child(&mut self, spi_in: u32, spi_out: u32) {
-        if let Some((_, tunnel, peer)) = self.inbound.remove(&spi_in)
-            && let Some(p) = self.peers.get_mut(&(tunnel, peer))
-        {
-            p.spis.retain(|s| *s != spi_in);
-            if p.out.as_ref().is_some_and(|o| o.spi() == spi_out) {
-                p.out = None;
-            }
+    /// A CHILD_SA went (`spi_in` is our inbound SPI of it). Returns the peer's IKE SA when this was the
+    /// pair in use (no rekey replaced it first): the peer is left without an SA under a live IKE SA.
+    pub fn remove_child(&mut self, spi_in: u32, spi_out: u32) -> Option<IkeSaId> {
+        let (_, tunnel, peer) = self.inbound.remove(&spi_in)?;
+        let p = self.peers.get_mut(&(tunnel, peer))?;
+        p.spis.retain(|s| *s != spi_in);
+        if p.out.as_ref().is_some_and(|o| o.spi() == spi_out) {
+            p.out = None;
+            return p.ike;
         }
+        None
     }
 
     /// An IKE SA went: its peers may negotiate again. When it went `failed` (refused, unauthenticated or
@@ -366,6 +367,9 @@ impl GreEsp {
             if p.ike == Some(id) {
                 p.ike = None;
                 p.nat_wait = None;
+                // The next negotiation gets its own grace before packets go through the NHS (during a
+                // retry hold they do at once).
+                p.waiting = None;
                 if failed && p.out.is_none() {
                     self.dropped += p.pending.len() as u64;
                     p.pending.clear();
@@ -421,6 +425,66 @@ mod tests {
             .encapsulate(now, &mut buf, HEADROOM..HEADROOM + 40, 47)
             .unwrap();
         buf[r].to_vec()
+    }
+
+    /// The detour's clock: a peer whose packets have waited [`DETOUR_AFTER`] without an SA is stalled (not
+    /// before), as it is at once while a failed negotiation holds it; an installed SA ends it, and the next
+    /// negotiation gets its own grace. `take_pending` takes only what its filter selects.
+    #[test]
+    fn a_peer_is_stalled_after_its_packets_waited_and_while_held() {
+        let t0 = Instant::now();
+        let peer = Ipv4Addr::new(203, 0, 113, 2);
+        let mut e = GreEsp::default();
+        assert!(!e.stalled(t0, 0, peer));
+        assert!(matches!(
+            e.seal(t0, 0, peer, PacketBuf::copy_from(&[1u8; 60])),
+            Sealed::Queued { initiate: true }
+        ));
+        e.peers.get_mut(&(0, peer)).unwrap().ike = Some(IkeSaId(7));
+        let _ = e.seal(t0, 0, peer, PacketBuf::copy_from(&[2u8; 60]));
+        assert!(!e.want(t0, 0, peer), "a negotiation is under way");
+        assert!(!e.stalled(t0 + DETOUR_AFTER - Duration::from_millis(1), 0, peer));
+        assert!(e.stalled(t0 + DETOUR_AFTER, 0, peer));
+        let ones = e.take_pending(0, peer, |g| g[0] == 1);
+        assert_eq!(ones.len(), 1);
+        assert_eq!(
+            e.peers[&(0, peer)].pending.len(),
+            1,
+            "the other packet waits on"
+        );
+        // The negotiation fails: held (stalled at once), and no new one before the hold ends.
+        let t1 = t0 + Duration::from_secs(10);
+        e.ike_gone(t1, IkeSaId(7), true);
+        assert!(e.stalled(t1, 0, peer));
+        assert!(!e.want(t1, 0, peer));
+        let t2 = t1 + RETRY_HOLD;
+        assert!(!e.stalled(t2, 0, peer), "a new negotiation gets its grace");
+        assert!(e.want(t2, 0, peer));
+        let _ = e.seal(t2, 0, peer, PacketBuf::copy_from(&[3u8; 60]));
+        assert!(e.stalled(t2 + DETOUR_AFTER, 0, peer));
+        // An SA: not stalled, ready.
+        let local: SocketAddr = "198.51.100.1:4500".parse().unwrap();
+        let remote: SocketAddr = "203.0.113.2:4500".parse().unwrap();
+        let _ = keyed_pair(t2, &mut e, peer, (local, remote), 0x200);
+        assert!(e.ready(0, peer));
+        assert!(!e.stalled(t2 + DETOUR_AFTER, 0, peer));
+    }
+
+    /// The peer deletes the SA pair in use but keeps the IKE SA: `remove_child` names that IKE SA (nothing
+    /// else would key the peer again); an older pair's deletion after a rekey does not.
+    #[test]
+    fn deleting_the_pair_in_use_names_the_ike_sa_left_without_one() {
+        let t0 = Instant::now();
+        let peer = Ipv4Addr::new(203, 0, 113, 2);
+        let local: SocketAddr = "198.51.100.1:4500".parse().unwrap();
+        let remote: SocketAddr = "203.0.113.2:4500".parse().unwrap();
+        let mut e = GreEsp::default();
+        let _ = keyed_pair(t0, &mut e, peer, (local, remote), 0x200);
+        e.peers.get_mut(&(0, peer)).unwrap().ike = Some(IkeSaId(7));
+        let _ = keyed_pair(t0, &mut e, peer, (local, remote), 0x300);
+        assert_eq!(e.remove_child(0x200, 0x100), None, "a rekeyed-away pair");
+        assert_eq!(e.remove_child(0x300, 0x200), Some(IkeSaId(7)));
+        assert!(!e.ready(0, peer));
     }
 
     /// The NAT rebinds the peer from port A to B, and the network reorders: seq 9 from A, seq 10 from B

@@ -26,6 +26,9 @@ use crate::vpnsip::VpnSip;
 pub const IKE_PORT: u16 = 500;
 pub const NAT_T_PORT: u16 = 4500;
 use crate::gre_esp::NAT_PEER_WAIT;
+
+/// Two IKE SAs with one peer are duplicates of a simultaneous start only while the older one is this young.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10);
 /// Room for ESP around the largest inner packet.
 const BUF_LEN: usize = dataplane::HEADROOM + 65535 + dataplane::TAILROOM;
 /// Buffers of shaped packets kept for reuse (a scheduler's queues hold at most a few hundred packets).
@@ -968,7 +971,23 @@ impl Node {
             }
             ike::Event::ChildSaDeleted {
                 spi_in, spi_out, ..
-            } if self.gre_esp.owns(spi_in) => self.gre_esp.remove_child(spi_in, spi_out),
+            } if self.gre_esp.owns(spi_in) => {
+                // The peer deleted the pair but keeps the IKE SA (IOS `clear crypto sa peer`, a child
+                // terminated at strongSwan, an IKEv1 IPsec SA DELETE): nothing would key it again while that
+                // IKE SA lives, so it goes too, and the next packet keys the peer anew.
+                if let Some(id) = self.gre_esp.remove_child(spi_in, spi_out)
+                    && self.ike_origin(now, id).is_some()
+                {
+                    ios!(
+                        IPSEC,
+                        Informational,
+                        SA_GONE,
+                        "GRE SA pair (SPI out 0x{spi_out:08x}) deleted without a successor: deleting IKE SA {} too",
+                        id.0
+                    );
+                    self.ike_delete(now, id);
+                }
+            }
             ike::Event::ChildSaDeleted {
                 spi_in, spi_out, ..
             } => {
@@ -1043,7 +1062,8 @@ impl Node {
     /// compares its private address with the other's public one, so both could decide they were lower and
     /// each delete the SA the other kept).
     ///
-    /// Only two established SAs are compared. While `existing` (ours) is still negotiating, `new` is kept
+    /// Only two young established SAs are compared: an `existing` SA up for [`DUPLICATE_WINDOW`] or more is
+    /// replaced (the peer restarted or keyed us anew; RFC 7296 §2.4's INITIAL_CONTACT says the same). While `existing` (ours) is still negotiating, `new` is kept
     /// and `existing` judged when it is up (it comes back here then): our IKE may never get through (a NAT
     /// or filter in one direction), and keeping a stuck negotiation over a working SA lost the traffic;
     /// should the peer hold ours established and prefer it, its DELETE for `new` arrives meanwhile.
@@ -1055,13 +1075,33 @@ impl Node {
         child: &ChildSaKeys,
         what: &str,
     ) -> bool {
-        let existing_negotiating = !self.is_v1(existing)
-            && self
+        let (existing_negotiating, existing_old) = match self.is_v1(existing) {
+            true => (false, false),
+            false => self
                 .ike
                 .snapshot(now)
                 .ike_sas
                 .iter()
-                .any(|s| s.id == existing && s.status == "IN-NEG");
+                .find(|s| s.id == existing)
+                .map_or((false, false), |s| {
+                    (s.status == "IN-NEG", s.active >= DUPLICATE_WINDOW)
+                }),
+        };
+        // Up for a while already: not a duplicate of a simultaneous start but an SA the peer no longer has
+        // (it restarted, or keyed us anew); the new one replaces it, at both ends.
+        if existing_old {
+            ios!(
+                IKEV2,
+                Informational,
+                DUPLICATE,
+                "{what}IKE SA {} replaces {}, up for {}s or more",
+                new.0,
+                existing.0,
+                DUPLICATE_WINDOW.as_secs()
+            );
+            self.ike_delete(now, existing);
+            return true;
+        }
         if existing_negotiating {
             ios!(
                 IKEV2,
@@ -1186,7 +1226,11 @@ impl Node {
                 if self.gre_esp.want(now, sadb, dst) {
                     self.key_gre_peer(now, tunnel, src, dst);
                 }
-                let mut packets = self.gre_esp.take_pending(sadb, dst, is_ipv4_in_gre);
+                // The packets that waited for this tunnel (with `shared`, other clouds' wait on).
+                let key = self.gre.tunnels[tunnel].key;
+                let mut packets = self
+                    .gre_esp
+                    .take_pending(sadb, dst, |g| ipv4_gre_key(g) == Some(key));
                 packets.push(payload);
                 for p in packets {
                     if let crate::gre_esp::Sealed::Esp(e) = self.gre_esp.seal(now, sadb, nhs, p) {
@@ -1228,7 +1272,7 @@ impl Node {
         dst: Ipv4Addr,
         gre: &crate::pkt::PacketBuf,
     ) -> Option<Ipv4Addr> {
-        if !is_ipv4_in_gre(gre) || !self.gre_esp.stalled(now, sadb, dst) {
+        if ipv4_gre_key(gre).is_none() || !self.gre_esp.stalled(now, sadb, dst) {
             return None;
         }
         let nhs = self.gre.tunnels[tunnel].detour_nbma(dst)?;
@@ -1796,9 +1840,11 @@ fn svti(cfg: &config::Config, i: &config::Interface) -> Result<Svti, String> {
     })
 }
 
-/// A GRE packet carrying IPv4 (its header starts with flags and version, then the protocol type).
-fn is_ipv4_in_gre(gre: &crate::pkt::PacketBuf) -> bool {
-    gre.get(2..4) == Some(&[0x08, 0x00][..])
+/// The key of a GRE packet that carries IPv4 (`None`: not IPv4, or not GRE).
+fn ipv4_gre_key(gre: &[u8]) -> Option<Option<u32>> {
+    use nhrp::wire::gre::{Packet, ProtocolType};
+    let p = Packet::new_checked(gre).ok()?;
+    (p.protocol_type() == ProtocolType::IPV4).then(|| p.key())
 }
 
 /// `crypto ikev2 profile` + the IPsec profile that uses it -> an `ike::Profile`.
