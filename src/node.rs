@@ -313,6 +313,20 @@ impl Node {
         if t.ike_sa.is_some() {
             return;
         }
+        let what = self.tunnels[idx].ios_name.clone();
+        self.tunnels[idx].ike_sa = self.ike_initiate(now, src, dst, profile, &what);
+    }
+
+    /// Start IKEv2 from `src` to `dst` (UDP 500) with the IKEv2 profile named `profile`; `what` names the
+    /// tunnel in the log.
+    fn ike_initiate(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        profile: String,
+        what: &str,
+    ) -> Option<IkeSaId> {
         let params = ike::InitiateParams {
             local: SocketAddr::V4(SocketAddrV4::new(src, IKE_PORT)),
             remote: SocketAddr::V4(SocketAddrV4::new(dst, IKE_PORT)),
@@ -322,22 +336,13 @@ impl Node {
         };
         match self.ike.initiate(now, params) {
             Ok(id) => {
-                ios!(
-                    IKEV2,
-                    Informational,
-                    INITIATE,
-                    "{} to {dst}",
-                    self.tunnels[idx].ios_name
-                );
-                self.tunnels[idx].ike_sa = Some(id);
+                ios!(IKEV2, Informational, INITIATE, "{what} to {dst}");
+                Some(id)
             }
-            Err(e) => ios!(
-                IKEV2,
-                Error,
-                INITIATE_FAILED,
-                "{}: {e}",
-                self.tunnels[idx].ios_name
-            ),
+            Err(e) => {
+                ios!(IKEV2, Error, INITIATE_FAILED, "{what} to {dst}: {e}");
+                None
+            }
         }
     }
 
@@ -1316,27 +1321,11 @@ impl Node {
             self.pump(now);
             return;
         };
-        let params = ike::InitiateParams {
-            local: SocketAddr::V4(SocketAddrV4::new(src, IKE_PORT)),
-            remote: SocketAddr::V4(SocketAddrV4::new(dst, IKE_PORT)),
-            profile,
-            remote_id: None,
-            expected_fingerprint: None,
-        };
-        match self.ike.initiate(now, params) {
-            Ok(id) => {
-                ios!(
-                    IKEV2,
-                    Informational,
-                    INITIATE,
-                    "{} to {dst} (GRE protection)",
-                    self.gre.tunnels[tunnel].ios_name
-                );
-                if let Some(p) = self.gre_esp.peers.get_mut(&(sadb, dst)) {
-                    p.ike = Some(id);
-                }
-            }
-            Err(e) => ios!(IKEV2, Error, INITIATE_FAILED, "GRE to {dst}: {e}"),
+        let what = format!("{} (GRE protection)", self.gre.tunnels[tunnel].ios_name);
+        if let Some(id) = self.ike_initiate(now, src, dst, profile, &what)
+            && let Some(p) = self.gre_esp.peers.get_mut(&(sadb, dst))
+        {
+            p.ike = Some(id);
         }
         self.pump(now);
     }

@@ -513,6 +513,37 @@ mod tests {
         );
     }
 
+    /// Start the network, then ping from each of the two nodes' tunnel 0 to the other's every 100 ms (the
+    /// first ones may go out on an SA pair that loses the duplicate rule) until packets arrived both ways;
+    /// returns the virtual time then.
+    fn ping_both_ways_until_delivered(sim: &mut Sim, a: usize, b: usize, t0: Instant) -> Instant {
+        let mut now = t0;
+        sim.start(now);
+        sim.handle_tun(now, a, 0, &echo_packet(1, 1));
+        sim.handle_tun(now, b, 0, &echo_packet(2, 1));
+        let (mut to_b, mut to_a) = (false, false);
+        let mut seq = 1;
+        while !(to_a && to_b) {
+            now += Duration::from_millis(5);
+            if (now - t0).as_millis().is_multiple_of(100) {
+                seq += 1;
+                sim.handle_tun(now, a, 0, &echo_packet(1, seq));
+                sim.handle_tun(now, b, 0, &echo_packet(2, seq));
+            }
+            sim.step(now);
+            for p in sim.take_delivered() {
+                to_a |= p.node == a;
+                to_b |= p.node == b;
+            }
+            assert!(
+                now < t0 + Duration::from_secs(5),
+                "no delivery both ways: {:?}",
+                sim.stats
+            );
+        }
+        now
+    }
+
     fn ikev1_site(wan: &str, peer: Option<&str>) -> Node {
         let dest = peer
             .map(|d| format!(" tunnel destination {d}\n"))
@@ -547,31 +578,7 @@ mod tests {
                 sim.bind(SocketAddr::new(ip.parse().unwrap(), port), n);
             }
         }
-        let mut now = t0;
-        sim.start(now);
-        sim.handle_tun(now, a, 0, &echo_packet(1, 1));
-        sim.handle_tun(now, b, 0, &echo_packet(2, 1));
-        // Pings every 100 ms (the first ones may go out on the SA pair that loses the duplicate rule).
-        let (mut to_b, mut to_a) = (false, false);
-        let mut seq = 1;
-        while !(to_a && to_b) {
-            now += Duration::from_millis(5);
-            if (now - t0).as_millis().is_multiple_of(100) {
-                seq += 1;
-                sim.handle_tun(now, a, 0, &echo_packet(1, seq));
-                sim.handle_tun(now, b, 0, &echo_packet(2, seq));
-            }
-            sim.step(now);
-            for p in sim.take_delivered() {
-                to_a |= p.node == a;
-                to_b |= p.node == b;
-            }
-            assert!(
-                now < t0 + Duration::from_secs(5),
-                "no delivery: {:?}",
-                sim.stats
-            );
-        }
+        let now = ping_both_ways_until_delivered(&mut sim, a, b, t0);
         // One ISAKMP SA and one IPsec SA pair left at each end.
         for n in [a, b] {
             let v1 = sim.node(n).ikev1.as_ref().unwrap().snapshot(now);
@@ -614,30 +621,7 @@ mod tests {
                 sim.bind(SocketAddr::new(ip.parse().unwrap(), port), n);
             }
         }
-        let mut now = t0;
-        sim.start(now);
-        sim.handle_tun(now, a, 0, &echo_packet(1, 1));
-        sim.handle_tun(now, b, 0, &echo_packet(2, 1));
-        let (mut to_b, mut to_a) = (false, false);
-        let mut seq = 1;
-        while !(to_a && to_b) {
-            now += Duration::from_millis(5);
-            if (now - t0).as_millis().is_multiple_of(100) {
-                seq += 1;
-                sim.handle_tun(now, a, 0, &echo_packet(1, seq));
-                sim.handle_tun(now, b, 0, &echo_packet(2, seq));
-            }
-            sim.step(now);
-            for p in sim.take_delivered() {
-                to_a |= p.node == a;
-                to_b |= p.node == b;
-            }
-            assert!(
-                now < t0 + Duration::from_secs(5),
-                "no delivery both ways: {:?}",
-                sim.stats
-            );
-        }
+        let mut now = ping_both_ways_until_delivered(&mut sim, a, b, t0);
         // Let every DELETE be answered, then: one established IKE SA at each end, the same one, over 4500.
         for _ in 0..200 {
             now += Duration::from_millis(5);
