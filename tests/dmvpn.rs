@@ -2345,6 +2345,97 @@ fn dmvpn_protected_spokes_both_behind_masquerades_reach_each_other_through_the_h
     }
 }
 
+/// IKE gets through in one direction only. The WAN first drops all IKE between the spokes while both start
+/// keying each other (spoke 2 for its data, spoke 1 to send its Resolution Reply directly), then only the
+/// requests spoke 2 sends as initiator (the IKE header's flags: Initiator set, Response clear): spoke 2's
+/// negotiation stays stuck, spoke 1's next retransmission completes. Spoke 2 must use spoke 1's established IKE SA at once
+/// rather than keep its own stuck negotiation (which it would, before, whenever the stuck one had the lower
+/// initiator SPI: then the direct path waited for that negotiation to time out).
+#[test]
+fn dmvpn_protected_spoke_uses_the_peers_ike_sa_while_its_own_negotiation_is_stuck() {
+    if !netns_available(
+        "dmvpn_protected_spoke_uses_the_peers_ike_sa_while_its_own_negotiation_is_stuck",
+    ) {
+        return;
+    }
+    let c = cloud_with(false, "e2", false, true);
+    c._wan.run(&[
+        "nft",
+        "add table inet oneway; add chain inet oneway f { type filter hook forward priority 0 ; }; \
+         add rule inet oneway f ip saddr { 198.51.100.1, 203.0.113.1 } ip daddr { 198.51.100.1, 203.0.113.1 } udp dport { 500, 4500 } drop",
+    ]);
+    let reg = wait_registered(&c);
+    println!("[dmvpn ipsec one-way ike] both spokes registered {reg:?} after start");
+    let udp = |ns: &Netns, src: &str, dst: &str, n: u32| {
+        ns.cmd("python3")
+            .args([
+                "-c",
+                &format!(
+                    "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('{src}', 0))\nfor _ in range({n}):\n    s.sendto(b'x' * 64, ('{dst}', 9))\n    time.sleep(0.05)\n"
+                ),
+            ])
+            .status()
+            .unwrap()
+    };
+    // Spoke 2 resolves spoke 1 and starts IKE; spoke 1 starts IKE to answer: the WAN drops both.
+    udp(&c.s2.ns, "10.1.2.1", "10.1.1.1", 10);
+    let stuck = |s: &Site, peer: &str| {
+        json(s, &["show", "crypto", "ikev2", "sa"])["ikev2_sas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| {
+                x["initiator"] == true
+                    && x["status"] == "IN-NEG"
+                    && x["remote"].as_str().unwrap().starts_with(peer)
+            })
+    };
+    let t0 = Instant::now();
+    while !(stuck(&c.s2, "198.51.100.1:") && stuck(&c.s1, "203.0.113.1:")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{}\n{}",
+            c.s1.log(),
+            c.s2.log()
+        );
+        udp(&c.s2.ns, "10.1.2.1", "10.1.1.1", 2);
+    }
+    // From now on only spoke 2's IKE requests are dropped: spoke 1's retransmission gets through.
+    c._wan.run(&[
+        "nft",
+        "flush chain inet oneway f; \
+         add rule inet oneway f ip saddr 203.0.113.1 ip daddr 198.51.100.1 udp dport { 500, 4500 } @th,216,8 & 0x28 == 0x08 drop",
+    ]);
+    let t1 = Instant::now();
+    let up = |s: &Site, peer: &str| {
+        gre_sa_rows(s)
+            .iter()
+            .any(|r| r["peer"] == peer && !r["outbound"].is_null())
+    };
+    while !(up(&c.s1, "203.0.113.1") && up(&c.s2, "198.51.100.1")) {
+        assert!(
+            t1.elapsed() < Duration::from_secs(30),
+            "no direct SA pair while spoke 2's own negotiation is stuck:\n{}\n{}",
+            c.s1.log(),
+            c.s2.log()
+        );
+        udp(&c.s1.ns, "10.1.1.1", "10.1.2.1", 2);
+    }
+    let took = t1.elapsed();
+    println!(
+        "[dmvpn ipsec one-way ike] direct SA pair at both spokes {took:?} after the WAN let spoke 1's IKE through"
+    );
+    assert!(
+        stuck(&c.s2, "198.51.100.1:"),
+        "spoke 2's own negotiation is still under way"
+    );
+    assert!(c.s2.log().contains("still negotiates"), "{}", c.s2.log());
+    // Spoke 2's packets for spoke 1 now go direct (the hub forwards none of them).
+    let before = gre_counter(&c.hub, "hairpinned");
+    udp(&c.s2.ns, "10.1.2.1", "10.1.1.1", 10);
+    assert_eq!(gre_counter(&c.hub, "hairpinned"), before);
+}
+
 /// Seed EX-8/EX-9's dual DMVPN on one node: the `Tunnel0` protected by [`protect`] (cloud 1: 10.0.0.0/24, key
 /// 100000) plus a copy as `Tunnel1` (cloud 2: 10.0.1.0/24, key 100001, network-id 98) on the same
 /// `tunnel source`, both with `tunnel protection ipsec profile IPS shared`.
