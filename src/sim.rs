@@ -544,6 +544,15 @@ mod tests {
         now
     }
 
+    /// A node from a configuration that parses cleanly and builds without problems.
+    fn node_of(text: &str) -> Node {
+        let parsed = config::parse(text);
+        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+        let (node, problems) = Node::new(Instant::now(), parsed.config, 7);
+        assert!(problems.is_empty(), "{problems:?}");
+        node
+    }
+
     fn ikev1_site(wan: &str, peer: Option<&str>) -> Node {
         let dest = peer
             .map(|d| format!(" tunnel destination {d}\n"))
@@ -557,11 +566,7 @@ mod tests {
              interface Tunnel0\n ip address 172.16.0.1 255.255.255.252\n tunnel source GigabitEthernet0\n\
              tunnel mode ipsec ipv4\n{dest} tunnel protection ipsec profile P1\n"
         );
-        let parsed = config::parse(&text);
-        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-        let (node, problems) = Node::new(Instant::now(), parsed.config, 7);
-        assert!(problems.is_empty(), "{problems:?}");
-        node
+        node_of(&text)
     }
 
     /// Both ends of an IKEv1 static VTI start main mode at the same instant and both send INITIAL-CONTACT:
@@ -597,11 +602,7 @@ mod tests {
              interface Tunnel0\n ip address 172.16.0.1 255.255.255.252\n tunnel source GigabitEthernet0\n\
              tunnel mode ipsec ipv4\n tunnel destination {peer}\n tunnel protection ipsec profile P1\n"
         );
-        let parsed = config::parse(&text);
-        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-        let (node, problems) = Node::new(Instant::now(), parsed.config, 7);
-        assert!(problems.is_empty(), "{problems:?}");
-        node
+        node_of(&text)
     }
 
     /// Both ends of an IKEv2 static VTI behind their own NAT start IKE at the same instant: exactly one IKE
