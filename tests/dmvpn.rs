@@ -2346,7 +2346,7 @@ fn dmvpn_protected_spokes_both_behind_masquerades_reach_each_other_through_the_h
 }
 
 /// IKE gets through in one direction only. The WAN first drops all IKE between the spokes while both start
-/// keying each other (spoke 2 for its data, spoke 1 to send its Resolution Reply directly), then only the
+/// keying each other (each has a static map of the other), then only the
 /// requests spoke 2 sends as initiator (the IKE header's flags: Initiator set, Response clear): spoke 2's
 /// negotiation stays stuck, spoke 1's next retransmission completes. Spoke 2 must use spoke 1's established IKE SA at once
 /// rather than keep its own stuck negotiation (which it would, before, whenever the stuck one had the lower
@@ -2358,7 +2358,22 @@ fn dmvpn_protected_spoke_uses_the_peers_ike_sa_while_its_own_negotiation_is_stuc
     ) {
         return;
     }
-    let c = cloud_with(false, "e2", false, true);
+    // Each spoke maps the other statically, so each keys the other on its first data packet (with a
+    // resolution, the Resolution Reply itself would wait for the blocked SA).
+    let c = cloud_edited(false, "e2", false, true, &|n, cfg| {
+        let (other, nbma) = if n == 1 {
+            ("10.0.0.12", "203.0.113.1")
+        } else {
+            ("10.0.0.11", "198.51.100.1")
+        };
+        if n == 0 {
+            return cfg;
+        }
+        cfg.replace(
+            " ip nhrp map 10.0.0.1 192.0.2.1\n",
+            &format!(" ip nhrp map 10.0.0.1 192.0.2.1\n ip nhrp map {other} {nbma}\n"),
+        )
+    });
     c._wan.run(&[
         "nft",
         "add table inet oneway; add chain inet oneway f { type filter hook forward priority 0 ; }; \
@@ -2377,8 +2392,9 @@ fn dmvpn_protected_spoke_uses_the_peers_ike_sa_while_its_own_negotiation_is_stuc
             .status()
             .unwrap()
     };
-    // Spoke 2 resolves spoke 1 and starts IKE; spoke 1 starts IKE to answer: the WAN drops both.
-    udp(&c.s2.ns, "10.1.2.1", "10.1.1.1", 10);
+    // Both spokes start IKE to each other on their data: the WAN drops both.
+    udp(&c.s2.ns, "10.1.2.1", "10.1.1.1", 4);
+    udp(&c.s1.ns, "10.1.1.1", "10.1.2.1", 4);
     let stuck = |s: &Site, peer: &str| {
         json(s, &["show", "crypto", "ikev2", "sa"])["ikev2_sas"]
             .as_array()
@@ -2399,6 +2415,7 @@ fn dmvpn_protected_spoke_uses_the_peers_ike_sa_while_its_own_negotiation_is_stuc
             c.s2.log()
         );
         udp(&c.s2.ns, "10.1.2.1", "10.1.1.1", 2);
+        udp(&c.s1.ns, "10.1.1.1", "10.1.2.1", 2);
     }
     // From now on only spoke 2's IKE requests are dropped: spoke 1's retransmission gets through.
     c._wan.run(&[
